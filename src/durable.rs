@@ -1,0 +1,52 @@
+//! Durable-file primitives for the modules that own a file: an exclusive
+//! advisory lock with a bounded wait, and a directory fsync.
+//!
+//! fs2's own `lock_exclusive` waits forever; a process that holds a lock and
+//! hangs would hang us too. We poll `try_lock_exclusive` instead and give up
+//! after a deadline, so callers can answer `503` and stay responsive.
+
+use std::fs::File;
+use std::io;
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a request may wait for another process's lock before it fails.
+pub const LOCK_WAIT: Duration = Duration::from_secs(3);
+
+/// Held while the lock is held; unlocks on drop.
+pub struct Guard<'a>(&'a File);
+
+impl Drop for Guard<'_> {
+    fn drop(&mut self) {
+        // Closing the file would unlock too; the file stays open for reuse.
+        let _ = fs2::FileExt::unlock(self.0);
+    }
+}
+
+/// Takes the exclusive lock on `file`, waiting at most `wait`.
+/// Fails with `ErrorKind::WouldBlock` when another holder keeps it longer.
+pub fn exclusive(file: &File, wait: Duration) -> io::Result<Guard<'_>> {
+    let deadline = Instant::now() + wait;
+    let mut pause = Duration::from_micros(50);
+    loop {
+        match fs2::FileExt::try_lock_exclusive(file) {
+            Ok(()) => return Ok(Guard(file)),
+            Err(e) if e.kind() == fs2::lock_contended_error().kind() => {
+                if Instant::now() >= deadline {
+                    return Err(io::Error::new(
+                        io::ErrorKind::WouldBlock,
+                        format!("another process held the lock for more than {wait:?}"),
+                    ));
+                }
+                thread::sleep(pause);
+                pause = (pause * 2).min(Duration::from_millis(20));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Makes a rename or a new file in `dir` durable.
+pub fn sync_dir(dir: &std::path::Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}

@@ -1,0 +1,28 @@
+//! fastfood: a fast-food restaurant in one binary, for learning message
+//! queues. A customer orders and gets a ticket number; the order waits in a
+//! queue; kitchen workers prepare it (TAKEN → PREPARING → READY) in a
+//! file-locked store; a lobby board shows every change live; the customer
+//! collects the order with their number.
+//!
+//! # Layout
+//!
+//! - [`cli`]: the command line (`serve`), every flag with an env var.
+//! - [`app`]: assembles a mode from its configuration; starts and stops it.
+//! - [`order`]: an order and its one-way statuses. Pure.
+//! - [`ticket`]: the counter file; the only code that opens it.
+//! - [`store`]: the order store's files; the only code that opens them.
+//! - [`board`]: the live board and its fan-out to every screen.
+//! - [`queue`]: where orders wait for the kitchen.
+//! - [`kitchen`]: a worker: claim, prepare, mark ready, acknowledge.
+//! - [`web`]: routes, handlers, JSON errors, SSE, embedded pages.
+
+pub mod app;
+pub mod board;
+pub mod cli;
+mod durable;
+pub mod kitchen;
+pub mod order;
+pub mod queue;
+pub mod store;
+pub mod ticket;
+pub mod web;

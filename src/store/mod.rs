@@ -1,0 +1,313 @@
+//! The order store: every order in the restaurant, kept in files in the data
+//! directory that any number of processes share (see [`disk`] for the files
+//! and how they survive a crash). This module is the only code that touches
+//! them.
+//!
+//! Every change goes through one thread, the committer. It takes all the
+//! requests waiting for it and applies them in one cycle: lock, read what
+//! other processes appended, decide each request against the rules, append,
+//! fsync, unlock (group commit). So a burst of requests costs one fsync, not
+//! one each, and two processes can never both collect one order. Between
+//! requests it looks for other processes' changes a few times a second, so
+//! this process's board also shows what they did.
+//!
+//! Whoever wants to see changes (the board, the broker's fan-out) registers
+//! an [`Observer`]; it is called in version order, after the change is durable.
+
+mod disk;
+mod state;
+
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+pub use disk::{HISTORY, LOCK, LOG, SNAPSHOT};
+pub use state::{Lookup, Outcome, Record};
+
+use crate::durable;
+use crate::order::{Order, Status, Ticket, Timestamp};
+use disk::{Disk, News};
+use state::{ApplyError, Batch, Request, State};
+
+/// Most requests decided in one cycle.
+const MAX_BATCH: usize = 1024;
+/// Requests that may wait for the committer before senders wait too.
+const INBOX: usize = 8192;
+/// How often to look for changes made by other processes.
+const FOLLOW_EVERY: Duration = Duration::from_millis(200);
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("{}: {what}", path.display())]
+    Corrupt { path: PathBuf, what: String },
+    #[error("the order store is busy: {0}")]
+    Busy(Arc<io::Error>),
+    #[error("{}: {source}", path.display())]
+    Io { path: PathBuf, source: Arc<io::Error> },
+    #[error("the order store has stopped")]
+    Stopped,
+}
+
+/// Sees every change to the store, in order, once it is durable.
+pub trait Observer: Send + Sync + 'static {
+    /// `records` were committed: by this process when `here`, else by another
+    /// process sharing the data directory.
+    fn committed(&self, records: &[Record], here: bool);
+    /// The whole live set, at start-up and whenever the store had to reload
+    /// from disk (it missed changes another process compacted away).
+    fn reloaded(&self, version: u64, live: &BTreeMap<Ticket, Order>);
+}
+
+enum Job {
+    Change(Request, oneshot::Sender<Result<Outcome, StoreError>>),
+    /// Look for other processes' changes.
+    Follow,
+}
+
+/// A handle to the store; cheap to clone. The committer stops when the last
+/// handle is dropped.
+#[derive(Clone)]
+pub struct Store {
+    jobs: mpsc::Sender<Job>,
+    shared: Arc<Shared>,
+}
+
+/// What handles and the committer both see.
+struct Shared {
+    dir: PathBuf,
+    state: RwLock<State>,
+    /// False while writes fail (a full disk, a lock held elsewhere too long).
+    writable: AtomicBool,
+}
+
+impl Store {
+    /// Opens (or creates) the store in `dir`, checking every file. Must be
+    /// called inside a Tokio runtime, which runs the follower.
+    pub fn open(dir: &Path, observers: Vec<Arc<dyn Observer>>) -> Result<Store, StoreError> {
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io { path: dir.to_owned(), source: e.into() })?;
+        let lock_path = dir.join(LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| StoreError::Io { path: lock_path.clone(), source: e.into() })?;
+        let (disk, state) = {
+            let _held = durable::exclusive(&lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
+            Disk::load(dir)?
+        };
+        for observer in &observers {
+            observer.reloaded(state.version, &state.live);
+        }
+        let shared = Arc::new(Shared {
+            dir: dir.to_owned(),
+            state: RwLock::new(state),
+            writable: AtomicBool::new(true),
+        });
+        let (jobs, inbox) = mpsc::channel(INBOX);
+        let committer = Committer { lock: Arc::new(lock), disk, shared: shared.clone(), observers };
+        std::thread::Builder::new()
+            .name("store-committer".into())
+            .spawn(move || committer.run(inbox))
+            .map_err(|e| StoreError::Io { path: dir.to_owned(), source: e.into() })?;
+        tokio::spawn(follow(jobs.downgrade()));
+        Ok(Store { jobs, shared })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.shared.dir
+    }
+
+    /// Records a new order, `TAKEN`.
+    pub async fn take(&self, ticket: Ticket, content: String) -> Result<Order, StoreError> {
+        match self.submit(Request::Take { ticket, content }).await? {
+            Outcome::Changed(order) => Ok(order),
+            _ => Err(StoreError::Corrupt {
+                path: self.shared.dir.clone(),
+                what: format!("ticket {ticket} was handed out twice: the counter is behind the orders"),
+            }),
+        }
+    }
+
+    /// Moves an order one step forward to `to`. `Unchanged` when it is already
+    /// there or past it and `idempotent` (a worker's redelivered order).
+    pub async fn advance(&self, ticket: Ticket, to: Status, idempotent: bool) -> Result<Outcome, StoreError> {
+        self.submit(Request::Advance { ticket, to, idempotent }).await
+    }
+
+    async fn submit(&self, request: Request) -> Result<Outcome, StoreError> {
+        let (reply, answer) = oneshot::channel();
+        self.jobs.send(Job::Change(request, reply)).await.map_err(|_| StoreError::Stopped)?;
+        answer.await.map_err(|_| StoreError::Stopped)?
+    }
+
+    /// What the store knows of a ticket now (at most a moment behind other
+    /// processes).
+    pub fn lookup(&self, ticket: Ticket) -> Lookup {
+        self.read().lookup(ticket)
+    }
+
+    /// Orders the kitchen has not finished, oldest first.
+    pub fn unfinished(&self) -> Vec<Order> {
+        let state = self.read();
+        state
+            .live
+            .values()
+            .filter(|o| matches!(o.status, Status::Taken | Status::Preparing))
+            .cloned()
+            .collect()
+    }
+
+    /// The highest ticket number the store has ever held.
+    pub fn highest_ticket(&self) -> Ticket {
+        self.read().highest
+    }
+
+    /// Whether the last write cycle succeeded.
+    pub fn is_writable(&self) -> bool {
+        self.shared.writable.load(Ordering::Relaxed)
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.shared.read()
+    }
+}
+
+/// Asks the committer to look for other processes' changes, until the store
+/// is dropped.
+async fn follow(jobs: mpsc::WeakSender<Job>) {
+    let mut tick = tokio::time::interval(FOLLOW_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(jobs) = jobs.upgrade() else { return };
+        // A full inbox means a cycle is coming anyway, and it catches up too.
+        let _ = jobs.try_send(Job::Follow);
+    }
+}
+
+/// The thread that owns the files.
+struct Committer {
+    /// `orders.lock` (shared so a held lock does not borrow the committer).
+    lock: Arc<std::fs::File>,
+    disk: Disk,
+    shared: Arc<Shared>,
+    observers: Vec<Arc<dyn Observer>>,
+}
+
+impl Committer {
+    fn run(mut self, mut inbox: mpsc::Receiver<Job>) {
+        let mut jobs = Vec::with_capacity(MAX_BATCH);
+        while inbox.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
+            let mut requests = Vec::with_capacity(jobs.len());
+            let mut replies = Vec::with_capacity(jobs.len());
+            for job in jobs.drain(..) {
+                if let Job::Change(request, reply) = job {
+                    requests.push(request);
+                    replies.push(reply);
+                }
+            }
+            if requests.is_empty() && !self.disk.has_news() {
+                continue;
+            }
+            match self.cycle(&requests) {
+                Ok(outcomes) => {
+                    self.shared.writable.store(true, Ordering::Relaxed);
+                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                        let _ = reply.send(Ok(outcome));
+                    }
+                }
+                Err(e) => {
+                    tracing::error!("order store: {e}");
+                    self.shared.writable.store(false, Ordering::Relaxed);
+                    for reply in replies {
+                        let _ = reply.send(Err(e.clone()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// One lock/catch-up/decide/append/fsync/unlock cycle.
+    fn cycle(&mut self, requests: &[Request]) -> Result<Vec<Outcome>, StoreError> {
+        let lock = self.lock.clone();
+        let held = durable::exclusive(&lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
+
+        let theirs = self.catch_up()?;
+        let now = Timestamp::now();
+        let (outcomes, ours) = {
+            let state = self.shared.read();
+            let mut batch = Batch::new(&state);
+            let outcomes: Vec<Outcome> = requests.iter().map(|r| batch.decide(r, now)).collect();
+            (outcomes, batch.records)
+        };
+        if !ours.is_empty() {
+            self.disk.append(&ours)?;
+            let mut state = self.shared.write();
+            for record in &ours {
+                state.apply(record).expect("a change decided against this very state applies");
+            }
+            self.disk.maybe_compact(&state);
+        }
+        drop(held);
+
+        for observer in &self.observers {
+            if !theirs.is_empty() {
+                observer.committed(&theirs, false);
+            }
+            if !ours.is_empty() {
+                observer.committed(&ours, true);
+            }
+        }
+        Ok(outcomes)
+    }
+
+    /// Applies what other processes committed since our last cycle. The
+    /// caller holds the lock.
+    fn catch_up(&mut self) -> Result<Vec<Record>, StoreError> {
+        let version = self.shared.read().version;
+        if let News::Records(theirs) = self.disk.catch_up(version)? {
+            let mut state = self.shared.write();
+            let mut applied = 0;
+            for record in &theirs {
+                match state.apply(record) {
+                    Ok(()) => applied += 1,
+                    Err(ApplyError::Gap { .. }) => break,
+                    Err(e) => {
+                        return Err(StoreError::Corrupt {
+                            path: self.shared.dir.join(LOG),
+                            what: format!("another process wrote a change that breaks the rules: {e}"),
+                        });
+                    }
+                }
+            }
+            if applied == theirs.len() {
+                return Ok(theirs);
+            }
+        }
+        // We missed changes that were compacted away: start again from the files.
+        let (disk, state) = Disk::load(&self.shared.dir)?;
+        self.disk = disk;
+        for observer in &self.observers {
+            observer.reloaded(state.version, &state.live);
+        }
+        *self.shared.write() = state;
+        Ok(Vec::new())
+    }
+}
+
+impl Shared {
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
+        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
+        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}

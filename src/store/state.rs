@@ -1,0 +1,276 @@
+//! The store's view of the restaurant in memory, and the rules every change
+//! must follow. Pure: the disk code replays files through [`State::apply`]
+//! and the committer plans requests through [`Batch`], so one set of rules
+//! guards both.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::{Deserialize, Serialize};
+
+use crate::order::{Order, Status, Ticket, Timestamp};
+
+/// One line of the change log (and of the history): the order as it is after
+/// change number `version`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Record {
+    pub version: u64,
+    pub order: Order,
+}
+
+/// What the store knows of one ticket number.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Lookup {
+    Live(Order),
+    Collected,
+    Unknown,
+}
+
+/// The set of collected ticket numbers, one bit each (128 KiB per million).
+#[derive(Default, Clone)]
+pub struct TicketSet(Vec<u64>);
+
+impl TicketSet {
+    pub fn insert(&mut self, t: Ticket) {
+        let (word, bit) = (t as usize / 64, t % 64);
+        if word >= self.0.len() {
+            self.0.resize(word + 1, 0);
+        }
+        self.0[word] |= 1 << bit;
+    }
+
+    pub fn contains(&self, t: Ticket) -> bool {
+        let (word, bit) = (t as usize / 64, t % 64);
+        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+    }
+}
+
+/// Why a record cannot follow the state: its files disagree with each other.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ApplyError {
+    #[error("change {got} follows change {expected_after}; the changes in between are missing")]
+    Gap { expected_after: u64, got: u64 },
+    #[error("order {0} is taken twice")]
+    TakenTwice(Ticket),
+    #[error("order {ticket} becomes {to} but it is {from}")]
+    Backward { ticket: Ticket, from: Status, to: Status },
+    #[error("order {ticket} becomes {to} but it was never taken")]
+    NeverTaken { ticket: Ticket, to: Status },
+}
+
+#[derive(Default, Clone)]
+pub struct State {
+    /// The number of the last change applied.
+    pub version: u64,
+    /// Every order still in the restaurant, by ticket.
+    pub live: BTreeMap<Ticket, Order>,
+    pub collected: TicketSet,
+    /// The highest ticket number any record mentions.
+    pub highest: Ticket,
+}
+
+impl State {
+    pub fn lookup(&self, t: Ticket) -> Lookup {
+        match self.live.get(&t) {
+            Some(order) => Lookup::Live(order.clone()),
+            None if self.collected.contains(t) => Lookup::Collected,
+            None => Lookup::Unknown,
+        }
+    }
+
+    /// Applies the next change, refusing one that breaks the rules.
+    pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
+        if record.version != self.version + 1 {
+            return Err(ApplyError::Gap { expected_after: self.version, got: record.version });
+        }
+        let order = &record.order;
+        let t = order.order;
+        match (self.live.get(&t), order.status) {
+            (None, Status::Taken) if !self.collected.contains(t) => {}
+            (None, Status::Taken) => return Err(ApplyError::TakenTwice(t)),
+            (None, to) => return Err(ApplyError::NeverTaken { ticket: t, to }),
+            (Some(_), Status::Taken) => return Err(ApplyError::TakenTwice(t)),
+            (Some(old), to) if old.status == to || old.status.can_become(to) => {}
+            (Some(old), to) => return Err(ApplyError::Backward { ticket: t, from: old.status, to }),
+        }
+        self.version = record.version;
+        self.highest = self.highest.max(t);
+        match order.status {
+            Status::Collected => {
+                self.live.remove(&t);
+                self.collected.insert(t);
+            }
+            Status::Cancelled => {
+                self.live.remove(&t);
+            }
+            _ => {
+                self.live.insert(t, order.clone());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What a request asks the store to do.
+#[derive(Clone, Debug)]
+pub enum Request {
+    /// A new order, `TAKEN`.
+    Take { ticket: Ticket, content: String },
+    /// One step forward to `to`. With `idempotent`, an order already at or past
+    /// `to` is left as it is and reported `Unchanged` (a redelivered order).
+    Advance { ticket: Ticket, to: Status, idempotent: bool },
+}
+
+/// What happened to a request.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    Changed(Order),
+    Unchanged(Order),
+    /// The step does not apply to an order in this status.
+    WrongStatus(Order),
+    Collected,
+    NotFound,
+}
+
+/// The changes planned in one group commit, seen on top of the state they
+/// will be applied to. Nothing touches the state until the disk has them.
+pub struct Batch<'s> {
+    state: &'s State,
+    changed: HashMap<Ticket, Order>,
+    pub records: Vec<Record>,
+}
+
+impl<'s> Batch<'s> {
+    pub fn new(state: &'s State) -> Self {
+        Batch { state, changed: HashMap::new(), records: Vec::new() }
+    }
+
+    fn lookup(&self, t: Ticket) -> Lookup {
+        match self.changed.get(&t) {
+            Some(order) if order.status == Status::Collected => Lookup::Collected,
+            Some(order) if order.status == Status::Cancelled => Lookup::Unknown,
+            Some(order) => Lookup::Live(order.clone()),
+            None => self.state.lookup(t),
+        }
+    }
+
+    fn push(&mut self, order: Order) -> Order {
+        let version = self.state.version + self.records.len() as u64 + 1;
+        self.records.push(Record { version, order: order.clone() });
+        self.changed.insert(order.order, order.clone());
+        order
+    }
+
+    /// Decides one request against the state plus the changes planned so far.
+    pub fn decide(&mut self, request: &Request, now: Timestamp) -> Outcome {
+        match request {
+            Request::Take { ticket, content } => match self.lookup(*ticket) {
+                Lookup::Unknown => Outcome::Changed(self.push(Order::new(*ticket, content.clone(), now))),
+                Lookup::Live(order) => Outcome::WrongStatus(order),
+                Lookup::Collected => Outcome::Collected,
+            },
+            Request::Advance { ticket, to, idempotent } => match self.lookup(*ticket) {
+                Lookup::Live(order) => match order.advanced(*to, now) {
+                    Ok(next) => Outcome::Changed(self.push(next)),
+                    Err(_) if *idempotent && rank(order.status) >= rank(*to) => Outcome::Unchanged(order),
+                    Err(_) => Outcome::WrongStatus(order),
+                },
+                Lookup::Collected => Outcome::Collected,
+                Lookup::Unknown => Outcome::NotFound,
+            },
+        }
+    }
+}
+
+/// How far along the kitchen's line an order is.
+fn rank(status: Status) -> u8 {
+    match status {
+        Status::Taken => 0,
+        Status::Preparing => 1,
+        Status::Ready => 2,
+        Status::Collected => 3,
+        Status::Cancelled => 4,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn take(state: &State, t: Ticket) -> Record {
+        let mut batch = Batch::new(state);
+        batch.decide(&Request::Take { ticket: t, content: "x".into() }, Timestamp::now());
+        batch.records.pop().unwrap()
+    }
+
+    #[test]
+    fn a_batch_sees_its_own_changes_and_the_state_waits_for_the_disk() {
+        let state = State::default();
+        let mut batch = Batch::new(&state);
+        let now = Timestamp::now();
+        let step = |to| Request::Advance { ticket: 1, to, idempotent: false };
+        assert!(matches!(batch.decide(&Request::Take { ticket: 1, content: "x".into() }, now), Outcome::Changed(_)));
+        assert!(matches!(batch.decide(&step(Status::Collected), now), Outcome::WrongStatus(_)));
+        assert!(matches!(batch.decide(&step(Status::Preparing), now), Outcome::Changed(_)));
+        assert!(matches!(batch.decide(&step(Status::Ready), now), Outcome::Changed(_)));
+        assert!(matches!(batch.decide(&step(Status::Collected), now), Outcome::Changed(_)));
+        assert_eq!(batch.decide(&step(Status::Collected), now), Outcome::Collected);
+        assert_eq!(batch.records.iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        assert_eq!(state.lookup(1), Lookup::Unknown);
+
+        let records = batch.records;
+        let mut state = state;
+        for r in &records {
+            state.apply(r).unwrap();
+        }
+        assert_eq!(state.lookup(1), Lookup::Collected);
+        assert_eq!((state.version, state.highest), (4, 1));
+    }
+
+    #[test]
+    fn a_redelivered_step_is_recognised_not_repeated() {
+        let mut state = State::default();
+        state.apply(&take(&state, 9)).unwrap();
+        let claim = Request::Advance { ticket: 9, to: Status::Preparing, idempotent: true };
+        let finish = Request::Advance { ticket: 9, to: Status::Ready, idempotent: true };
+        let mut batch = Batch::new(&state);
+        assert!(matches!(batch.decide(&claim, Timestamp::now()), Outcome::Changed(_)));
+        assert!(matches!(batch.decide(&claim, Timestamp::now()), Outcome::Unchanged(_)));
+        assert!(matches!(batch.decide(&finish, Timestamp::now()), Outcome::Changed(_)));
+        assert!(matches!(batch.decide(&claim, Timestamp::now()), Outcome::Unchanged(_)));
+        assert!(matches!(batch.decide(&finish, Timestamp::now()), Outcome::Unchanged(_)));
+        assert_eq!(batch.records.len(), 2);
+    }
+
+    #[test]
+    fn replay_refuses_gaps_repeats_and_backward_steps() {
+        let mut state = State::default();
+        let first = take(&state, 1);
+        state.apply(&first).unwrap();
+        let mut again = first.clone();
+        again.version = 2;
+        assert_eq!(state.apply(&again), Err(ApplyError::TakenTwice(1)));
+        let mut gap = take(&state, 2);
+        gap.version = 5;
+        assert_eq!(state.apply(&gap), Err(ApplyError::Gap { expected_after: 1, got: 5 }));
+        let mut ready = first.clone();
+        ready.version = 2;
+        ready.order.status = Status::Ready;
+        assert_eq!(state.apply(&ready), Err(ApplyError::Backward { ticket: 1, from: Status::Taken, to: Status::Ready }));
+        let mut ghost = first;
+        ghost.version = 2;
+        ghost.order.order = 3;
+        ghost.order.status = Status::Preparing;
+        assert_eq!(state.apply(&ghost), Err(ApplyError::NeverTaken { ticket: 3, to: Status::Preparing }));
+    }
+
+    #[test]
+    fn the_ticket_set_remembers_what_it_holds() {
+        let mut set = TicketSet::default();
+        for t in [0, 1, 63, 64, 100_000] {
+            set.insert(t);
+        }
+        assert!([0, 1, 63, 64, 100_000].iter().all(|t| set.contains(*t)));
+        assert!(![2, 62, 65, 99_999, u32::MAX].iter().any(|t| set.contains(*t)));
+    }
+}

@@ -1,0 +1,131 @@
+//! Every error the API answers, as JSON: `{"error": "<code>", "message":
+//! "<a sentence for a person>"}` with the right status. Internal details are
+//! logged, never shown.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::order::{ContentError, Order, Ticket};
+use crate::queue::QueueError;
+use crate::store::StoreError;
+use crate::ticket::TicketError;
+
+pub type Result<T, E = ApiError> = std::result::Result<T, E>;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("{0}")]
+    BadOrder(#[from] ContentError),
+    #[error("the order must be text (UTF-8)")]
+    NotText,
+    #[error("{0}")]
+    BadTicket(String),
+    #[error("there is no order {0}")]
+    NoSuchOrder(Ticket),
+    #[error("order {} is not ready yet: it is {}", .0.order, .0.status)]
+    NotReady(Order),
+    #[error("order {0} was already collected")]
+    AlreadyCollected(Ticket),
+    #[error("the kitchen cannot take more orders right now ({0}); please try again shortly")]
+    QueueUnavailable(#[from] QueueError),
+    #[error("the order book is busy or cannot be written right now; please try again shortly")]
+    StoreUnavailable(#[source] StoreError),
+    #[error("no ticket numbers can be handed out right now: {0}")]
+    NoTickets(#[from] TicketError),
+    #[error("{message}")]
+    Rejected { status: StatusCode, code: &'static str, message: String },
+    #[error("something went wrong on our side; it has been logged")]
+    Internal(String),
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Busy(_) | StoreError::Io { .. } => ApiError::StoreUnavailable(e),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    pub fn not_found(what: &str) -> Self {
+        ApiError::Rejected { status: StatusCode::NOT_FOUND, code: "not_found", message: format!("there is nothing at {what}") }
+    }
+
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::BadOrder(ContentError::Empty) => (StatusCode::BAD_REQUEST, "empty_order"),
+            ApiError::BadOrder(ContentError::TooLong(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "order_too_long"),
+            ApiError::NotText => (StatusCode::BAD_REQUEST, "not_text"),
+            ApiError::BadTicket(_) => (StatusCode::BAD_REQUEST, "bad_ticket"),
+            ApiError::NoSuchOrder(_) => (StatusCode::NOT_FOUND, "unknown_order"),
+            ApiError::NotReady(_) => (StatusCode::CONFLICT, "not_ready"),
+            ApiError::AlreadyCollected(_) => (StatusCode::GONE, "already_collected"),
+            ApiError::QueueUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable"),
+            ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::NoTickets(TicketError::Busy(_) | TicketError::Io { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "tickets_unavailable")
+            }
+            ApiError::NoTickets(TicketError::Exhausted { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "tickets_exhausted"),
+            ApiError::NoTickets(_) | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::Rejected { status, code, .. } => (*status, code),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let message = match &self {
+            ApiError::Internal(detail) => {
+                tracing::error!("internal error: {detail}");
+                self.to_string()
+            }
+            ApiError::NoTickets(e) if status.is_server_error() => {
+                tracing::error!("ticket counter: {e}");
+                self.to_string()
+            }
+            ApiError::StoreUnavailable(e) => {
+                tracing::warn!("order store: {e}");
+                self.to_string()
+            }
+            _ => self.to_string(),
+        };
+        let mut body = json!({ "error": code, "message": capitalise(&message) });
+        if let ApiError::NotReady(order) = &self {
+            body["status"] = json!(order.status);
+        }
+        let mut response = (status, axum::Json(body)).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        }
+        response
+    }
+}
+
+/// "order 5 is…" → "Order 5 is…", with a full stop: messages are sentences.
+fn capitalise(message: &str) -> String {
+    let mut chars = message.chars();
+    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    out.push_str(chars.as_str());
+    if !out.ends_with(['.', '!', '?']) {
+        out.push('.');
+    }
+    out
+}
+
+/// Turns any of axum's own rejections (a bad query, a body too large…) into
+/// our error format, keeping its status and its explanation.
+pub fn rejected(status: StatusCode, text: String) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        let message = "the request is far larger than any order (1000 characters at most)".into();
+        return ApiError::Rejected { status, code: "too_large", message };
+    }
+    let code = match status {
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        s if s.is_client_error() => "bad_request",
+        _ => "internal",
+    };
+    ApiError::Rejected { status, code, message: text }
+}

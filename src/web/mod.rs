@@ -1,0 +1,94 @@
+//! The HTTP face of the restaurant: routes, handlers, JSON errors, the SSE
+//! stream and the embedded pages. Handlers hold no state of their own: they
+//! ask the store, the counter, the queue and the board in [`AppState`].
+
+mod error;
+mod orders;
+mod pages;
+mod updates;
+
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde_json::json;
+use tokio_util::sync::CancellationToken;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use error::ApiError;
+pub use updates::KEEP_ALIVE;
+
+use crate::board::Board;
+use crate::queue::Queue;
+use crate::store::Store;
+use crate::ticket::Tickets;
+
+/// Largest request body read. Orders are at most 1000 characters after
+/// trimming; this leaves room for generous whitespace and multi-byte text.
+const BODY_LIMIT: usize = 64 * 1024;
+
+/// What the handlers share.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub tickets: Tickets,
+    pub queue: Queue,
+    pub board: Arc<Board>,
+    /// Cancelled on shutdown: ends the SSE streams.
+    pub shutdown: CancellationToken,
+    /// Whether the broker is connected, when there is one.
+    pub broker_connected: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
+}
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/order", post(orders::place))
+        .route("/take", post(orders::collect))
+        .route("/orders", get(orders::board))
+        .route("/orders/{ticket}", get(orders::show))
+        .route("/updates", get(updates::stream))
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .merge(pages::router())
+        .fallback(no_route)
+        .method_not_allowed_fallback(wrong_method)
+        .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))
+        .with_state(state)
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the store can be written and, with a broker, it is connected.
+async fn readyz(State(app): State<AppState>) -> Response {
+    let store = app.store.is_writable();
+    let broker = app.broker_connected.as_ref().map(|connected| connected());
+    let body = json!({
+        "store": if store { "ok" } else { "failing" },
+        "broker": match broker { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
+    });
+    if store && broker != Some(false) {
+        (StatusCode::OK, Json(json!({ "status": "ready", "checks": body }))).into_response()
+    } else {
+        let message = if !store { "The order store cannot be written." } else { "The broker is not connected." };
+        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "not_ready", "message": message, "checks": body })))
+            .into_response()
+    }
+}
+
+async fn no_route(request: Request) -> ApiError {
+    ApiError::not_found(request.uri().path())
+}
+
+async fn wrong_method(request: Request) -> ApiError {
+    ApiError::Rejected {
+        status: StatusCode::METHOD_NOT_ALLOWED,
+        code: "method_not_allowed",
+        message: format!("{} does not answer {}", request.uri().path(), request.method()),
+    }
+}

@@ -1,0 +1,456 @@
+// fastfood lobby board.
+//
+// Follows GET /updates (Server-Sent Events). Every event carries the whole
+// board (`orders`: every order not yet collected), so rendering is always
+// "draw exactly what the last event says"; `change` and a diff against the
+// previous board only decide what to highlight and announce.
+//
+// No framework, no build step, no external resources.
+"use strict";
+
+(() => {
+  /** How long a number that just became READY stays highlighted. */
+  const FRESH_MS = 8000;
+  /** The average wait is taken over this many most recent READY orders. */
+  const WAIT_SAMPLE = 20;
+  /** With no event for this long, check GET /orders to detect a dead stream. */
+  const WATCHDOG_MS = 20000;
+  /** Upper bound of tiles put in the DOM before measuring what fits. */
+  const MAX_TILES = 300;
+
+  const $ = (id) => document.getElementById(id);
+  const el = {
+    body: document.body,
+    connText: $("conn-text"),
+    stale: $("stale-banner"),
+    staleText: $("stale-text"),
+    clock: $("clock"),
+    lastUpdate: $("last-update"),
+    statWaiting: $("stat-waiting"),
+    statPreparing: $("stat-preparing"),
+    statReady: $("stat-ready"),
+    statWait: $("stat-wait"),
+    statWaitLabel: $("stat-wait-label"),
+    announcer: $("ready-announcer"),
+    chime: $("chime-toggle"),
+    voice: $("voice-toggle"),
+  };
+  const columns = ["TAKEN", "PREPARING", "READY"].map((status) => {
+    const key = status.toLowerCase();
+    return {
+      status,
+      list: $("col-" + key),
+      count: $("count-" + key),
+      empty: $("empty-" + key),
+    };
+  });
+
+  const state = {
+    /** The last board received: array of order objects. */
+    orders: [],
+    /** Have we received any board at all since the page loaded? */
+    haveBoard: false,
+    /** Version (SSE id) of the last event. */
+    version: null,
+    /** Date.now() of the last event. */
+    lastEventAt: 0,
+    /** order number -> status, as of the last event (to spot what changed). */
+    statusOf: new Map(),
+    /** order number -> Date.now() until which it is highlighted as just ready. */
+    freshUntil: new Map(),
+    /** order number -> { at: ready time (ms), wait: ms from ticket to ready }. */
+    waits: new Map(),
+  };
+
+  // ---------------------------------------------------------------- stream
+
+  let source = null;
+  let retryTimer = 0;
+  let retryDelay = 1000;
+
+  /** Open (or re-open) the event stream. */
+  function connect() {
+    clearTimeout(retryTimer);
+    if (source) source.close();
+    if (el.body.dataset.conn !== "down") setConn("connecting");
+    source = new EventSource("/updates");
+
+    source.onmessage = (ev) => {
+      let data;
+      try {
+        data = JSON.parse(ev.data);
+      } catch (err) {
+        console.warn("fastfood: ignoring an event that is not JSON", err);
+        return;
+      }
+      retryDelay = 1000;
+      state.lastEventAt = Date.now();
+      state.version = data.version ?? state.version;
+      onBoard(data);
+      setConn("live");
+    };
+
+    source.onerror = () => {
+      // From here on the board may be out of date: say so on screen.
+      setConn("down");
+      if (source.readyState === EventSource.CLOSED) {
+        // The browser gave up (e.g. a proxy answered with an error page).
+        // Retry ourselves, backing off up to 30 s. The first event of the new
+        // stream is the whole board, so nothing is lost.
+        retryTimer = setTimeout(connect, retryDelay);
+        retryDelay = Math.min(retryDelay * 2, 30000);
+      }
+      // Otherwise (CONNECTING) the browser reconnects by itself and sends
+      // Last-Event-ID, and the server answers with the current board.
+    };
+  }
+
+  /**
+   * Keep-alive comments are invisible to EventSource, so a connection that
+   * died silently (a sleeping laptop, a NAT timeout) would look healthy
+   * forever. When nothing arrived for a while, ask for the board version:
+   * if the kitchen moved on without telling us, reconnect.
+   */
+  async function watchdog() {
+    if (!state.haveBoard || Date.now() - state.lastEventAt < WATCHDOG_MS) return;
+    const askedAt = Date.now();
+    try {
+      const res = await fetch("/orders", { cache: "no-store" });
+      if (!res.ok) return;
+      const board = await res.json();
+      const behind =
+        typeof board.version === "number" &&
+        typeof state.version === "number" &&
+        board.version > state.version &&
+        state.lastEventAt < askedAt;
+      if (behind) {
+        console.warn("fastfood: the stream fell silent while the board changed; reconnecting");
+        connect();
+      }
+    } catch {
+      // The server is unreachable; the EventSource will notice and report it.
+    }
+  }
+
+  /** conn: "connecting" | "live" | "down". */
+  function setConn(conn) {
+    el.body.dataset.conn = conn;
+    el.connText.textContent =
+      conn === "live" ? "Live" : conn === "down" ? "Reconnecting…" : "Connecting…";
+    el.stale.hidden = conn !== "down";
+    if (conn === "down") {
+      el.staleText.textContent = state.haveBoard
+        ? `The numbers below are from ${timeOf(state.lastEventAt)} and may be out of date. Reconnecting…`
+        : "Cannot reach the kitchen yet. Retrying…";
+    }
+  }
+
+  // ---------------------------------------------------------------- data
+
+  /** Handle one event: `{version, change, orders}`. */
+  function onBoard(data) {
+    const orders = Array.isArray(data.orders) ? data.orders : [];
+    const now = Date.now();
+    const previous = state.statusOf;
+    const statusOf = new Map();
+    const newlyReady = [];
+
+    for (const o of orders) {
+      statusOf.set(o.order, o.status);
+      recordWait(o);
+      // A number is "just ready" if it was not READY on the board we showed
+      // before. For a normal event that is exactly `change`; after a resync
+      // (`change: null`, e.g. after a reconnect) it also catches numbers that
+      // became ready while we were away. Nothing is highlighted on first load.
+      if (o.status === "READY" && state.haveBoard && previous.get(o.order) !== "READY") {
+        newlyReady.push(o.order);
+      }
+    }
+
+    for (const n of newlyReady) state.freshUntil.set(n, now + FRESH_MS);
+    // Forget highlights of numbers that left the board.
+    for (const n of state.freshUntil.keys()) {
+      if (statusOf.get(n) !== "READY") state.freshUntil.delete(n);
+    }
+
+    state.orders = orders;
+    state.statusOf = statusOf;
+    state.haveBoard = true;
+    el.lastUpdate.textContent = "Updated " + timeOf(now);
+
+    render();
+    if (newlyReady.length > 0) announceReady(newlyReady.sort((a, b) => a - b));
+  }
+
+  /** Remember how long an order took from ticket to READY. */
+  function recordWait(o) {
+    if (!o.ready_at || !o.taken_at || state.waits.has(o.order)) return;
+    const at = Date.parse(o.ready_at);
+    const wait = at - Date.parse(o.taken_at);
+    if (!Number.isFinite(wait) || wait < 0) return;
+    state.waits.set(o.order, { at, wait });
+    if (state.waits.size > WAIT_SAMPLE) {
+      // Drop the oldest sample (by ready time).
+      let oldest = null;
+      for (const [n, s] of state.waits) {
+        if (oldest === null || s.at < state.waits.get(oldest).at) oldest = n;
+      }
+      state.waits.delete(oldest);
+    }
+  }
+
+  const isFresh = (o) => (state.freshUntil.get(o.order) ?? 0) > Date.now();
+
+  // ---------------------------------------------------------------- render
+
+  let freshTimer = 0;
+
+  function render() {
+    const byStatus = { TAKEN: [], PREPARING: [], READY: [] };
+    for (const o of state.orders) byStatus[o.status]?.push(o);
+
+    for (const col of columns) {
+      const items = byStatus[col.status].sort((a, b) => a.order - b.order);
+      renderColumn(col.list, items);
+      col.count.textContent = state.haveBoard ? String(items.length) : "";
+      col.empty.hidden = !state.haveBoard || items.length > 0;
+    }
+
+    const count = (list) => (state.haveBoard ? String(list.length) : "–");
+    el.statWaiting.textContent = count(byStatus.TAKEN);
+    el.statPreparing.textContent = count(byStatus.PREPARING);
+    el.statReady.textContent = count(byStatus.READY);
+    renderAverageWait();
+
+    // Re-render when the earliest highlight runs out.
+    clearTimeout(freshTimer);
+    const now = Date.now();
+    let next = Infinity;
+    for (const until of state.freshUntil.values()) if (until > now) next = Math.min(next, until);
+    if (next !== Infinity) freshTimer = setTimeout(render, next - now + 50);
+  }
+
+  function renderAverageWait() {
+    const samples = [...state.waits.values()];
+    if (samples.length === 0) {
+      el.statWaitLabel.textContent = "Average wait";
+      el.statWait.textContent = "–";
+      return;
+    }
+    const avg = samples.reduce((sum, s) => sum + s.wait, 0) / samples.length;
+    el.statWaitLabel.textContent =
+      samples.length === 1 ? "Wait, last order" : `Average wait, last ${samples.length}`;
+    el.statWait.textContent = formatDuration(avg);
+  }
+
+  /**
+   * Draw `items` (sorted oldest first) into a tile grid that never overflows:
+   * when they do not all fit, show the oldest that do and a "+N more" tile.
+   * Numbers that just became ready are always among those shown.
+   */
+  function renderColumn(list, items) {
+    const first = items.slice(0, MAX_TILES);
+    drawTiles(list, first, items.length - first.length);
+    if (list.scrollHeight <= list.clientHeight + 1) return;
+
+    // How many tiles fit entirely? (Tiles are all the same size, laid out in
+    // rows, so this is the grid's capacity.) Keep one slot for "+N more".
+    const limit = list.clientHeight + 1;
+    let fit = 0;
+    for (const li of list.children) {
+      if (li.offsetTop + li.offsetHeight <= limit) fit++;
+      else break;
+    }
+    const shown = pickShown(items, Math.max(0, fit - 1));
+    drawTiles(list, shown, items.length - shown.length);
+  }
+
+  /** The `k` oldest items, except that fresh ones push out the newest non-fresh ones. */
+  function pickShown(items, k) {
+    const shown = items.slice(0, k);
+    for (const o of items.slice(k)) {
+      if (!isFresh(o)) continue;
+      let i = shown.length - 1;
+      while (i >= 0 && isFresh(shown[i])) i--;
+      if (i < 0) break;
+      shown.splice(i, 1);
+      shown.push(o);
+    }
+    return shown.sort((a, b) => a.order - b.order);
+  }
+
+  /**
+   * Make `list` show exactly `items` (+ a "+N more" tile when more > 0),
+   * reusing existing tiles so their animations do not restart.
+   */
+  function drawTiles(list, items, more) {
+    const keys = items.map((o) => String(o.order));
+    if (more > 0) keys.push("more");
+    const wanted = new Set(keys);
+    const existing = new Map();
+    for (const li of [...list.children]) {
+      if (wanted.has(li.dataset.key)) existing.set(li.dataset.key, li);
+      else li.remove();
+    }
+
+    keys.forEach((key, i) => {
+      let li = existing.get(key);
+      if (!li) {
+        li = document.createElement("li");
+        li.dataset.key = key;
+        if (key === "more") {
+          li.className = "tile more";
+        } else {
+          li.className = "tile";
+          li.dataset.order = key;
+          li.textContent = key;
+          if (key.length >= 7) li.classList.add("xlong");
+          else if (key.length >= 5) li.classList.add("long");
+        }
+      }
+      if (key === "more") {
+        li.textContent = `+${more} more`;
+        li.setAttribute("aria-label", `and ${more} more`);
+      } else {
+        li.classList.toggle("fresh", isFresh(items[i]));
+      }
+      if (list.children[i] !== li) list.insertBefore(li, list.children[i] ?? null);
+    });
+  }
+
+  // ---------------------------------------------------------------- announce
+
+  function announceReady(numbers) {
+    // Screen readers: one short sentence per event, the live region keeps the last few.
+    const p = document.createElement("p");
+    p.textContent =
+      numbers.length === 1
+        ? `Order ${numbers[0]} is ready for pickup.`
+        : `Orders ${listOf(numbers)} are ready for pickup.`;
+    el.announcer.append(p);
+    while (el.announcer.childElementCount > 5) el.announcer.firstElementChild.remove();
+
+    if (isOn(el.chime)) chime();
+    if (isOn(el.voice)) {
+      speak(
+        numbers.length === 1
+          ? `Order ${numbers[0]} is ready.`
+          : `Orders ${listOf(numbers)} are ready.`,
+      );
+    }
+  }
+
+  // ---------------------------------------------------------------- sound
+
+  let audio = null;
+
+  const isOn = (button) => button.getAttribute("aria-pressed") === "true";
+
+  function toggle(button) {
+    const on = !isOn(button);
+    button.setAttribute("aria-pressed", String(on));
+    return on;
+  }
+
+  /** A two-note "ding-dong" made with WebAudio: no sound file needed. */
+  function chime() {
+    if (!audio) return;
+    const t0 = audio.currentTime + 0.02;
+    [
+      [987.77, 0], // B5
+      [1318.51, 0.22], // E6
+    ].forEach(([freq, delay]) => {
+      const osc = audio.createOscillator();
+      const gain = audio.createGain();
+      osc.type = "sine";
+      osc.frequency.value = freq;
+      gain.gain.setValueAtTime(0.0001, t0 + delay);
+      gain.gain.exponentialRampToValueAtTime(0.35, t0 + delay + 0.02);
+      gain.gain.exponentialRampToValueAtTime(0.0001, t0 + delay + 1.2);
+      osc.connect(gain).connect(audio.destination);
+      osc.start(t0 + delay);
+      osc.stop(t0 + delay + 1.3);
+    });
+  }
+
+  function speak(text) {
+    if (!("speechSynthesis" in window)) return;
+    // Do not let a backlog build up: a long queue would call numbers late.
+    if (speechSynthesis.pending) speechSynthesis.cancel();
+    const u = new SpeechSynthesisUtterance(text);
+    u.lang = "en-US";
+    speechSynthesis.speak(u);
+  }
+
+  // Browsers only allow sound after a click, hence the toggles.
+  el.chime.addEventListener("click", () => {
+    if (toggle(el.chime)) {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      if (!Ctx) {
+        el.chime.setAttribute("aria-pressed", "false");
+        el.chime.disabled = true;
+        el.chime.title = "This browser cannot play sounds";
+        return;
+      }
+      audio ??= new Ctx();
+      audio.resume();
+      chime(); // so whoever switched it on hears what it sounds like
+    }
+  });
+
+  if ("speechSynthesis" in window) {
+    el.voice.addEventListener("click", () => {
+      if (toggle(el.voice)) speak("Announcements on.");
+      else speechSynthesis.cancel();
+    });
+  } else {
+    el.voice.hidden = true;
+  }
+
+  // ---------------------------------------------------------------- helpers
+
+  function timeOf(ms) {
+    return new Date(ms).toLocaleTimeString([], {
+      hour: "2-digit",
+      minute: "2-digit",
+      second: "2-digit",
+    });
+  }
+
+  /** 42 s, 3 min 05 s, 1 h 02 min. */
+  function formatDuration(ms) {
+    const s = Math.round(ms / 1000);
+    if (s < 60) return `${s} s`;
+    const m = Math.floor(s / 60);
+    if (m < 60) return `${m} min ${String(s % 60).padStart(2, "0")} s`;
+    return `${Math.floor(m / 60)} h ${String(m % 60).padStart(2, "0")} min`;
+  }
+
+  /** [1, 2, 3] -> "1, 2 and 3". */
+  function listOf(numbers) {
+    return numbers.length === 1
+      ? String(numbers[0])
+      : `${numbers.slice(0, -1).join(", ")} and ${numbers[numbers.length - 1]}`;
+  }
+
+  function tick() {
+    el.clock.textContent = new Date().toLocaleTimeString([], {
+      hour: "2-digit",
+      minute: "2-digit",
+    });
+  }
+
+  // ---------------------------------------------------------------- start
+
+  let resizeFrame = 0;
+  window.addEventListener("resize", () => {
+    cancelAnimationFrame(resizeFrame);
+    resizeFrame = requestAnimationFrame(render);
+  });
+
+  tick();
+  setInterval(tick, 1000);
+  setInterval(watchdog, WATCHDOG_MS / 2);
+  render();
+  connect();
+})();
