@@ -1,8 +1,10 @@
 //! Assembles a restaurant from its configuration, runs it until shutdown, and
 //! stops it in order: stop taking requests, end the board streams, let
-//! workers give back what they were preparing.
+//! workers give back what they were preparing, and only then close the
+//! broker connection (giving an order back needs it).
 
 use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
@@ -11,16 +13,18 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::board::Board;
-use crate::cli::{Cli, Command, ServeConfig};
+use crate::broker::Broker;
+use crate::cli::{Cli, Command, KitchenConfig, ServeConfig, WorkerConfig};
+use crate::front::Front;
 use crate::kitchen::Cook;
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
-use crate::store::Store;
+use crate::store::{Observer, Store};
 use crate::ticket::{self, CounterFile, Tickets};
 use crate::web::{self, AppState};
 
-/// How long shutdown waits for open connections before it stops anyway.
+/// How long shutdown waits for open connections and busy workers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
 /// Runs the command until it fails or Ctrl-C / SIGTERM.
@@ -37,12 +41,14 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("listening on http://{addr}");
             serve(config, listener, shutdown).await
         }
+        Command::Worker(config) => work(config, shutdown).await,
     }
 }
 
 async fn cancel_on_signal(shutdown: CancellationToken) {
     let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("a SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("a SIGTERM handler");
     tokio::select! {
         _ = ctrl_c => {}
         _ = term.recv() => {}
@@ -52,47 +58,85 @@ async fn cancel_on_signal(shutdown: CancellationToken) {
 }
 
 /// Serves the restaurant on `listener` until `shutdown` is cancelled.
-pub async fn serve(config: ServeConfig, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-    if config.workers == 0 {
-        bail!("--workers 0 leaves nobody to cook: run `fastfood serve` with at least one worker");
+pub async fn serve(
+    config: ServeConfig,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let kitchen = &config.kitchen;
+    if config.workers == 0 && kitchen.broker.is_none() {
+        bail!(
+            "--workers 0 leaves nobody to cook in this process; that is complex mode, which needs a broker: \
+             add --broker amqp://guest:guest@127.0.0.1:5672 and start `fastfood worker --broker …` processes \
+             (or drop --workers 0 to cook here)"
+        );
     }
-    let dir = &config.kitchen.data_dir;
+    let dir = &kitchen.data_dir;
+    let broker = match &kitchen.broker {
+        Some(url) => {
+            Some(Broker::start(url, &format!("fastfood server {}", std::process::id())).await?)
+        }
+        None => None,
+    };
     let board = Board::new();
-    let store = Store::open(dir, vec![board.clone()]).context("cannot open the order store")?;
+    let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone()];
+    observers.extend(broker.as_ref().map(Broker::change_publisher));
+    let store = Store::open(dir, observers).context("cannot open the order store")?;
     let tickets = open_tickets(dir, &store)?;
 
-    let memory = MemoryQueue::new(config.queue_capacity);
-    let mut unfinished = store.unfinished();
-    // Orders that were being prepared go first: they were at the front.
-    unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.order));
-    if !unfinished.is_empty() {
-        tracing::info!("{} unfinished orders go back to the kitchen", unfinished.len());
-    }
-    memory.restore(unfinished.iter().map(|o| o.order));
-    let queue = Queue::Memory(memory);
+    let queue = match &broker {
+        Some(broker) => {
+            let follower = store.clone();
+            broker.on_changes(move || follower.follow_now(), shutdown.clone());
+            Queue::Amqp(broker.clone())
+        }
+        None => {
+            let memory = MemoryQueue::new(config.queue_capacity);
+            let mut unfinished = store.unfinished();
+            // Orders that were being prepared go first: they were at the front.
+            unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.order));
+            if !unfinished.is_empty() {
+                tracing::info!(
+                    "{} unfinished orders go back to the kitchen",
+                    unfinished.len()
+                );
+            }
+            memory.restore(unfinished.iter().map(|o| o.order));
+            Queue::Memory(memory)
+        }
+    };
+    let front = Front {
+        tickets,
+        store: store.clone(),
+        queue: queue.clone(),
+    };
 
     let tasks = TaskTracker::new();
-    for n in 1..=config.workers {
-        let cook = Cook {
-            name: format!("worker {n}"),
-            store: store.clone(),
-            queue: queue.clone(),
-            prep_time: config.kitchen.prep_time,
-            fail_rate: config.kitchen.fail_rate,
-        };
-        tasks.spawn(cook.run(shutdown.clone()));
+    if queue.is_durable() {
+        tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
     }
+    start_cooks(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
     tasks.close();
 
-    let state = AppState { store, tickets, queue, board, shutdown: shutdown.clone(), broker_connected: None };
     tracing::info!(
-        "serving on http://{} with {} workers, prep time {:?}, data in {}",
+        "serving on http://{} with {} workers, prep time {:?}, {}, data in {}",
         listener.local_addr()?,
         config.workers,
-        config.kitchen.prep_time,
+        kitchen.prep_time,
+        if broker.is_some() {
+            "orders queued in RabbitMQ"
+        } else {
+            "orders queued in this process"
+        },
         dir.display()
     );
-    let server = axum::serve(listener, web::router(state)).with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let state = AppState {
+        front,
+        board,
+        shutdown: shutdown.clone(),
+    };
+    let server = axum::serve(listener, web::router(state))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     tokio::select! {
         served = server => served.context("the HTTP server failed")?,
         _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
@@ -100,10 +144,72 @@ pub async fn serve(config: ServeConfig, listener: TcpListener, shutdown: Cancell
         }
     }
     shutdown.cancel();
-    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait()).await.is_err() {
-        tracing::warn!("workers did not stop within {SHUTDOWN_GRACE:?}");
+    stop(tasks).await;
+    if let Some(broker) = broker {
+        broker.close().await;
     }
     Ok(())
+}
+
+/// Runs kitchen workers without a server, for complex mode.
+pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let kitchen = &config.kitchen;
+    let Some(url) = &kitchen.broker else {
+        bail!(
+            "a worker process takes its orders from RabbitMQ: give it --broker amqp://guest:guest@127.0.0.1:5672 \
+             (or AMQP_URL), and the same --data-dir as the server"
+        );
+    };
+    if config.workers == 0 {
+        bail!("--workers 0 would start a worker process with nobody in it: give at least 1");
+    }
+    let broker = Broker::start(url, &format!("fastfood worker {}", std::process::id())).await?;
+    let store = Store::open(&kitchen.data_dir, vec![broker.change_publisher()])
+        .context("cannot open the order store")?;
+    let queue = Queue::Amqp(broker.clone());
+    let tasks = TaskTracker::new();
+    start_cooks(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
+    tasks.close();
+    tracing::info!(
+        "{} workers, prep time {:?}, data in {}",
+        config.workers,
+        kitchen.prep_time,
+        kitchen.data_dir.display()
+    );
+    shutdown.cancelled().await;
+    stop(tasks).await;
+    broker.close().await;
+    Ok(())
+}
+
+fn start_cooks(
+    tasks: &TaskTracker,
+    workers: usize,
+    store: &Store,
+    queue: &Queue,
+    kitchen: &KitchenConfig,
+    shutdown: &CancellationToken,
+) {
+    for n in 1..=workers {
+        let name = format!("worker {n} ({})", std::process::id());
+        let cook = Cook {
+            orders: queue.consumer(&name),
+            name,
+            store: store.clone(),
+            prep_time: kitchen.prep_time,
+            fail_rate: kitchen.fail_rate,
+        };
+        tasks.spawn(cook.run(shutdown.clone()));
+    }
+}
+
+async fn stop(tasks: TaskTracker) {
+    if tokio::time::timeout(SHUTDOWN_GRACE, tasks.wait())
+        .await
+        .is_err()
+    {
+        tracing::warn!("workers did not stop within {SHUTDOWN_GRACE:?}");
+    }
 }
 
 /// Opens the counter, refusing one that would hand out a number the store

@@ -45,7 +45,10 @@ struct Inner {
 
 impl Board {
     pub fn new() -> Arc<Board> {
-        Arc::new(Board { inner: Mutex::default(), frames: broadcast::channel(BACKLOG).0 })
+        Arc::new(Board {
+            inner: Mutex::default(),
+            frames: broadcast::channel(BACKLOG).0,
+        })
     }
 
     /// The whole board now, and every change after it.
@@ -71,13 +74,19 @@ impl Board {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
 impl Inner {
     fn orders_len(&self) -> usize {
-        self.orders.values().map(|(_, json)| json.len() + 1).sum::<usize>() + 2
+        self.orders
+            .values()
+            .map(|(_, json)| json.len() + 1)
+            .sum::<usize>()
+            + 2
     }
 
     fn write_orders(&self, out: &mut Vec<u8>) {
@@ -103,11 +112,18 @@ impl Inner {
         out.extend_from_slice(b",\"orders\":");
         self.write_orders(&mut out);
         out.extend_from_slice(b"}\n\n");
-        Frame { version: v, bytes: out.into() }
+        Frame {
+            version: v,
+            bytes: out.into(),
+        }
     }
 
     fn current(&mut self) -> Frame {
-        if self.current.as_ref().is_none_or(|f| f.version != self.version) {
+        if self
+            .current
+            .as_ref()
+            .is_none_or(|f| f.version != self.version)
+        {
             self.current = Some(self.frame(None));
         }
         self.current.clone().expect("just built")
@@ -123,7 +139,9 @@ impl Observer for Board {
             let before = inner.orders.get(&order.order).map(|(status, _)| *status);
             if order.status.is_live() {
                 let json = serde_json::to_vec(order).expect("an order serialises");
-                inner.orders.insert(order.order, (order.status, json.into()));
+                inner
+                    .orders
+                    .insert(order.order, (order.status, json.into()));
             } else {
                 inner.orders.remove(&order.order);
             }
@@ -141,7 +159,15 @@ impl Observer for Board {
         inner.version = version;
         inner.orders = live
             .values()
-            .map(|o| (o.order, (o.status, serde_json::to_vec(o).expect("an order serialises").into())))
+            .map(|o| {
+                (
+                    o.order,
+                    (
+                        o.status,
+                        serde_json::to_vec(o).expect("an order serialises").into(),
+                    ),
+                )
+            })
             .collect();
         if self.frames.receiver_count() > 0 {
             let frame = inner.current();

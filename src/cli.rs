@@ -19,8 +19,12 @@ pub struct Cli {
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run the restaurant: take orders, serve the board and the pages, and
-    /// cook with --workers worker tasks.
+    /// cook with --workers worker tasks (--workers 0 --broker URL: complex
+    /// mode, where `fastfood worker` processes cook).
     Serve(ServeConfig),
+    /// Run kitchen workers in their own process, for complex mode: they take
+    /// orders from RabbitMQ and share the data directory with the server.
+    Worker(WorkerConfig),
 }
 
 #[derive(Parser, Debug, Clone)]
@@ -29,7 +33,7 @@ pub struct ServeConfig {
     #[arg(long, env = "FASTFOOD_LISTEN", default_value = "127.0.0.1:7777")]
     pub listen: String,
 
-    /// Kitchen workers in this process.
+    /// Kitchen workers in this process; 0 for complex mode (needs --broker).
     #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 2)]
     pub workers: usize,
 
@@ -37,6 +41,16 @@ pub struct ServeConfig {
     /// answers 503.
     #[arg(long, env = "FASTFOOD_QUEUE_CAPACITY", default_value_t = 100_000, value_parser = parse_capacity)]
     pub queue_capacity: usize,
+
+    #[command(flatten)]
+    pub kitchen: KitchenConfig,
+}
+
+#[derive(Parser, Debug, Clone)]
+pub struct WorkerConfig {
+    /// Kitchen workers in this process, each preparing one order at a time.
+    #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 1)]
+    pub workers: usize,
 
     #[command(flatten)]
     pub kitchen: KitchenConfig,
@@ -54,6 +68,11 @@ pub struct KitchenConfig {
     #[arg(long, env = "FASTFOOD_PREP_TIME", default_value = "10s", value_parser = humantime::parse_duration)]
     pub prep_time: Duration,
 
+    /// RabbitMQ to queue orders in, e.g. amqp://guest:guest@127.0.0.1:5672
+    /// (without it, orders wait in this process).
+    #[arg(long, env = "AMQP_URL")]
+    pub broker: Option<String>,
+
     /// Chance (0 to 1) that a worker fails in the middle of an order and gives
     /// it back, to watch redelivery happen.
     #[arg(long, env = "FASTFOOD_FAIL_RATE", default_value_t = 0.0, value_parser = parse_rate)]
@@ -70,6 +89,8 @@ fn parse_rate(text: &str) -> Result<f64, String> {
 fn parse_capacity(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
         Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!("{text:?} is not a queue size: give a whole number from 1 up")),
+        _ => Err(format!(
+            "{text:?} is not a queue size: give a whole number from 1 up"
+        )),
     }
 }

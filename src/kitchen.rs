@@ -12,11 +12,12 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::crash;
 use crate::order::{Status, Ticket};
-use crate::queue::{Delivery, Queue};
+use crate::queue::{Consumer, Delivery};
 use crate::store::{Outcome, Store, StoreError};
 
-/// How long a worker pauses after a store or queue error before the next order.
+/// How long a worker pauses after giving an order back, before the next one.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
 /// How one order went.
@@ -32,11 +33,10 @@ pub enum Prepared {
     GaveBack(Ticket),
 }
 
-#[derive(Clone)]
 pub struct Cook {
     pub name: String,
     pub store: Store,
-    pub queue: Queue,
+    pub orders: Consumer,
     pub prep_time: Duration,
     /// Chance in [0, 1] to fail in the middle of an order, for demonstrations.
     pub fail_rate: f64,
@@ -44,25 +44,18 @@ pub struct Cook {
 
 impl Cook {
     /// Prepares orders until `shutdown`.
-    pub async fn run(self, shutdown: CancellationToken) {
+    pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::debug!("{} starts", self.name);
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break,
-                next = self.queue.next() => next,
+                next = self.orders.next() => next,
             };
-            match delivery {
-                Ok(delivery) => {
-                    if let Prepared::GaveBack(_) = self.prepare(delivery, &shutdown).await {
-                        tokio::select! {
-                            _ = shutdown.cancelled() => break,
-                            _ = tokio::time::sleep(ERROR_PAUSE) => {}
-                        }
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!("{}: {e}", self.name);
-                    tokio::time::sleep(ERROR_PAUSE).await;
+            if let Prepared::GaveBack(_) = self.prepare(delivery, &shutdown).await {
+                // Let another worker have it, and do not spin on a failing store.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(ERROR_PAUSE) => {}
                 }
             }
         }
@@ -75,13 +68,19 @@ impl Cook {
         match self.store.advance(ticket, Status::Preparing, true).await {
             Ok(Outcome::Changed(_)) => {}
             Ok(Outcome::Unchanged(order)) if order.status == Status::Preparing => {
-                tracing::info!("{}: order {ticket} was left PREPARING; preparing it again", self.name);
+                tracing::info!(
+                    "{}: order {ticket} was left PREPARING; preparing it again",
+                    self.name
+                );
             }
             Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => {
                 return self.settle(delivery, Prepared::AlreadyDone(ticket)).await;
             }
             Ok(Outcome::NotFound) | Ok(Outcome::WrongStatus(_)) => {
-                tracing::warn!("{}: order {ticket} is not in the store; dropping it", self.name);
+                tracing::warn!(
+                    "{}: order {ticket} is not in the store; dropping it",
+                    self.name
+                );
                 return self.settle(delivery, Prepared::Unknown(ticket)).await;
             }
             Err(e) => return self.give_back(delivery, &e).await,
@@ -96,13 +95,19 @@ impl Cook {
             }
         }
         if self.fail_rate > 0.0 && fastrand::f64() < self.fail_rate {
-            tracing::info!("{}: dropped order {ticket} on the floor (--fail-rate); it goes back to the front", self.name);
+            tracing::info!(
+                "{}: dropped order {ticket} on the floor (--fail-rate); it goes back to the front",
+                self.name
+            );
             let _ = delivery.give_back().await;
             return Prepared::GaveBack(ticket);
         }
 
         match self.store.advance(ticket, Status::Ready, true).await {
-            Ok(Outcome::Changed(_)) => self.settle(delivery, Prepared::Ready(ticket)).await,
+            Ok(Outcome::Changed(_)) => {
+                crash::here(crash::point::AFTER_READY);
+                self.settle(delivery, Prepared::Ready(ticket)).await
+            }
             Ok(_) => self.settle(delivery, Prepared::AlreadyDone(ticket)).await,
             Err(e) => self.give_back(delivery, &e).await,
         }
@@ -118,7 +123,10 @@ impl Cook {
 
     async fn give_back(&self, delivery: Delivery, error: &StoreError) -> Prepared {
         let ticket = delivery.ticket();
-        tracing::warn!("{}: order {ticket} goes back to the front: {error}", self.name);
+        tracing::warn!(
+            "{}: order {ticket} goes back to the front: {error}",
+            self.name
+        );
         let _ = delivery.give_back().await;
         Prepared::GaveBack(ticket)
     }

@@ -6,23 +6,31 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`), every flag with an env var.
+//! - [`cli`]: the command line (`serve`, `worker`), every flag with an env var.
 //! - [`app`]: assembles a mode from its configuration; starts and stops it.
 //! - [`order`]: an order and its one-way statuses. Pure.
 //! - [`ticket`]: the counter file; the only code that opens it.
 //! - [`store`]: the order store's files; the only code that opens them.
+//! - [`front`]: the front counter: number, store and queue an order.
 //! - [`board`]: the live board and its fan-out to every screen.
 //! - [`queue`]: where orders wait for the kitchen.
+//! - [`broker`]: RabbitMQ, the only code that speaks AMQP (lapin).
 //! - [`kitchen`]: a worker: claim, prepare, mark ready, acknowledge.
 //! - [`web`]: routes, handlers, JSON errors, SSE, embedded pages.
+//! - [`crash`]: crash points the durability tests set by env var.
+//! - [`rush`]: `fastfood rush`, a simulated lunch rush that measures a restaurant.
 
 pub mod app;
 pub mod board;
+pub mod broker;
 pub mod cli;
+pub mod crash;
 mod durable;
+pub mod front;
 pub mod kitchen;
 pub mod order;
 pub mod queue;
+pub mod rush;
 pub mod store;
 pub mod ticket;
 pub mod web;

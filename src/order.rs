@@ -90,6 +90,11 @@ pub struct Order {
     pub status: Status,
     pub content: String,
     pub taken_at: Timestamp,
+    /// The message broker confirmed it holds this order (RabbitMQ mode only).
+    /// A TAKEN order that never got this far, because its server died between
+    /// storing and queueing it, is found and queued again.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub queued: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preparing_at: Option<Timestamp>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -116,6 +121,7 @@ impl Order {
             status: Status::Taken,
             content,
             taken_at: at,
+            queued: false,
             preparing_at: None,
             ready_at: None,
             closed_at: None,
@@ -125,7 +131,11 @@ impl Order {
     /// This order one step further on, stamped with the time of the step.
     pub fn advanced(&self, to: Status, at: Timestamp) -> Result<Order, IllegalStep> {
         if !self.status.can_become(to) {
-            return Err(IllegalStep { ticket: self.order, from: self.status, to });
+            return Err(IllegalStep {
+                ticket: self.order,
+                from: self.status,
+                to,
+            });
         }
         let mut next = self.clone();
         next.status = to;
@@ -167,10 +177,19 @@ mod tests {
     fn statuses_only_move_forward() {
         use Status::*;
         let all = [Taken, Preparing, Ready, Collected, Cancelled];
-        let legal = [(Taken, Preparing), (Preparing, Ready), (Ready, Collected), (Taken, Cancelled)];
+        let legal = [
+            (Taken, Preparing),
+            (Preparing, Ready),
+            (Ready, Collected),
+            (Taken, Cancelled),
+        ];
         for from in all {
             for to in all {
-                assert_eq!(from.can_become(to), legal.contains(&(from, to)), "{from} -> {to}");
+                assert_eq!(
+                    from.can_become(to),
+                    legal.contains(&(from, to)),
+                    "{from} -> {to}"
+                );
             }
         }
     }
@@ -192,7 +211,10 @@ mod tests {
         assert_eq!(parse_content("  burger \n"), Ok("burger".into()));
         assert_eq!(parse_content(" \t\n"), Err(ContentError::Empty));
         assert!(parse_content(&"é".repeat(1000)).is_ok());
-        assert_eq!(parse_content(&"é".repeat(1001)), Err(ContentError::TooLong(1001)));
+        assert_eq!(
+            parse_content(&"é".repeat(1001)),
+            Err(ContentError::TooLong(1001))
+        );
     }
 
     #[test]
@@ -203,6 +225,11 @@ mod tests {
         let back: Order = serde_json::from_str(&json).unwrap();
         // Milliseconds survive; finer precision is not kept.
         assert_eq!(back.order, 1);
-        assert!(serde_json::from_str::<Order>(r#"{"order":1,"status":"COOKING","content":"x","taken_at":"2026-01-01T00:00:00Z"}"#).is_err());
+        assert!(
+            serde_json::from_str::<Order>(
+                r#"{"order":1,"status":"COOKING","content":"x","taken_at":"2026-01-01T00:00:00Z"}"#
+            )
+            .is_err()
+        );
     }
 }

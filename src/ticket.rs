@@ -36,7 +36,10 @@ pub enum TicketError {
     #[error("the ticket counter is locked by another process: {0}")]
     Busy(Arc<io::Error>),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: Arc<io::Error> },
+    Io {
+        path: PathBuf,
+        source: Arc<io::Error>,
+    },
     #[error("the ticket counter has stopped")]
     Stopped,
 }
@@ -60,13 +63,19 @@ impl CounterFile {
     pub fn open(dir: &Path, create: bool) -> Result<CounterFile, TicketError> {
         let path = dir.join(FILE_NAME);
         if create && !path.exists() {
-            create_atomically(dir, &path).map_err(|source| TicketError::Io { path: path.clone(), source: source.into() })?;
+            create_atomically(dir, &path).map_err(|source| TicketError::Io {
+                path: path.clone(),
+                source: source.into(),
+            })?;
         }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|source| TicketError::Io { path: path.clone(), source: source.into() })?;
+            .map_err(|source| TicketError::Io {
+                path: path.clone(),
+                source: source.into(),
+            })?;
         let counter = CounterFile { path, file };
         counter.read()?;
         Ok(counter)
@@ -78,17 +87,23 @@ impl CounterFile {
 
     /// The last number handed out, read under the lock.
     pub fn last(&self) -> Result<Ticket, TicketError> {
-        let _lock = durable::exclusive(&self.file, durable::LOCK_WAIT).map_err(|e| TicketError::Busy(e.into()))?;
+        let _lock = durable::exclusive(&self.file, durable::LOCK_WAIT)
+            .map_err(|e| TicketError::Busy(e.into()))?;
         self.read()
     }
 
     fn read(&self) -> Result<Ticket, TicketError> {
-        let io = |source: io::Error| TicketError::Io { path: self.path.clone(), source: source.into() };
+        let io = |source: io::Error| TicketError::Io {
+            path: self.path.clone(),
+            source: source.into(),
+        };
         let len = self.file.metadata().map_err(io)?.len();
         if len != 4 {
             return Err(TicketError::Corrupt {
                 path: self.path.clone(),
-                what: format!("the counter must be exactly 4 bytes (a big-endian number) but it is {len} bytes long"),
+                what: format!(
+                    "the counter must be exactly 4 bytes (a big-endian number) but it is {len} bytes long"
+                ),
             });
         }
         let mut bytes = [0u8; 4];
@@ -99,12 +114,18 @@ impl CounterFile {
     /// Hands out `count` consecutive numbers in one locked, fsynced step and
     /// returns the first. Fails whole if they would pass `u32::MAX`.
     pub fn take(&self, count: u32) -> Result<Ticket, TicketError> {
-        let _lock = durable::exclusive(&self.file, durable::LOCK_WAIT).map_err(|e| TicketError::Busy(e.into()))?;
+        let _lock = durable::exclusive(&self.file, durable::LOCK_WAIT)
+            .map_err(|e| TicketError::Busy(e.into()))?;
         let last = self.read()?;
         let Some(new_last) = last.checked_add(count) else {
-            return Err(TicketError::Exhausted { path: self.path.clone() });
+            return Err(TicketError::Exhausted {
+                path: self.path.clone(),
+            });
         };
-        let io = |source: io::Error| TicketError::Io { path: self.path.clone(), source: source.into() };
+        let io = |source: io::Error| TicketError::Io {
+            path: self.path.clone(),
+            source: source.into(),
+        };
         let mut bytes = Vec::with_capacity(4);
         bytes.write_u32::<BigEndian>(new_last).expect("vec write");
         self.file.write_all_at(&bytes, 0).map_err(io)?;
@@ -133,7 +154,8 @@ fn create_atomically(dir: &Path, path: &Path) -> io::Result<()> {
 impl Tickets {
     /// Starts the thread that owns the counter file.
     pub fn start(counter: CounterFile) -> Tickets {
-        let (requests, mut inbox) = mpsc::channel::<oneshot::Sender<Result<Ticket, TicketError>>>(MAX_BATCH);
+        let (requests, mut inbox) =
+            mpsc::channel::<oneshot::Sender<Result<Ticket, TicketError>>>(MAX_BATCH);
         std::thread::Builder::new()
             .name("ticket-counter".into())
             .spawn(move || {
@@ -162,7 +184,10 @@ impl Tickets {
     /// The next ticket number.
     pub async fn next(&self) -> Result<Ticket, TicketError> {
         let (reply, answer) = oneshot::channel();
-        self.requests.send(reply).await.map_err(|_| TicketError::Stopped)?;
+        self.requests
+            .send(reply)
+            .await
+            .map_err(|_| TicketError::Stopped)?;
         answer.await.map_err(|_| TicketError::Stopped)?
     }
 }
@@ -184,7 +209,10 @@ mod tests {
     #[test]
     fn a_missing_counter_is_not_created_unless_asked() {
         let dir = tempfile::tempdir().unwrap();
-        assert!(matches!(CounterFile::open(dir.path(), false), Err(TicketError::Io { .. })));
+        assert!(matches!(
+            CounterFile::open(dir.path(), false),
+            Err(TicketError::Io { .. })
+        ));
         assert!(!dir.path().join(FILE_NAME).exists());
     }
 
@@ -194,7 +222,11 @@ mod tests {
         for bytes in [&[][..], &[0, 0, 1], &[0, 0, 0, 0, 1], &[0; 8]] {
             fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
             let err = CounterFile::open(dir.path(), true).err().expect("refused");
-            assert!(err.to_string().contains(&format!("{} bytes long", bytes.len())), "{err}");
+            assert!(
+                err.to_string()
+                    .contains(&format!("{} bytes long", bytes.len())),
+                "{err}"
+            );
             assert_eq!(fs::read(dir.path().join(FILE_NAME)).unwrap(), bytes);
         }
     }
@@ -205,7 +237,10 @@ mod tests {
         fs::write(dir.path().join(FILE_NAME), (u32::MAX - 1).to_be_bytes()).unwrap();
         let counter = CounterFile::open(dir.path(), false).unwrap();
         assert_eq!(counter.take(1).unwrap(), u32::MAX);
-        assert!(matches!(counter.take(1), Err(TicketError::Exhausted { .. })));
+        assert!(matches!(
+            counter.take(1),
+            Err(TicketError::Exhausted { .. })
+        ));
         assert_eq!(counter.last().unwrap(), u32::MAX);
     }
 
@@ -213,7 +248,14 @@ mod tests {
     async fn concurrent_requests_get_distinct_consecutive_numbers() {
         let dir = tempfile::tempdir().unwrap();
         let tickets = Tickets::start(CounterFile::open(dir.path(), true).unwrap());
-        let handles: Vec<_> = (0..500).map(|_| tokio::spawn({ let t = tickets.clone(); async move { t.next().await.unwrap() } })).collect();
+        let handles: Vec<_> = (0..500)
+            .map(|_| {
+                tokio::spawn({
+                    let t = tickets.clone();
+                    async move { t.next().await.unwrap() }
+                })
+            })
+            .collect();
         let mut got = Vec::new();
         for h in handles {
             got.push(h.await.unwrap());

@@ -239,7 +239,7 @@
     }
     const avg = samples.reduce((sum, s) => sum + s.wait, 0) / samples.length;
     el.statWaitLabel.textContent =
-      samples.length === 1 ? "Wait, last order" : `Average wait, last ${samples.length}`;
+      samples.length === 1 ? "Wait, last order" : `Average wait (last ${samples.length})`;
     el.statWait.textContent = formatDuration(avg);
   }
 
@@ -249,13 +249,14 @@
    * Numbers that just became ready are always among those shown.
    */
   function renderColumn(list, items) {
+    list.classList.remove("full");
     const first = items.slice(0, MAX_TILES);
     drawTiles(list, first, items.length - first.length);
     if (list.scrollHeight <= list.clientHeight + 1) return;
 
     // How many tiles fit entirely? (Tiles are all the same size, laid out in
     // rows, so this is the grid's capacity.) Keep one slot for "+N more".
-    const limit = list.clientHeight + 1;
+    const limit = list.clientHeight - parseFloat(getComputedStyle(list).paddingBottom) + 1;
     let fit = 0;
     for (const li of list.children) {
       if (li.offsetTop + li.offsetHeight <= limit) fit++;
@@ -263,6 +264,7 @@
     }
     const shown = pickShown(items, Math.max(0, fit - 1));
     drawTiles(list, shown, items.length - shown.length);
+    list.classList.add("full");
   }
 
   /** The `k` oldest items, except that fresh ones push out the newest non-fresh ones. */
@@ -304,12 +306,13 @@
           li.className = "tile";
           li.dataset.order = key;
           li.textContent = key;
-          if (key.length >= 7) li.classList.add("xlong");
-          else if (key.length >= 5) li.classList.add("long");
+          // Tiles are sized for three digits; longer numbers shrink to fit.
+          if (key.length > 3) li.style.setProperty("--shrink", String(3 / key.length));
         }
       }
       if (key === "more") {
-        li.textContent = `+${more} more`;
+        li.replaceChildren(`+${more}`, document.createElement("small"));
+        li.lastChild.textContent = "more";
         li.setAttribute("aria-label", `and ${more} more`);
       } else {
         li.classList.toggle("fresh", isFresh(items[i]));

@@ -201,7 +201,6 @@
     el.number.textContent = String(t.order);
     el.content.textContent = t.content ?? "";
     renderStatus();
-    el.number.setAttribute("tabindex", "-1");
     el.number.focus();
     if (!FINAL.has(t.status)) startStream();
   }

@@ -46,7 +46,9 @@ impl MemoryQueue {
             waiting: Semaphore::new(0),
             room: Arc::new(Semaphore::new(capacity)),
         };
-        MemoryQueue { shared: Arc::new(shared) }
+        MemoryQueue {
+            shared: Arc::new(shared),
+        }
     }
 
     /// Puts back orders found unfinished at start-up, in this order, even past
@@ -67,23 +69,33 @@ impl MemoryQueue {
             .clone()
             .try_acquire_owned()
             .map_err(|_| QueueError::Full(self.shared.capacity))?;
-        Ok(Slot { shared: self.shared.clone(), permit })
+        Ok(Slot {
+            shared: self.shared.clone(),
+            permit,
+        })
     }
 
     pub async fn next(&self) -> Delivery {
-        self.shared.waiting.acquire().await.expect("never closed").forget();
+        self.shared
+            .waiting
+            .acquire()
+            .await
+            .expect("never closed")
+            .forget();
         let ticket = self.shared.lock().pop_front().expect("a permit per order");
-        Delivery { shared: self.shared.clone(), ticket, settled: false }
-    }
-
-    pub fn waiting(&self) -> usize {
-        self.shared.lock().len()
+        Delivery {
+            shared: self.shared.clone(),
+            ticket,
+            settled: false,
+        }
     }
 }
 
 impl Shared {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Ticket>> {
-        self.line.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.line
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn push(&self, ticket: Ticket, front: bool) {
@@ -161,7 +173,10 @@ mod tests {
         drop(held); // an unused reservation frees its place
         q.reserve().unwrap().send(2);
         let d = q.next().await;
-        assert!(q.reserve().is_err(), "an order being prepared still takes its place");
+        assert!(
+            q.reserve().is_err(),
+            "an order being prepared still takes its place"
+        );
         d.ack();
         assert!(q.reserve().is_ok());
     }

@@ -1,24 +1,25 @@
 //! Where orders wait between the counter and the kitchen: first in, first
 //! out, except that an order a worker gives back goes to the front.
 //!
-//! Two kinds, behind one type: [`memory`], in this process (nothing to
-//! install; the store re-queues unfinished orders after a restart), and
-//! RabbitMQ (durable, shared by processes).
+//! Two kinds behind one type: [`memory`], in this process (nothing to
+//! install; after a restart the store's unfinished orders are put back), and
+//! RabbitMQ ([`crate::broker`]: durable, shared by any number of processes).
 //!
 //! The server side calls [`Queue::reserve`] before an order is numbered, so a
 //! full or unreachable queue costs no ticket, then [`Slot::send`] once the
-//! order is stored. The kitchen side calls [`Queue::next`], and settles each
+//! order is stored. Each worker has its own [`Consumer`] and settles every
 //! [`Delivery`] with `ack` once the order is READY, or `give_back`.
 
 pub mod memory;
 
+use crate::broker::{Broker, OrderConsumer, OrderDelivery};
 use crate::order::Ticket;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
     #[error("the queue is full: {0} orders are waiting")]
     Full(usize),
-    #[error("the order queue is unavailable: {0}")]
+    #[error("{0}")]
     Unavailable(String),
 }
 
@@ -26,49 +27,73 @@ pub enum QueueError {
 #[derive(Clone)]
 pub enum Queue {
     Memory(memory::MemoryQueue),
+    Amqp(Broker),
 }
 
 /// Room for one order, promised before it was numbered.
 pub enum Slot {
     Memory(memory::Slot),
+    Amqp(Broker),
+}
+
+/// One worker's end of the queue.
+pub enum Consumer {
+    Memory(memory::MemoryQueue),
+    Amqp(OrderConsumer),
 }
 
 /// An order handed to one worker. Dropping it unsettled gives it back.
 pub enum Delivery {
     Memory(memory::Delivery),
+    Amqp(OrderDelivery),
 }
 
 impl Queue {
     /// Room for one more order, or why there is none.
-    pub async fn reserve(&self) -> Result<Slot, QueueError> {
+    pub fn reserve(&self) -> Result<Slot, QueueError> {
         match self {
             Queue::Memory(q) => q.reserve().map(Slot::Memory),
+            Queue::Amqp(broker) => match broker.unavailable() {
+                Some(e) => Err(e),
+                None => Ok(Slot::Amqp(broker.clone())),
+            },
         }
     }
 
-    /// The next order for a worker; waits until there is one.
-    pub async fn next(&self) -> Result<Delivery, QueueError> {
+    /// A consumer for one worker.
+    pub fn consumer(&self, name: &str) -> Consumer {
         match self {
-            Queue::Memory(q) => Ok(Delivery::Memory(q.next().await)),
+            Queue::Memory(q) => Consumer::Memory(q.clone()),
+            Queue::Amqp(broker) => Consumer::Amqp(broker.consumer(name)),
         }
     }
 
-    /// Orders waiting, not counting those being prepared.
-    pub fn waiting(&self) -> usize {
-        match self {
-            Queue::Memory(q) => q.waiting(),
-        }
+    /// Whether the queue outlives this process (so it needs no restoring).
+    pub fn is_durable(&self) -> bool {
+        matches!(self, Queue::Amqp(_))
     }
 }
 
 impl Slot {
-    /// Queues `ticket` in the reserved room.
+    /// Queues `ticket` in the reserved room; with a broker, returns once the
+    /// broker has confirmed it.
     pub async fn send(self, ticket: Ticket) -> Result<(), QueueError> {
         match self {
             Slot::Memory(slot) => {
                 slot.send(ticket);
                 Ok(())
             }
+            Slot::Amqp(broker) => broker.publish_order(ticket, 0).await,
+        }
+    }
+}
+
+impl Consumer {
+    /// The next order; waits until there is one.
+    pub async fn next(&mut self) -> Delivery {
+        match self {
+            Consumer::Memory(q) => Delivery::Memory(q.next().await),
+            Consumer::Amqp(c) => Delivery::Amqp(c.next().await),
         }
     }
 }
@@ -77,6 +102,7 @@ impl Delivery {
     pub fn ticket(&self) -> Ticket {
         match self {
             Delivery::Memory(d) => d.ticket(),
+            Delivery::Amqp(d) => d.ticket,
         }
     }
 
@@ -87,6 +113,7 @@ impl Delivery {
                 d.ack();
                 Ok(())
             }
+            Delivery::Amqp(d) => d.ack().await,
         }
     }
 
@@ -97,6 +124,7 @@ impl Delivery {
                 d.give_back();
                 Ok(())
             }
+            Delivery::Amqp(d) => d.give_back().await,
         }
     }
 }

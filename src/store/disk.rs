@@ -95,11 +95,17 @@ pub struct Disk {
 }
 
 fn io_error(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source: source.into() }
+    move |source| StoreError::Io {
+        path: path.to_owned(),
+        source: source.into(),
+    }
 }
 
 fn corrupt(path: &Path, what: impl Into<String>) -> StoreError {
-    StoreError::Corrupt { path: path.to_owned(), what: what.into() }
+    StoreError::Corrupt {
+        path: path.to_owned(),
+        what: what.into(),
+    }
 }
 
 impl Disk {
@@ -109,14 +115,17 @@ impl Disk {
         let snapshot_path = dir.join(SNAPSHOT);
         let log_path = dir.join(LOG);
 
-        let mut state = State::default();
-        let history_version = read_history(dir, &mut state)?;
-
         let snapshot = match fs::read(&snapshot_path) {
             Ok(bytes) => Some(parse_snapshot(&snapshot_path, &bytes)?),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_error(&snapshot_path)(e)),
         };
+        let mut state = State::default();
+        // History lines past the snapshot are from a compaction cut short
+        // before the snapshot was replaced: the log still holds those changes
+        // and replays them, so they must not count as collected already.
+        let settled = snapshot.as_ref().map_or(0, |s| s.version);
+        let history_version = read_history(dir, &mut state, settled)?;
         let log = match OpenOptions::new().read(true).append(true).open(&log_path) {
             Ok(file) => Some(file),
             Err(e) if e.kind() == io::ErrorKind::NotFound => None,
@@ -135,6 +144,13 @@ impl Disk {
                     None => create_log(dir, state.version)?,
                 }
             }
+            (None, None) if history_version > 0 => {
+                // Starting afresh would reuse change numbers and forget orders.
+                let what = format!(
+                    "is missing, and so is {LOG}, but {HISTORY} goes up to change {history_version}: restore them from a backup"
+                );
+                return Err(corrupt(&snapshot_path, what));
+            }
             (None, None) => {
                 write_atomically(dir, SNAPSHOT, &snapshot_bytes(&state))?;
                 create_log(dir, 0)?
@@ -145,9 +161,14 @@ impl Disk {
         let LogRead { base, records, end } = read_log(&log_path, &mut log, 0)?;
         if base > state.version {
             let what = if state.version == 0 && !snapshot_path.exists() {
-                format!("{SNAPSHOT} is missing, but {LOG} continues from change {base}: the orders before it are lost")
+                format!(
+                    "{SNAPSHOT} is missing, but {LOG} continues from change {base}: the orders before it are lost"
+                )
             } else {
-                format!("starts after change {base}, but {SNAPSHOT} ends at change {}: the changes in between are missing", state.version)
+                format!(
+                    "starts after change {base}, but {SNAPSHOT} ends at change {}: the changes in between are missing",
+                    state.version
+                )
             };
             return Err(corrupt(&log_path, what));
         }
@@ -235,8 +256,12 @@ impl Disk {
     }
 
     fn note_leaving(&mut self, records: &[Record]) {
-        self.leaving
-            .extend(records.iter().filter(|r| !r.order.status.is_live()).cloned());
+        self.leaving.extend(
+            records
+                .iter()
+                .filter(|r| !r.order.status.is_live())
+                .cloned(),
+        );
     }
 
     /// Appends changes to the log and fsyncs. On failure the log is cut back
@@ -248,12 +273,17 @@ impl Disk {
             serde_json::to_writer(&mut lines, record).expect("a record serialises");
             lines.push(b'\n');
         }
-        let written = self.log.write_all(&lines).and_then(|()| self.log.sync_data());
+        let written = self
+            .log
+            .write_all(&lines)
+            .and_then(|()| self.log.sync_data());
         if let Err(e) = written {
             if let Err(cut) = self.log.set_len(self.log_offset) {
                 return Err(corrupt(
                     &log_path,
-                    format!("a write failed ({e}) and cutting it back failed too ({cut}); restart to recover"),
+                    format!(
+                        "a write failed ({e}) and cutting it back failed too ({cut}); restart to recover"
+                    ),
                 ));
             }
             return Err(io_error(&log_path)(e));
@@ -294,11 +324,18 @@ impl Disk {
             serde_json::to_writer(&mut lines, record).expect("a record serialises");
             lines.push(b'\n');
         }
-        history.write_all(&lines).and_then(|()| history.sync_data()).map_err(&io)?;
+        history
+            .write_all(&lines)
+            .and_then(|()| history.sync_data())
+            .map_err(&io)?;
 
         write_atomically(&self.dir, SNAPSHOT, &snapshot_bytes(state))?;
         self.log = create_log(&self.dir, state.version)?;
-        self.log_offset = self.log.metadata().map_err(io_error(&self.dir.join(LOG)))?.len();
+        self.log_offset = self
+            .log
+            .metadata()
+            .map_err(io_error(&self.dir.join(LOG)))?
+            .len();
         self.log_records = 0;
         self.leaving.clear();
         Ok(())
@@ -318,16 +355,26 @@ fn snapshot_bytes(state: &State) -> Vec<u8> {
 
 fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<Snapshot, StoreError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(corrupt(path, "is empty; even a new store holds {\"version\":0,\"orders\":[]}"));
+        return Err(corrupt(
+            path,
+            "is empty; even a new store holds {\"version\":0,\"orders\":[]}",
+        ));
     }
-    let snapshot: Snapshot = serde_json::from_slice(bytes)
-        .map_err(|e| corrupt(path, format!("is not a valid order snapshot (truncated or damaged?): {e}")))?;
+    let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(|e| {
+        corrupt(
+            path,
+            format!("is not a valid order snapshot (truncated or damaged?): {e}"),
+        )
+    })?;
     let mut seen = TicketSet::default();
     for order in &snapshot.orders {
         if !order.status.is_live() {
             return Err(corrupt(
                 path,
-                format!("order {} is {}, but the snapshot holds only orders still in the restaurant", order.order, order.status),
+                format!(
+                    "order {} is {}, but the snapshot holds only orders still in the restaurant",
+                    order.order, order.status
+                ),
             ));
         }
         if seen.contains(order.order) {
@@ -361,7 +408,12 @@ fn read_log(path: &Path, log: &mut File, offset: u64) -> Result<LogRead, StoreEr
     if offset == 0 {
         let header = lines.next().map(|(_, l)| l).unwrap_or_default();
         base = serde_json::from_slice::<Header>(header)
-            .map_err(|e| corrupt(path, format!("line 1 should be a header like {{\"base\":0}}: {e}")))?
+            .map_err(|e| {
+                corrupt(
+                    path,
+                    format!("line 1 should be a header like {{\"base\":0}}: {e}"),
+                )
+            })?
             .base;
     }
     let mut records = Vec::new();
@@ -373,7 +425,11 @@ fn read_log(path: &Path, log: &mut File, offset: u64) -> Result<LogRead, StoreEr
             .map_err(|e| corrupt(path, format!("line {}: not a valid change: {e}", i + 1)))?;
         records.push((i + 1, record));
     }
-    Ok(LogRead { base, records, end: offset + complete as u64 })
+    Ok(LogRead {
+        base,
+        records,
+        end: offset + complete as u64,
+    })
 }
 
 /// Where the last complete line of `bytes` (read at `offset`) ends. Anything
@@ -386,14 +442,16 @@ fn cut_torn_tail(path: &Path, file: &File, offset: u64, bytes: &[u8]) -> Result<
             path.display(),
             bytes.len() - complete
         );
-        file.set_len(offset + complete as u64).map_err(io_error(path))?;
+        file.set_len(offset + complete as u64)
+            .map_err(io_error(path))?;
         file.sync_data().map_err(io_error(path))?;
     }
     Ok(complete)
 }
 
-/// Reads `history.jsonl` into the collected set; returns its last version.
-fn read_history(dir: &Path, state: &mut State) -> Result<u64, StoreError> {
+/// Reads `history.jsonl` into the collected set, up to change `settled` (the
+/// snapshot's); returns its last version.
+fn read_history(dir: &Path, state: &mut State, settled: u64) -> Result<u64, StoreError> {
     let path = dir.join(HISTORY);
     let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
         Ok(file) => file,
@@ -410,7 +468,7 @@ fn read_history(dir: &Path, state: &mut State) -> Result<u64, StoreError> {
         }
         let entry: HistoryLine = serde_json::from_slice(line)
             .map_err(|e| corrupt(&path, format!("line {}: not a valid entry: {e}", i + 1)))?;
-        if entry.order.status == Status::Collected {
+        if entry.order.status == Status::Collected && entry.version <= settled {
             state.collected.insert(entry.order.order);
         }
         state.highest = state.highest.max(entry.order.order);
@@ -444,7 +502,11 @@ fn create_log(dir: &Path, base: u64) -> Result<File, StoreError> {
     let header = serde_json::to_string(&Header { base }).expect("a header serialises") + "\n";
     write_atomically(dir, LOG, header.as_bytes())?;
     let path = dir.join(LOG);
-    OpenOptions::new().read(true).append(true).open(&path).map_err(io_error(&path))
+    OpenOptions::new()
+        .read(true)
+        .append(true)
+        .open(&path)
+        .map_err(io_error(&path))
 }
 
 /// Replaces `dir/name` with `bytes` so that a crash leaves the old file or
@@ -454,7 +516,9 @@ fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreErr
     let temp = dir.join(format!(".{name}.tmp"));
     let io = io_error(&path);
     let mut file = File::create(&temp).map_err(&io)?;
-    file.write_all(bytes).and_then(|()| file.sync_all()).map_err(&io)?;
+    file.write_all(bytes)
+        .and_then(|()| file.sync_all())
+        .map_err(&io)?;
     fs::rename(&temp, &path).map_err(&io)?;
     durable::sync_dir(dir).map_err(&io)
 }

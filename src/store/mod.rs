@@ -48,7 +48,10 @@ pub enum StoreError {
     #[error("the order store is busy: {0}")]
     Busy(Arc<io::Error>),
     #[error("{}: {source}", path.display())]
-    Io { path: PathBuf, source: Arc<io::Error> },
+    Io {
+        path: PathBuf,
+        source: Arc<io::Error>,
+    },
     #[error("the order store has stopped")]
     Stopped,
 }
@@ -89,7 +92,10 @@ impl Store {
     /// Opens (or creates) the store in `dir`, checking every file. Must be
     /// called inside a Tokio runtime, which runs the follower.
     pub fn open(dir: &Path, observers: Vec<Arc<dyn Observer>>) -> Result<Store, StoreError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io { path: dir.to_owned(), source: e.into() })?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+            path: dir.to_owned(),
+            source: e.into(),
+        })?;
         let lock_path = dir.join(LOCK);
         let lock = std::fs::OpenOptions::new()
             .create(true)
@@ -97,9 +103,13 @@ impl Store {
             .read(true)
             .write(true)
             .open(&lock_path)
-            .map_err(|e| StoreError::Io { path: lock_path.clone(), source: e.into() })?;
+            .map_err(|e| StoreError::Io {
+                path: lock_path.clone(),
+                source: e.into(),
+            })?;
         let (disk, state) = {
-            let _held = durable::exclusive(&lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
+            let _held = durable::exclusive(&lock, durable::LOCK_WAIT)
+                .map_err(|e| StoreError::Busy(e.into()))?;
             Disk::load(dir)?
         };
         for observer in &observers {
@@ -111,11 +121,19 @@ impl Store {
             writable: AtomicBool::new(true),
         });
         let (jobs, inbox) = mpsc::channel(INBOX);
-        let committer = Committer { lock: Arc::new(lock), disk, shared: shared.clone(), observers };
+        let committer = Committer {
+            lock: Arc::new(lock),
+            disk,
+            shared: shared.clone(),
+            observers,
+        };
         std::thread::Builder::new()
             .name("store-committer".into())
             .spawn(move || committer.run(inbox))
-            .map_err(|e| StoreError::Io { path: dir.to_owned(), source: e.into() })?;
+            .map_err(|e| StoreError::Io {
+                path: dir.to_owned(),
+                source: e.into(),
+            })?;
         tokio::spawn(follow(jobs.downgrade()));
         Ok(Store { jobs, shared })
     }
@@ -130,20 +148,46 @@ impl Store {
             Outcome::Changed(order) => Ok(order),
             _ => Err(StoreError::Corrupt {
                 path: self.shared.dir.clone(),
-                what: format!("ticket {ticket} was handed out twice: the counter is behind the orders"),
+                what: format!(
+                    "ticket {ticket} was handed out twice: the counter is behind the orders"
+                ),
             }),
         }
     }
 
     /// Moves an order one step forward to `to`. `Unchanged` when it is already
     /// there or past it and `idempotent` (a worker's redelivered order).
-    pub async fn advance(&self, ticket: Ticket, to: Status, idempotent: bool) -> Result<Outcome, StoreError> {
-        self.submit(Request::Advance { ticket, to, idempotent }).await
+    pub async fn advance(
+        &self,
+        ticket: Ticket,
+        to: Status,
+        idempotent: bool,
+    ) -> Result<Outcome, StoreError> {
+        self.submit(Request::Advance {
+            ticket,
+            to,
+            idempotent,
+        })
+        .await
+    }
+
+    /// Notes that the broker confirmed it holds `ticket`.
+    pub async fn mark_queued(&self, ticket: Ticket) -> Result<Outcome, StoreError> {
+        self.submit(Request::MarkQueued(ticket)).await
+    }
+
+    /// Looks for other processes' changes now rather than at the next poll
+    /// (another process announced one).
+    pub fn follow_now(&self) {
+        let _ = self.jobs.try_send(Job::Follow);
     }
 
     async fn submit(&self, request: Request) -> Result<Outcome, StoreError> {
         let (reply, answer) = oneshot::channel();
-        self.jobs.send(Job::Change(request, reply)).await.map_err(|_| StoreError::Stopped)?;
+        self.jobs
+            .send(Job::Change(request, reply))
+            .await
+            .map_err(|_| StoreError::Stopped)?;
         answer.await.map_err(|_| StoreError::Stopped)?
     }
 
@@ -161,6 +205,20 @@ impl Store {
             .values()
             .filter(|o| matches!(o.status, Status::Taken | Status::Preparing))
             .cloned()
+            .collect()
+    }
+
+    /// TAKEN orders the broker never confirmed, taken longer ago than `age`.
+    pub fn unqueued(&self, age: Duration) -> Vec<Ticket> {
+        let Some(before) = std::time::SystemTime::now().checked_sub(age) else {
+            return Vec::new();
+        };
+        let state = self.read();
+        state
+            .live
+            .values()
+            .filter(|o| o.status == Status::Taken && !o.queued && o.taken_at.0 < before)
+            .map(|o| o.order)
             .collect()
     }
 
@@ -237,7 +295,8 @@ impl Committer {
     /// One lock/catch-up/decide/append/fsync/unlock cycle.
     fn cycle(&mut self, requests: &[Request]) -> Result<Vec<Outcome>, StoreError> {
         let lock = self.lock.clone();
-        let held = durable::exclusive(&lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
+        let held = durable::exclusive(&lock, durable::LOCK_WAIT)
+            .map_err(|e| StoreError::Busy(e.into()))?;
 
         let theirs = self.catch_up()?;
         let now = Timestamp::now();
@@ -251,7 +310,9 @@ impl Committer {
             self.disk.append(&ours)?;
             let mut state = self.shared.write();
             for record in &ours {
-                state.apply(record).expect("a change decided against this very state applies");
+                state
+                    .apply(record)
+                    .expect("a change decided against this very state applies");
             }
             self.disk.maybe_compact(&state);
         }
@@ -282,7 +343,9 @@ impl Committer {
                     Err(e) => {
                         return Err(StoreError::Corrupt {
                             path: self.shared.dir.join(LOG),
-                            what: format!("another process wrote a change that breaks the rules: {e}"),
+                            what: format!(
+                                "another process wrote a change that breaks the rules: {e}"
+                            ),
                         });
                     }
                 }
@@ -304,10 +367,14 @@ impl Committer {
 
 impl Shared {
     fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state.read().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state.write().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.state
+            .write()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }

@@ -53,7 +53,11 @@ pub enum ApplyError {
     #[error("order {0} is taken twice")]
     TakenTwice(Ticket),
     #[error("order {ticket} becomes {to} but it is {from}")]
-    Backward { ticket: Ticket, from: Status, to: Status },
+    Backward {
+        ticket: Ticket,
+        from: Status,
+        to: Status,
+    },
     #[error("order {ticket} becomes {to} but it was never taken")]
     NeverTaken { ticket: Ticket, to: Status },
 }
@@ -81,7 +85,10 @@ impl State {
     /// Applies the next change, refusing one that breaks the rules.
     pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
         if record.version != self.version + 1 {
-            return Err(ApplyError::Gap { expected_after: self.version, got: record.version });
+            return Err(ApplyError::Gap {
+                expected_after: self.version,
+                got: record.version,
+            });
         }
         let order = &record.order;
         let t = order.order;
@@ -89,9 +96,18 @@ impl State {
             (None, Status::Taken) if !self.collected.contains(t) => {}
             (None, Status::Taken) => return Err(ApplyError::TakenTwice(t)),
             (None, to) => return Err(ApplyError::NeverTaken { ticket: t, to }),
+            // A TAKEN order restated (marked queued) is the same order.
+            (Some(old), Status::Taken)
+                if old.status == Status::Taken && old.content == order.content => {}
             (Some(_), Status::Taken) => return Err(ApplyError::TakenTwice(t)),
             (Some(old), to) if old.status == to || old.status.can_become(to) => {}
-            (Some(old), to) => return Err(ApplyError::Backward { ticket: t, from: old.status, to }),
+            (Some(old), to) => {
+                return Err(ApplyError::Backward {
+                    ticket: t,
+                    from: old.status,
+                    to,
+                });
+            }
         }
         self.version = record.version;
         self.highest = self.highest.max(t);
@@ -118,7 +134,13 @@ pub enum Request {
     Take { ticket: Ticket, content: String },
     /// One step forward to `to`. With `idempotent`, an order already at or past
     /// `to` is left as it is and reported `Unchanged` (a redelivered order).
-    Advance { ticket: Ticket, to: Status, idempotent: bool },
+    Advance {
+        ticket: Ticket,
+        to: Status,
+        idempotent: bool,
+    },
+    /// The broker confirmed it holds this TAKEN order.
+    MarkQueued(Ticket),
 }
 
 /// What happened to a request.
@@ -142,7 +164,11 @@ pub struct Batch<'s> {
 
 impl<'s> Batch<'s> {
     pub fn new(state: &'s State) -> Self {
-        Batch { state, changed: HashMap::new(), records: Vec::new() }
+        Batch {
+            state,
+            changed: HashMap::new(),
+            records: Vec::new(),
+        }
     }
 
     fn lookup(&self, t: Ticket) -> Lookup {
@@ -156,7 +182,10 @@ impl<'s> Batch<'s> {
 
     fn push(&mut self, order: Order) -> Order {
         let version = self.state.version + self.records.len() as u64 + 1;
-        self.records.push(Record { version, order: order.clone() });
+        self.records.push(Record {
+            version,
+            order: order.clone(),
+        });
         self.changed.insert(order.order, order.clone());
         order
     }
@@ -165,16 +194,35 @@ impl<'s> Batch<'s> {
     pub fn decide(&mut self, request: &Request, now: Timestamp) -> Outcome {
         match request {
             Request::Take { ticket, content } => match self.lookup(*ticket) {
-                Lookup::Unknown => Outcome::Changed(self.push(Order::new(*ticket, content.clone(), now))),
+                Lookup::Unknown => {
+                    Outcome::Changed(self.push(Order::new(*ticket, content.clone(), now)))
+                }
                 Lookup::Live(order) => Outcome::WrongStatus(order),
                 Lookup::Collected => Outcome::Collected,
             },
-            Request::Advance { ticket, to, idempotent } => match self.lookup(*ticket) {
+            Request::Advance {
+                ticket,
+                to,
+                idempotent,
+            } => match self.lookup(*ticket) {
                 Lookup::Live(order) => match order.advanced(*to, now) {
                     Ok(next) => Outcome::Changed(self.push(next)),
-                    Err(_) if *idempotent && rank(order.status) >= rank(*to) => Outcome::Unchanged(order),
+                    Err(_) if *idempotent && rank(order.status) >= rank(*to) => {
+                        Outcome::Unchanged(order)
+                    }
                     Err(_) => Outcome::WrongStatus(order),
                 },
+                Lookup::Collected => Outcome::Collected,
+                Lookup::Unknown => Outcome::NotFound,
+            },
+            Request::MarkQueued(ticket) => match self.lookup(*ticket) {
+                Lookup::Live(order) if order.status == Status::Taken && !order.queued => {
+                    Outcome::Changed(self.push(Order {
+                        queued: true,
+                        ..order
+                    }))
+                }
+                Lookup::Live(order) => Outcome::Unchanged(order),
                 Lookup::Collected => Outcome::Collected,
                 Lookup::Unknown => Outcome::NotFound,
             },
@@ -199,7 +247,13 @@ mod tests {
 
     fn take(state: &State, t: Ticket) -> Record {
         let mut batch = Batch::new(state);
-        batch.decide(&Request::Take { ticket: t, content: "x".into() }, Timestamp::now());
+        batch.decide(
+            &Request::Take {
+                ticket: t,
+                content: "x".into(),
+            },
+            Timestamp::now(),
+        );
         batch.records.pop().unwrap()
     }
 
@@ -208,14 +262,45 @@ mod tests {
         let state = State::default();
         let mut batch = Batch::new(&state);
         let now = Timestamp::now();
-        let step = |to| Request::Advance { ticket: 1, to, idempotent: false };
-        assert!(matches!(batch.decide(&Request::Take { ticket: 1, content: "x".into() }, now), Outcome::Changed(_)));
-        assert!(matches!(batch.decide(&step(Status::Collected), now), Outcome::WrongStatus(_)));
-        assert!(matches!(batch.decide(&step(Status::Preparing), now), Outcome::Changed(_)));
-        assert!(matches!(batch.decide(&step(Status::Ready), now), Outcome::Changed(_)));
-        assert!(matches!(batch.decide(&step(Status::Collected), now), Outcome::Changed(_)));
-        assert_eq!(batch.decide(&step(Status::Collected), now), Outcome::Collected);
-        assert_eq!(batch.records.iter().map(|r| r.version).collect::<Vec<_>>(), [1, 2, 3, 4]);
+        let step = |to| Request::Advance {
+            ticket: 1,
+            to,
+            idempotent: false,
+        };
+        assert!(matches!(
+            batch.decide(
+                &Request::Take {
+                    ticket: 1,
+                    content: "x".into()
+                },
+                now
+            ),
+            Outcome::Changed(_)
+        ));
+        assert!(matches!(
+            batch.decide(&step(Status::Collected), now),
+            Outcome::WrongStatus(_)
+        ));
+        assert!(matches!(
+            batch.decide(&step(Status::Preparing), now),
+            Outcome::Changed(_)
+        ));
+        assert!(matches!(
+            batch.decide(&step(Status::Ready), now),
+            Outcome::Changed(_)
+        ));
+        assert!(matches!(
+            batch.decide(&step(Status::Collected), now),
+            Outcome::Changed(_)
+        ));
+        assert_eq!(
+            batch.decide(&step(Status::Collected), now),
+            Outcome::Collected
+        );
+        assert_eq!(
+            batch.records.iter().map(|r| r.version).collect::<Vec<_>>(),
+            [1, 2, 3, 4]
+        );
         assert_eq!(state.lookup(1), Lookup::Unknown);
 
         let records = batch.records;
@@ -231,15 +316,60 @@ mod tests {
     fn a_redelivered_step_is_recognised_not_repeated() {
         let mut state = State::default();
         state.apply(&take(&state, 9)).unwrap();
-        let claim = Request::Advance { ticket: 9, to: Status::Preparing, idempotent: true };
-        let finish = Request::Advance { ticket: 9, to: Status::Ready, idempotent: true };
+        let claim = Request::Advance {
+            ticket: 9,
+            to: Status::Preparing,
+            idempotent: true,
+        };
+        let finish = Request::Advance {
+            ticket: 9,
+            to: Status::Ready,
+            idempotent: true,
+        };
         let mut batch = Batch::new(&state);
-        assert!(matches!(batch.decide(&claim, Timestamp::now()), Outcome::Changed(_)));
-        assert!(matches!(batch.decide(&claim, Timestamp::now()), Outcome::Unchanged(_)));
-        assert!(matches!(batch.decide(&finish, Timestamp::now()), Outcome::Changed(_)));
-        assert!(matches!(batch.decide(&claim, Timestamp::now()), Outcome::Unchanged(_)));
-        assert!(matches!(batch.decide(&finish, Timestamp::now()), Outcome::Unchanged(_)));
+        assert!(matches!(
+            batch.decide(&claim, Timestamp::now()),
+            Outcome::Changed(_)
+        ));
+        assert!(matches!(
+            batch.decide(&claim, Timestamp::now()),
+            Outcome::Unchanged(_)
+        ));
+        assert!(matches!(
+            batch.decide(&finish, Timestamp::now()),
+            Outcome::Changed(_)
+        ));
+        assert!(matches!(
+            batch.decide(&claim, Timestamp::now()),
+            Outcome::Unchanged(_)
+        ));
+        assert!(matches!(
+            batch.decide(&finish, Timestamp::now()),
+            Outcome::Unchanged(_)
+        ));
         assert_eq!(batch.records.len(), 2);
+    }
+
+    #[test]
+    fn marking_an_order_queued_restates_it_once() {
+        let mut state = State::default();
+        state.apply(&take(&state, 4)).unwrap();
+        let mut batch = Batch::new(&state);
+        let mark = Request::MarkQueued(4);
+        assert!(matches!(batch.decide(&mark, Timestamp::now()), Outcome::Changed(o) if o.queued));
+        assert!(matches!(
+            batch.decide(&mark, Timestamp::now()),
+            Outcome::Unchanged(_)
+        ));
+        let records = batch.records;
+        state.apply(&records[0]).unwrap();
+        assert!(
+            matches!(state.lookup(4), Lookup::Live(o) if o.queued && o.status == Status::Taken)
+        );
+        let mut other = take(&State::default(), 4);
+        other.version = 3;
+        other.order.content = "something else".into();
+        assert_eq!(state.apply(&other), Err(ApplyError::TakenTwice(4)));
     }
 
     #[test]
@@ -252,16 +382,35 @@ mod tests {
         assert_eq!(state.apply(&again), Err(ApplyError::TakenTwice(1)));
         let mut gap = take(&state, 2);
         gap.version = 5;
-        assert_eq!(state.apply(&gap), Err(ApplyError::Gap { expected_after: 1, got: 5 }));
+        assert_eq!(
+            state.apply(&gap),
+            Err(ApplyError::Gap {
+                expected_after: 1,
+                got: 5
+            })
+        );
         let mut ready = first.clone();
         ready.version = 2;
         ready.order.status = Status::Ready;
-        assert_eq!(state.apply(&ready), Err(ApplyError::Backward { ticket: 1, from: Status::Taken, to: Status::Ready }));
+        assert_eq!(
+            state.apply(&ready),
+            Err(ApplyError::Backward {
+                ticket: 1,
+                from: Status::Taken,
+                to: Status::Ready
+            })
+        );
         let mut ghost = first;
         ghost.version = 2;
         ghost.order.order = 3;
         ghost.order.status = Status::Preparing;
-        assert_eq!(state.apply(&ghost), Err(ApplyError::NeverTaken { ticket: 3, to: Status::Preparing }));
+        assert_eq!(
+            state.apply(&ghost),
+            Err(ApplyError::NeverTaken {
+                ticket: 3,
+                to: Status::Preparing
+            })
+        );
     }
 
     #[test]
@@ -271,6 +420,10 @@ mod tests {
             set.insert(t);
         }
         assert!([0, 1, 63, 64, 100_000].iter().all(|t| set.contains(*t)));
-        assert!(![2, 62, 65, 99_999, u32::MAX].iter().any(|t| set.contains(*t)));
+        assert!(
+            ![2, 62, 65, 99_999, u32::MAX]
+                .iter()
+                .any(|t| set.contains(*t))
+        );
     }
 }

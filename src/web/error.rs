@@ -6,6 +6,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::front::FrontError;
 use crate::order::{ContentError, Order, Ticket};
 use crate::queue::QueueError;
 use crate::store::StoreError;
@@ -34,9 +35,23 @@ pub enum ApiError {
     #[error("no ticket numbers can be handed out right now: {0}")]
     NoTickets(#[from] TicketError),
     #[error("{message}")]
-    Rejected { status: StatusCode, code: &'static str, message: String },
+    Rejected {
+        status: StatusCode,
+        code: &'static str,
+        message: String,
+    },
     #[error("something went wrong on our side; it has been logged")]
     Internal(String),
+}
+
+impl From<FrontError> for ApiError {
+    fn from(e: FrontError) -> Self {
+        match e {
+            FrontError::Queue(e) => e.into(),
+            FrontError::Tickets(e) => e.into(),
+            FrontError::Store(e) => e.into(),
+        }
+    }
 }
 
 impl From<StoreError> for ApiError {
@@ -50,13 +65,19 @@ impl From<StoreError> for ApiError {
 
 impl ApiError {
     pub fn not_found(what: &str) -> Self {
-        ApiError::Rejected { status: StatusCode::NOT_FOUND, code: "not_found", message: format!("there is nothing at {what}") }
+        ApiError::Rejected {
+            status: StatusCode::NOT_FOUND,
+            code: "not_found",
+            message: format!("there is nothing at {what}"),
+        }
     }
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
             ApiError::BadOrder(ContentError::Empty) => (StatusCode::BAD_REQUEST, "empty_order"),
-            ApiError::BadOrder(ContentError::TooLong(_)) => (StatusCode::PAYLOAD_TOO_LARGE, "order_too_long"),
+            ApiError::BadOrder(ContentError::TooLong(_)) => {
+                (StatusCode::PAYLOAD_TOO_LARGE, "order_too_long")
+            }
             ApiError::NotText => (StatusCode::BAD_REQUEST, "not_text"),
             ApiError::BadTicket(_) => (StatusCode::BAD_REQUEST, "bad_ticket"),
             ApiError::NoSuchOrder(_) => (StatusCode::NOT_FOUND, "unknown_order"),
@@ -67,8 +88,12 @@ impl ApiError {
             ApiError::NoTickets(TicketError::Busy(_) | TicketError::Io { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "tickets_unavailable")
             }
-            ApiError::NoTickets(TicketError::Exhausted { .. }) => (StatusCode::SERVICE_UNAVAILABLE, "tickets_exhausted"),
-            ApiError::NoTickets(_) | ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+            ApiError::NoTickets(TicketError::Exhausted { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "tickets_exhausted")
+            }
+            ApiError::NoTickets(_) | ApiError::Internal(_) => {
+                (StatusCode::INTERNAL_SERVER_ERROR, "internal")
+            }
             ApiError::Rejected { status, code, .. } => (*status, code),
         }
     }
@@ -98,7 +123,9 @@ impl IntoResponse for ApiError {
         }
         let mut response = (status, axum::Json(body)).into_response();
         if status == StatusCode::SERVICE_UNAVAILABLE {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
     }
@@ -107,7 +134,10 @@ impl IntoResponse for ApiError {
 /// "order 5 is…" → "Order 5 is…", with a full stop: messages are sentences.
 fn capitalise(message: &str) -> String {
     let mut chars = message.chars();
-    let mut out: String = chars.next().map(|c| c.to_uppercase().collect()).unwrap_or_default();
+    let mut out: String = chars
+        .next()
+        .map(|c| c.to_uppercase().collect())
+        .unwrap_or_default();
     out.push_str(chars.as_str());
     if !out.ends_with(['.', '!', '?']) {
         out.push('.');
@@ -120,12 +150,20 @@ fn capitalise(message: &str) -> String {
 pub fn rejected(status: StatusCode, text: String) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
         let message = "the request is far larger than any order (1000 characters at most)".into();
-        return ApiError::Rejected { status, code: "too_large", message };
+        return ApiError::Rejected {
+            status,
+            code: "too_large",
+            message,
+        };
     }
     let code = match status {
         StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
         s if s.is_client_error() => "bad_request",
         _ => "internal",
     };
-    ApiError::Rejected { status, code, message: text }
+    ApiError::Rejected {
+        status,
+        code,
+        message: text,
+    }
 }

@@ -1,6 +1,6 @@
 //! The HTTP face of the restaurant: routes, handlers, JSON errors, the SSE
 //! stream and the embedded pages. Handlers hold no state of their own: they
-//! ask the store, the counter, the queue and the board in [`AppState`].
+//! ask the front counter (store, tickets, queue) and the board in [`AppState`].
 
 mod error;
 mod orders;
@@ -22,9 +22,8 @@ pub use error::ApiError;
 pub use updates::KEEP_ALIVE;
 
 use crate::board::Board;
+use crate::front::Front;
 use crate::queue::Queue;
-use crate::store::Store;
-use crate::ticket::Tickets;
 
 /// Largest request body read. Orders are at most 1000 characters after
 /// trimming; this leaves room for generous whitespace and multi-byte text.
@@ -33,14 +32,10 @@ const BODY_LIMIT: usize = 64 * 1024;
 /// What the handlers share.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
-    pub tickets: Tickets,
-    pub queue: Queue,
+    pub front: Front,
     pub board: Arc<Board>,
     /// Cancelled on shutdown: ends the SSE streams.
     pub shutdown: CancellationToken,
-    /// Whether the broker is connected, when there is one.
-    pub broker_connected: Option<Arc<dyn Fn() -> bool + Send + Sync>>,
 }
 
 pub fn router(state: AppState) -> Router {
@@ -56,7 +51,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
-        .layer(CatchPanicLayer::custom(|_| ApiError::Internal("a handler panicked".into()).into_response()))
+        .layer(CatchPanicLayer::custom(|_| {
+            ApiError::Internal("a handler panicked".into()).into_response()
+        }))
         .with_state(state)
 }
 
@@ -66,17 +63,31 @@ async fn healthz() -> Json<serde_json::Value> {
 
 /// Ready when the store can be written and, with a broker, it is connected.
 async fn readyz(State(app): State<AppState>) -> Response {
-    let store = app.store.is_writable();
-    let broker = app.broker_connected.as_ref().map(|connected| connected());
+    let store = app.front.store.is_writable();
+    let broker = match &app.front.queue {
+        Queue::Amqp(broker) => Some(broker.is_connected()),
+        Queue::Memory(_) => None,
+    };
     let body = json!({
         "store": if store { "ok" } else { "failing" },
         "broker": match broker { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
     });
     if store && broker != Some(false) {
-        (StatusCode::OK, Json(json!({ "status": "ready", "checks": body }))).into_response()
+        (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "checks": body })),
+        )
+            .into_response()
     } else {
-        let message = if !store { "The order store cannot be written." } else { "The broker is not connected." };
-        (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": "not_ready", "message": message, "checks": body })))
+        let message = if !store {
+            "The order store cannot be written."
+        } else {
+            "The broker is not connected."
+        };
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "error": "not_ready", "message": message, "checks": body })),
+        )
             .into_response()
     }
 }
@@ -89,6 +100,10 @@ async fn wrong_method(request: Request) -> ApiError {
     ApiError::Rejected {
         status: StatusCode::METHOD_NOT_ALLOWED,
         code: "method_not_allowed",
-        message: format!("{} does not answer {}", request.uri().path(), request.method()),
+        message: format!(
+            "{} does not answer {}",
+            request.uri().path(),
+            request.method()
+        ),
     }
 }

@@ -1,11 +1,11 @@
 //! The customer's side: order, look, collect.
 
+use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 
 use super::AppState;
 use super::error::{ApiError, Result, rejected};
@@ -13,40 +13,40 @@ use crate::order::{Order, Status, Ticket, parse_content};
 use crate::store::{Lookup, Outcome};
 
 /// `POST /order`: the body is the order, as text.
-pub async fn place(State(app): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response> {
+pub async fn place(
+    State(app): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response> {
     let body = body.map_err(|e| rejected(e.status(), e.body_text()))?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::NotText)?;
     let content = parse_content(text)?;
     // Run to the end even if the customer hangs up: once an order is numbered
     // and stored, it must be queued (or cancelled), never left half-done.
-    let order = tokio::spawn(async move { app.take_order(content).await })
+    let order = tokio::spawn(async move { app.front.take(content).await })
         .await
         .map_err(|e| ApiError::Internal(format!("order task failed: {e}")))??;
     let location = format!("/orders/{}", order.order);
-    Ok((StatusCode::CREATED, [(header::LOCATION, location)], Json(order)).into_response())
-}
-
-impl AppState {
-    async fn take_order(&self, content: String) -> Result<Order> {
-        let slot = self.queue.reserve().await?;
-        let ticket = self.tickets.next().await?;
-        let order = self.store.take(ticket, content).await?;
-        if let Err(e) = slot.send(ticket).await {
-            // Taken off the board again, so no ghost stays behind.
-            if let Err(cancel) = self.store.advance(ticket, Status::Cancelled, false).await {
-                tracing::error!("order {ticket} could not be queued ({e}) nor cancelled ({cancel})");
-            }
-            return Err(e.into());
-        }
-        Ok(order)
-    }
+    Ok((
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(order),
+    )
+        .into_response())
 }
 
 /// `POST /take?order=N`: the customer collects a READY order.
-pub async fn collect(State(app): State<AppState>, query: Result<Query<Vec<(String, String)>>, QueryRejection>) -> Result<Json<Order>> {
+pub async fn collect(
+    State(app): State<AppState>,
+    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+) -> Result<Json<Order>> {
     let Query(pairs) = query.map_err(|e| rejected(e.status(), e.body_text()))?;
     let ticket = ticket_param(&pairs)?;
-    match app.store.advance(ticket, Status::Collected, false).await? {
+    match app
+        .front
+        .store
+        .advance(ticket, Status::Collected, false)
+        .await?
+    {
         Outcome::Changed(order) => Ok(Json(order)),
         Outcome::WrongStatus(order) | Outcome::Unchanged(order) => Err(ApiError::NotReady(order)),
         Outcome::Collected => Err(ApiError::AlreadyCollected(ticket)),
@@ -57,24 +57,35 @@ pub async fn collect(State(app): State<AppState>, query: Result<Query<Vec<(Strin
 /// `GET /orders/N`.
 pub async fn show(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Response> {
     let ticket = parse_ticket(&raw)?;
-    match app.store.lookup(ticket) {
+    match app.front.store.lookup(ticket) {
         Lookup::Live(order) => Ok(Json(order).into_response()),
-        Lookup::Collected => Ok(Json(serde_json::json!({ "order": ticket, "status": Status::Collected })).into_response()),
+        Lookup::Collected => Ok(Json(
+            serde_json::json!({ "order": ticket, "status": Status::Collected }),
+        )
+        .into_response()),
         Lookup::Unknown => Err(ApiError::NoSuchOrder(ticket)),
     }
 }
 
 /// `GET /orders`: the whole board.
 pub async fn board(State(app): State<AppState>) -> Response {
-    ([(header::CONTENT_TYPE, "application/json")], app.board.snapshot()).into_response()
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        app.board.snapshot(),
+    )
+        .into_response()
 }
 
 /// The `order` parameter: exactly once, a ticket number.
 fn ticket_param(pairs: &[(String, String)]) -> Result<Ticket> {
     let mut values = pairs.iter().filter(|(k, _)| k == "order").map(|(_, v)| v);
     match (values.next(), values.next()) {
-        (None, _) => Err(ApiError::BadTicket("say which order to collect: /take?order=42".into())),
-        (Some(_), Some(_)) => Err(ApiError::BadTicket("give the order number once, not several times".into())),
+        (None, _) => Err(ApiError::BadTicket(
+            "say which order to collect: /take?order=42".into(),
+        )),
+        (Some(_), Some(_)) => Err(ApiError::BadTicket(
+            "give the order number once, not several times".into(),
+        )),
         (Some(value), None) => parse_ticket(value),
     }
 }
@@ -82,14 +93,20 @@ fn ticket_param(pairs: &[(String, String)]) -> Result<Ticket> {
 /// A ticket number: digits only, from 1 to 4294967295.
 pub fn parse_ticket(raw: &str) -> Result<Ticket> {
     let shown: String = raw.chars().take(24).flat_map(char::escape_debug).collect();
-    let bad = || ApiError::BadTicket(format!("\"{shown}\" is not a ticket number; ticket numbers are whole numbers from 1 up"));
+    let bad = || {
+        ApiError::BadTicket(format!(
+            "\"{shown}\" is not a ticket number; ticket numbers are whole numbers from 1 up"
+        ))
+    };
     if raw.is_empty() || !raw.bytes().all(|b| b.is_ascii_digit()) {
         return Err(bad());
     }
     match raw.parse::<Ticket>() {
         Ok(0) => Err(bad()),
         Ok(t) => Ok(t),
-        Err(_) => Err(ApiError::BadTicket(format!("\"{shown}\" is larger than any ticket number"))),
+        Err(_) => Err(ApiError::BadTicket(format!(
+            "\"{shown}\" is larger than any ticket number"
+        ))),
     }
 }
 
@@ -101,12 +118,30 @@ mod tests {
     fn ticket_numbers_are_plain_positive_integers() {
         assert_eq!(parse_ticket("42").unwrap(), 42);
         assert_eq!(parse_ticket("4294967295").unwrap(), u32::MAX);
-        for bad in ["", "0", "-1", "+1", "1.5", "1e3", " 1", "4294967296", "abc", "1\0"] {
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            "1.5",
+            "1e3",
+            " 1",
+            "4294967296",
+            "abc",
+            "1\0",
+        ] {
             assert!(parse_ticket(bad).is_err(), "{bad:?}");
         }
-        let pairs = |v: &[(&str, &str)]| v.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect::<Vec<_>>();
+        let pairs = |v: &[(&str, &str)]| {
+            v.iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect::<Vec<_>>()
+        };
         assert!(ticket_param(&pairs(&[])).is_err());
         assert!(ticket_param(&pairs(&[("order", "1"), ("order", "2")])).is_err());
-        assert_eq!(ticket_param(&pairs(&[("x", "y"), ("order", "7")])).unwrap(), 7);
+        assert_eq!(
+            ticket_param(&pairs(&[("x", "y"), ("order", "7")])).unwrap(),
+            7
+        );
     }
 }

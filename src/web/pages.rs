@@ -10,7 +10,16 @@ use super::AppState;
 
 macro_rules! page {
     ($file:literal, $type:literal) => {
-        get(|| async { ([(header::CONTENT_TYPE, $type), (header::CACHE_CONTROL, "no-cache")], include_str!(concat!("../../static/", $file))).into_response() })
+        get(|| async {
+            (
+                [
+                    (header::CONTENT_TYPE, $type),
+                    (header::CACHE_CONTROL, "no-cache"),
+                ],
+                include_str!(concat!("../../static/", $file)),
+            )
+                .into_response()
+        })
     };
 }
 
@@ -19,7 +28,13 @@ pub fn router() -> Router<AppState> {
         .route("/", page!("index.html", "text/html; charset=utf-8"))
         .route("/kiosk", page!("kiosk.html", "text/html; charset=utf-8"))
         .route("/style.css", page!("style.css", "text/css; charset=utf-8"))
-        .route("/board.js", page!("board.js", "text/javascript; charset=utf-8"))
-        .route("/kiosk.js", page!("kiosk.js", "text/javascript; charset=utf-8"))
+        .route(
+            "/board.js",
+            page!("board.js", "text/javascript; charset=utf-8"),
+        )
+        .route(
+            "/kiosk.js",
+            page!("kiosk.js", "text/javascript; charset=utf-8"),
+        )
         .route("/favicon.svg", page!("favicon.svg", "image/svg+xml"))
 }

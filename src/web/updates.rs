@@ -48,7 +48,10 @@ pub async fn stream(State(app): State<AppState>) -> Response {
         shutdown: app.shutdown.clone(),
     };
     let retry = stream::iter([Ok::<_, Infallible>(Bytes::from_static(RETRY_FRAME))]);
-    let body = Body::from_stream(futures_util::StreamExt::chain(retry, stream::unfold(screen, Screen::next)));
+    let body = Body::from_stream(futures_util::StreamExt::chain(
+        retry,
+        stream::unfold(screen, Screen::next),
+    ));
     (
         [
             (header::CONTENT_TYPE, "text/event-stream"),

@@ -1,0 +1,91 @@
+//! The front counter: where an order is numbered, stored and queued, in that
+//! order, and where an order that never reached the queue is sent again.
+//!
+//! The queue is asked for room first, so a full or unreachable queue costs no
+//! ticket. Once stored, an order must be queued or cancelled: if the queue
+//! refuses it, it is cancelled, so no ghost stays on the board. If the server
+//! dies between storing and queueing, the order stays TAKEN but never
+//! `queued`; with RabbitMQ, [`Front::requeue_unconfirmed`] finds it and sends
+//! it again (without a broker, start-up puts every unfinished order back).
+
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+use crate::broker::PUBLISH_TIMEOUT;
+use crate::order::{Order, Status};
+use crate::queue::{Queue, QueueError};
+use crate::store::{Store, StoreError};
+use crate::ticket::{TicketError, Tickets};
+
+/// How often to look for orders that never reached the queue.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// How old a TAKEN, unconfirmed order must be to count as lost on its way:
+/// any live server would have confirmed or cancelled it long before.
+const UNCONFIRMED_AFTER: Duration = Duration::from_secs(3 * PUBLISH_TIMEOUT.as_secs());
+
+#[derive(Debug, thiserror::Error)]
+pub enum FrontError {
+    #[error(transparent)]
+    Queue(#[from] QueueError),
+    #[error(transparent)]
+    Tickets(#[from] TicketError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+#[derive(Clone)]
+pub struct Front {
+    pub tickets: Tickets,
+    pub store: Store,
+    pub queue: Queue,
+}
+
+impl Front {
+    /// Takes an order: number, store, queue.
+    pub async fn take(&self, content: String) -> Result<Order, FrontError> {
+        let slot = self.queue.reserve()?;
+        let ticket = self.tickets.next().await?;
+        let mut order = self.store.take(ticket, content).await?;
+        if let Err(e) = slot.send(ticket).await {
+            if let Err(cancel) = self.store.advance(ticket, Status::Cancelled, false).await {
+                tracing::error!(
+                    "order {ticket} could not be queued ({e}) nor cancelled ({cancel})"
+                );
+            }
+            return Err(e.into());
+        }
+        if self.queue.is_durable() {
+            // Recorded in the background: until it lands, a crash only means
+            // the sweep queues the order a second time, which the kitchen
+            // recognises.
+            order.queued = true;
+            let store = self.store.clone();
+            tokio::spawn(async move { store.mark_queued(ticket).await });
+        }
+        Ok(order)
+    }
+
+    /// Sends again, every few seconds until `shutdown`, the orders whose
+    /// server died before the broker confirmed them.
+    pub async fn requeue_unconfirmed(self, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            for ticket in self.store.unqueued(UNCONFIRMED_AFTER) {
+                let Ok(slot) = self.queue.reserve() else {
+                    break;
+                };
+                if slot.send(ticket).await.is_ok() {
+                    tracing::info!(
+                        "order {ticket} never reached the queue (its server stopped?); queued it now"
+                    );
+                    let _ = self.store.mark_queued(ticket).await;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,658 @@
+//! `fastfood rush`: a simulated lunch rush against a running restaurant, or
+//! against one it starts in this process.
+//!
+//! Customers arrive at a set rate whether or not the restaurant keeps up
+//! (open loop: a slow restaurant shows up as a growing line and longer waits,
+//! not as fewer customers). Each one orders, watches the board until their
+//! number is READY, and collects. With `--closed-loop`, `--connections`
+//! counters instead order back to back as fast as the server answers, which
+//! measures throughput.
+//!
+//! - [`watch`]: the one `/updates` stream a rush follows, fanned out to its customers.
+//! - [`stats`]: what is recorded while it runs (hdrhistogram, a timeline).
+//! - [`report`]: the summary, for a person or as JSON.
+//! - [`chart`]: the SVG chart of orders waiting and wait time.
+//! - [`sse`]: a small Server-Sent Events reader (also used by the examples).
+
+mod chart;
+mod report;
+pub mod sse;
+mod stats;
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use clap::Parser;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Deserialize;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use report::{Latency, Summary, per_second};
+
+use crate::cli::ServeConfig;
+use crate::order::Ticket;
+use stats::{BUCKET, Gauge, Stats};
+use watch::Watch;
+
+/// Run a simulated lunch rush and report how the restaurant coped.
+#[derive(clap::Args, Debug, Clone)]
+pub struct RushConfig {
+    /// The restaurant to rush, e.g. http://127.0.0.1:7777. Without it, the
+    /// rush starts its own in this process, with a temporary data directory.
+    #[arg(long, env = "FASTFOOD_RUSH_TARGET")]
+    pub target: Option<String>,
+
+    /// Customers arriving per second. They come whether or not the
+    /// restaurant keeps up (open loop), so queueing shows as waiting.
+    #[arg(long, env = "FASTFOOD_RUSH_RATE", default_value_t = 100.0, value_parser = parse_rate)]
+    pub rate: f64,
+
+    /// How long customers keep arriving: `10s`, `1m`.
+    #[arg(long, env = "FASTFOOD_RUSH_DURATION", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub duration: Duration,
+
+    /// Stop after this many customers (or at --duration, whichever is first).
+    #[arg(long, env = "FASTFOOD_RUSH_CUSTOMERS")]
+    pub customers: Option<u64>,
+
+    /// Closed loop: --connections counters order back to back, each as soon
+    /// as its last order was answered, instead of customers arriving at
+    /// --rate. Measures throughput; hides queueing.
+    #[arg(long, env = "FASTFOOD_RUSH_CLOSED_LOOP")]
+    pub closed_loop: bool,
+
+    /// Connections ordering at once with --closed-loop.
+    #[arg(long, env = "FASTFOOD_RUSH_CONNECTIONS", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..))]
+    pub connections: u32,
+
+    /// Customers do not collect: orders pile up on the board as READY.
+    #[arg(long, env = "FASTFOOD_RUSH_NO_COLLECT")]
+    pub no_collect: bool,
+
+    /// Do not follow /updates at all (needs --no-collect): customers leave
+    /// with their ticket. Measures /order alone.
+    #[arg(long, env = "FASTFOOD_RUSH_NO_BOARD", requires = "no_collect")]
+    pub no_board: bool,
+
+    /// Most customers inside at once. Past it, arrivals are turned away and
+    /// counted (open loop), or the counters pause (closed loop).
+    #[arg(long, env = "FASTFOOD_RUSH_MAX_INSIDE", default_value_t = 100_000)]
+    pub max_inside: u64,
+
+    /// How long to wait, after the last arrival, for the last orders.
+    #[arg(long, env = "FASTFOOD_RUSH_DRAIN", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub drain: Duration,
+
+    /// How long one request may take before it counts as failed.
+    #[arg(long, env = "FASTFOOD_RUSH_TIMEOUT", default_value = "30s", value_parser = humantime::parse_duration)]
+    pub timeout: Duration,
+
+    /// Where to write the chart of the rush (SVG).
+    #[arg(long, env = "FASTFOOD_RUSH_CHART", default_value = "rush.svg")]
+    pub chart: PathBuf,
+
+    /// Write no chart.
+    #[arg(long, env = "FASTFOOD_RUSH_NO_CHART")]
+    pub no_chart: bool,
+
+    /// Print the figures as JSON on stdout instead of the summary.
+    #[arg(long, env = "FASTFOOD_RUSH_JSON")]
+    pub json: bool,
+
+    /// Kitchen workers of the embedded restaurant (without --target).
+    #[arg(long, env = "FASTFOOD_RUSH_WORKERS", default_value_t = 2)]
+    pub workers: usize,
+
+    /// Preparation time of the embedded restaurant: `10ms`, `0`.
+    #[arg(long, env = "FASTFOOD_RUSH_PREP_TIME", default_value = "10ms", value_parser = humantime::parse_duration)]
+    pub prep_time: Duration,
+
+    /// Data directory of the embedded restaurant (kept afterwards); a
+    /// temporary one, removed at the end, when not given.
+    #[arg(long, env = "FASTFOOD_RUSH_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+}
+
+fn parse_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(rate) if rate > 0.0 && rate.is_finite() => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a rate: give customers per second, e.g. 100 or 0.5"
+        )),
+    }
+}
+
+/// Runs one rush and prints its summary (or JSON). Ctrl-C (`shutdown`) ends
+/// it early, and what was measured so far is still reported.
+pub async fn run(config: RushConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let (base, embedded) = match &config.target {
+        Some(url) => (url.trim_end_matches('/').to_owned(), None),
+        None => {
+            let embedded = Embedded::start(&config).await?;
+            (embedded.url.clone(), Some(embedded))
+        }
+    };
+    let label = match &embedded {
+        Some(_) => format!(
+            "an embedded restaurant ({} workers, prep time {})",
+            config.workers,
+            humantime::format_duration(config.prep_time)
+        ),
+        None => base.clone(),
+    };
+    let result = Rush::new(&config, base, label)?
+        .run(&config, &shutdown)
+        .await;
+    if let Some(embedded) = embedded {
+        embedded.stop().await?;
+    }
+    let summary = result?;
+    if config.json {
+        println!("{}", serde_json::to_string_pretty(&summary)?);
+    } else {
+        print!("{}", summary.text());
+    }
+    Ok(())
+}
+
+/// A restaurant started by the rush, in this process.
+struct Embedded {
+    url: String,
+    stop: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    _temp: Option<tempfile::TempDir>,
+}
+
+impl Embedded {
+    async fn start(config: &RushConfig) -> anyhow::Result<Embedded> {
+        let (dir, temp) = match &config.data_dir {
+            Some(dir) => (dir.clone(), None),
+            None => {
+                let temp = tempfile::Builder::new()
+                    .prefix("fastfood-rush-")
+                    .tempdir()
+                    .context("cannot make a temporary data directory")?;
+                (temp.path().to_owned(), Some(temp))
+            }
+        };
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .context("cannot listen on 127.0.0.1")?;
+        let addr = listener.local_addr()?;
+        let serve = ServeConfig::try_parse_from([
+            "fastfood serve".to_owned(),
+            format!("--listen={addr}"),
+            format!("--data-dir={}", dir.display()),
+            format!("--workers={}", config.workers),
+            format!(
+                "--prep-time={}",
+                humantime::format_duration(config.prep_time)
+            ),
+        ])
+        .context("the embedded restaurant's settings")?;
+        let stop = CancellationToken::new();
+        let mut task = tokio::spawn(crate::app::serve(serve, listener, stop.clone()));
+        let url = format!("http://{addr}");
+        // Ready when it answers; a restaurant that cannot start says why.
+        let client = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            tokio::select! {
+                ended = &mut task => {
+                    ended.context("the embedded restaurant panicked")??;
+                    bail!("the embedded restaurant stopped at once");
+                }
+                answer = client.get(format!("{url}/healthz")).send() => {
+                    if answer.is_ok_and(|a| a.status().is_success()) {
+                        break;
+                    }
+                }
+            }
+            if Instant::now() > deadline {
+                bail!("the embedded restaurant did not answer within 10 s");
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Ok(Embedded {
+            url,
+            stop,
+            task,
+            _temp: temp,
+        })
+    }
+
+    async fn stop(self) -> anyhow::Result<()> {
+        self.stop.cancel();
+        self.task
+            .await
+            .context("the embedded restaurant panicked")?
+    }
+}
+
+/// The menu customers order from.
+const MENU: &[&str] = &[
+    "cheeseburger, fries, cola",
+    "veggie wrap and a lemonade",
+    "9 chicken nuggets, barbecue sauce",
+    "fish burger, no onions",
+    "large fries",
+    "double burger, milkshake (vanilla)",
+    "garden salad, water",
+];
+
+/// What every customer of one rush shares.
+struct Shop {
+    base: String,
+    order_url: String,
+    /// Connections for `/order` (closed loop: exactly --connections of them).
+    orders: reqwest::Client,
+    /// Connections for `/take`.
+    takes: reqwest::Client,
+    watch: Watch,
+    stats: Stats,
+    board: bool,
+    collect: bool,
+    /// Cancelled when the rush ends: customers still waiting leave.
+    leave: CancellationToken,
+}
+
+#[derive(Deserialize)]
+struct Ticketed {
+    order: Ticket,
+}
+
+#[derive(Deserialize)]
+struct ErrorBody {
+    error: String,
+}
+
+impl Shop {
+    /// Orders; the ticket and when it was in hand, or `None` (recorded).
+    async fn order(&self, n: u64, arrival: Instant) -> Option<(Ticket, Instant)> {
+        let line = Gauge::up(&self.stats.in_line);
+        let body = MENU[n as usize % MENU.len()];
+        let sent = self.orders.post(&self.order_url).body(body).send().await;
+        let failure = match sent {
+            Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
+                match response.json::<Ticketed>().await {
+                    Ok(t) => {
+                        let at = Instant::now();
+                        drop(line);
+                        self.stats.lock().ordered(
+                            self.stats.since_start(at),
+                            at.saturating_duration_since(arrival),
+                        );
+                        return Some((t.order, at));
+                    }
+                    Err(e) => format!("201 without a ticket: {e}"),
+                }
+            }
+            Ok(response) => status_reason(response).await,
+            Err(e) => error_reason(&e),
+        };
+        self.stats.error(false, failure);
+        None
+    }
+
+    /// Watches the board for `ticket`, then collects it.
+    async fn wait_and_collect(&self, ticket: Ticket, ticketed: Instant, arrival: Instant) {
+        if !self.board {
+            return;
+        }
+        let ready = {
+            let _cooking = Gauge::up(&self.stats.cooking);
+            let ready = self.watch.ready(ticket);
+            tokio::select! {
+                _ = self.leave.cancelled() => return,
+                at = ready => match at {
+                    Ok(at) => at,
+                    Err(_) => return,
+                },
+            }
+        };
+        self.stats.lock().ready(
+            ticket,
+            self.stats.since_start(ready),
+            ready.saturating_duration_since(ticketed),
+            ready.saturating_duration_since(arrival),
+        );
+        if !self.collect {
+            return;
+        }
+        let sent = Instant::now();
+        let answer = tokio::select! {
+            _ = self.leave.cancelled() => return,
+            answer = self.takes.post(format!("{}/take?order={ticket}", self.base)).send() => answer,
+        };
+        match answer {
+            Ok(response) if response.status().is_success() => {
+                let mut recorder = self.stats.lock();
+                recorder
+                    .take_latency
+                    .saturating_record(stats::micros(sent.elapsed()));
+                recorder.collected += 1;
+            }
+            Ok(response) => {
+                let reason = status_reason(response).await;
+                self.stats.error(true, reason);
+            }
+            Err(e) => self.stats.error(true, error_reason(&e)),
+        }
+    }
+
+    /// One customer, from arrival to leaving.
+    async fn customer(self: Arc<Self>, n: u64, arrival: Instant) {
+        let _inside = Gauge::up(&self.stats.inside);
+        let ticket = tokio::select! {
+            _ = self.leave.cancelled() => return,
+            ticket = self.order(n, arrival) => ticket,
+        };
+        if let Some((ticket, at)) = ticket {
+            self.wait_and_collect(ticket, at, arrival).await;
+        }
+    }
+}
+
+/// `503 queue_full`, from a refusal.
+async fn status_reason(response: reqwest::Response) -> String {
+    let status = response.status().as_u16();
+    match response.json::<ErrorBody>().await {
+        Ok(body) => format!("{status} {}", body.error),
+        Err(_) => status.to_string(),
+    }
+}
+
+fn error_reason(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timeout".into()
+    } else if e.is_connect() {
+        "cannot connect".into()
+    } else {
+        "connection lost".into()
+    }
+}
+
+struct Rush {
+    shop: Arc<Shop>,
+    label: String,
+}
+
+impl Rush {
+    fn new(config: &RushConfig, base: String, label: String) -> anyhow::Result<Rush> {
+        let client = |pool: usize| {
+            reqwest::Client::builder()
+                .tcp_nodelay(true)
+                .pool_max_idle_per_host(pool)
+                .timeout(config.timeout)
+                .build()
+        };
+        let orders_pool = if config.closed_loop {
+            config.connections as usize
+        } else {
+            usize::MAX
+        };
+        let shop = Shop {
+            order_url: format!("{base}/order"),
+            base,
+            orders: client(orders_pool)?,
+            takes: client(usize::MAX)?,
+            watch: Watch::default(),
+            stats: Stats::new(Instant::now()),
+            board: !config.no_board,
+            collect: !config.no_collect,
+            leave: CancellationToken::new(),
+        };
+        Ok(Rush {
+            shop: Arc::new(shop),
+            label,
+        })
+    }
+
+    async fn run(
+        mut self,
+        config: &RushConfig,
+        shutdown: &CancellationToken,
+    ) -> anyhow::Result<Summary> {
+        let stop_board = CancellationToken::new();
+        let follower = match self.shop.board {
+            true => Some(self.follow_board(&stop_board).await?),
+            false => None,
+        };
+        // The clock starts once the board is followed, so no READY is missed.
+        Arc::get_mut(&mut self.shop).expect("not shared yet").stats = Stats::new(Instant::now());
+        let shop = self.shop.clone();
+
+        let progress = progress_bar();
+        let ticker_stop = CancellationToken::new();
+        let ticker = tokio::spawn(tick(shop.clone(), progress.clone(), ticker_stop.clone()));
+
+        let customers = TaskTracker::new();
+        let arrivals = if config.closed_loop {
+            self.closed_loop(config, &customers, shutdown).await
+        } else {
+            self.open_loop(config, &customers, shutdown).await
+        };
+        customers.close();
+        tokio::select! {
+            _ = customers.wait() => {}
+            _ = tokio::time::sleep(config.drain) => {}
+            _ = shutdown.cancelled() => {}
+        }
+        let elapsed = shop.stats.start.elapsed();
+        let unfinished = shop.stats.inside.load(Ordering::Relaxed);
+        shop.leave.cancel();
+        customers.wait().await;
+        ticker_stop.cancel();
+        let _ = ticker.await;
+        progress.finish_and_clear();
+        stop_board.cancel();
+        if let Some(follower) = follower {
+            match follower.await {
+                Ok(Err(e)) => tracing::warn!("following the board: {e:#}"),
+                Err(e) => tracing::warn!("following the board: {e}"),
+                Ok(Ok(())) => {}
+            }
+        }
+
+        let recorder = shop.stats.lock();
+        let (mode, rate, connections) = match config.closed_loop {
+            true => ("closed", None, Some(config.connections as usize)),
+            false => ("open", Some(config.rate), None),
+        };
+        let chart = if config.no_chart {
+            None
+        } else {
+            let title = format!("fastfood rush: {}", self.label);
+            match chart::draw(&config.chart, &title, &recorder.timeline) {
+                Ok(()) => Some(config.chart.display().to_string()),
+                Err(e) => {
+                    eprintln!("fastfood rush: {e:#}");
+                    None
+                }
+            }
+        };
+        Ok(Summary::new(
+            &recorder,
+            report::Context {
+                mode: mode.into(),
+                target: self.label.clone(),
+                rate,
+                connections,
+                arrivals,
+                elapsed,
+                unfinished,
+                seen: shop.watch.seen(),
+                chart,
+            },
+        ))
+    }
+
+    /// Starts following `/updates` and waits for its first board.
+    async fn follow_board(
+        &self,
+        stop: &CancellationToken,
+    ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+        let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+        let mut follower = tokio::spawn(self.shop.watch.clone().follow(
+            client,
+            self.shop.base.clone(),
+            stop.clone(),
+        ));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.shop.watch.seen().events == 0 {
+            if Instant::now() > deadline {
+                bail!("{}/updates sent no board within 10 s", self.shop.base);
+            }
+            tokio::select! {
+                ended = &mut follower => {
+                    ended.context("following the board panicked")??;
+                    bail!("{}/updates ended at once", self.shop.base);
+                }
+                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+            }
+        }
+        Ok(follower)
+    }
+
+    /// Customers arrive every 1/rate seconds; returns how long arrivals ran.
+    async fn open_loop(
+        &self,
+        config: &RushConfig,
+        customers: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Duration {
+        let start = self.shop.stats.start;
+        let end = start + config.duration;
+        let limit = config.customers.unwrap_or(u64::MAX);
+        let mut n = 0u64;
+        while n < limit {
+            let due = start + Duration::from_secs_f64(n as f64 / config.rate);
+            if due >= end {
+                break;
+            }
+            if due > Instant::now() {
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep_until(due.into()) => {}
+                }
+            }
+            let inside = self.shop.stats.inside.load(Ordering::Relaxed);
+            {
+                let mut recorder = self.shop.stats.lock();
+                recorder.arrived += 1;
+                if inside >= config.max_inside {
+                    recorder.turned_away += 1;
+                    n += 1;
+                    continue;
+                }
+            }
+            customers.spawn(self.shop.clone().customer(n, due));
+            n += 1;
+        }
+        Instant::now().min(end).saturating_duration_since(start)
+    }
+
+    /// --connections counters order back to back; returns how long they ran.
+    async fn closed_loop(
+        &self,
+        config: &RushConfig,
+        customers: &TaskTracker,
+        shutdown: &CancellationToken,
+    ) -> Duration {
+        let start = self.shop.stats.start;
+        let end = start + config.duration;
+        let limit = config.customers.unwrap_or(u64::MAX);
+        let next = Arc::new(AtomicU64::new(0));
+        let counters = TaskTracker::new();
+        for _ in 0..config.connections {
+            let (shop, next, customers, shutdown) = (
+                self.shop.clone(),
+                next.clone(),
+                customers.clone(),
+                shutdown.clone(),
+            );
+            let max_inside = config.max_inside;
+            counters.spawn(async move {
+                while Instant::now() < end && !shutdown.is_cancelled() {
+                    if shop.stats.inside.load(Ordering::Relaxed) >= max_inside {
+                        tokio::time::sleep(Duration::from_millis(1)).await;
+                        continue;
+                    }
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= limit {
+                        break;
+                    }
+                    shop.stats.lock().arrived += 1;
+                    let arrival = Instant::now();
+                    let inside = Gauge::up(&shop.stats.inside);
+                    let ticket = tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        ticket = shop.order(n, arrival) => ticket,
+                    };
+                    drop(inside);
+                    match ticket {
+                        Some((ticket, at)) if shop.board => {
+                            let shop = shop.clone();
+                            customers.spawn(async move {
+                                let _inside = Gauge::up(&shop.stats.inside);
+                                shop.wait_and_collect(ticket, at, arrival).await;
+                            });
+                        }
+                        Some(_) => {}
+                        // Do not spin against a restaurant that is down.
+                        None => tokio::time::sleep(Duration::from_millis(10)).await,
+                    }
+                }
+            });
+        }
+        counters.close();
+        counters.wait().await;
+        Instant::now().min(end).saturating_duration_since(start)
+    }
+}
+
+fn progress_bar() -> ProgressBar {
+    let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr_with_hz(10));
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {elapsed:>4} {msg}").expect("a valid template"),
+    );
+    bar
+}
+
+/// Every [`BUCKET`]: write the gauges into the timeline and show progress.
+async fn tick(shop: Arc<Shop>, bar: ProgressBar, stop: CancellationToken) {
+    let mut every = tokio::time::interval(BUCKET);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+    let mut last = (Instant::now(), 0u64);
+    let mut rate = 0.0;
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = every.tick() => {}
+        }
+        let now = Instant::now();
+        shop.stats.sample(now);
+        let (ordered, ready, collected, errors) = {
+            let r = shop.stats.lock();
+            let errors: u64 = r.order_errors.values().chain(r.take_errors.values()).sum();
+            (r.ordered, r.ready, r.collected, errors)
+        };
+        if now.duration_since(last.0) >= Duration::from_secs(1) {
+            rate = per_second(ordered - last.1, now.duration_since(last.0));
+            last = (now, ordered);
+        }
+        let waiting =
+            shop.stats.in_line.load(Ordering::Relaxed) + shop.stats.cooking.load(Ordering::Relaxed);
+        bar.set_message(format!(
+            "{ordered} ordered ({rate:.0}/s) · {ready} ready · {collected} collected · {waiting} waiting · {errors} failed"
+        ));
+        bar.tick();
+    }
+}

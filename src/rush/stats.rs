@@ -1,0 +1,202 @@
+//! What a rush records while it runs: latency histograms (microseconds,
+//! hdrhistogram, three significant digits), counts, and a timeline of 100 ms
+//! buckets for the chart. Customers record into one shared [`Stats`]; the
+//! gauges are atomics so the progress line and the timeline can read them
+//! without a lock.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use hdrhistogram::Histogram;
+
+use crate::order::Ticket;
+
+/// The width of one timeline bucket.
+pub const BUCKET: Duration = Duration::from_millis(100);
+/// Buckets kept (an hour); later samples land in the last one.
+const MAX_BUCKETS: usize = 36_000;
+/// The longest latency told apart: an hour, in microseconds.
+const HIGHEST: u64 = 3_600_000_000;
+
+pub fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, HIGHEST, 3).expect("valid histogram bounds")
+}
+
+pub fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
+}
+
+/// One slice of the rush.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Bucket {
+    /// Orders that got a ticket in this slice.
+    pub ordered: u64,
+    /// Orders that became READY in this slice.
+    pub ready: u64,
+    /// Customers waiting for a ticket (their `/order` not yet answered), at the end of the slice.
+    pub in_line: u64,
+    /// Orders with a ticket, not yet READY, at the end of the slice.
+    pub cooking: u64,
+    /// Sum, count and largest of arrival → READY for orders READY in this slice (µs).
+    pub wait_sum: u64,
+    pub wait_count: u64,
+    pub wait_max: u64,
+}
+
+/// Everything but the gauges, behind one lock.
+pub struct Recorder {
+    /// Scheduled arrival (open loop) or send (closed loop) → `201`.
+    pub order_latency: Histogram<u64>,
+    /// `POST /take` sent → `200`.
+    pub take_latency: Histogram<u64>,
+    /// Ticket in hand → READY seen on the board.
+    pub ticket_to_ready: Histogram<u64>,
+    /// Arrival → READY: the customer's whole wait for food.
+    pub wait: Histogram<u64>,
+    /// The customer who waited longest (arrival → READY), and how long (µs).
+    pub longest: Option<(Ticket, u64)>,
+    pub arrived: u64,
+    /// Arrivals turned away because too many customers were inside already.
+    pub turned_away: u64,
+    pub ordered: u64,
+    pub ready: u64,
+    pub collected: u64,
+    /// Failed orders by reason (`503`, `connection`, …).
+    pub order_errors: BTreeMap<String, u64>,
+    pub take_errors: BTreeMap<String, u64>,
+    /// When (since the start) the last ticket and the last READY came.
+    pub last_order: Duration,
+    pub last_ready: Duration,
+    pub timeline: Vec<Bucket>,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Recorder {
+            order_latency: histogram(),
+            take_latency: histogram(),
+            ticket_to_ready: histogram(),
+            wait: histogram(),
+            longest: None,
+            arrived: 0,
+            turned_away: 0,
+            ordered: 0,
+            ready: 0,
+            collected: 0,
+            order_errors: BTreeMap::new(),
+            take_errors: BTreeMap::new(),
+            last_order: Duration::ZERO,
+            last_ready: Duration::ZERO,
+            timeline: Vec::new(),
+        }
+    }
+}
+
+impl Recorder {
+    pub fn bucket(&mut self, since_start: Duration) -> &mut Bucket {
+        let i = ((since_start.as_millis() / BUCKET.as_millis()) as usize).min(MAX_BUCKETS - 1);
+        if self.timeline.len() <= i {
+            self.timeline.resize(i + 1, Bucket::default());
+        }
+        &mut self.timeline[i]
+    }
+
+    pub fn ordered(&mut self, at: Duration, latency: Duration) {
+        self.ordered += 1;
+        self.last_order = self.last_order.max(at);
+        self.order_latency.saturating_record(micros(latency));
+        self.bucket(at).ordered += 1;
+    }
+
+    pub fn ready(
+        &mut self,
+        ticket: Ticket,
+        at: Duration,
+        ticket_to_ready: Duration,
+        wait: Duration,
+    ) {
+        let wait = micros(wait);
+        self.ready += 1;
+        self.last_ready = self.last_ready.max(at);
+        self.ticket_to_ready
+            .saturating_record(micros(ticket_to_ready));
+        self.wait.saturating_record(wait);
+        if self.longest.is_none_or(|(_, longest)| wait > longest) {
+            self.longest = Some((ticket, wait));
+        }
+        let bucket = self.bucket(at);
+        bucket.ready += 1;
+        bucket.wait_sum += wait;
+        bucket.wait_count += 1;
+        bucket.wait_max = bucket.wait_max.max(wait);
+    }
+}
+
+/// Shared by every customer of one rush.
+pub struct Stats {
+    pub start: Instant,
+    pub recorder: Mutex<Recorder>,
+    pub in_line: AtomicU64,
+    pub cooking: AtomicU64,
+    /// Customers inside: arrived, not yet done (collected, gave up, or failed).
+    pub inside: AtomicU64,
+}
+
+impl Stats {
+    pub fn new(start: Instant) -> Stats {
+        Stats {
+            start,
+            recorder: Mutex::default(),
+            in_line: AtomicU64::new(0),
+            cooking: AtomicU64::new(0),
+            inside: AtomicU64::new(0),
+        }
+    }
+
+    pub fn lock(&self) -> std::sync::MutexGuard<'_, Recorder> {
+        self.recorder.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn since_start(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.start)
+    }
+
+    /// Writes the gauges into the bucket of `at`.
+    pub fn sample(&self, at: Instant) {
+        let in_line = self.in_line.load(Ordering::Relaxed);
+        let cooking = self.cooking.load(Ordering::Relaxed);
+        let since = self.since_start(at);
+        let mut recorder = self.lock();
+        let bucket = recorder.bucket(since);
+        bucket.in_line = in_line;
+        bucket.cooking = cooking;
+    }
+
+    pub fn error(&self, take: bool, reason: String) {
+        let mut recorder = self.lock();
+        let map = if take {
+            &mut recorder.take_errors
+        } else {
+            &mut recorder.order_errors
+        };
+        *map.entry(reason).or_default() += 1;
+    }
+}
+
+/// Adds one to a gauge for as long as it lives.
+pub struct Gauge<'a>(&'a AtomicU64);
+
+impl<'a> Gauge<'a> {
+    pub fn up(gauge: &'a AtomicU64) -> Gauge<'a> {
+        gauge.fetch_add(1, Ordering::Relaxed);
+        Gauge(gauge)
+    }
+}
+
+impl Drop for Gauge<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}

@@ -1,0 +1,350 @@
+//! The broker modes against the real RabbitMQ on 127.0.0.1:5672: simple mode
+//! with the broker, complex mode with worker processes, two servers sharing a
+//! restaurant, and workers killed at the worst moments. Each test has a vhost
+//! of its own. Without a broker these tests skip with a loud message, unless
+//! `FASTFOOD_REQUIRE_BROKER=1` (as in CI) makes that a failure.
+
+mod support;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+
+use serde_json::Value;
+use support::rabbit::{Rabbit, WorkerProcess};
+use support::{
+    DEADLINE, ServerProcess, SseClient, TestApp, expect_error, place_orders, wait_until,
+};
+
+/// Each order's statuses as its change events announced them, in order.
+async fn follow(board: &mut SseClient, tickets: &[u32], until: &str) -> BTreeMap<u32, Vec<String>> {
+    let mut seen: BTreeMap<u32, Vec<String>> = BTreeMap::new();
+    let mut last_id = 0;
+    while !tickets.iter().all(|t| {
+        seen.get(t)
+            .is_some_and(|s| s.last().map(String::as_str) == Some(until))
+    }) {
+        let event = board.next_event().await;
+        assert!(
+            event.version() > last_id,
+            "ids increase: {} after {last_id}",
+            event.version()
+        );
+        last_id = event.version();
+        let (ticket, status) = event
+            .change()
+            .expect("a change per event, not a resync, while the test keeps up");
+        seen.entry(ticket).or_default().push(status);
+    }
+    seen
+}
+
+/// The changes `orders.log` records for `ticket`, as statuses.
+fn logged(data_dir: &Path, ticket: u32) -> Vec<String> {
+    let log = std::fs::read_to_string(data_dir.join("orders.log")).expect("orders.log");
+    log.lines()
+        .skip(1)
+        .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
+        .filter(|record| record["order"]["order"] == ticket)
+        .map(|record| record["order"]["status"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn forward(statuses: &[String]) -> bool {
+    let rank = |s: &str| {
+        ["TAKEN", "PREPARING", "READY", "COLLECTED"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    statuses.windows(2).all(|w| rank(&w[0]) <= rank(&w[1]))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn simple_mode_queues_orders_in_the_broker() {
+    let Some(rabbit) = Rabbit::vhost("simple").await else {
+        return;
+    };
+    let app = TestApp::spawn(&["--broker", &rabbit.url, "--prep-time", "0"]).await;
+    let mut board = app.updates().await;
+    assert_eq!(
+        board.next_event().await.change(),
+        None,
+        "the whole board comes first"
+    );
+
+    let tickets = place_orders(&[app.base.clone()], 5, 5).await;
+    let seen = follow(&mut board, &tickets, "READY").await;
+    for ticket in &tickets {
+        assert_eq!(
+            seen[ticket],
+            ["TAKEN", "PREPARING", "READY"],
+            "order {ticket}"
+        );
+        let taken: Value = app.take(*ticket).await.json().await.unwrap();
+        assert_eq!(taken["status"], "COLLECTED");
+    }
+    rabbit.wait_drained("orders").await;
+    let ready = app.board().await;
+    assert!(
+        ready.orders.is_empty(),
+        "collected orders leave the board: {:?}",
+        ready.orders
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn complex_mode_cooks_in_worker_processes_and_every_change_reaches_the_board() {
+    let Some(rabbit) = Rabbit::vhost("complex").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    let _cooks = [
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "50ms"], &[]).await,
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "50ms"], &[]).await,
+    ];
+    let mut board = server.updates().await;
+    board.next_event().await;
+
+    let tickets = place_orders(&[server.base.clone()], 20, 4).await;
+    assert_eq!(
+        tickets.iter().copied().collect::<BTreeSet<_>>(),
+        (1..=20).collect()
+    );
+    let seen = follow(&mut board, &tickets, "READY").await;
+    for ticket in &tickets {
+        assert_eq!(
+            seen[ticket],
+            ["TAKEN", "PREPARING", "READY"],
+            "order {ticket}: made by a worker, seen by the server"
+        );
+    }
+    rabbit.wait_drained("orders").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_and_two_workers_share_one_restaurant() {
+    let Some(rabbit) = Rabbit::vhost("two-servers").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let servers = [
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await,
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await,
+    ];
+    let _cooks = [
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &[]).await,
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &[]).await,
+    ];
+    let mut boards = [servers[0].updates().await, servers[1].updates().await];
+    for board in &mut boards {
+        board.next_event().await;
+    }
+
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let tickets = place_orders(&bases, 60, 8).await;
+    assert_eq!(
+        tickets.iter().copied().collect::<BTreeSet<_>>(),
+        (1..=60).collect(),
+        "tickets never collide"
+    );
+    for board in &mut boards {
+        let seen = follow(board, &tickets, "READY").await;
+        for ticket in &tickets {
+            assert_eq!(
+                seen[ticket],
+                ["TAKEN", "PREPARING", "READY"],
+                "order {ticket}: every board sees every change"
+            );
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first() {
+    let Some(rabbit) = Rabbit::vhost("kill-preparing").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    let mut slow =
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "10m"], &[]).await;
+
+    let first = server.place("the order in the oven").await;
+    wait_until(DEADLINE, "the first order to be PREPARING", || async {
+        server.order_json(first).await["status"] == "PREPARING"
+    })
+    .await;
+    let waiting = place_orders(&[server.base.clone()], 3, 1).await;
+    slow.kill9().await;
+
+    let _next = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "100ms"], &[]).await;
+    let all: Vec<u32> = std::iter::once(first)
+        .chain(waiting.iter().copied())
+        .collect();
+    let board = server.wait_all_ready(&all).await;
+    let ready_at = |ticket: u32| {
+        board.orders.iter().find(|o| o["order"] == ticket).unwrap()["ready_at"].clone()
+    };
+    for ticket in &waiting {
+        assert!(
+            ready_at(first).as_str() < ready_at(*ticket).as_str(),
+            "order {first} went ahead of order {ticket}"
+        );
+    }
+    assert_eq!(
+        logged(dir.path(), first),
+        ["TAKEN", "PREPARING", "READY"],
+        "prepared once, nothing backward"
+    );
+    rabbit.wait_drained("orders").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_given_back_goes_to_the_front_of_the_line() {
+    let Some(rabbit) = Rabbit::vhost("give-back").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    let mut leaving =
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "10m"], &[]).await;
+
+    let first = server.place("the order in the oven").await;
+    wait_until(DEADLINE, "the first order to be PREPARING", || async {
+        server.order_json(first).await["status"] == "PREPARING"
+    })
+    .await;
+    let waiting = place_orders(&[server.base.clone()], 3, 1).await;
+    // Asked to stop mid-order, the worker gives the order back: it is
+    // published again at high priority, ahead of the three waiting.
+    leaving.terminate();
+    assert!(leaving.wait(DEADLINE).await.expect("it stops").success());
+    assert!(
+        leaving
+            .stderr()
+            .contains(&format!("order {first} goes back to the front"))
+    );
+
+    let _next = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "100ms"], &[]).await;
+    let all: Vec<u32> = std::iter::once(first)
+        .chain(waiting.iter().copied())
+        .collect();
+    let board = server.wait_all_ready(&all).await;
+    let ready_at = |ticket: u32| {
+        board.orders.iter().find(|o| o["order"] == ticket).unwrap()["ready_at"].clone()
+    };
+    for ticket in &waiting {
+        assert!(
+            ready_at(first).as_str() < ready_at(*ticket).as_str(),
+            "order {first} went ahead of order {ticket}"
+        );
+    }
+    rabbit.wait_drained("orders").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_after_ready_before_its_ack_moves_nothing_backward() {
+    let Some(rabbit) = Rabbit::vhost("kill-ready").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    let crash = [("FASTFOOD_CRASH_AT", "after-ready")];
+    let mut doomed =
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &crash).await;
+
+    let ticket = server.place("a burger").await;
+    let status = doomed
+        .wait(DEADLINE)
+        .await
+        .expect("the worker dies at its crash point");
+    assert!(!status.success());
+    assert!(
+        doomed.stderr().contains("FASTFOOD_CRASH_AT=after-ready"),
+        "it died where it was told to"
+    );
+    assert_eq!(server.order_json(ticket).await["status"], "READY");
+
+    // The broker gives the unacknowledged order to the next worker, which
+    // recognises it as done and acknowledges it.
+    let next = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &[]).await;
+    rabbit.wait_drained("orders").await;
+    assert_eq!(server.order_json(ticket).await["status"], "READY");
+    let history = logged(dir.path(), ticket);
+    assert!(forward(&history), "never backward: {history:?}");
+    assert_eq!(history, ["TAKEN", "PREPARING", "READY"]);
+    assert!(
+        next.stderr()
+            .lines()
+            .all(|l| !l.contains("preparing it again")),
+        "a READY order is not prepared again"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_broker_orders_get_503_and_the_rest_keeps_working() {
+    // A port nothing listens on: the broker is "down", from the start.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("amqp://guest:guest@{}", closed.local_addr().unwrap());
+    drop(closed);
+    let app = TestApp::spawn(&["--broker", &url]).await;
+
+    let response = app.order("a burger").await;
+    assert_eq!(support::header(&response, "retry-after"), "1");
+    let error = expect_error(response, 503, "queue_unavailable").await;
+    assert!(
+        error["message"].as_str().unwrap().contains("broker"),
+        "{error}"
+    );
+    assert!(app.board().await.orders.is_empty(), "no ghost order");
+    let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let checks: Value = ready.json().await.unwrap();
+    assert_eq!(checks["checks"]["broker"], "disconnected");
+    assert_eq!(
+        app.client
+            .get(app.url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test]
+async fn complex_mode_refuses_to_start_without_what_it_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_fastfood"))
+            .args(args)
+            .env_remove("AMQP_URL")
+            .env_remove("FASTFOOD_WORKERS")
+            .output()
+            .unwrap()
+    };
+    let data = dir.path().to_str().unwrap();
+    let serve = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--workers",
+        "0",
+        "--data-dir",
+        data,
+    ]);
+    assert!(!serve.status.success());
+    assert!(String::from_utf8_lossy(&serve.stderr).contains("needs a broker: add --broker"));
+    let worker = run(&["worker", "--data-dir", data]);
+    assert!(!worker.status.success());
+    assert!(String::from_utf8_lossy(&worker.stderr).contains("give it --broker"));
+    let bad = run(&["worker", "--data-dir", data, "--broker", "http://nope"]);
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a broker URL"));
+}
