@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 
 /// The points a test may name.
 pub mod point {
+    /// An order was stored TAKEN but not queued yet.
+    pub const AFTER_STORE: &str = "after-store";
     /// A worker marked an order READY but has not acknowledged it yet.
     pub const AFTER_READY: &str = "after-ready";
 }

@@ -13,6 +13,7 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
 use crate::broker::PUBLISH_TIMEOUT;
+use crate::crash;
 use crate::order::{Order, Status};
 use crate::queue::{Queue, QueueError};
 use crate::store::{Store, StoreError};
@@ -47,6 +48,7 @@ impl Front {
         let slot = self.queue.reserve()?;
         let ticket = self.tickets.next().await?;
         let mut order = self.store.take(ticket, content).await?;
+        crash::here(crash::point::AFTER_STORE);
         if let Err(e) = slot.send(ticket).await {
             if let Err(cancel) = self.store.advance(ticket, Status::Cancelled, false).await {
                 tracing::error!(

@@ -66,7 +66,7 @@ impl Cook {
     pub async fn prepare(&self, delivery: Delivery, shutdown: &CancellationToken) -> Prepared {
         let ticket = delivery.ticket();
         match self.store.advance(ticket, Status::Preparing, true).await {
-            Ok(Outcome::Changed(_)) => {}
+            Ok(Outcome::Changed(_)) => tracing::info!("{}: preparing order {ticket}", self.name),
             Ok(Outcome::Unchanged(order)) if order.status == Status::Preparing => {
                 tracing::info!(
                     "{}: order {ticket} was left PREPARING; preparing it again",

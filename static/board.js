@@ -60,6 +60,8 @@
     freshUntil: new Map(),
     /** order number -> { at: ready time (ms), wait: ms from ticket to ready }. */
     waits: new Map(),
+    /** Has a board been drawn yet? Tiles drawn at page load do not animate in. */
+    drawn: false,
   };
 
   // ---------------------------------------------------------------- stream
@@ -134,6 +136,7 @@
 
   /** conn: "connecting" | "live" | "down". */
   function setConn(conn) {
+    const bannerWas = el.stale.hidden;
     el.body.dataset.conn = conn;
     el.connText.textContent =
       conn === "live" ? "Live" : conn === "down" ? "Reconnecting…" : "Connecting…";
@@ -143,6 +146,8 @@
         ? `The numbers below are from ${timeOf(state.lastEventAt)} and may be out of date. Reconnecting…`
         : "Cannot reach the kitchen yet. Retrying…";
     }
+    // The banner takes room from the columns: fit the tiles again.
+    if (el.stale.hidden !== bannerWas) render();
   }
 
   // ---------------------------------------------------------------- data
@@ -211,7 +216,7 @@
 
     for (const col of columns) {
       const items = byStatus[col.status].sort((a, b) => a.order - b.order);
-      renderColumn(col.list, items);
+      renderColumn(col.list, items, state.drawn);
       col.count.textContent = state.haveBoard ? String(items.length) : "";
       col.empty.hidden = !state.haveBoard || items.length > 0;
     }
@@ -221,6 +226,7 @@
     el.statPreparing.textContent = count(byStatus.PREPARING);
     el.statReady.textContent = count(byStatus.READY);
     renderAverageWait();
+    state.drawn = state.haveBoard;
 
     // Re-render when the earliest highlight runs out.
     clearTimeout(freshTimer);
@@ -248,10 +254,10 @@
    * when they do not all fit, show the oldest that do and a "+N more" tile.
    * Numbers that just became ready are always among those shown.
    */
-  function renderColumn(list, items) {
+  function renderColumn(list, items, animate) {
     list.classList.remove("full");
     const first = items.slice(0, MAX_TILES);
-    drawTiles(list, first, items.length - first.length);
+    drawTiles(list, first, items.length - first.length, animate);
     if (list.scrollHeight <= list.clientHeight + 1) return;
 
     // How many tiles fit entirely? (Tiles are all the same size, laid out in
@@ -263,7 +269,7 @@
       else break;
     }
     const shown = pickShown(items, Math.max(0, fit - 1));
-    drawTiles(list, shown, items.length - shown.length);
+    drawTiles(list, shown, items.length - shown.length, animate);
     list.classList.add("full");
   }
 
@@ -283,9 +289,10 @@
 
   /**
    * Make `list` show exactly `items` (+ a "+N more" tile when more > 0),
-   * reusing existing tiles so their animations do not restart.
+   * reusing existing tiles so their animations do not restart. New tiles
+   * animate in when `animate`.
    */
-  function drawTiles(list, items, more) {
+  function drawTiles(list, items, more, animate) {
     const keys = items.map((o) => String(o.order));
     if (more > 0) keys.push("more");
     const wanted = new Set(keys);
@@ -303,7 +310,7 @@
         if (key === "more") {
           li.className = "tile more";
         } else {
-          li.className = "tile";
+          li.className = animate ? "tile enter" : "tile";
           li.dataset.order = key;
           li.textContent = key;
           // Tiles are sized for three digits; longer numbers shrink to fit.

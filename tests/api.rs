@@ -4,10 +4,11 @@
 mod support;
 
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{DEADLINE, SseEvent, TestApp, expect_error, header, place_orders, read_counter, wait_until};
+use support::{
+    DEADLINE, SseEvent, TestApp, expect_error, header, place_orders, read_counter, wait_until,
+};
 
 /// The changes an `/updates` client saw, checked to be well formed: `id` is
 /// the version, versions increase, and each change is reflected in the board
@@ -16,17 +17,28 @@ fn changes(events: &[SseEvent]) -> Vec<(u32, String)> {
     let mut last = None;
     let mut out = Vec::new();
     for event in events {
-        assert_eq!(event.event, "message", "default event type, for EventSource.onmessage");
+        assert_eq!(
+            event.event, "message",
+            "default event type, for EventSource.onmessage"
+        );
         assert_eq!(event.id, event.version().to_string(), "id is the version");
         if let Some(last) = last {
-            assert!(event.version() > last, "versions increase: {last} then {}", event.version());
+            assert!(
+                event.version() > last,
+                "versions increase: {last} then {}",
+                event.version()
+            );
         }
         last = Some(event.version());
         if let Some((ticket, status)) = event.change() {
             let shown = event.board().statuses().get(&ticket).cloned();
             match status.as_str() {
                 "COLLECTED" | "CANCELLED" => assert_eq!(shown, None, "{status} leaves the board"),
-                _ => assert_eq!(shown.as_deref(), Some(status.as_str()), "the board shows the change"),
+                _ => assert_eq!(
+                    shown.as_deref(),
+                    Some(status.as_str()),
+                    "the board shows the change"
+                ),
             }
             out.push((ticket, status));
         }
@@ -40,7 +52,10 @@ async fn two_boards_both_see_every_change_of_an_order_in_order() {
     let mut boards = [app.updates().await, app.updates().await];
     for board in &mut boards {
         let first = board.next_event().await;
-        assert_eq!(first.data, json!({"version": 0, "change": null, "orders": []}));
+        assert_eq!(
+            first.data,
+            json!({"version": 0, "change": null, "orders": []})
+        );
         assert_eq!(first.id, "0");
     }
 
@@ -51,8 +66,14 @@ async fn two_boards_both_see_every_change_of_an_order_in_order() {
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["order"], 1);
     assert_eq!(order["status"], "TAKEN");
-    assert_eq!(order["content"], "double cheeseburger, no pickles", "the order is trimmed");
-    assert!(order["taken_at"].as_str().is_some_and(|t| t.ends_with('Z')), "{order}");
+    assert_eq!(
+        order["content"], "double cheeseburger, no pickles",
+        "the order is trimmed"
+    );
+    assert!(
+        order["taken_at"].as_str().is_some_and(|t| t.ends_with('Z')),
+        "{order}"
+    );
 
     let mut seen = [Vec::new(), Vec::new()];
     for (board, seen) in boards.iter_mut().zip(&mut seen) {
@@ -67,12 +88,18 @@ async fn two_boards_both_see_every_change_of_an_order_in_order() {
     assert_eq!(collected["status"], "COLLECTED");
     assert_eq!(collected["content"], "double cheeseburger, no pickles");
 
-    let expected: Vec<(u32, String)> =
-        ["TAKEN", "PREPARING", "READY", "COLLECTED"].iter().map(|s| (1, s.to_string())).collect();
+    let expected: Vec<(u32, String)> = ["TAKEN", "PREPARING", "READY", "COLLECTED"]
+        .iter()
+        .map(|s| (1, s.to_string()))
+        .collect();
     for (board, seen) in boards.iter_mut().zip(&mut seen) {
         seen.push(board.next_event().await);
         assert_eq!(changes(seen), expected);
-        assert_eq!(seen.last().unwrap().data["orders"], json!([]), "a collected order leaves the board");
+        assert_eq!(
+            seen.last().unwrap().data["orders"],
+            json!([]),
+            "a collected order leaves the board"
+        );
     }
     assert_eq!(
         seen[0].iter().map(|e| &e.data).collect::<Vec<_>>(),
@@ -87,9 +114,20 @@ async fn updates_before_the_first_order_answers_at_once_with_an_empty_board() {
     let app = TestApp::spawn(&[]).await;
     let mut board = app.updates().await;
     let first = board.next_event().await;
-    assert_eq!(first.data, json!({"version": 0, "change": null, "orders": []}));
+    assert_eq!(
+        first.data,
+        json!({"version": 0, "change": null, "orders": []})
+    );
     assert_eq!(first.id, "0");
-    let orders: Value = app.client.get(app.url("/orders")).send().await.unwrap().json().await.unwrap();
+    let orders: Value = app
+        .client
+        .get(app.url("/orders"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(orders, json!({"version": 0, "orders": []}));
     app.shutdown().await;
 }
@@ -97,26 +135,57 @@ async fn updates_before_the_first_order_answers_at_once_with_an_empty_board() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_and_board_shapes() {
     let app = TestApp::spawn(&["--prep-time", "0"]).await;
-    let tickets = [app.place("cola").await, app.place("fries").await, app.place("ice cream").await];
+    let tickets = [
+        app.place("cola").await,
+        app.place("fries").await,
+        app.place("ice cream").await,
+    ];
     assert_eq!(tickets, [1, 2, 3]);
     let board = app.wait_all_ready(&tickets).await;
 
     for (ticket, content) in tickets.iter().zip(["cola", "fries", "ice cream"]) {
         let order = app.order_json(*ticket).await;
-        let keys: Vec<&str> = order.as_object().unwrap().keys().map(String::as_str).collect();
+        let keys: Vec<&str> = order
+            .as_object()
+            .unwrap()
+            .keys()
+            .map(String::as_str)
+            .collect();
         let mut sorted = keys.clone();
         sorted.sort();
-        assert_eq!(sorted, ["content", "order", "preparing_at", "ready_at", "status", "taken_at"], "{order}");
+        assert_eq!(
+            sorted,
+            [
+                "content",
+                "order",
+                "preparing_at",
+                "ready_at",
+                "status",
+                "taken_at"
+            ],
+            "{order}"
+        );
         assert_eq!(order["order"], *ticket);
         assert_eq!(order["status"], "READY");
         assert_eq!(order["content"], content);
-        let times: Vec<&str> = ["taken_at", "preparing_at", "ready_at"].map(|k| order[k].as_str().unwrap()).into();
+        let times: Vec<&str> = ["taken_at", "preparing_at", "ready_at"]
+            .map(|k| order[k].as_str().unwrap())
+            .into();
         for time in &times {
-            assert!(time.len() == 24 && time.ends_with('Z'), "RFC 3339 UTC with milliseconds: {time}");
+            assert!(
+                time.len() == 24 && time.ends_with('Z'),
+                "RFC 3339 UTC with milliseconds: {time}"
+            );
         }
-        assert!(times.windows(2).all(|w| w[0] <= w[1]), "steps in time order: {times:?}");
+        assert!(
+            times.windows(2).all(|w| w[0] <= w[1]),
+            "steps in time order: {times:?}"
+        );
         let listed = board.orders.iter().find(|o| o["order"] == *ticket).unwrap();
-        assert_eq!(listed, &order, "GET /orders shows each order as GET /orders/N does");
+        assert_eq!(
+            listed, &order,
+            "GET /orders shows each order as GET /orders/N does"
+        );
     }
     let collected = app.take(2).await;
     assert_eq!(collected.status(), 200);
@@ -124,9 +193,16 @@ async fn order_and_board_shapes() {
     assert!(collected["closed_at"].is_string(), "{collected}");
 
     let board = app.board().await;
-    assert_eq!(board.statuses().keys().copied().collect::<Vec<_>>(), [1, 3], "collected orders leave the board");
+    assert_eq!(
+        board.statuses().keys().copied().collect::<Vec<_>>(),
+        [1, 3],
+        "collected orders leave the board"
+    );
     assert_eq!(board.version, 3 * 3 + 1, "one version per change");
-    assert_eq!(app.order_json(2).await, json!({"order": 2, "status": "COLLECTED"}));
+    assert_eq!(
+        app.order_json(2).await,
+        json!({"order": 2, "status": "COLLECTED"})
+    );
     app.shutdown().await;
 }
 
@@ -136,7 +212,12 @@ async fn order_bodies_are_checked() {
 
     expect_error(app.order("").await, 400, "empty_order").await;
     expect_error(app.order(" \n\t \r\n").await, 400, "empty_order").await;
-    expect_error(app.order(vec![b'b', b'u', 0xff, 0xfe, b'r']).await, 400, "not_text").await;
+    expect_error(
+        app.order(vec![b'b', b'u', 0xff, 0xfe, b'r']).await,
+        400,
+        "not_text",
+    )
+    .await;
     let long = expect_error(app.order("x".repeat(1001)).await, 413, "order_too_long").await;
     assert!(long["message"].as_str().unwrap().contains("1001"), "{long}");
     expect_error(app.order("é".repeat(1001)).await, 413, "order_too_long").await;
@@ -144,13 +225,26 @@ async fn order_bodies_are_checked() {
 
     let multibyte = "é".repeat(999) + "🍔";
     let response = app.order(format!("\n  {multibyte}  \n")).await;
-    assert_eq!(response.status(), 201, "1000 characters fit, however many bytes");
+    assert_eq!(
+        response.status(),
+        201,
+        "1000 characters fit, however many bytes"
+    );
     let order: Value = response.json().await.unwrap();
     assert_eq!(order["content"], multibyte.as_str());
     assert_eq!(order["order"], 1, "refused orders cost no ticket");
     let exactly = "z".repeat(1000);
-    let order: Value = app.order(format!("\t{exactly}\n")).await.json().await.unwrap();
-    assert_eq!(order["content"], exactly.as_str(), "whitespace around 1000 characters is trimmed, not counted");
+    let order: Value = app
+        .order(format!("\t{exactly}\n"))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        order["content"],
+        exactly.as_str(),
+        "whitespace around 1000 characters is trimmed, not counted"
+    );
     assert_eq!(order["order"], 2);
 
     let board = app.wait_all_ready(&[1, 2]).await;
@@ -163,25 +257,54 @@ async fn order_bodies_are_checked() {
 async fn take_checks_its_ticket_and_the_order_status() {
     // One worker and a long preparation: order 1 stays PREPARING, order 2 TAKEN.
     let app = TestApp::spawn(&["--workers", "1", "--prep-time", "60s"]).await;
-    for query in ["", "x=1", "order=", "order=abc", "order=0", "order=-1", "order=1.0", "order=%201"] {
+    for query in [
+        "",
+        "x=1",
+        "order=",
+        "order=abc",
+        "order=0",
+        "order=-1",
+        "order=1.0",
+        "order=%201",
+    ] {
         expect_error(app.take_query(query).await, 400, "bad_ticket").await;
     }
     expect_error(app.take_query("order=4294967296").await, 400, "bad_ticket").await;
-    expect_error(app.take_query("order=99999999999999999999999").await, 400, "bad_ticket").await;
+    expect_error(
+        app.take_query("order=99999999999999999999999").await,
+        400,
+        "bad_ticket",
+    )
+    .await;
     let twice = expect_error(app.take_query("order=1&order=1").await, 400, "bad_ticket").await;
-    assert!(twice["message"].as_str().unwrap().contains("once"), "{twice}");
+    assert!(
+        twice["message"].as_str().unwrap().contains("once"),
+        "{twice}"
+    );
     let unknown = expect_error(app.take(4_294_967_295).await, 404, "unknown_order").await;
-    assert!(unknown["message"].as_str().unwrap().contains("4294967295"), "{unknown}");
+    assert!(
+        unknown["message"].as_str().unwrap().contains("4294967295"),
+        "{unknown}"
+    );
 
     assert_eq!(app.place("burger").await, 1);
     assert_eq!(app.place("fries").await, 2);
-    wait_until(DEADLINE, "order 1 is PREPARING", || async { app.order_json(1).await["status"] == "PREPARING" })
-        .await;
+    wait_until(DEADLINE, "order 1 is PREPARING", || async {
+        app.order_json(1).await["status"] == "PREPARING"
+    })
+    .await;
     for (ticket, status) in [(1, "PREPARING"), (2, "TAKEN")] {
         let body = expect_error(app.take(ticket).await, 409, "not_ready").await;
-        assert!(body["message"].as_str().unwrap().contains(status), "the message says its status: {body}");
+        assert!(
+            body["message"].as_str().unwrap().contains(status),
+            "the message says its status: {body}"
+        );
         assert_eq!(body["status"], status);
-        assert_eq!(app.order_json(ticket).await["status"], status, "a refused collection changes nothing");
+        assert_eq!(
+            app.order_json(ticket).await["status"],
+            status,
+            "a refused collection changes nothing"
+        );
     }
     expect_error(app.take(3).await, 404, "unknown_order").await;
     app.shutdown().await;
@@ -194,7 +317,13 @@ async fn an_order_is_collected_once() {
     app.wait_all_ready(&[ticket]).await;
     assert_eq!(app.take(ticket).await.status(), 200);
     let gone = expect_error(app.take(ticket).await, 410, "already_collected").await;
-    assert!(gone["message"].as_str().unwrap().contains(&ticket.to_string()), "{gone}");
+    assert!(
+        gone["message"]
+            .as_str()
+            .unwrap()
+            .contains(&ticket.to_string()),
+        "{gone}"
+    );
     expect_error(app.take(ticket).await, 410, "already_collected").await;
     app.shutdown().await;
 }
@@ -203,22 +332,79 @@ async fn an_order_is_collected_once() {
 async fn unknown_routes_and_wrong_methods_answer_json() {
     let app = TestApp::spawn(&["--prep-time", "0"]).await;
     let client = &app.client;
-    expect_error(client.get(app.url("/nothing/here")).send().await.unwrap(), 404, "not_found").await;
-    expect_error(client.post(app.url("/orders/1/extra")).send().await.unwrap(), 404, "not_found").await;
-    expect_error(client.get(app.url("/order")).send().await.unwrap(), 405, "method_not_allowed").await;
-    expect_error(client.get(app.url("/take?order=1")).send().await.unwrap(), 405, "method_not_allowed").await;
-    expect_error(client.delete(app.url("/orders/1")).send().await.unwrap(), 405, "method_not_allowed").await;
-    expect_error(client.post(app.url("/orders")).send().await.unwrap(), 405, "method_not_allowed").await;
-    expect_error(client.post(app.url("/updates")).send().await.unwrap(), 405, "method_not_allowed").await;
+    expect_error(
+        client.get(app.url("/nothing/here")).send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        client
+            .post(app.url("/orders/1/extra"))
+            .send()
+            .await
+            .unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
+    expect_error(
+        client.get(app.url("/order")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    expect_error(
+        client.get(app.url("/take?order=1")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    expect_error(
+        client.delete(app.url("/orders/1")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    expect_error(
+        client.post(app.url("/orders")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
+    expect_error(
+        client.post(app.url("/updates")).send().await.unwrap(),
+        405,
+        "method_not_allowed",
+    )
+    .await;
     expect_error(app.get_order(1).await, 404, "unknown_order").await;
-    expect_error(client.get(app.url("/orders/abc")).send().await.unwrap(), 400, "bad_ticket").await;
-    expect_error(client.get(app.url("/orders/0")).send().await.unwrap(), 400, "bad_ticket").await;
+    expect_error(
+        client.get(app.url("/orders/abc")).send().await.unwrap(),
+        400,
+        "bad_ticket",
+    )
+    .await;
+    expect_error(
+        client.get(app.url("/orders/0")).send().await.unwrap(),
+        400,
+        "bad_ticket",
+    )
+    .await;
     app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_queue_answers_503_leaving_no_ghost_and_burning_no_ticket() {
-    let app = TestApp::spawn(&["--queue-capacity", "1", "--workers", "1", "--prep-time", "60s"]).await;
+    let app = TestApp::spawn(&[
+        "--queue-capacity",
+        "1",
+        "--workers",
+        "1",
+        "--prep-time",
+        "60s",
+    ])
+    .await;
     let mut accepted = Vec::new();
     let mut refused = None;
     for i in 0..3 {
@@ -231,7 +417,10 @@ async fn a_full_queue_answers_503_leaving_no_ghost_and_burning_no_ticket() {
     }
     let refused = refused.expect("the second or third order is refused");
     let retry_after = header(&refused, "retry-after");
-    assert!(retry_after.parse::<u32>().is_ok_and(|s| s > 0), "Retry-After in seconds: {retry_after:?}");
+    assert!(
+        retry_after.parse::<u32>().is_ok_and(|s| s > 0),
+        "Retry-After in seconds: {retry_after:?}"
+    );
     expect_error(refused, 503, "queue_unavailable").await;
     // Once full, it stays full while the order is prepared.
     let again = app.order("one more").await;
@@ -241,8 +430,16 @@ async fn a_full_queue_answers_503_leaving_no_ghost_and_burning_no_ticket() {
     let expected: Vec<u32> = (1..=accepted.len() as u32).collect();
     assert_eq!(accepted, expected);
     let board = app.board().await;
-    assert_eq!(board.statuses().keys().copied().collect::<Vec<_>>(), expected, "no ghost order on the board");
-    assert_eq!(read_counter(&app.data_dir), accepted.len() as u32, "no ticket was burnt for a refused order");
+    assert_eq!(
+        board.statuses().keys().copied().collect::<Vec<_>>(),
+        expected,
+        "no ghost order on the board"
+    );
+    assert_eq!(
+        read_counter(&app.data_dir),
+        accepted.len() as u32,
+        "no ticket was burnt for a refused order"
+    );
     for ticket in accepted.len() as u32 + 1..=accepted.len() as u32 + 2 {
         expect_error(app.get_order(ticket).await, 404, "unknown_order").await;
     }
@@ -252,62 +449,106 @@ async fn a_full_queue_answers_503_leaving_no_ghost_and_burning_no_ticket() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_thousand_orders_with_no_board_all_get_ready() {
     let app = TestApp::spawn(&["--prep-time", "0"]).await;
+    let start = std::time::Instant::now();
     let tickets = place_orders(std::slice::from_ref(&app.base), 3000, 32).await;
+    eprintln!("placed in {:?}", start.elapsed());
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
-    assert_eq!(sorted, (1..=3000).collect::<Vec<_>>(), "every order got its own consecutive ticket");
+    assert_eq!(
+        sorted,
+        (1..=3000).collect::<Vec<_>>(),
+        "every order got its own consecutive ticket"
+    );
     let board = app.wait_all_ready(&sorted).await;
-    assert_eq!(board.version, 3 * 3000, "every order went TAKEN, PREPARING, READY");
+    assert_eq!(
+        board.version,
+        3 * 3000,
+        "every order went TAKEN, PREPARING, READY"
+    );
     app.shutdown().await;
 }
 
-/// What a reading board saw: each event's version, and whether it was a change.
-#[derive(Default)]
-struct Seen {
-    events: Vec<(u64, bool)>,
-    /// The last event's board, once it shows `target` READY orders.
-    final_board: Option<support::Board>,
+/// The head of an `/updates` event, read without building the whole board.
+#[derive(serde::Deserialize)]
+struct Head {
+    version: u64,
+    change: Option<Value>,
+    #[allow(dead_code)]
+    orders: serde::de::IgnoredAny,
+}
+
+impl Head {
+    fn of(event: &support::Event) -> Head {
+        let head: Head = serde_json::from_str(&event.data).expect("an event is JSON");
+        assert_eq!(event.id, head.version.to_string(), "id is the version");
+        head
+    }
+}
+
+/// Reads `screen` until it shows version `last`; each event's version and
+/// whether it was a change, and the last event's board.
+async fn read_until(
+    screen: &mut support::SseClient,
+    last: u64,
+) -> (Vec<(u64, bool)>, support::Board) {
+    let mut seen = Vec::new();
+    loop {
+        let event = screen.next_raw().await;
+        let head = Head::of(&event);
+        seen.push((head.version, head.change.is_some()));
+        if head.version >= last {
+            let data: Value = serde_json::from_str(&event.data).unwrap();
+            return (seen, support::Board::from_value(&data));
+        }
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_board_that_never_reads_slows_nobody() {
     const ORDERS: usize = 2000;
     let app = TestApp::spawn(&["--prep-time", "0"]).await;
-    // Connected and never read until the very end.
+    // Connected, and not read until the very end.
     let mut stalled = app.updates().await;
     let mut reading = app.updates().await;
-    let seen = Arc::new(Mutex::new(Seen::default()));
+    // The reading board keeps up as best it can while the orders go through.
+    let final_version = Arc::new(Mutex::new(None::<u64>));
     let reader = tokio::spawn({
-        let seen = seen.clone();
+        let final_version = final_version.clone();
         async move {
+            let mut seen = Vec::new();
             loop {
-                let event = reading.next_event().await;
-                let board = event.board();
-                let mut seen = seen.lock().unwrap();
-                seen.events.push((event.version(), event.change().is_some()));
-                seen.final_board = Some(board);
+                let event = reading.next_raw().await;
+                let head = Head::of(&event);
+                seen.push((head.version, head.change.is_some()));
+                if Some(head.version) == *final_version.lock().unwrap() {
+                    let data: Value = serde_json::from_str(&event.data).unwrap();
+                    return (seen, support::Board::from_value(&data));
+                }
             }
         }
     });
 
+    let start = std::time::Instant::now();
     let tickets = place_orders(std::slice::from_ref(&app.base), ORDERS, 32).await;
+    eprintln!("placed in {:?}", start.elapsed());
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
     let board = app.wait_all_ready(&sorted).await;
+    eprintln!("ready in {:?}", start.elapsed());
     assert_eq!(board.version, 3 * ORDERS as u64);
+    *final_version.lock().unwrap() = Some(board.version);
 
-    wait_until(DEADLINE, "the reading board shows the final state", || async {
-        let seen = seen.lock().unwrap();
-        assert!(!reader.is_finished(), "the reading board stopped");
-        seen.final_board.as_ref().is_some_and(|b| b.version == board.version)
-    })
-    .await;
-    reader.abort();
-    let seen = seen.lock().unwrap();
-    assert!(seen.final_board.as_ref().unwrap().all_ready(&sorted));
-    let (first, _) = seen.events[0];
-    assert_eq!(first, 0, "the first event is the empty board");
-    for pair in seen.events.windows(2) {
+    let (seen, last) = tokio::time::timeout(DEADLINE, reader)
+        .await
+        .expect("the reading board shows the final state")
+        .expect("the reading board");
+    eprintln!("reader caught up in {:?}", start.elapsed());
+    assert!(
+        last.all_ready(&sorted),
+        "the reading board ends with every order READY"
+    );
+    assert_eq!(seen[0], (0, false), "the first event is the empty board");
+    for pair in seen.windows(2) {
         let ((before, _), (after, is_change)) = (pair[0], pair[1]);
         assert!(
             after == before + 1 || (after > before && !is_change),
@@ -315,26 +556,32 @@ async fn a_board_that_never_reads_slows_nobody() {
         );
     }
 
-    // The stalled board, once it reads, gets through what was buffered for it,
-    // then the current board.
-    let caught_up = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let event = stalled.next_event().await;
-            if event.version() == board.version {
-                return event;
-            }
-        }
-    })
-    .await
-    .expect("the stalled board catches up");
-    assert!(caught_up.board().all_ready(&sorted));
+    // The stalled board, once it reads, gets through what was buffered for
+    // it, then is told the whole board as it is now.
+    let (seen, last) = tokio::time::timeout(DEADLINE, read_until(&mut stalled, board.version))
+        .await
+        .expect("the stalled board catches up");
+    eprintln!("stalled caught up in {:?}", start.elapsed());
+    assert!(last.all_ready(&sorted));
+    assert!(
+        seen.iter().skip(1).any(|(_, is_change)| !is_change),
+        "it fell behind and was resynced: {seen:?}"
+    );
     app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness() {
     let app = TestApp::spawn(&[]).await;
-    let health: Value = app.client.get(app.url("/healthz")).send().await.unwrap().json().await.unwrap();
+    let health: Value = app
+        .client
+        .get(app.url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     assert_eq!(health["status"], "ok");
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);

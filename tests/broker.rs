@@ -38,15 +38,19 @@ async fn follow(board: &mut SseClient, tickets: &[u32], until: &str) -> BTreeMap
     seen
 }
 
-/// The changes `orders.log` records for `ticket`, as statuses.
+/// The status changes `orders.log` records for `ticket`, in order (a record
+/// that only marks the order queued is not a change of status).
 fn logged(data_dir: &Path, ticket: u32) -> Vec<String> {
     let log = std::fs::read_to_string(data_dir.join("orders.log")).expect("orders.log");
-    log.lines()
+    let mut statuses: Vec<String> = log
+        .lines()
         .skip(1)
         .map(|line| serde_json::from_str::<Value>(line).expect("a JSON line"))
         .filter(|record| record["order"]["order"] == ticket)
         .map(|record| record["order"]["status"].as_str().unwrap().to_owned())
-        .collect()
+        .collect();
+    statuses.dedup();
+    statuses
 }
 
 fn forward(statuses: &[String]) -> bool {
@@ -269,7 +273,11 @@ async fn a_worker_killed_after_ready_before_its_ack_moves_nothing_backward() {
         doomed.stderr().contains("FASTFOOD_CRASH_AT=after-ready"),
         "it died where it was told to"
     );
-    assert_eq!(server.order_json(ticket).await["status"], "READY");
+    // It died before announcing the change; the server reads it from the store.
+    wait_until(DEADLINE, "the server to see the order READY", || async {
+        server.order_json(ticket).await["status"] == "READY"
+    })
+    .await;
 
     // The broker gives the unacknowledged order to the next worker, which
     // recognises it as done and acknowledges it.
@@ -285,6 +293,82 @@ async fn a_worker_killed_after_ready_before_its_ack_moves_nothing_backward() {
             .all(|l| !l.contains("preparing it again")),
         "a READY order is not prepared again"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_stored_but_never_queued_is_queued_again() {
+    let Some(rabbit) = Rabbit::vhost("never-queued").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut doomed = ServerProcess::spawn_with_env(
+        dir.path(),
+        &["--workers", "0", "--broker", &rabbit.url],
+        &[("FASTFOOD_CRASH_AT", "after-store")],
+    )
+    .await;
+    // The server dies between storing the order and publishing it: the
+    // customer gets no answer, and the order sits TAKEN with no message.
+    assert!(
+        doomed
+            .client
+            .post(doomed.url("/order"))
+            .body("lost?")
+            .send()
+            .await
+            .is_err()
+    );
+    assert!(!doomed.wait(DEADLINE).await.expect("it died").success());
+    assert_eq!(
+        rabbit.depth("orders").await,
+        (0, 0),
+        "nothing reached the queue"
+    );
+
+    let server =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    let _cook = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &[]).await;
+    assert_eq!(server.order_json(1).await["status"], "TAKEN");
+    wait_until(
+        DEADLINE,
+        "the stranded order to be queued again and prepared",
+        || async { server.order_json(1).await["status"] == "READY" },
+    )
+    .await;
+    assert!(server.stderr().contains("order 1 never reached the queue"));
+    assert_eq!(
+        logged(dir.path(), 1).last().map(String::as_str),
+        Some("READY")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
+    let Some(rabbit) = Rabbit::vhost("fail-rate").await else {
+        return;
+    };
+    let app = TestApp::spawn(&[
+        "--broker",
+        &rabbit.url,
+        "--prep-time",
+        "0",
+        "--fail-rate",
+        "0.5",
+    ])
+    .await;
+    let tickets = place_orders(&[app.base.clone()], 12, 4).await;
+    app.wait_all_ready(&tickets).await;
+    for ticket in tickets {
+        let history = logged(&app.data_dir, ticket);
+        assert_eq!(
+            history.iter().filter(|s| *s == "READY").count(),
+            1,
+            "order {ticket}: {history:?}"
+        );
+        assert!(forward(&history), "order {ticket}: {history:?}");
+    }
+    rabbit.wait_drained("orders").await;
+    app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use clap::Parser;
-use eventsource_stream::{Event, EventStreamError, Eventsource};
+pub use eventsource_stream::Event;
+use eventsource_stream::{EventStreamError, Eventsource};
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 use tempfile::TempDir;
@@ -464,7 +465,7 @@ impl SseClient {
         assert_eq!(response.status(), 200, "GET /updates");
         assert_eq!(header(&response, "content-type"), "text/event-stream");
         SseClient {
-            events: Box::pin(response.bytes_stream().eventsource()),
+            events: Box::pin(whole_events(response.bytes_stream()).eventsource()),
         }
     }
 
@@ -479,19 +480,31 @@ impl SseClient {
     /// The next event, or `None` after `timeout`; panics if the stream ends or
     /// breaks.
     pub async fn try_next_event(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let event = self.try_next_raw(timeout).await?;
+        let data = serde_json::from_str(&event.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", event.data));
+        Some(SseEvent {
+            id: event.id,
+            event: event.event,
+            data,
+        })
+    }
+
+    /// The next event unparsed (for screens that read thousands of big
+    /// boards); panics if none comes within [`EVENT_DEADLINE`].
+    pub async fn next_raw(&mut self) -> Event {
+        match self.try_next_raw(EVENT_DEADLINE).await {
+            Some(event) => event,
+            None => panic!("no SSE event within {EVENT_DEADLINE:?}"),
+        }
+    }
+
+    async fn try_next_raw(&mut self, timeout: Duration) -> Option<Event> {
         match tokio::time::timeout(timeout, self.events.next()).await {
             Err(_) => None,
             Ok(None) => panic!("the /updates stream ended"),
             Ok(Some(Err(e))) => panic!("the /updates stream broke: {e}"),
-            Ok(Some(Ok(event))) => {
-                let data = serde_json::from_str(&event.data)
-                    .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", event.data));
-                Some(SseEvent {
-                    id: event.id,
-                    event: event.event,
-                    data,
-                })
-            }
+            Ok(Some(Ok(event))) => Some(event),
         }
     }
 
@@ -508,6 +521,47 @@ impl SseClient {
         .await
         .is_ok()
     }
+}
+
+/// Regroups a byte stream so each chunk ends at an event boundary (a blank
+/// line). eventsource-stream re-parses an unfinished line from its start on
+/// every chunk, which for a board of thousands of orders arriving in many
+/// small chunks costs far more than the test itself.
+fn whole_events<S>(inner: S) -> impl Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send
+where
+    S: Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send + Unpin,
+{
+    futures_util::stream::unfold((inner, Vec::new()), |(mut inner, mut buf)| async move {
+        loop {
+            match inner.next().await {
+                Some(Ok(chunk)) => {
+                    let from = buf.len().saturating_sub(1);
+                    buf.extend_from_slice(&chunk);
+                    if let Some(end) = after_last_blank_line(&buf[from..]) {
+                        let rest = buf.split_off(from + end);
+                        let whole = std::mem::replace(&mut buf, rest);
+                        return Some((Ok(whole.into()), (inner, buf)));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), (inner, buf))),
+                None if buf.is_empty() => return None,
+                None => return Some((Ok(std::mem::take(&mut buf).into()), (inner, buf))),
+            }
+        }
+    })
+}
+
+/// Where the text after the last `\n\n` in `bytes` starts.
+fn after_last_blank_line(bytes: &[u8]) -> Option<usize> {
+    let mut offset = 0;
+    let mut found = None;
+    for chunk in bytes.utf8_chunks() {
+        if let Some(at) = chunk.valid().rfind("\n\n") {
+            found = Some(offset + at + 2);
+        }
+        offset += chunk.valid().len() + chunk.invalid().len();
+    }
+    found
 }
 
 /// The real `fastfood` binary, running as a child. Killed on drop; its stderr
@@ -544,9 +598,18 @@ impl ServerProcess {
     /// Starts `fastfood serve --listen 127.0.0.1:0 --data-dir DIR ARGS` and
     /// waits for its `listening on` line.
     pub async fn spawn(data_dir: &Path, args: &[&str]) -> ServerProcess {
-        let mut child = fastfood_command(data_dir, args)
-            .spawn()
-            .expect("start fastfood");
+        ServerProcess::spawn_with_env(data_dir, args, &[]).await
+    }
+
+    /// [`ServerProcess::spawn`] with extra environment variables (crash points).
+    pub async fn spawn_with_env(
+        data_dir: &Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> ServerProcess {
+        let mut command = fastfood_command(data_dir, args);
+        command.envs(env.iter().copied());
+        let mut child = command.spawn().expect("start fastfood");
         let pid = child.id().expect("a pid");
         let stderr = Arc::new(Mutex::new(String::new()));
         let mut err = child.stderr.take().expect("piped stderr");

@@ -1,0 +1,560 @@
+//! Processes, crashes and files (DESIGN.md, "Guarantees"): the real binary as
+//! child processes, killed, stopped and restarted on one data directory.
+
+mod support;
+
+use std::path::Path;
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use support::{ServerProcess, dir_contents, place_orders, read_counter, read_store, run_to_exit};
+
+/// Checks what `jq` would see: `orders.json` is one JSON document shaped like
+/// `GET /orders`, `orders.log` a header then one change per line with
+/// consecutive versions. Returns the records.
+fn check_store_files(dir: &Path) -> Vec<Value> {
+    let (snapshot, header, records) = read_store(dir);
+    let base = snapshot["version"]
+        .as_u64()
+        .expect("the snapshot's version");
+    assert!(snapshot["orders"].is_array(), "{snapshot}");
+    assert_eq!(
+        header,
+        json!({ "base": base }),
+        "the log continues from the snapshot"
+    );
+    for (i, record) in records.iter().enumerate() {
+        assert_eq!(
+            record["version"],
+            base + 1 + i as u64,
+            "consecutive versions in the log"
+        );
+        assert!(
+            record["order"]["order"].is_u64() && record["order"]["status"].is_string(),
+            "{record}"
+        );
+    }
+    records
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::spawn(dir.path(), &["--prep-time", "500ms"]).await;
+    let tickets = place_orders(std::slice::from_ref(&server.base), 20, 20).await;
+    let mut sorted = tickets.clone();
+    sorted.sort_unstable();
+    assert_eq!(sorted, (1..=20).collect::<Vec<_>>());
+    let before = server.board().await.statuses();
+    assert_eq!(before.len(), 20);
+    let unfinished = before
+        .values()
+        .filter(|s| *s == "TAKEN" || *s == "PREPARING")
+        .count();
+    assert!(unfinished > 0, "the kill must happen mid-run: {before:?}");
+    server.kill9().await;
+
+    // The files a crash left behind are whole, and hold every order.
+    let records = check_store_files(dir.path());
+    let taken = records
+        .iter()
+        .filter(|r| r["order"]["status"] == "TAKEN")
+        .count();
+    assert_eq!(taken, 20, "every acknowledged order is on disk");
+    assert_eq!(read_counter(dir.path()), 20);
+
+    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "500ms"]).await;
+    let board = server.wait_all_ready(&sorted).await;
+    for order in &board.orders {
+        assert!(
+            order["preparing_at"].is_string() && order["ready_at"].is_string(),
+            "{order}"
+        );
+    }
+    assert_eq!(
+        server.place("after the restart").await,
+        21,
+        "the count goes on, no reuse, no gap"
+    );
+    assert!(
+        server
+            .stderr()
+            .contains("unfinished orders go back to the kitchen"),
+        "{}",
+        server.stderr()
+    );
+    check_store_files(dir.path());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn four_processes_share_one_counter_and_one_store() {
+    const ORDERS: usize = 2000;
+    let dir = tempfile::tempdir().unwrap();
+    let mut servers = Vec::new();
+    for _ in 0..4 {
+        servers
+            .push(ServerProcess::spawn(dir.path(), &["--prep-time", "0", "--workers", "4"]).await);
+    }
+    let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
+    let tickets = place_orders(&bases, ORDERS, 32).await;
+    let mut sorted = tickets.clone();
+    sorted.sort_unstable();
+    assert_eq!(
+        sorted,
+        (1..=ORDERS as u32).collect::<Vec<_>>(),
+        "tickets are exactly 1..={ORDERS}"
+    );
+
+    // Each process prepares its own orders; every process's board follows all.
+    for server in &servers {
+        let board = server.wait_all_ready(&sorted).await;
+        assert_eq!(board.version, 3 * ORDERS as u64);
+    }
+    for (i, ticket) in [1, ORDERS as u32 / 2, ORDERS as u32]
+        .into_iter()
+        .enumerate()
+    {
+        assert_eq!(servers[i].order_json(ticket).await["status"], "READY");
+    }
+    assert_eq!(read_counter(dir.path()), ORDERS as u32);
+    let records = check_store_files(dir.path());
+    assert_eq!(
+        records.len(),
+        3 * ORDERS,
+        "each order was taken, claimed and made ready exactly once"
+    );
+}
+
+/// A store the way a run leaves it, written by hand: three READY orders in
+/// the snapshot (version 9), an empty log, and the counter at 3.
+fn write_store(dir: &Path) {
+    let order = |n: u32| {
+        format!(
+            r#"{{"order":{n},"status":"READY","content":"burger {n}","taken_at":"2026-01-01T12:00:00.000Z","preparing_at":"2026-01-01T12:00:01.000Z","ready_at":"2026-01-01T12:00:02.000Z"}}"#
+        )
+    };
+    let snapshot = format!(
+        "{{\"version\":9,\"orders\":[\n{},\n{},\n{}\n]}}\n",
+        order(1),
+        order(2),
+        order(3)
+    );
+    std::fs::write(dir.join("orders.json"), snapshot).unwrap();
+    std::fs::write(dir.join("orders.log"), "{\"base\":9}\n").unwrap();
+    std::fs::write(dir.join("orders.lock"), "").unwrap();
+    std::fs::write(dir.join("counter"), 3u32.to_be_bytes()).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hand_written_store_loads() {
+    // The control for the corruption cases below: unbroken, the same files load.
+    let dir = tempfile::tempdir().unwrap();
+    write_store(dir.path());
+    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    let board = server.board().await;
+    assert_eq!(board.version, 9);
+    assert!(board.all_ready(&[1, 2, 3]));
+    assert_eq!(server.place("one more").await, 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_store_or_counter_stops_the_program_and_is_left_alone() {
+    type Damage = fn(&Path);
+    let cases: &[(&str, Damage, &str, &[&str])] = &[
+        (
+            "garbage snapshot",
+            |d| std::fs::write(d.join("orders.json"), b"\x00\xffthis is not JSON at all").unwrap(),
+            "orders.json",
+            &["not a valid order snapshot"],
+        ),
+        (
+            "truncated snapshot",
+            |d| {
+                let bytes = std::fs::read(d.join("orders.json")).unwrap();
+                std::fs::write(d.join("orders.json"), &bytes[..bytes.len() / 2]).unwrap();
+            },
+            "orders.json",
+            &["truncated or damaged"],
+        ),
+        (
+            "empty snapshot",
+            |d| std::fs::write(d.join("orders.json"), b"").unwrap(),
+            "orders.json",
+            &["empty"],
+        ),
+        (
+            "unknown status",
+            |d| {
+                let order = r#"{"order":1,"status":"COOKING","content":"x","taken_at":"2026-01-01T12:00:00.000Z"}"#;
+                std::fs::write(
+                    d.join("orders.json"),
+                    format!(r#"{{"version":1,"orders":[{order}]}}"#),
+                )
+                .unwrap();
+            },
+            "orders.json",
+            &["COOKING"],
+        ),
+        (
+            "an order twice",
+            |d| {
+                let text = std::fs::read_to_string(d.join("orders.json")).unwrap();
+                std::fs::write(
+                    d.join("orders.json"),
+                    text.replace(r#""order":2,"#, r#""order":1,"#),
+                )
+                .unwrap();
+            },
+            "orders.json",
+            &["order 1 twice"],
+        ),
+        (
+            "a collected order in the snapshot",
+            |d| {
+                let text = std::fs::read_to_string(d.join("orders.json")).unwrap();
+                let text = text.replacen(r#""status":"READY""#, r#""status":"COLLECTED""#, 1);
+                std::fs::write(d.join("orders.json"), text).unwrap();
+            },
+            "orders.json",
+            &["COLLECTED"],
+        ),
+        (
+            "a log that skips changes",
+            |d| std::fs::write(d.join("orders.log"), "{\"base\":12}\n").unwrap(),
+            "orders.log",
+            &["missing"],
+        ),
+        (
+            "a log line that breaks the rules",
+            |d| {
+                let line = r#"{"version":10,"order":{"order":1,"status":"PREPARING","content":"burger 1","taken_at":"2026-01-01T12:00:00.000Z","preparing_at":"2026-01-01T12:00:01.000Z"}}"#;
+                std::fs::write(d.join("orders.log"), format!("{{\"base\":9}}\n{line}\n")).unwrap();
+            },
+            "orders.log",
+            &["line 2", "READY", "PREPARING"],
+        ),
+        (
+            "a garbled log line",
+            |d| {
+                std::fs::write(
+                    d.join("orders.log"),
+                    "{\"base\":9}\n{\"version\":10,\"ord\n{}\n",
+                )
+                .unwrap()
+            },
+            "orders.log",
+            &["line 2"],
+        ),
+        (
+            "the snapshot and the log gone, the history kept",
+            |d| {
+                let line = r#"{"version":5,"order":{"order":1,"status":"COLLECTED","content":"burger 1","taken_at":"2026-01-01T12:00:00.000Z","closed_at":"2026-01-01T12:00:03.000Z"}}"#;
+                std::fs::write(d.join("history.jsonl"), format!("{line}\n")).unwrap();
+                std::fs::remove_file(d.join("orders.json")).unwrap();
+                std::fs::remove_file(d.join("orders.log")).unwrap();
+            },
+            "orders.json",
+            &["missing", "history.jsonl"],
+        ),
+        (
+            "a 3-byte counter",
+            |d| std::fs::write(d.join("counter"), [0, 0, 3]).unwrap(),
+            "counter",
+            &["4 bytes", "3 bytes"],
+        ),
+        (
+            "a counter behind the orders",
+            |d| std::fs::write(d.join("counter"), 2u32.to_be_bytes()).unwrap(),
+            "counter",
+            &["last ticket was 2", "order 3"],
+        ),
+        (
+            "a missing counter",
+            |d| std::fs::remove_file(d.join("counter")).unwrap(),
+            "counter",
+            &["missing"],
+        ),
+    ];
+    for (name, damage, file, reasons) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write_store(dir.path());
+        damage(dir.path());
+        let before = dir_contents(dir.path());
+        let run = run_to_exit(dir.path(), &["--prep-time", "0"]).await;
+        assert!(
+            !run.status.success(),
+            "{name}: it must not start\n{}",
+            run.stderr
+        );
+        let path = dir.path().join(file).display().to_string();
+        assert!(
+            run.stderr.contains(&path),
+            "{name}: stderr names {path}:\n{}",
+            run.stderr
+        );
+        for reason in *reasons {
+            assert!(
+                run.stderr.contains(reason),
+                "{name}: stderr says {reason:?}:\n{}",
+                run.stderr
+            );
+        }
+        assert!(
+            dir_contents(dir.path()) == before,
+            "{name}: the files are left exactly as they were"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_boards_connected_exits_promptly_and_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    let mut reading = server.updates().await;
+    // Never read: with a few hundred orders its socket fills up and the
+    // server has a write to it pending when the signal comes.
+    let _stalled = server.updates().await;
+    reading.next_event().await;
+    let tickets = place_orders(std::slice::from_ref(&server.base), 400, 32).await;
+    let mut sorted = tickets.clone();
+    sorted.sort_unstable();
+    server.wait_all_ready(&sorted).await;
+
+    server.terminate();
+    let status = server
+        .wait(Duration::from_secs(10))
+        .await
+        .expect("it exits within 10 s of SIGTERM");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a SIGTERM is a clean stop; stderr:\n{}",
+        server.stderr()
+    );
+    assert!(
+        reading.wait_end(Duration::from_secs(10)).await,
+        "the reading board's stream ends"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_back_the_order_being_prepared() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server =
+        ServerProcess::spawn(dir.path(), &["--prep-time", "60s", "--workers", "1"]).await;
+    let first = server.place("burger").await;
+    let second = server.place("fries").await;
+    support::wait_until(support::DEADLINE, "order 1 is PREPARING", || async {
+        server.order_json(first).await["status"] == "PREPARING"
+    })
+    .await;
+    server.terminate();
+    let status = server
+        .wait(Duration::from_secs(10))
+        .await
+        .expect("it exits within 10 s of SIGTERM");
+    assert_eq!(status.code(), Some(0), "stderr:\n{}", server.stderr());
+    assert!(
+        server.stderr().contains("goes back to the front"),
+        "{}",
+        server.stderr()
+    );
+
+    // Not lost: cooked after a restart.
+    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    server.wait_all_ready(&[first, second]).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_in_the_middle_of_a_compaction_leaves_a_store_that_loads() {
+    // Compaction appends the collected orders to history.jsonl, then replaces
+    // orders.json, then orders.log. A crash between the first two steps leaves
+    // the old snapshot and log, plus history lines for changes the log holds too.
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let at = |s: u32| format!("2026-01-01T12:00:0{s}.000Z");
+    let order = |n: u32, status: &str| {
+        let mut o = json!({"order": n, "status": status, "content": format!("burger {n}"), "taken_at": at(0)});
+        for (key, from) in [
+            ("preparing_at", "PREPARING"),
+            ("ready_at", "READY"),
+            ("closed_at", "COLLECTED"),
+        ] {
+            let rank = |s: &str| {
+                ["TAKEN", "PREPARING", "READY", "COLLECTED"]
+                    .iter()
+                    .position(|x| *x == s)
+            };
+            if rank(status) >= rank(from) {
+                o[key] = json!(at(rank(from).unwrap() as u32));
+            }
+        }
+        o
+    };
+    let steps = [
+        (1, "TAKEN"),
+        (2, "TAKEN"),
+        (1, "PREPARING"),
+        (1, "READY"),
+        (1, "COLLECTED"),
+        (2, "PREPARING"),
+        (2, "READY"),
+    ];
+    let lines: Vec<String> = steps
+        .iter()
+        .enumerate()
+        .map(|(i, (n, status))| json!({"version": i + 1, "order": order(*n, status)}).to_string())
+        .collect();
+    std::fs::write(d.join("orders.json"), "{\"version\":0,\"orders\":[\n]}\n").unwrap();
+    std::fs::write(
+        d.join("orders.log"),
+        format!("{{\"base\":0}}\n{}\n", lines.join("\n")),
+    )
+    .unwrap();
+    std::fs::write(d.join("history.jsonl"), format!("{}\n", lines[4])).unwrap();
+    std::fs::write(d.join("counter"), 2u32.to_be_bytes()).unwrap();
+
+    let server = ServerProcess::spawn(d, &["--prep-time", "0"]).await;
+    let board = server.board().await;
+    assert_eq!(board.version, 7);
+    assert!(board.all_ready(&[2]), "{:?}", board.statuses());
+    assert_eq!(
+        server.order_json(1).await,
+        json!({"order": 1, "status": "COLLECTED"})
+    );
+    let again = server
+        .client
+        .post(server.url("/take?order=1"))
+        .send()
+        .await
+        .unwrap();
+    support::expect_error(again, 410, "already_collected").await;
+    assert_eq!(server.place("after the crash").await, 3);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn compaction_moves_collected_orders_to_history_and_every_process_follows() {
+    // A log just short of the 20,000 changes that make it worth compacting:
+    // 4,999 orders taken, prepared, made ready and collected.
+    const OLD: u32 = 4999;
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let mut log = String::from("{\"base\":0}\n");
+    let mut version = 0;
+    for n in 1..=OLD {
+        let mut order = json!({"order": n, "status": "TAKEN", "content": format!("burger {n}"), "taken_at": "2026-01-01T12:00:00.000Z"});
+        for (status, key) in [
+            ("TAKEN", ""),
+            ("PREPARING", "preparing_at"),
+            ("READY", "ready_at"),
+            ("COLLECTED", "closed_at"),
+        ] {
+            order["status"] = json!(status);
+            if !key.is_empty() {
+                order[key] = json!("2026-01-01T12:00:01.000Z");
+            }
+            version += 1;
+            log.push_str(&json!({"version": version, "order": order}).to_string());
+            log.push('\n');
+        }
+    }
+    std::fs::write(d.join("orders.json"), "{\"version\":0,\"orders\":[\n]}\n").unwrap();
+    std::fs::write(d.join("orders.log"), log).unwrap();
+    std::fs::write(d.join("counter"), OLD.to_be_bytes()).unwrap();
+
+    let mut a = ServerProcess::spawn(d, &["--prep-time", "0"]).await;
+    let b = ServerProcess::spawn(d, &["--prep-time", "0"]).await;
+    let mut board = b.updates().await;
+    assert_eq!(board.next_event().await.version(), version);
+
+    // Process A's next changes cross the line and it compacts; B follows.
+    let new = [a.place("fries").await, a.place("cola").await];
+    assert_eq!(new, [OLD + 1, OLD + 2]);
+    let final_version = version + 6;
+    for server in [&a, &b] {
+        assert_eq!(server.wait_all_ready(&new).await.version, final_version);
+    }
+    let history =
+        std::fs::read_to_string(d.join("history.jsonl")).expect("compaction wrote the history");
+    let left: Vec<Value> = history
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON line"))
+        .collect();
+    assert_eq!(
+        left.len(),
+        OLD as usize,
+        "every collected order is in the history, once"
+    );
+    assert!(left.iter().all(|r| r["order"]["status"] == "COLLECTED"));
+    let (snapshot, header, records) = read_store(d);
+    assert!(
+        snapshot["version"].as_u64().unwrap() > version,
+        "a new snapshot: {}",
+        snapshot["version"]
+    );
+    assert_eq!(header["base"], snapshot["version"]);
+    assert_eq!(
+        snapshot["version"].as_u64().unwrap() + records.len() as u64,
+        final_version
+    );
+    assert!(
+        records.len() < 10,
+        "the log starts afresh after compaction ({} changes)",
+        records.len()
+    );
+    assert!(
+        snapshot["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["order"].as_u64().unwrap() > OLD as u64)
+    );
+
+    // B writes to the new log; A sees it.
+    let taken = b
+        .client
+        .post(b.url(&format!("/take?order={}", new[0])))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 200);
+    let old = b.client.post(b.url("/take?order=1")).send().await.unwrap();
+    support::expect_error(old, 410, "already_collected").await;
+    support::wait_until(support::DEADLINE, "A sees B's change", || async {
+        a.board()
+            .await
+            .statuses()
+            .keys()
+            .copied()
+            .collect::<Vec<_>>()
+            == [new[1]]
+    })
+    .await;
+
+    // B's board got every change, in order.
+    let mut versions = Vec::new();
+    while versions.last() != Some(&(final_version + 1)) {
+        let event = board.next_event().await;
+        assert!(
+            event.change().is_some(),
+            "a change, not a resync: {}",
+            event.data
+        );
+        versions.push(event.version());
+    }
+    assert_eq!(
+        versions,
+        (version + 1..=final_version + 1).collect::<Vec<_>>()
+    );
+
+    // And the compacted files load after a crash.
+    a.kill9().await;
+    let a = ServerProcess::spawn(d, &["--prep-time", "0"]).await;
+    assert_eq!(
+        a.order_json(1).await,
+        json!({"order": 1, "status": "COLLECTED"})
+    );
+    assert_eq!(a.order_json(new[0]).await["status"], "COLLECTED");
+    assert_eq!(a.board().await.version, final_version + 1);
+    assert_eq!(a.place("after").await, OLD + 3);
+}
