@@ -29,7 +29,10 @@ use serde_json::json;
 use tokio::sync::Semaphore;
 
 #[derive(Parser)]
-#[command(name = "boards", about = "Connect many lobby boards and measure how every change reaches them.")]
+#[command(
+    name = "boards",
+    about = "Connect many lobby boards and measure how every change reaches them."
+)]
 struct Args {
     #[arg(long, default_value = "http://127.0.0.1:7777")]
     target: String,
@@ -81,7 +84,10 @@ fn histogram() -> Histogram<u64> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let base = args.target.trim_end_matches('/').to_owned();
-    let client = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(0).build()?;
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(0)
+        .build()?;
     let tallies: Vec<Arc<Mutex<Tally>>> = (0..args.boards).map(|_| Arc::default()).collect();
     let latency = Arc::new(Mutex::new(histogram()));
     let connected = Arc::new(AtomicU64::new(0));
@@ -91,12 +97,24 @@ async fn main() -> anyhow::Result<()> {
     let started = Instant::now();
     let mut boards = Vec::new();
     for (i, tally) in tallies.iter().enumerate() {
-        let (client, url, tally, latency, connected, stop, burst) =
-            (client.clone(), format!("{base}/updates"), tally.clone(), latency.clone(), connected.clone(), stop.clone(), burst.clone());
+        let (client, url, tally, latency, connected, stop, burst) = (
+            client.clone(),
+            format!("{base}/updates"),
+            tally.clone(),
+            latency.clone(),
+            connected.clone(),
+            stop.clone(),
+            burst.clone(),
+        );
         let sampled = i % args.sample.max(1) == 0;
         boards.push(tokio::spawn(async move {
             let mut permit = Some(burst.acquire_owned().await.expect("open semaphore"));
-            let response = client.get(&url).send().await.and_then(|r| r.error_for_status()).with_context(|| format!("board {i}"))?;
+            let response = client
+                .get(&url)
+                .send()
+                .await
+                .and_then(|r| r.error_for_status())
+                .with_context(|| format!("board {i}"))?;
             let mut body = response.bytes_stream();
             let mut events = Events::new(64 << 20);
             let mut first = true;
@@ -139,7 +157,8 @@ async fn main() -> anyhow::Result<()> {
                             }
                         });
                         if let Some(at) = stamped {
-                            let us = now.duration_since(at.0).unwrap_or_default().as_micros() as u64;
+                            let us =
+                                now.duration_since(at.0).unwrap_or_default().as_micros() as u64;
                             h.saturating_record(us.max(1));
                         }
                         let _ = event.version;
@@ -159,7 +178,11 @@ async fn main() -> anyhow::Result<()> {
     // Every board has its first event before any order is placed.
     while (connected.load(Ordering::Relaxed) as usize) < args.boards {
         if started.elapsed() > Duration::from_secs(120) {
-            bail!("only {} of {} boards connected within 120 s", connected.load(Ordering::Relaxed), args.boards);
+            bail!(
+                "only {} of {} boards connected within 120 s",
+                connected.load(Ordering::Relaxed),
+                args.boards
+            );
         }
         if let Some(done) = boards.iter().position(|b| b.is_finished()) {
             let failed = boards.swap_remove(done).await?;
@@ -183,9 +206,18 @@ async fn main() -> anyhow::Result<()> {
             break;
         }
         tokio::time::sleep_until(due.into()).await;
-        let (driver, base, placed, collected) = (driver.clone(), base.clone(), placed.clone(), collected.clone());
+        let (driver, base, placed, collected) = (
+            driver.clone(),
+            base.clone(),
+            placed.clone(),
+            collected.clone(),
+        );
         customers.push(tokio::spawn(async move {
-            let response = driver.post(format!("{base}/order")).body("board test").send().await?;
+            let response = driver
+                .post(format!("{base}/order"))
+                .body("board test")
+                .send()
+                .await?;
             if response.status() != reqwest::StatusCode::CREATED {
                 bail!("/order answered {}", response.status());
             }
@@ -249,7 +281,10 @@ async fn main() -> anyhow::Result<()> {
 /// The `version` at the start of an event, without parsing the board.
 fn version_of(data: &[u8]) -> u64 {
     let digits = data.strip_prefix(b"{\"version\":").unwrap_or_default();
-    digits.iter().take_while(|b| b.is_ascii_digit()).fold(0, |v, b| v * 10 + u64::from(b - b'0'))
+    digits
+        .iter()
+        .take_while(|b| b.is_ascii_digit())
+        .fold(0, |v, b| v * 10 + u64::from(b - b'0'))
 }
 
 fn data_is_full_board(data: &[u8]) -> bool {

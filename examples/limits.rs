@@ -48,7 +48,11 @@ enum Command {
     },
     /// Publish persistent messages with publisher confirms, WINDOW at a time.
     Amqp {
-        #[arg(long, env = "AMQP_URL", default_value = "amqp://guest:guest@127.0.0.1:5672/%2f")]
+        #[arg(
+            long,
+            env = "AMQP_URL",
+            default_value = "amqp://guest:guest@127.0.0.1:5672/%2f"
+        )]
         url: String,
         #[arg(long, default_value = "5s", value_parser = humantime::parse_duration)]
         duration: Duration,
@@ -78,8 +82,17 @@ async fn main() -> anyhow::Result<()> {
     match Args::parse().command {
         Command::Axum { listen } => axum_empty(&listen).await,
         Command::Fsync { dir, duration } => fsync(dir, duration),
-        Command::Amqp { url, duration, window } => amqp(&url, duration, window).await,
-        Command::Load { url, connections, duration, body } => load(url, connections, duration, body).await,
+        Command::Amqp {
+            url,
+            duration,
+            window,
+        } => amqp(&url, duration, window).await,
+        Command::Load {
+            url,
+            connections,
+            duration,
+            body,
+        } => load(url, connections, duration, body).await,
     }
 }
 
@@ -93,10 +106,17 @@ async fn axum_empty(listen: &str) -> anyhow::Result<()> {
 
 fn fsync(dir: PathBuf, duration: Duration) -> anyhow::Result<()> {
     std::fs::create_dir_all(&dir)?;
-    let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.join("limits.lock"))?;
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(dir.join("limits.lock"))?;
     let path = dir.join("limits.log");
     let mut log = OpenOptions::new().create(true).append(true).open(&path)?;
-    let line = format!("{{\"version\":1,\"order\":{{\"order\":1,\"status\":\"READY\",\"content\":\"{}\"}}}}\n", "x".repeat(120));
+    let line = format!(
+        "{{\"version\":1,\"order\":{{\"order\":1,\"status\":\"READY\",\"content\":\"{}\"}}}}\n",
+        "x".repeat(120)
+    );
     let mut h = histogram();
     let start = Instant::now();
     while start.elapsed() < duration {
@@ -111,20 +131,38 @@ fn fsync(dir: PathBuf, duration: Duration) -> anyhow::Result<()> {
     std::fs::remove_file(&path)?;
     std::fs::remove_file(dir.join("limits.lock"))?;
     let latency = Latency::of(&h);
-    println!("{}", json!({ "cycles_per_s": h.len() as f64 / elapsed.as_secs_f64(), "latency": latency }));
+    println!(
+        "{}",
+        json!({ "cycles_per_s": h.len() as f64 / elapsed.as_secs_f64(), "latency": latency })
+    );
     Ok(())
 }
 
 async fn amqp(url: &str, duration: Duration, window: usize) -> anyhow::Result<()> {
-    use lapin::options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions};
+    use lapin::options::{
+        BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
+    };
     use lapin::types::FieldTable;
     use lapin::{BasicProperties, Connection, ConnectionProperties};
 
     const QUEUE: &str = "fastfood-limits";
-    let connection = Connection::connect(url, ConnectionProperties::default()).await.with_context(|| format!("cannot connect to {url}"))?;
+    let connection = Connection::connect(url, ConnectionProperties::default())
+        .await
+        .with_context(|| format!("cannot connect to {url}"))?;
     let channel = connection.create_channel().await?;
-    channel.queue_declare(QUEUE.into(), QueueDeclareOptions { durable: true, ..Default::default() }, FieldTable::default()).await?;
-    channel.confirm_select(ConfirmSelectOptions::default()).await?;
+    channel
+        .queue_declare(
+            QUEUE.into(),
+            QueueDeclareOptions {
+                durable: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await?;
+    channel
+        .confirm_select(ConfirmSelectOptions::default())
+        .await?;
     let payload = br#"{"order":123456}"#;
     let mut pending = std::collections::VecDeque::with_capacity(window);
     let mut confirmed = 0u64;
@@ -153,21 +191,40 @@ async fn amqp(url: &str, duration: Duration, window: usize) -> anyhow::Result<()
     for (_, confirm) in pending {
         let _ = confirm.await;
     }
-    channel.queue_delete(QUEUE.into(), QueueDeleteOptions::default()).await?;
+    channel
+        .queue_delete(QUEUE.into(), QueueDeleteOptions::default())
+        .await?;
     let _ = connection.close(200, "done".into()).await;
     let latency = Latency::of(&h);
-    println!("{}", json!({ "confirmed_per_s": confirmed as f64 / elapsed.as_secs_f64(), "window": window, "latency": latency }));
+    println!(
+        "{}",
+        json!({ "confirmed_per_s": confirmed as f64 / elapsed.as_secs_f64(), "window": window, "latency": latency })
+    );
     Ok(())
 }
 
-async fn load(url: String, connections: usize, duration: Duration, body: Option<String>) -> anyhow::Result<()> {
-    let client = reqwest::Client::builder().tcp_nodelay(true).pool_max_idle_per_host(connections).build()?;
+async fn load(
+    url: String,
+    connections: usize,
+    duration: Duration,
+    body: Option<String>,
+) -> anyhow::Result<()> {
+    let client = reqwest::Client::builder()
+        .tcp_nodelay(true)
+        .pool_max_idle_per_host(connections)
+        .build()?;
     let done = Arc::new(AtomicU64::new(0));
     let failed = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..connections {
-        let (client, url, body, done, failed) = (client.clone(), url.clone(), body.clone(), done.clone(), failed.clone());
+        let (client, url, body, done, failed) = (
+            client.clone(),
+            url.clone(),
+            body.clone(),
+            done.clone(),
+            failed.clone(),
+        );
         tasks.push(tokio::spawn(async move {
             let mut h = histogram();
             while start.elapsed() < duration {

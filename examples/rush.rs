@@ -7,7 +7,10 @@ use tokio_util::sync::CancellationToken;
 use tracing_subscriber::EnvFilter;
 
 #[derive(Parser)]
-#[command(name = "rush", about = "Run a simulated lunch rush and report how the restaurant coped.")]
+#[command(
+    name = "rush",
+    about = "Run a simulated lunch rush and report how the restaurant coped."
+)]
 struct Args {
     #[command(flatten)]
     rush: RushConfig,
@@ -17,7 +20,9 @@ struct Args {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")))
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let shutdown = CancellationToken::new();

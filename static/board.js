@@ -249,12 +249,33 @@
     el.statWait.textContent = formatDuration(avg);
   }
 
+  /** list element -> { size: its size when measured, fit: how many tiles fit }. */
+  const capacity = new WeakMap();
+
   /**
    * Draw `items` (sorted oldest first) into a tile grid that never overflows:
    * when they do not all fit, show the oldest that do and a "+N more" tile.
-   * Numbers that just became ready are always among those shown.
+   * Numbers that just became ready are shown first (see pickShown).
    */
   function renderColumn(list, items, animate) {
+    // Tiles are sized for three digits. Longer numbers (the counter never
+    // resets) get wider tiles and a smaller font, half each, so they stay
+    // readable without leaving only one tile per row.
+    let digits = 3;
+    for (const o of items) digits = Math.max(digits, String(o.order).length);
+    list.style.setProperty("--wide", Math.sqrt(digits / 3).toFixed(3));
+
+    // Capacity measured before for this size: a busy board skips the
+    // draw-everything-then-measure pass on every event.
+    const size = `${list.clientWidth}x${list.clientHeight}/${digits}`;
+    const known = capacity.get(list);
+    if (known && known.size === size && items.length > known.fit) {
+      const shown = pickShown(items, Math.max(0, known.fit - 1));
+      drawTiles(list, shown, items.length - shown.length, animate);
+      list.classList.add("full");
+      return;
+    }
+
     list.classList.remove("full");
     const first = items.slice(0, MAX_TILES);
     drawTiles(list, first, items.length - first.length, animate);
@@ -268,16 +289,23 @@
       if (li.offsetTop + li.offsetHeight <= limit) fit++;
       else break;
     }
+    capacity.set(list, { size, fit });
     const shown = pickShown(items, Math.max(0, fit - 1));
     drawTiles(list, shown, items.length - shown.length, animate);
     list.classList.add("full");
   }
 
-  /** The `k` oldest items, except that fresh ones push out the newest non-fresh ones. */
+  /**
+   * The `k` oldest items, except that numbers that just became ready and would
+   * be hidden take the places of the newest others, up to half the places.
+   */
   function pickShown(items, k) {
     const shown = items.slice(0, k);
+    let swaps = Math.ceil(k / 2);
     for (const o of items.slice(k)) {
+      if (swaps === 0) break;
       if (!isFresh(o)) continue;
+      swaps--;
       let i = shown.length - 1;
       while (i >= 0 && isFresh(shown[i])) i--;
       if (i < 0) break;
@@ -313,8 +341,6 @@
           li.className = animate ? "tile enter" : "tile";
           li.dataset.order = key;
           li.textContent = key;
-          // Tiles are sized for three digits; longer numbers shrink to fit.
-          if (key.length > 3) li.style.setProperty("--shrink", String(3 / key.length));
         }
       }
       if (key === "more") {

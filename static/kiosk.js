@@ -148,8 +148,16 @@
       return;
     }
 
-    if (res.status === 201 || res.ok) {
-      const o = await res.json();
+    if (res.ok) {
+      let o;
+      try {
+        o = await res.json();
+      } catch {
+        setBusy(false);
+        el.orderError.textContent =
+          "The order may have been placed, but the answer could not be read. Please ask at the counter.";
+        return;
+      }
       setBusy(false);
       el.text.value = "";
       updateCount();
@@ -218,8 +226,8 @@
 
   /** Apply a status for our ticket; statuses never go backward. */
   function setStatus(status) {
-    if (!ticket || !(status in RANK)) return;
-    if (RANK[status] < RANK[ticket.status] || status === ticket.status) return;
+    if (!ticket || !(status in RANK) || FINAL.has(ticket.status)) return;
+    if (RANK[status] <= RANK[ticket.status]) return;
     const becameReady = status === "READY";
     ticket.status = status;
     save();
@@ -287,6 +295,7 @@
     }
     if (res.ok) {
       setStatus("COLLECTED");
+      el.newOrder.focus(); // the collect button is gone: keep focus somewhere useful
       return;
     }
     el.ticketError.textContent = await errorSentence(res);

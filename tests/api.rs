@@ -448,9 +448,11 @@ async fn a_full_queue_answers_503_leaving_no_ghost_and_burning_no_ticket() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_thousand_orders_with_no_board_all_get_ready() {
-    let app = TestApp::spawn(&["--prep-time", "0"]).await;
+    // More workers only make it quicker: the point is that nothing deadlocks
+    // when no board is connected.
+    let app = TestApp::spawn(&["--prep-time", "0", "--workers", "8"]).await;
     let start = std::time::Instant::now();
-    let tickets = place_orders(std::slice::from_ref(&app.base), 3000, 32).await;
+    let tickets = place_orders(&[&app.base], 3000, 32).await;
     eprintln!("placed in {:?}", start.elapsed());
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
@@ -529,7 +531,7 @@ async fn a_board_that_never_reads_slows_nobody() {
     });
 
     let start = std::time::Instant::now();
-    let tickets = place_orders(std::slice::from_ref(&app.base), ORDERS, 32).await;
+    let tickets = place_orders(&[&app.base], ORDERS, 32).await;
     eprintln!("placed in {:?}", start.elapsed());
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
@@ -591,5 +593,56 @@ async fn health_and_readiness() {
     let page = app.client.get(app.url("/")).send().await.unwrap();
     assert_eq!(page.status(), 200);
     assert!(header(&page, "content-type").starts_with("text/html"));
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn order_text_round_trips_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0"]).await;
+    let mut board = app.updates().await;
+    board.next_event().await;
+    let text = "two \"specials\",\nno onions\r\n\t½ cola 🍔 \u{2028} end\\ \u{0} </script>";
+    let response = app.order(format!("  {text}\n")).await;
+    let ticket = support::ticket_of(response).await;
+    assert_eq!(app.order_json(ticket).await["content"], text);
+    let event = board.next_event().await;
+    assert_eq!(event.change(), Some((ticket, "TAKEN".to_owned())));
+    assert_eq!(
+        event.data["orders"][0]["content"], text,
+        "the board shows it as typed"
+    );
+    app.wait_all_ready(&[ticket]).await;
+    app.shutdown().await;
+
+    // And as the log replays it.
+    let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0"]).await;
+    assert_eq!(app.order_json(ticket).await["content"], text);
+    let collected: Value = app.take(ticket).await.json().await.unwrap();
+    assert_eq!(collected["content"], text);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_last_ticket_number_is_handed_out_once() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("counter"), (u32::MAX - 1).to_be_bytes()).unwrap();
+    let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0", "--queue-capacity", "1"]).await;
+    assert_eq!(app.place("the last one").await, u32::MAX);
+    app.wait_all_ready(&[u32::MAX]).await;
+    for _ in 0..3 {
+        expect_error(app.order("one too many").await, 503, "tickets_exhausted").await;
+    }
+    assert_eq!(
+        read_counter(dir.path()),
+        u32::MAX,
+        "the counter never wraps"
+    );
+    let board = app.board().await;
+    assert_eq!(
+        board.statuses().keys().copied().collect::<Vec<_>>(),
+        [u32::MAX]
+    );
+    assert_eq!(app.take(u32::MAX).await.status(), 200);
     app.shutdown().await;
 }

@@ -76,7 +76,7 @@ async fn simple_mode_queues_orders_in_the_broker() {
         "the whole board comes first"
     );
 
-    let tickets = place_orders(&[app.base.clone()], 5, 5).await;
+    let tickets = place_orders(std::slice::from_ref(&app.base), 5, 5).await;
     let seen = follow(&mut board, &tickets, "READY").await;
     for ticket in &tickets {
         assert_eq!(
@@ -112,7 +112,7 @@ async fn complex_mode_cooks_in_worker_processes_and_every_change_reaches_the_boa
     let mut board = server.updates().await;
     board.next_event().await;
 
-    let tickets = place_orders(&[server.base.clone()], 20, 4).await;
+    let tickets = place_orders(std::slice::from_ref(&server.base), 20, 4).await;
     assert_eq!(
         tickets.iter().copied().collect::<BTreeSet<_>>(),
         (1..=20).collect()
@@ -182,7 +182,7 @@ async fn a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first() {
         server.order_json(first).await["status"] == "PREPARING"
     })
     .await;
-    let waiting = place_orders(&[server.base.clone()], 3, 1).await;
+    let waiting = place_orders(std::slice::from_ref(&server.base), 3, 1).await;
     slow.kill9().await;
 
     let _next = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "100ms"], &[]).await;
@@ -223,7 +223,7 @@ async fn an_order_given_back_goes_to_the_front_of_the_line() {
         server.order_json(first).await["status"] == "PREPARING"
     })
     .await;
-    let waiting = place_orders(&[server.base.clone()], 3, 1).await;
+    let waiting = place_orders(std::slice::from_ref(&server.base), 3, 1).await;
     // Asked to stop mid-order, the worker gives the order back: it is
     // published again at high priority, ahead of the three waiting.
     leaving.terminate();
@@ -356,7 +356,7 @@ async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
         "0.5",
     ])
     .await;
-    let tickets = place_orders(&[app.base.clone()], 12, 4).await;
+    let tickets = place_orders(std::slice::from_ref(&app.base), 12, 4).await;
     app.wait_all_ready(&tickets).await;
     for ticket in tickets {
         let history = logged(&app.data_dir, ticket);

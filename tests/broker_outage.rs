@@ -31,7 +31,7 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
     let server =
         ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
     let _cook = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "20ms"], &[]).await;
-    let before = place_orders(&[server.base.clone()], 10, 2).await;
+    let before = place_orders(std::slice::from_ref(&server.base), 10, 2).await;
     server.wait_all_ready(&before).await;
 
     // Customers keep ordering all through the outage.

@@ -577,6 +577,15 @@ async fn assert_offline(client: &Client, page: &str) {
 /// Saves a screenshot in `target/screenshots/` and checks it is the right
 /// size and not blank.
 async fn screenshot(client: &Client, page: &str, (width, height): (u32, u32)) {
+    // Let one-off animations (a tile popping in) finish; endless ones (the
+    // pulse of a fresh number, the blinking dot) do not count.
+    wait_js(
+        client,
+        "the page's animations to settle before a screenshot",
+        "return document.getAnimations().every(a => a.playState !== 'running'\
+         || a.effect.getComputedTiming().endTime === Infinity)",
+    )
+    .await;
     let png = client.screenshot().await.expect("screenshot");
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/screenshots");
     std::fs::create_dir_all(&dir).expect("create target/screenshots");

@@ -379,7 +379,7 @@ impl Broker {
                     failures += 1;
                     match fatal(&e) {
                         Some(fatal) => tracing::error!("{fatal}"),
-                        None if failures == 1 || failures % 10 == 0 => {
+                        None if failures == 1 || failures.is_multiple_of(10) => {
                             tracing::warn!(
                                 "RabbitMQ is still not reachable ({e}); retrying every {backoff:?}"
                             )

@@ -306,8 +306,12 @@ impl Committer {
             let outcomes: Vec<Outcome> = requests.iter().map(|r| batch.decide(r, now)).collect();
             (outcomes, batch.records)
         };
-        if !ours.is_empty() {
-            self.disk.append(&ours)?;
+        let appended = if ours.is_empty() {
+            Ok(())
+        } else {
+            self.disk.append(&ours)
+        };
+        if appended.is_ok() && !ours.is_empty() {
             let mut state = self.shared.write();
             for record in &ours {
                 state
@@ -318,6 +322,9 @@ impl Committer {
         }
         drop(held);
 
+        // Their changes are in the state even when ours failed to append:
+        // observers must see them now, or the board misses them for good.
+        let ours = if appended.is_ok() { ours } else { Vec::new() };
         for observer in &self.observers {
             if !theirs.is_empty() {
                 observer.committed(&theirs, false);
@@ -326,7 +333,7 @@ impl Committer {
                 observer.committed(&ours, true);
             }
         }
-        Ok(outcomes)
+        appended.map(|()| outcomes)
     }
 
     /// Applies what other processes committed since our last cycle. The

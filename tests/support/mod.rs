@@ -163,13 +163,18 @@ pub async fn ticket_of(response: reqwest::Response) -> u32 {
 
 /// `POST /order` to one of `bases` (round robin), `count` orders with at most
 /// `concurrency` in flight; every one must get a `201`. Returns the tickets in
-/// the order they were asked for.
-pub async fn place_orders(bases: &[String], count: usize, concurrency: usize) -> Vec<u32> {
+/// the order they were asked for. `bases` may be `&[&app.base]` or a
+/// `Vec<String>`.
+pub async fn place_orders<S: AsRef<str>>(
+    bases: &[S],
+    count: usize,
+    concurrency: usize,
+) -> Vec<u32> {
     let client = http_client();
     futures_util::stream::iter(0..count)
         .map(|i| {
             let client = client.clone();
-            let url = format!("{}/order", bases[i % bases.len()]);
+            let url = format!("{}/order", bases[i % bases.len()].as_ref());
             async move {
                 let response = client
                     .post(&url)

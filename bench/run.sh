@@ -1,0 +1,227 @@
+#!/usr/bin/env bash
+# The fastfood benchmark suite: every scenario of issue 6 in one run, side by
+# side with the limits of this machine measured in the same run.
+#
+#   bash bench/run.sh                 # everything (about 10 minutes)
+#   PRELOAD=20000 bash bench/run.sh   # a shorter "after N collected orders"
+#   SKIP_BOARDS_10K=1 bash bench/run.sh
+#
+# Needs: cargo, curl, jq; wrk if installed (apt-get install -y wrk), else
+# `limits load`; RabbitMQ at $AMQP_URL for the broker scenarios, which run
+# only if this build's `fastfood serve --help` mentions --broker. The broker
+# scenarios use their own virtual host (fastfood-bench) when rabbitmqctl is
+# here, so they never touch another restaurant's `orders` queue.
+# Traffic is loopback only; every step is bounded in time.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
+CONNECTIONS=${CONNECTIONS:-16}
+PRELOAD=${PRELOAD:-100000}
+WAITING=${WAITING:-10000}
+AMQP_BASE=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}
+AMQP_BASE=${AMQP_BASE%/}
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastfood-bench.XXXXXX")
+RESULTS=$WORK/results.tsv
+PIDS=()
+
+cleanup() {
+  for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+echo "== building (release)" >&2
+cargo build --release --bin fastfood --example rush --example limits --example boards >&2
+BIN=./target/release/fastfood
+EX=./target/release/examples
+if pgrep -x rustc >/dev/null; then
+  echo "warning: a build is running on this machine; the figures will be noisy" >&2
+fi
+
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+HAVE_WRK=0; command -v wrk >/dev/null && HAVE_WRK=1
+HAVE_BROKER=0; "$BIN" serve --help | grep -q -- '--broker' && HAVE_BROKER=1
+
+# name, value, unit, limit name (or -), note
+record() { printf '%s\t%s\t%s\t%s\t%s\n' "$1" "$2" "$3" "$4" "$5" >>"$RESULTS"; }
+limit_of() { awk -F'\t' -v n="$1" '$1 == n { print $2 }' "$RESULTS" | tail -1; }
+
+port=7900
+next_port() { port=$((port + 1)); echo "$port"; }
+
+wait_up() { # URL [pid]
+  for _ in $(seq 1 200); do
+    curl -fsS "$1/healthz" >/dev/null 2>&1 && return 0
+    sleep 0.05
+  done
+  echo "no answer from $1" >&2; return 1
+}
+
+SERVER_PID=
+start_server() { # data-dir, extra args...
+  local dir=$1; shift
+  local p; p=$(next_port)
+  "$BIN" serve --listen "127.0.0.1:$p" --data-dir "$dir" --prep-time 0 "$@" >"$WORK/server-$p.log" 2>&1 &
+  SERVER_PID=$!; PIDS+=("$SERVER_PID")
+  URL="http://127.0.0.1:$p"
+  wait_up "$URL"
+}
+stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+rss_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# POST /order with CONNECTIONS connections for SECONDS_PER_RUN: prints requests/s and p50/p99 ms.
+order_load() { # url
+  if [ "$HAVE_WRK" = 1 ]; then
+    cat >"$WORK/order.lua" <<'LUA'
+wrk.method = "POST"
+wrk.body = "cheeseburger, fries, cola"
+done_ok, refused = 0, 0
+response = function(status) if status == 201 then done_ok = done_ok + 1 else refused = refused + 1 end end
+LUA
+    wrk -t2 -c"$CONNECTIONS" -d"${SECONDS_PER_RUN}s" --latency -s "$WORK/order.lua" "$1/order" >"$WORK/wrk.out" 2>&1
+    local rps p50 p99 non2xx
+    rps=$(awk '/^Requests\/sec/ { print $2 }' "$WORK/wrk.out")
+    p50=$(awk '$1 == "50%" { print $2 }' "$WORK/wrk.out")
+    p99=$(awk '$1 == "99%" { print $2 }' "$WORK/wrk.out")
+    non2xx=$(awk '/Non-2xx/ { print $5 }' "$WORK/wrk.out")
+    echo "$rps $p50 $p99 ${non2xx:-0}"
+  else
+    "$EX/limits" load --url "$1/order" --connections "$CONNECTIONS" --duration "${SECONDS_PER_RUN}s" --body "cheeseburger" >"$WORK/load.json"
+    jq -r '"\(.requests_per_s) \(.latency.p50_ms)ms \(.latency.p99_ms)ms \(.failed)"' "$WORK/load.json"
+  fi
+}
+
+# A closed-loop rush with collection: prints its JSON summary into $WORK/rush.json.
+rush_closed() { # url, extra args...
+  local url=$1; shift
+  "$EX/rush" --target "$url" --closed-loop --connections "$CONNECTIONS" --max-inside 128 \
+    --duration "${SECONDS_PER_RUN}s" --drain 30s --no-chart --json "$@" >"$WORK/rush.json" 2>"$WORK/rush.err"
+}
+
+echo "== limits of this machine" >&2
+"$EX/limits" axum --listen 127.0.0.1:7890 >"$WORK/axum.log" 2>&1 &
+AXUM_PID=$!; PIDS+=("$AXUM_PID")
+sleep 0.5
+read -r rps p50 p99 _ < <(order_load http://127.0.0.1:7890)
+record "limit: empty axum handler" "$rps" "req/s" - "p50 $p50, p99 $p99, $CONNECTIONS connections"
+kill "$AXUM_PID"; wait "$AXUM_PID" 2>/dev/null || true
+"$EX/limits" fsync --dir "$WORK/fsync" --duration 3s >"$WORK/fsync.json"
+record "limit: fsynced store write cycle" "$(jq .cycles_per_s "$WORK/fsync.json")" "cycles/s" - \
+  "lock+append+fdatasync+unlock: p50 $(jq .latency.p50_ms "$WORK/fsync.json") ms, p99 $(jq .latency.p99_ms "$WORK/fsync.json") ms"
+
+BROKER_URL=
+if [ "$HAVE_BROKER" = 1 ]; then
+  BROKER_URL=$AMQP_BASE/%2f
+  if command -v rabbitmqctl >/dev/null; then
+    rabbitmqctl add_vhost fastfood-bench >/dev/null 2>&1 || true
+    rabbitmqctl set_permissions -p fastfood-bench guest '.*' '.*' '.*' >/dev/null 2>&1 || true
+    BROKER_URL=$AMQP_BASE/fastfood-bench
+  fi
+  if "$EX/limits" amqp --url "$BROKER_URL" --duration 5s --window 1000 >"$WORK/amqp.json" 2>"$WORK/amqp.err"; then
+    record "limit: RabbitMQ confirmed publish" "$(jq .confirmed_per_s "$WORK/amqp.json")" "msg/s" - \
+      "lapin, persistent, 1000 in flight: p50 $(jq .latency.p50_ms "$WORK/amqp.json") ms"
+  else
+    echo "RabbitMQ unreachable at $BROKER_URL: $(tail -1 "$WORK/amqp.err")" >&2
+    HAVE_BROKER=0
+  fi
+fi
+
+echo "== 1. /order with $CONNECTIONS connections" >&2
+start_server "$WORK/order-embedded"
+read -r rps p50 p99 non2xx < <(order_load "$URL")
+record "/order, embedded" "$rps" "orders/s" "limit: empty axum handler" "p50 $p50, p99 $p99, non-201: $non2xx (wrk: nobody collects)"
+EMPTY_ORDER_RPS=$rps
+stop_server
+if [ "$HAVE_BROKER" = 1 ]; then
+  start_server "$WORK/order-broker" --broker "$BROKER_URL"
+  read -r rps p50 p99 non2xx < <(order_load "$URL")
+  record "/order, RabbitMQ" "$rps" "orders/s" "limit: RabbitMQ confirmed publish" "p50 $p50, p99 $p99, non-201: $non2xx"
+  stop_server
+else
+  record "/order, RabbitMQ" "-" "" - "skipped: broker mode not built yet"
+fi
+
+echo "== 2. TAKEN→READY, prep time 0, 2 workers (rush, closed loop, collecting)" >&2
+kitchen() { # label, limit, server args...
+  local label=$1 limit=$2; shift 2
+  rush_closed "$URL"
+  record "$label" "$(jq .ready_per_s "$WORK/rush.json")" "orders/s" "$limit" \
+    "/order $(jq -r '.orders_per_s|floor' "$WORK/rush.json")/s; ticket→ready p50 $(jq .ticket_to_ready.p50_ms "$WORK/rush.json") ms, p99 $(jq .ticket_to_ready.p99_ms "$WORK/rush.json") ms; failed: $(jq -c '.order_errors + .take_errors' "$WORK/rush.json")"
+}
+start_server "$WORK/kitchen-embedded" --workers 2
+kitchen "TAKEN→READY, embedded" "limit: fsynced store write cycle"
+KITCHEN_FRESH=$(jq .ready_per_s "$WORK/rush.json")
+stop_server
+if [ "$HAVE_BROKER" = 1 ]; then
+  start_server "$WORK/kitchen-broker" --workers 2 --broker "$BROKER_URL"
+  kitchen "TAKEN→READY, simple + RabbitMQ" "limit: RabbitMQ confirmed publish"
+  stop_server
+  start_server "$WORK/kitchen-complex" --workers 0 --broker "$BROKER_URL"
+  WORKER_PIDS=()
+  for _ in 1 2; do
+    "$BIN" worker --data-dir "$WORK/kitchen-complex" --prep-time 0 --broker "$BROKER_URL" >>"$WORK/workers.log" 2>&1 &
+    PIDS+=("$!"); WORKER_PIDS+=("$!")
+  done
+  sleep 1
+  kitchen "TAKEN→READY, complex, 2 worker processes" "limit: RabbitMQ confirmed publish"
+  stop_server
+  for pid in "${WORKER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+else
+  record "TAKEN→READY, simple + RabbitMQ" "-" "" - "skipped: broker mode not built yet"
+  record "TAKEN→READY, complex, 2 worker processes" "-" "" - "skipped: broker mode not built yet"
+fi
+
+echo "== 3. after $PRELOAD orders taken and collected" >&2
+start_server "$WORK/preloaded" --workers 2
+"$EX/rush" --target "$URL" --closed-loop --connections "$CONNECTIONS" --max-inside 128 --customers "$PRELOAD" \
+  --duration 1h --drain 60s --no-chart --json >"$WORK/preload.json" 2>"$WORK/preload.err"
+record "preload: orders taken and collected" "$(jq .collected "$WORK/preload.json")" "orders" - \
+  "at $(jq -r '.orders_per_s|floor' "$WORK/preload.json")/s; live store now $(wc -c <"$WORK/preloaded/orders.json") B snapshot + $(wc -c <"$WORK/preloaded/orders.log") B log, history $(wc -c <"$WORK/preloaded/history.jsonl" 2>/dev/null || echo 0) B"
+kitchen "TAKEN→READY, embedded, after $PRELOAD collected" "TAKEN→READY, embedded"
+stop_server
+start_server "$WORK/preloaded" --workers 2
+read -r rps p50 p99 non2xx < <(order_load "$URL")
+record "/order, embedded, after $PRELOAD collected" "$rps" "orders/s" "/order, embedded" "p50 $p50, p99 $p99 (server restarted on the same data)"
+stop_server
+
+echo "== 3b. /order with $WAITING orders waiting uncollected" >&2
+start_server "$WORK/waiting" --workers 2
+"$EX/rush" --target "$URL" --closed-loop --connections "$CONNECTIONS" --customers "$WAITING" --no-collect --no-board \
+  --duration 1h --no-chart --json >"$WORK/fill.json" 2>/dev/null
+for _ in $(seq 1 600); do # until the kitchen has cooked them all
+  [ "$(curl -fsS "$URL/orders" | jq '[.orders[] | select(.status != "READY")] | length')" = 0 ] && break
+  sleep 0.5
+done
+record "orders waiting uncollected" "$(curl -fsS "$URL/orders" | jq '.orders | length')" "orders" - "READY, never collected"
+read -r rps p50 p99 non2xx < <(order_load "$URL")
+record "/order, $WAITING waiting uncollected" "$rps" "orders/s" "/order, embedded" "p50 $p50, p99 $p99; no board connected"
+stop_server
+
+echo "== 4. boards" >&2
+boards() { # n, orders/s
+  start_server "$WORK/boards-$1" --workers 2
+  "$EX/boards" --target "$URL" --boards "$1" --rate "$2" --duration 10s --sample 10 >"$WORK/boards.json" 2>"$WORK/boards.err" || {
+    record "$1 boards" "-" "" - "failed: $(tail -1 "$WORK/boards.err")"; stop_server; return; }
+  local mem; mem=$(rss_mb "$SERVER_PID")
+  record "$1 boards: publish→receive p99" "$(jq .publish_to_receive.p99_ms "$WORK/boards.json")" "ms" - \
+    "p50 $(jq .publish_to_receive.p50_ms "$WORK/boards.json") ms; $(jq .changes_per_s "$WORK/boards.json") changes/s to every board; boards with every change: $(jq .boards_with_every_change "$WORK/boards.json")/$1, skipped $(jq .skipped "$WORK/boards.json"), resyncs $(jq .resyncs "$WORK/boards.json")"
+  record "$1 boards: server memory (peak RSS)" "$mem" "MB" - "connected in $(jq '.connect_s*100|floor/100' "$WORK/boards.json") s"
+  stop_server
+}
+boards 1000 20
+if [ -z "${SKIP_BOARDS_10K:-}" ]; then boards 10000 2; fi
+
+echo
+echo "fastfood benchmarks — $(date -u +%Y-%m-%d), $(nproc) cores, $(awk '/MemTotal/ { printf "%.0f GiB", $2/1048576 }' /proc/meminfo), $(uname -r), wrk: $([ $HAVE_WRK = 1 ] && echo yes || echo no)"
+printf '%-48s %12s %-9s %8s  %s\n' "scenario" "figure" "unit" "ratio" "notes"
+while IFS=$'\t' read -r name value unit limit note; do
+  ratio=""
+  if [ "$limit" != "-" ] && [ "$value" != "-" ]; then
+    l=$(limit_of "$limit")
+    [ -n "$l" ] && ratio=$(awk -v a="$value" -v b="$l" 'BEGIN { if (b > 0) printf "%.3f", a / b }')
+  fi
+  printf '%-48s %12s %-9s %8s  %s\n' "$name" "$value" "$unit" "$ratio" "$note"
+done <"$RESULTS"
+echo "(ratio: the figure divided by the row it is held against: its limit, or the fresh-restaurant figure)"
