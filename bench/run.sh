@@ -33,7 +33,7 @@ cleanup() {
 trap cleanup EXIT
 
 echo "== building (release)" >&2
-cargo build --release --bin fastfood --example rush --example limits --example boards >&2
+cargo build --release --bin fastfood --example limits --example boards >&2
 BIN=./target/release/fastfood
 EX=./target/release/examples
 if pgrep -x rustc >/dev/null; then
@@ -96,7 +96,7 @@ LUA
 # A closed-loop rush with collection: prints its JSON summary into $WORK/rush.json.
 rush_closed() { # url, extra args...
   local url=$1; shift
-  "$EX/rush" --target "$url" --closed-loop --connections "$CONNECTIONS" --max-inside 128 \
+  "$BIN" rush --target "$url" --closed-loop --connections "$CONNECTIONS" --max-inside 128 \
     --duration "${SECONDS_PER_RUN}s" --drain 30s --no-chart --json "$@" >"$WORK/rush.json" 2>"$WORK/rush.err"
 }
 
@@ -175,7 +175,7 @@ fi
 
 echo "== 3. after $PRELOAD orders taken and collected" >&2
 start_server "$WORK/preloaded" --workers 2
-"$EX/rush" --target "$URL" --closed-loop --connections "$CONNECTIONS" --max-inside 128 --customers "$PRELOAD" \
+"$BIN" rush --target "$URL" --closed-loop --connections "$CONNECTIONS" --max-inside 128 --customers "$PRELOAD" \
   --duration 1h --drain 60s --no-chart --json >"$WORK/preload.json" 2>"$WORK/preload.err"
 record "preload: orders taken and collected" "$(jq .collected "$WORK/preload.json")" "orders" - \
   "at $(jq -r '.orders_per_s|floor' "$WORK/preload.json")/s; live store now $(wc -c <"$WORK/preloaded/orders.json") B snapshot + $(wc -c <"$WORK/preloaded/orders.log") B log, history $(wc -c <"$WORK/preloaded/history.jsonl" 2>/dev/null || echo 0) B"
@@ -188,7 +188,7 @@ stop_server
 
 echo "== 3b. /order with $WAITING orders waiting uncollected" >&2
 start_server "$WORK/waiting" --workers 2
-"$EX/rush" --target "$URL" --closed-loop --connections "$CONNECTIONS" --customers "$WAITING" --no-collect --no-board \
+"$BIN" rush --target "$URL" --closed-loop --connections "$CONNECTIONS" --customers "$WAITING" --no-collect --no-board \
   --duration 1h --no-chart --json >"$WORK/fill.json" 2>/dev/null
 for _ in $(seq 1 600); do # until the kitchen has cooked them all
   [ "$(curl -fsS "$URL/orders" | jq '[.orders[] | select(.status != "READY")] | length')" = 0 ] && break

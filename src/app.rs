@@ -42,6 +42,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             serve(config, listener, shutdown).await
         }
         Command::Worker(config) => work(config, shutdown).await,
+        Command::Rush(config) => crate::rush::run(config, shutdown).await,
     }
 }
 

@@ -25,6 +25,9 @@ pub enum Command {
     /// Run kitchen workers in their own process, for complex mode: they take
     /// orders from RabbitMQ and share the data directory with the server.
     Worker(WorkerConfig),
+    /// Simulate a lunch rush against a running restaurant (--target) or one
+    /// started in this process, and report how it coped.
+    Rush(crate::rush::RushConfig),
 }
 
 #[derive(Parser, Debug, Clone)]
