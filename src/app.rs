@@ -193,13 +193,15 @@ fn start_cooks(
 ) {
     for n in 1..=workers {
         let name = format!("worker {n} ({})", std::process::id());
-        let cook = Cook {
-            orders: queue.consumer(&name),
+        let orders = queue.consumer(&name);
+        let cook = Cook::new(
             name,
-            store: store.clone(),
-            prep_time: kitchen.prep_time,
-            fail_rate: kitchen.fail_rate,
-        };
+            store.clone(),
+            orders,
+            kitchen.prep_time,
+            kitchen.fail_rate,
+            tasks.clone(),
+        );
         tasks.spawn(cook.run(shutdown.clone()));
     }
 }

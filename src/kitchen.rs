@@ -1,6 +1,8 @@
 //! A kitchen worker: takes one order at a time from the queue and prepares
 //! it: claim it (TAKEN → PREPARING), wait the preparation time, mark it READY,
-//! and only then acknowledge it to the queue.
+//! and only then acknowledge it to the queue. The last two steps run in the
+//! background while the worker starts the next order, so the fsync that
+//! makes READY durable is shared with other orders instead of waited for.
 //!
 //! Delivery is at-least-once, so every step is checked against the store: a
 //! redelivered order that is already READY is just acknowledged, one still
@@ -8,21 +10,29 @@
 //! backward. A worker that cannot finish (shutdown, a store error, or a
 //! simulated failure with `--fail-rate`) gives the order back, to the front.
 
+use std::sync::Arc;
 use std::time::Duration;
 
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 use crate::crash;
 use crate::order::{Status, Ticket};
 use crate::queue::{Consumer, Delivery};
-use crate::store::{Outcome, Store, StoreError};
+use crate::store::{Outcome, Store};
 
 /// How long a worker pauses after giving an order back, before the next one.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
 
+/// Orders one worker may have cooked whose READY is still being recorded.
+const FINISHING_AT_ONCE: usize = 64;
+
 /// How one order went.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Prepared {
+    /// Cooked: it is being recorded READY, then acknowledged, in the background.
+    Cooked(Ticket),
     /// It is READY now, thanks to this worker.
     Ready(Ticket),
     /// Someone else finished it (a redelivery): acknowledged, nothing done.
@@ -34,15 +44,39 @@ pub enum Prepared {
 }
 
 pub struct Cook {
-    pub name: String,
-    pub store: Store,
-    pub orders: Consumer,
-    pub prep_time: Duration,
+    name: String,
+    store: Store,
+    orders: Consumer,
+    prep_time: Duration,
     /// Chance in [0, 1] to fail in the middle of an order, for demonstrations.
-    pub fail_rate: f64,
+    fail_rate: f64,
+    /// Runs the recording of cooked orders; shutdown waits for it.
+    tasks: TaskTracker,
+    /// Bounds the cooked orders still being recorded.
+    finishing: Arc<Semaphore>,
 }
 
 impl Cook {
+    pub fn new(
+        name: String,
+        store: Store,
+        orders: Consumer,
+        prep_time: Duration,
+        fail_rate: f64,
+        tasks: TaskTracker,
+    ) -> Self {
+        let finishing = Arc::new(Semaphore::new(FINISHING_AT_ONCE));
+        Cook {
+            name,
+            store,
+            orders,
+            prep_time,
+            fail_rate,
+            tasks,
+            finishing,
+        }
+    }
+
     /// Prepares orders until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::debug!("{} starts", self.name);
@@ -62,7 +96,7 @@ impl Cook {
         tracing::debug!("{} stops", self.name);
     }
 
-    /// Takes one order from claim to acknowledgement.
+    /// Claims and cooks one order, then hands it to [`finish`].
     pub async fn prepare(&self, delivery: Delivery, shutdown: &CancellationToken) -> Prepared {
         let ticket = delivery.ticket();
         match self.store.advance(ticket, Status::Preparing, true).await {
@@ -74,16 +108,16 @@ impl Cook {
                 );
             }
             Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => {
-                return self.settle(delivery, Prepared::AlreadyDone(ticket)).await;
+                return settle(&self.name, delivery, Prepared::AlreadyDone(ticket)).await;
             }
             Ok(Outcome::NotFound) | Ok(Outcome::WrongStatus(_)) => {
                 tracing::warn!(
                     "{}: order {ticket} is not in the store; dropping it",
                     self.name
                 );
-                return self.settle(delivery, Prepared::Unknown(ticket)).await;
+                return settle(&self.name, delivery, Prepared::Unknown(ticket)).await;
             }
-            Err(e) => return self.give_back(delivery, &e).await,
+            Err(e) => return give_back(&self.name, delivery, &e.to_string()).await,
         }
 
         tokio::select! {
@@ -103,31 +137,57 @@ impl Cook {
             return Prepared::GaveBack(ticket);
         }
 
-        match self.store.advance(ticket, Status::Ready, true).await {
-            Ok(Outcome::Changed(_)) => {
-                crash::here(crash::point::AFTER_READY);
-                self.settle(delivery, Prepared::Ready(ticket)).await
-            }
-            Ok(_) => self.settle(delivery, Prepared::AlreadyDone(ticket)).await,
-            Err(e) => self.give_back(delivery, &e).await,
-        }
+        // Cooked. Recording it READY takes an fsync; the cook starts the next
+        // order meanwhile (with RabbitMQ the next one only comes after the
+        // acknowledgement anyway). If the process dies first, the order is
+        // still PREPARING, unacknowledged, and gets prepared again.
+        let permit = self
+            .finishing
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("never closed");
+        let (store, name) = (self.store.clone(), self.name.clone());
+        self.tasks.spawn(async move {
+            finish(&store, &name, delivery).await;
+            drop(permit);
+        });
+        Prepared::Cooked(ticket)
     }
+}
 
-    async fn settle(&self, delivery: Delivery, how: Prepared) -> Prepared {
-        if let Err(e) = delivery.ack().await {
-            // The queue will deliver it again; the store recognises it then.
-            tracing::warn!("{}: could not acknowledge order: {e}", self.name);
+/// Marks a cooked order READY and only then acknowledges it.
+pub async fn finish(store: &Store, name: &str, delivery: Delivery) -> Prepared {
+    let ticket = delivery.ticket();
+    match store.advance(ticket, Status::Ready, true).await {
+        Ok(Outcome::Changed(_)) => {
+            crash::here(crash::point::AFTER_READY);
+            settle(name, delivery, Prepared::Ready(ticket)).await
         }
-        how
+        Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => {
+            settle(name, delivery, Prepared::AlreadyDone(ticket)).await
+        }
+        // Still TAKEN: the claim never reached the disk (a write failed after
+        // it was answered). Back to the line, to be claimed again.
+        Ok(Outcome::WrongStatus(order)) => {
+            give_back(name, delivery, &format!("it is still {}", order.status)).await
+        }
+        Ok(Outcome::NotFound) => settle(name, delivery, Prepared::Unknown(ticket)).await,
+        Err(e) => give_back(name, delivery, &e.to_string()).await,
     }
+}
 
-    async fn give_back(&self, delivery: Delivery, error: &StoreError) -> Prepared {
-        let ticket = delivery.ticket();
-        tracing::warn!(
-            "{}: order {ticket} goes back to the front: {error}",
-            self.name
-        );
-        let _ = delivery.give_back().await;
-        Prepared::GaveBack(ticket)
+async fn settle(name: &str, delivery: Delivery, how: Prepared) -> Prepared {
+    if let Err(e) = delivery.ack().await {
+        // The queue will deliver it again; the store recognises it then.
+        tracing::warn!("{name}: could not acknowledge order: {e}");
     }
+    how
+}
+
+async fn give_back(name: &str, delivery: Delivery, why: &str) -> Prepared {
+    let ticket = delivery.ticket();
+    tracing::warn!("{name}: order {ticket} goes back to the front: {why}");
+    let _ = delivery.give_back().await;
+    Prepared::GaveBack(ticket)
 }

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-pub use disk::{HISTORY, LOCK, LOG, SNAPSHOT};
+pub use disk::{Checked, HISTORY, LOCK, LOG, SNAPSHOT, check, compact_sooner};
 pub use state::{Lookup, Outcome, Record};
 
 use crate::durable;
@@ -66,8 +66,10 @@ pub trait Observer: Send + Sync + 'static {
     fn reloaded(&self, version: u64, live: &BTreeMap<Ticket, Order>);
 }
 
+type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
+
 enum Job {
-    Change(Request, oneshot::Sender<Result<Outcome, StoreError>>),
+    Change(Request, Reply),
     /// Look for other processes' changes.
     Follow,
 }
@@ -268,23 +270,25 @@ impl Committer {
             for job in jobs.drain(..) {
                 if let Job::Change(request, reply) = job {
                     requests.push(request);
-                    replies.push(reply);
+                    replies.push(Some(reply));
                 }
             }
             if requests.is_empty() && !self.disk.has_news() {
                 continue;
             }
-            match self.cycle(&requests) {
+            match self.cycle(&requests, &mut replies) {
                 Ok(outcomes) => {
                     self.shared.writable.store(true, Ordering::Relaxed);
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
+                        if let Some(reply) = reply {
+                            let _ = reply.send(Ok(outcome));
+                        }
                     }
                 }
                 Err(e) => {
                     tracing::error!("order store: {e}");
                     self.shared.writable.store(false, Ordering::Relaxed);
-                    for reply in replies {
+                    for reply in replies.into_iter().flatten() {
                         let _ = reply.send(Err(e.clone()));
                     }
                 }
@@ -292,8 +296,14 @@ impl Committer {
         }
     }
 
-    /// One lock/catch-up/decide/append/fsync/unlock cycle.
-    fn cycle(&mut self, requests: &[Request]) -> Result<Vec<Outcome>, StoreError> {
+    /// One lock/catch-up/decide/append/fsync/unlock cycle. Replies to the
+    /// requests that may be answered before their record is durable are sent
+    /// (and taken out of `replies`) as soon as they are decided.
+    fn cycle(
+        &mut self,
+        requests: &[Request],
+        replies: &mut [Option<Reply>],
+    ) -> Result<Vec<Outcome>, StoreError> {
         let lock = self.lock.clone();
         let held = durable::exclusive(&lock, durable::LOCK_WAIT)
             .map_err(|e| StoreError::Busy(e.into()))?;
@@ -306,6 +316,13 @@ impl Committer {
             let outcomes: Vec<Outcome> = requests.iter().map(|r| batch.decide(r, now)).collect();
             (outcomes, batch.records)
         };
+        for ((request, reply), outcome) in requests.iter().zip(replies.iter_mut()).zip(&outcomes) {
+            if request.answers_before_sync() {
+                if let Some(reply) = reply.take() {
+                    let _ = reply.send(Ok(outcome.clone()));
+                }
+            }
+        }
         let appended = if ours.is_empty() {
             Ok(())
         } else {

@@ -26,22 +26,22 @@ pub enum Lookup {
     Unknown,
 }
 
-/// The set of collected ticket numbers, one bit each (128 KiB per million).
+/// The set of collected ticket numbers, one bit each, in words of 64 tickets
+/// kept only where there are tickets (a few hundred KiB per million). Not one
+/// flat bit vector: a counter that starts high, or a ticket near `u32::MAX`,
+/// would cost a bit for every number below it (512 MiB at the top).
 #[derive(Default, Clone)]
-pub struct TicketSet(Vec<u64>);
+pub struct TicketSet(BTreeMap<u32, u64>);
 
 impl TicketSet {
     pub fn insert(&mut self, t: Ticket) {
-        let (word, bit) = (t as usize / 64, t % 64);
-        if word >= self.0.len() {
-            self.0.resize(word + 1, 0);
-        }
-        self.0[word] |= 1 << bit;
+        *self.0.entry(t / 64).or_default() |= 1 << (t % 64);
     }
 
     pub fn contains(&self, t: Ticket) -> bool {
-        let (word, bit) = (t as usize / 64, t % 64);
-        self.0.get(word).is_some_and(|w| w & (1 << bit) != 0)
+        self.0
+            .get(&(t / 64))
+            .is_some_and(|w| w & (1 << (t % 64)) != 0)
     }
 }
 
@@ -96,9 +96,13 @@ impl State {
             (None, Status::Taken) if !self.collected.contains(t) => {}
             (None, Status::Taken) => return Err(ApplyError::TakenTwice(t)),
             (None, to) => return Err(ApplyError::NeverTaken { ticket: t, to }),
-            // A TAKEN order restated (marked queued) is the same order.
+            // A TAKEN order restated (marked queued) is the same order. Only
+            // that restatement: a line repeated as it was is a repeat.
             (Some(old), Status::Taken)
-                if old.status == Status::Taken && old.content == order.content => {}
+                if old.status == Status::Taken
+                    && !old.queued
+                    && order.queued
+                    && old.content == order.content => {}
             (Some(_), Status::Taken) => return Err(ApplyError::TakenTwice(t)),
             (Some(old), to) if old.status == to || old.status.can_become(to) => {}
             (Some(old), to) => {
@@ -141,6 +145,23 @@ pub enum Request {
     },
     /// The broker confirmed it holds this TAKEN order.
     MarkQueued(Ticket),
+}
+
+impl Request {
+    /// Whether the answer may go out before the change is fsynced. Only a
+    /// claim (TAKEN → PREPARING): if a crash loses it, the order is simply
+    /// TAKEN again and prepared again, which at-least-once delivery allows,
+    /// and the worker saves an fsync per order. Its READY comes later in the
+    /// same log, so it can never survive a crash that the claim did not.
+    pub fn answers_before_sync(&self) -> bool {
+        matches!(
+            self,
+            Request::Advance {
+                to: Status::Preparing,
+                ..
+            }
+        )
+    }
 }
 
 /// What happened to a request.
@@ -416,12 +437,16 @@ mod tests {
     #[test]
     fn the_ticket_set_remembers_what_it_holds() {
         let mut set = TicketSet::default();
-        for t in [0, 1, 63, 64, 100_000] {
+        for t in [0, 1, 63, 64, 100_000, u32::MAX] {
             set.insert(t);
         }
-        assert!([0, 1, 63, 64, 100_000].iter().all(|t| set.contains(*t)));
         assert!(
-            ![2, 62, 65, 99_999, u32::MAX]
+            [0, 1, 63, 64, 100_000, u32::MAX]
+                .iter()
+                .all(|t| set.contains(*t))
+        );
+        assert!(
+            ![2, 62, 65, 99_999, u32::MAX - 1]
                 .iter()
                 .any(|t| set.contains(*t))
         );
