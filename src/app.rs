@@ -30,32 +30,40 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// Runs the command until it fails or Ctrl-C / SIGTERM.
 pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
-    tokio::spawn(cancel_on_signal(shutdown.clone()));
+    // Installed before anything else, so that a SIGTERM from the very first
+    // moment is a clean stop rather than the default kill.
+    tokio::spawn(cancel_on_signal(shutdown.clone())?);
     match cli.command {
         Command::Serve(config) => {
             let listener = TcpListener::bind(&config.listen)
                 .await
                 .with_context(|| format!("cannot listen on {}", config.listen))?;
             let addr = listener.local_addr()?;
-            // Tests and scripts read this line to find the port.
+            let restaurant = Restaurant::open(config, shutdown).await?;
+            // Printed once the store and the counter are checked: tests and
+            // scripts read this line to know the server is up, and where.
             println!("listening on http://{addr}");
-            serve(config, listener, shutdown).await
+            restaurant.serve(listener).await
         }
         Command::Worker(config) => work(config, shutdown).await,
         Command::Rush(config) => crate::rush::run(config, shutdown).await,
     }
 }
 
-async fn cancel_on_signal(shutdown: CancellationToken) {
-    let ctrl_c = tokio::signal::ctrl_c();
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
-        .expect("a SIGTERM handler");
-    tokio::select! {
-        _ = ctrl_c => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutting down");
-    shutdown.cancel();
+/// A future that cancels `shutdown` on Ctrl-C or SIGTERM; the handlers are
+/// in place once this returns.
+fn cancel_on_signal(shutdown: CancellationToken) -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    })
 }
 
 /// Serves the restaurant on `listener` until `shutdown` is cancelled.
@@ -64,92 +72,136 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
-    let kitchen = &config.kitchen;
-    if config.workers == 0 && kitchen.broker.is_none() {
-        bail!(
-            "--workers 0 leaves nobody to cook in this process; that is complex mode, which needs a broker: \
+    Restaurant::open(config, shutdown)
+        .await?
+        .serve(listener)
+        .await
+}
+
+/// A restaurant with its files checked and its kitchen at work, not yet
+/// taking requests.
+pub struct Restaurant {
+    state: AppState,
+    tasks: TaskTracker,
+    broker: Option<Broker>,
+    /// What it is, for the log line once it serves.
+    summary: String,
+}
+
+impl Restaurant {
+    /// Opens the store and the counter (refusing damaged ones), connects to the
+    /// broker if there is one, and starts the kitchen.
+    pub async fn open(
+        config: ServeConfig,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<Restaurant> {
+        let kitchen = &config.kitchen;
+        if config.workers == 0 && kitchen.broker.is_none() {
+            bail!(
+                "--workers 0 leaves nobody to cook in this process; that is complex mode, which needs a broker: \
              add --broker amqp://guest:guest@127.0.0.1:5672 and start `fastfood worker --broker …` processes \
              (or drop --workers 0 to cook here)"
-        );
-    }
-    let dir = &kitchen.data_dir;
-    let broker = match &kitchen.broker {
-        Some(url) => {
-            Some(Broker::start(url, &format!("fastfood server {}", std::process::id())).await?)
+            );
         }
-        None => None,
-    };
-    let board = Board::new();
-    let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone()];
-    observers.extend(broker.as_ref().map(Broker::change_publisher));
-    let store = Store::open(dir, observers).context("cannot open the order store")?;
-    let tickets = open_tickets(dir, &store)?;
-
-    let queue = match &broker {
-        Some(broker) => {
-            let follower = store.clone();
-            broker.on_changes(move || follower.follow_now(), shutdown.clone());
-            Queue::Amqp(broker.clone())
-        }
-        None => {
-            let memory = MemoryQueue::new(config.queue_capacity);
-            let mut unfinished = store.unfinished();
-            // Orders that were being prepared go first: they were at the front.
-            unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.order));
-            if !unfinished.is_empty() {
-                tracing::info!(
-                    "{} unfinished orders go back to the kitchen",
-                    unfinished.len()
-                );
+        let dir = &kitchen.data_dir;
+        let broker = match &kitchen.broker {
+            Some(url) => {
+                Some(Broker::start(url, &format!("fastfood server {}", std::process::id())).await?)
             }
-            memory.restore(unfinished.iter().map(|o| o.order));
-            Queue::Memory(memory)
-        }
-    };
-    let front = Front {
-        tickets,
-        store: store.clone(),
-        queue: queue.clone(),
-    };
+            None => None,
+        };
+        let board = Board::new();
+        let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone()];
+        observers.extend(broker.as_ref().map(Broker::change_publisher));
+        let store = Store::open(dir, observers).context("cannot open the order store")?;
+        let tickets = open_tickets(dir, &store)?;
 
-    let tasks = TaskTracker::new();
-    if queue.is_durable() {
-        tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
-    }
-    start_cooks(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
-    tasks.close();
+        let queue = match &broker {
+            Some(broker) => {
+                let follower = store.clone();
+                broker.on_changes(move || follower.follow_now(), shutdown.clone());
+                Queue::Amqp(broker.clone())
+            }
+            None => {
+                let memory = MemoryQueue::new(config.queue_capacity);
+                let mut unfinished = store.unfinished();
+                // Orders that were being prepared go first: they were at the front.
+                unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.order));
+                if !unfinished.is_empty() {
+                    tracing::info!(
+                        "{} unfinished orders go back to the kitchen",
+                        unfinished.len()
+                    );
+                }
+                memory.restore(unfinished.iter().map(|o| o.order));
+                Queue::Memory(memory)
+            }
+        };
+        let front = Front {
+            tickets,
+            store: store.clone(),
+            queue: queue.clone(),
+        };
 
-    tracing::info!(
-        "serving on http://{} with {} workers, prep time {:?}, {}, data in {}",
-        listener.local_addr()?,
-        config.workers,
-        kitchen.prep_time,
-        if broker.is_some() {
-            "orders queued in RabbitMQ"
-        } else {
-            "orders queued in this process"
-        },
-        dir.display()
-    );
-    let state = AppState {
-        front,
-        board,
-        shutdown: shutdown.clone(),
-    };
-    let server = axum::serve(listener, web::router(state))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    tokio::select! {
-        served = server => served.context("the HTTP server failed")?,
-        _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
-            tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing them");
+        let tasks = TaskTracker::new();
+        if queue.is_durable() {
+            tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
         }
+        start_cooks(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
+        tasks.close();
+
+        let summary = format!(
+            "{} workers, prep time {:?}, {}, data in {}",
+            config.workers,
+            kitchen.prep_time,
+            if broker.is_some() {
+                "orders queued in RabbitMQ"
+            } else {
+                "orders queued in this process"
+            },
+            dir.display()
+        );
+        let state = AppState {
+            front,
+            board,
+            shutdown,
+        };
+        Ok(Restaurant {
+            state,
+            tasks,
+            broker,
+            summary,
+        })
     }
-    shutdown.cancel();
-    stop(tasks).await;
-    if let Some(broker) = broker {
-        broker.close().await;
+
+    /// Serves on `listener` until shutdown, then stops everything in order.
+    pub async fn serve(self, listener: TcpListener) -> anyhow::Result<()> {
+        let Restaurant {
+            state,
+            tasks,
+            broker,
+            summary,
+        } = self;
+        let shutdown = state.shutdown.clone();
+        tracing::info!(
+            "serving on http://{} with {summary}",
+            listener.local_addr()?
+        );
+        let server = axum::serve(listener, web::router(state))
+            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        tokio::select! {
+            served = server => served.context("the HTTP server failed")?,
+            _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
+                tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing them");
+            }
+        }
+        shutdown.cancel();
+        stop(tasks).await;
+        if let Some(broker) = broker {
+            broker.close().await;
+        }
+        Ok(())
     }
-    Ok(())
 }
 
 /// Runs kitchen workers without a server, for complex mode.

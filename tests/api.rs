@@ -512,20 +512,18 @@ async fn a_board_that_never_reads_slows_nobody() {
     // Connected, and not read until the very end.
     let mut stalled = app.updates().await;
     let mut reading = app.updates().await;
-    // The reading board keeps up as best it can while the orders go through.
-    let final_version = Arc::new(Mutex::new(None::<u64>));
+    // The reading board keeps up as best it can while the orders go through:
+    // what it saw, and the last event's data.
+    let seen = Arc::new(Mutex::new((Vec::new(), String::new())));
     let reader = tokio::spawn({
-        let final_version = final_version.clone();
+        let seen = seen.clone();
         async move {
-            let mut seen = Vec::new();
             loop {
                 let event = reading.next_raw().await;
                 let head = Head::of(&event);
-                seen.push((head.version, head.change.is_some()));
-                if Some(head.version) == *final_version.lock().unwrap() {
-                    let data: Value = serde_json::from_str(&event.data).unwrap();
-                    return (seen, support::Board::from_value(&data));
-                }
+                let mut seen = seen.lock().unwrap();
+                seen.0.push((head.version, head.change.is_some()));
+                seen.1 = event.data;
             }
         }
     });
@@ -538,13 +536,20 @@ async fn a_board_that_never_reads_slows_nobody() {
     let board = app.wait_all_ready(&sorted).await;
     eprintln!("ready in {:?}", start.elapsed());
     assert_eq!(board.version, 3 * ORDERS as u64);
-    *final_version.lock().unwrap() = Some(board.version);
 
-    let (seen, last) = tokio::time::timeout(DEADLINE, reader)
-        .await
-        .expect("the reading board shows the final state")
-        .expect("the reading board");
+    wait_until(
+        DEADLINE,
+        "the reading board shows the final state",
+        || async {
+            assert!(!reader.is_finished(), "the reading board stopped");
+            seen.lock().unwrap().0.last().map(|(v, _)| *v) == Some(board.version)
+        },
+    )
+    .await;
+    reader.abort();
     eprintln!("reader caught up in {:?}", start.elapsed());
+    let (seen, last) = std::mem::take(&mut *seen.lock().unwrap());
+    let last = support::Board::from_value(&serde_json::from_str(&last).unwrap());
     assert!(
         last.all_ready(&sorted),
         "the reading board ends with every order READY"

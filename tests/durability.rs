@@ -322,25 +322,29 @@ async fn sigterm_with_boards_connected_exits_promptly_and_cleanly() {
     // server has a write to it pending when the signal comes.
     let _stalled = server.updates().await;
     reading.next_event().await;
+    let reading = tokio::spawn(async move { reading.wait_end(support::DEADLINE).await });
     let tickets = place_orders(&[&server.base], 400, 32).await;
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
     server.wait_all_ready(&sorted).await;
 
+    let asked = std::time::Instant::now();
     server.terminate();
     let status = server
         .wait(Duration::from_secs(10))
         .await
         .expect("it exits within 10 s of SIGTERM");
+    eprintln!("exited {:?} after SIGTERM", asked.elapsed());
     assert_eq!(
         status.code(),
         Some(0),
         "a SIGTERM is a clean stop; stderr:\n{}",
         server.stderr()
     );
-    assert!(
-        reading.wait_end(Duration::from_secs(10)).await,
-        "the reading board's stream ends"
+    assert_eq!(
+        reading.await.unwrap(),
+        Some(true),
+        "the reading board's stream ends cleanly"
     );
 }
 
@@ -629,4 +633,80 @@ async fn an_order_is_collected_once_whichever_processes_customers_ask() {
         .filter(|r| r["order"]["status"] == "COLLECTED")
         .count();
     assert_eq!(collected, 20);
+}
+
+/// The most memory `pid` has used so far (VmHWM), in bytes.
+fn peak_memory(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let line = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .expect("a VmHWM line");
+    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kib * 1024
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn memory_follows_the_orders_not_the_ticket_numbers() {
+    // A counter can start anywhere (an operator may number from 4,000,000,000):
+    // collecting the highest ticket must not cost memory for every number below.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("counter"), (u32::MAX - 2).to_be_bytes()).unwrap();
+    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    let tickets = [server.place("one").await, server.place("two").await];
+    assert_eq!(tickets, [u32::MAX - 1, u32::MAX]);
+    server.wait_all_ready(&tickets).await;
+    for ticket in tickets {
+        let response = server
+            .client
+            .post(server.url(&format!("/take?order={ticket}")))
+            .send()
+            .await;
+        assert_eq!(response.unwrap().status(), 200);
+    }
+    assert_eq!(server.order_json(u32::MAX).await["status"], "COLLECTED");
+    let peak = peak_memory(server.pid);
+    assert!(
+        peak < 200 << 20,
+        "two orders took {} MiB at the peak",
+        peak >> 20
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_right_after_start_is_a_clean_stop_too() {
+    // The signal handlers are in place before `listening on` is printed, so a
+    // SIGTERM at once is a clean stop (exit 0), never the default kill (143).
+    for _ in 0..40 {
+        let dir = tempfile::tempdir().unwrap();
+        let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_fastfood"))
+            .args([
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--prep-time",
+                "0",
+                "--data-dir",
+            ])
+            .arg(dir.path())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+        let mut lines = tokio::io::AsyncBufReadExt::lines(stdout);
+        let line = tokio::time::timeout(support::DEADLINE, lines.next_line()).await;
+        assert!(matches!(line, Ok(Ok(Some(l))) if l.starts_with("listening on")));
+        let pid = child.id().unwrap().to_string();
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(status.code(), Some(0), "SIGTERM at start-up: {status}");
+    }
 }

@@ -32,7 +32,7 @@ pub enum ApiError {
     QueueUnavailable(#[from] QueueError),
     #[error("the order book is busy or cannot be written right now; please try again shortly")]
     StoreUnavailable(#[source] StoreError),
-    #[error("no ticket numbers can be handed out right now: {0}")]
+    #[error("{}", tickets_message(.0))]
     NoTickets(#[from] TicketError),
     #[error("{message}")]
     Rejected {
@@ -122,12 +122,33 @@ impl IntoResponse for ApiError {
             body["status"] = json!(order.status);
         }
         let mut response = (status, axum::Json(body)).into_response();
-        if status == StatusCode::SERVICE_UNAVAILABLE {
+        // Worth retrying: the queue, the store or the counter is busy or down
+        // for a while. Running out of ticket numbers is not.
+        let exhausted = matches!(self, ApiError::NoTickets(TicketError::Exhausted { .. }));
+        if status == StatusCode::SERVICE_UNAVAILABLE && !exhausted {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
         }
         response
+    }
+}
+
+/// What a customer is told when no ticket can be had; the file and the
+/// details are logged, not shown.
+fn tickets_message(e: &TicketError) -> String {
+    match e {
+        TicketError::Exhausted { .. } => format!(
+            "every ticket number up to {} has been handed out, so no new orders can be taken; \
+             the restaurant's staff must start a new ticket roll (a new data directory)",
+            u32::MAX
+        ),
+        TicketError::Busy(_) | TicketError::Io { .. } => {
+            "no ticket number can be handed out right now; please try again shortly".into()
+        }
+        TicketError::Corrupt { .. } | TicketError::Stopped => {
+            "something went wrong on our side; it has been logged".into()
+        }
     }
 }
 

@@ -513,18 +513,20 @@ impl SseClient {
         }
     }
 
-    /// Reads until the stream ends (true) or `timeout` passes (false),
-    /// dropping events.
-    pub async fn wait_end(&mut self, timeout: Duration) -> bool {
+    /// Reads (and drops) events until the stream ends: `Some(true)` when the
+    /// server ended it cleanly, `Some(false)` when the connection broke,
+    /// `None` if it is still open after `timeout`.
+    pub async fn wait_end(&mut self, timeout: Duration) -> Option<bool> {
         tokio::time::timeout(timeout, async {
             while let Some(item) = self.events.next().await {
                 if item.is_err() {
-                    break;
+                    return false;
                 }
             }
+            true
         })
         .await
-        .is_ok()
+        .ok()
     }
 }
 
@@ -822,4 +824,35 @@ pub fn read_store(data_dir: &Path) -> (Value, Value, Vec<Value>) {
         .map(|l| serde_json::from_str::<Value>(l).expect("each log line is JSON"));
     let header = lines.next().expect("a header line");
     (snapshot, header, lines.collect())
+}
+
+impl SseClient {
+    /// Connects with a prepared request (a shared client for thousands of
+    /// screens, extra headers such as `Last-Event-ID`); like [`SseClient::connect`].
+    pub async fn from_request(request: reqwest::RequestBuilder) -> SseClient {
+        let response = request.send().await.expect("GET /updates");
+        assert_eq!(response.status(), 200, "GET /updates");
+        assert_eq!(header(&response, "content-type"), "text/event-stream");
+        SseClient {
+            events: Box::pin(whole_events(response.bytes_stream()).eventsource()),
+        }
+    }
+}
+
+/// A client for many long-lived streams at once (no overall timeout).
+pub fn streams_client() -> reqwest::Client {
+    stream_client()
+}
+
+/// The resident memory of process `pid` in bytes (`VmRSS` in
+/// `/proc/PID/status`).
+pub fn resident_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().strip_suffix("kB"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
+    kb * 1024
 }
