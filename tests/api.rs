@@ -331,66 +331,28 @@ async fn an_order_is_collected_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unknown_routes_and_wrong_methods_answer_json() {
     let app = TestApp::spawn(&["--prep-time", "0"]).await;
-    let client = &app.client;
-    expect_error(
-        client.get(app.url("/nothing/here")).send().await.unwrap(),
-        404,
-        "not_found",
-    )
-    .await;
-    expect_error(
-        client
-            .post(app.url("/orders/1/extra"))
+    use reqwest::Method;
+    let cases = [
+        (Method::GET, "/nothing/here", 404, "not_found"),
+        (Method::POST, "/orders/1/extra", 404, "not_found"),
+        (Method::GET, "/order", 405, "method_not_allowed"),
+        (Method::GET, "/take?order=1", 405, "method_not_allowed"),
+        (Method::DELETE, "/orders/1", 405, "method_not_allowed"),
+        (Method::POST, "/orders", 405, "method_not_allowed"),
+        (Method::POST, "/updates", 405, "method_not_allowed"),
+        (Method::GET, "/orders/1", 404, "unknown_order"),
+        (Method::GET, "/orders/abc", 400, "bad_ticket"),
+        (Method::GET, "/orders/0", 400, "bad_ticket"),
+    ];
+    for (method, path, status, code) in cases {
+        let response = app
+            .client
+            .request(method, app.url(path))
             .send()
             .await
-            .unwrap(),
-        404,
-        "not_found",
-    )
-    .await;
-    expect_error(
-        client.get(app.url("/order")).send().await.unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
-    expect_error(
-        client.get(app.url("/take?order=1")).send().await.unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
-    expect_error(
-        client.delete(app.url("/orders/1")).send().await.unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
-    expect_error(
-        client.post(app.url("/orders")).send().await.unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
-    expect_error(
-        client.post(app.url("/updates")).send().await.unwrap(),
-        405,
-        "method_not_allowed",
-    )
-    .await;
-    expect_error(app.get_order(1).await, 404, "unknown_order").await;
-    expect_error(
-        client.get(app.url("/orders/abc")).send().await.unwrap(),
-        400,
-        "bad_ticket",
-    )
-    .await;
-    expect_error(
-        client.get(app.url("/orders/0")).send().await.unwrap(),
-        400,
-        "bad_ticket",
-    )
-    .await;
+            .unwrap();
+        expect_error(response, status, code).await;
+    }
     app.shutdown().await;
 }
 

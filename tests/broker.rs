@@ -166,45 +166,77 @@ async fn two_servers_and_two_workers_share_one_restaurant() {
     }
 }
 
+/// A complex-mode restaurant with one slow worker that has the first order
+/// in the oven, and three more orders waiting behind it.
+struct OrderInTheOven {
+    dir: tempfile::TempDir,
+    server: ServerProcess,
+    cook: WorkerProcess,
+    first: u32,
+    waiting: Vec<u32>,
+}
+
+impl OrderInTheOven {
+    async fn start(rabbit: &Rabbit) -> OrderInTheOven {
+        let dir = tempfile::tempdir().unwrap();
+        let server =
+            ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+        let cook =
+            WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "10m"], &[]).await;
+        let first = server.place("the order in the oven").await;
+        wait_until(DEADLINE, "the first order to be PREPARING", || async {
+            server.order_json(first).await["status"] == "PREPARING"
+        })
+        .await;
+        let waiting = place_orders(std::slice::from_ref(&server.base), 3, 1).await;
+        OrderInTheOven {
+            dir,
+            server,
+            cook,
+            first,
+            waiting,
+        }
+    }
+
+    /// Starts a quick worker and checks the first order is READY before
+    /// every order that was waiting: it went to the front of the line.
+    async fn first_goes_first(&self, rabbit: &Rabbit) {
+        let _next =
+            WorkerProcess::spawn(self.dir.path(), &rabbit.url, &["--prep-time", "100ms"], &[])
+                .await;
+        let all: Vec<u32> = std::iter::once(self.first)
+            .chain(self.waiting.iter().copied())
+            .collect();
+        let board = self.server.wait_all_ready(&all).await;
+        let ready_at = |ticket: u32| {
+            board.orders.iter().find(|o| o["order"] == ticket).unwrap()["ready_at"].clone()
+        };
+        for ticket in &self.waiting {
+            assert!(
+                ready_at(self.first).as_str() < ready_at(*ticket).as_str(),
+                "order {} went ahead of order {ticket}",
+                self.first
+            );
+        }
+        assert_eq!(
+            logged(self.dir.path(), self.first),
+            ["TAKEN", "PREPARING", "READY"],
+            "prepared to the end once, nothing backward"
+        );
+        rabbit.wait_drained("orders").await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first() {
     let Some(rabbit) = Rabbit::vhost("kill-preparing").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
-    let mut slow =
-        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "10m"], &[]).await;
-
-    let first = server.place("the order in the oven").await;
-    wait_until(DEADLINE, "the first order to be PREPARING", || async {
-        server.order_json(first).await["status"] == "PREPARING"
-    })
-    .await;
-    let waiting = place_orders(std::slice::from_ref(&server.base), 3, 1).await;
-    slow.kill9().await;
-
-    let _next = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "100ms"], &[]).await;
-    let all: Vec<u32> = std::iter::once(first)
-        .chain(waiting.iter().copied())
-        .collect();
-    let board = server.wait_all_ready(&all).await;
-    let ready_at = |ticket: u32| {
-        board.orders.iter().find(|o| o["order"] == ticket).unwrap()["ready_at"].clone()
-    };
-    for ticket in &waiting {
-        assert!(
-            ready_at(first).as_str() < ready_at(*ticket).as_str(),
-            "order {first} went ahead of order {ticket}"
-        );
-    }
-    assert_eq!(
-        logged(dir.path(), first),
-        ["TAKEN", "PREPARING", "READY"],
-        "prepared once, nothing backward"
-    );
-    rabbit.wait_drained("orders").await;
+    let mut oven = OrderInTheOven::start(&rabbit).await;
+    // The broker sees the connection die and hands the unacknowledged order
+    // back where it was: at the front.
+    oven.cook.kill9().await;
+    oven.first_goes_first(&rabbit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -212,43 +244,14 @@ async fn an_order_given_back_goes_to_the_front_of_the_line() {
     let Some(rabbit) = Rabbit::vhost("give-back").await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
-    let mut leaving =
-        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "10m"], &[]).await;
-
-    let first = server.place("the order in the oven").await;
-    wait_until(DEADLINE, "the first order to be PREPARING", || async {
-        server.order_json(first).await["status"] == "PREPARING"
-    })
-    .await;
-    let waiting = place_orders(std::slice::from_ref(&server.base), 3, 1).await;
+    let mut oven = OrderInTheOven::start(&rabbit).await;
     // Asked to stop mid-order, the worker gives the order back: it is
     // published again at high priority, ahead of the three waiting.
-    leaving.terminate();
-    assert!(leaving.wait(DEADLINE).await.expect("it stops").success());
-    assert!(
-        leaving
-            .stderr()
-            .contains(&format!("order {first} goes back to the front"))
-    );
-
-    let _next = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "100ms"], &[]).await;
-    let all: Vec<u32> = std::iter::once(first)
-        .chain(waiting.iter().copied())
-        .collect();
-    let board = server.wait_all_ready(&all).await;
-    let ready_at = |ticket: u32| {
-        board.orders.iter().find(|o| o["order"] == ticket).unwrap()["ready_at"].clone()
-    };
-    for ticket in &waiting {
-        assert!(
-            ready_at(first).as_str() < ready_at(*ticket).as_str(),
-            "order {first} went ahead of order {ticket}"
-        );
-    }
-    rabbit.wait_drained("orders").await;
+    oven.cook.terminate();
+    assert!(oven.cook.wait(DEADLINE).await.expect("it stops").success());
+    let gave_back = format!("order {} goes back to the front", oven.first);
+    assert!(oven.cook.stderr().contains(&gave_back));
+    oven.first_goes_first(&rabbit).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
