@@ -47,6 +47,7 @@ impl Front {
     pub async fn take(&self, content: String) -> Result<Order, FrontError> {
         let slot = self.queue.reserve()?;
         let ticket = self.tickets.next().await?;
+        crash::here(crash::point::AFTER_TICKET);
         let mut order = self.store.take(ticket, content).await?;
         crash::here(crash::point::AFTER_STORE);
         if let Err(e) = slot.send(ticket).await {
@@ -57,6 +58,7 @@ impl Front {
             }
             return Err(e.into());
         }
+        crash::here(crash::point::AFTER_QUEUE);
         if self.queue.is_durable() {
             // Recorded in the background: until it lands, a crash only means
             // the sweep queues the order a second time, which the kitchen

@@ -113,7 +113,14 @@ impl CounterFile {
 
     /// Hands out `count` consecutive numbers in one locked, fsynced step and
     /// returns the first. Fails whole if they would pass `u32::MAX`.
+    ///
+    /// # Panics
+    ///
+    /// If `count` is 0: there would be no first number to return (it used to
+    /// return the next number without handing it out, so the following
+    /// `take` handed it out again, and at `u32::MAX` it overflowed).
     pub fn take(&self, count: u32) -> Result<Ticket, TicketError> {
+        assert!(count > 0, "take at least one ticket number");
         let _lock = durable::exclusive(&self.file, durable::LOCK_WAIT)
             .map_err(|e| TicketError::Busy(e.into()))?;
         let last = self.read()?;

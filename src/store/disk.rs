@@ -28,11 +28,14 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::state::{Record, State, TicketSet};
+use crate::crash;
 use crate::durable;
 use crate::order::{Order, Status, Ticket};
 
@@ -43,6 +46,84 @@ pub const HISTORY: &str = "history.jsonl";
 
 /// Fewest changes in the log before it is worth compacting.
 const COMPACT_MIN_RECORDS: usize = 20_000;
+/// [`COMPACT_MIN_RECORDS`] unless a test lowered it with [`compact_sooner`].
+static COMPACT_MIN: AtomicUsize = AtomicUsize::new(COMPACT_MIN_RECORDS);
+
+/// A test knob, read once: `FASTFOOD_COMPACT_AFTER=N` in a process's
+/// environment does what [`compact_sooner`]`(N)` does in a test's own, so the
+/// crash tests see a child process compact after a few orders. Not a flag:
+/// nobody should need it in a restaurant.
+const COMPACT_AFTER_ENV: &str = "FASTFOOD_COMPACT_AFTER";
+
+/// For tests only: compact once the log holds `records` changes (and twice
+/// the live orders) instead of 20,000, for every store this process opens
+/// from now on, so a property test sees compactions without writing 20,000
+/// changes. The program never calls it.
+pub fn compact_sooner(records: usize) {
+    compact_after_env();
+    COMPACT_MIN.store(records.max(1), Ordering::Relaxed);
+}
+
+fn compact_min() -> usize {
+    compact_after_env();
+    COMPACT_MIN.load(Ordering::Relaxed)
+}
+
+/// Applies [`COMPACT_AFTER_ENV`] the first time it is called.
+fn compact_after_env() {
+    static READ: Once = Once::new();
+    READ.call_once(|| {
+        let Ok(value) = std::env::var(COMPACT_AFTER_ENV) else {
+            return;
+        };
+        match value.trim().parse::<usize>() {
+            Ok(records) => {
+                tracing::warn!(
+                    "{COMPACT_AFTER_ENV}={records}: compacting the order log after {records} changes (a test knob)"
+                );
+                COMPACT_MIN.store(records.max(1), Ordering::Relaxed);
+            }
+            Err(_) => tracing::warn!(
+                "{COMPACT_AFTER_ENV}={value:?} is not a number of changes; ignored"
+            ),
+        }
+    });
+}
+
+/// What [`check`] found in a store's files.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checked {
+    /// The number of the last change.
+    pub version: u64,
+    /// Orders still in the restaurant.
+    pub live: usize,
+    /// The highest ticket number any file mentions.
+    pub highest: Ticket,
+}
+
+/// Loads the store's files in `dir` under the lock, exactly as opening the
+/// store does (so it creates a new store where there is none, and cuts off a
+/// last line a crash left half written), without starting anything: what
+/// they hold, or the error that would stop the program. For the fuzz targets
+/// and tests of the loading path.
+pub fn check(dir: &Path) -> Result<Checked, StoreError> {
+    let lock_path = dir.join(LOCK);
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path))?;
+    let _held =
+        durable::exclusive(&lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
+    let (_, state) = Disk::load(dir)?;
+    Ok(Checked {
+        version: state.version,
+        live: state.live.len(),
+        highest: state.highest,
+    })
+}
 /// How far back from the end of `history.jsonl` to look for its last line:
 /// far more than the longest line (a 1000-character order, all escaped).
 const HISTORY_TAIL: u64 = 64 * 1024;
@@ -141,7 +222,7 @@ impl Disk {
                 }
                 match log {
                     Some(log) => log,
-                    None => create_log(dir, state.version)?,
+                    None => create_log(dir, state.version, &NO_CRASH_POINTS)?,
                 }
             }
             (None, None) if history_version > 0 => {
@@ -152,8 +233,8 @@ impl Disk {
                 return Err(corrupt(&snapshot_path, what));
             }
             (None, None) => {
-                write_atomically(dir, SNAPSHOT, &snapshot_bytes(&state))?;
-                create_log(dir, 0)?
+                write_atomically(dir, SNAPSHOT, &snapshot_bytes(&state), &NO_CRASH_POINTS)?;
+                create_log(dir, 0, &NO_CRASH_POINTS)?
             }
             (None, Some(log)) => log,
         };
@@ -173,7 +254,7 @@ impl Disk {
             return Err(corrupt(&log_path, what));
         }
         if !snapshot_path.exists() {
-            write_atomically(dir, SNAPSHOT, &snapshot_bytes(&state))?;
+            write_atomically(dir, SNAPSHOT, &snapshot_bytes(&state), &NO_CRASH_POINTS)?;
         }
         let mut leaving = Vec::new();
         let log_records = records.len();
@@ -194,7 +275,7 @@ impl Disk {
             log_offset: end,
             log_records,
             leaving,
-            compact_at: COMPACT_MIN_RECORDS,
+            compact_at: compact_min(),
         };
         Ok((disk, state))
     }
@@ -301,10 +382,10 @@ impl Disk {
             return;
         }
         match self.compact(state) {
-            Ok(()) => self.compact_at = COMPACT_MIN_RECORDS,
+            Ok(()) => self.compact_at = compact_min(),
             Err(e) => {
                 tracing::warn!("compaction postponed: {e}");
-                self.compact_at = self.log_records + COMPACT_MIN_RECORDS / 4;
+                self.compact_at = self.log_records + compact_min() / 4;
             }
         }
     }
@@ -328,9 +409,15 @@ impl Disk {
             .write_all(&lines)
             .and_then(|()| history.sync_data())
             .map_err(&io)?;
+        crash::here(crash::point::HISTORY_WRITTEN);
 
-        write_atomically(&self.dir, SNAPSHOT, &snapshot_bytes(state))?;
-        self.log = create_log(&self.dir, state.version)?;
+        write_atomically(
+            &self.dir,
+            SNAPSHOT,
+            &snapshot_bytes(state),
+            &SNAPSHOT_CRASH_POINTS,
+        )?;
+        self.log = create_log(&self.dir, state.version, &LOG_CRASH_POINTS)?;
         self.log_offset = self
             .log
             .metadata()
@@ -498,9 +585,9 @@ fn history_tail(path: &Path, file: &mut File) -> Result<u64, StoreError> {
 }
 
 /// A fresh log starting after change `base`, put in place atomically.
-fn create_log(dir: &Path, base: u64) -> Result<File, StoreError> {
+fn create_log(dir: &Path, base: u64, points: &CrashPoints) -> Result<File, StoreError> {
     let header = serde_json::to_string(&Header { base }).expect("a header serialises") + "\n";
-    write_atomically(dir, LOG, header.as_bytes())?;
+    write_atomically(dir, LOG, header.as_bytes(), points)?;
     let path = dir.join(LOG);
     OpenOptions::new()
         .read(true)
@@ -509,16 +596,42 @@ fn create_log(dir: &Path, base: u64) -> Result<File, StoreError> {
         .map_err(io_error(&path))
 }
 
+/// The crash points of one [`write_atomically`]: after the temp file is
+/// written, after it is fsynced, after it is renamed (see [`crate::crash`]).
+type CrashPoints = [&'static str; 3];
+
+/// Compaction's snapshot and log rewrites: the crash tests stop there.
+const SNAPSHOT_CRASH_POINTS: CrashPoints = [
+    crash::point::SNAPSHOT_WRITTEN,
+    crash::point::SNAPSHOT_SYNCED,
+    crash::point::SNAPSHOT_RENAMED,
+];
+const LOG_CRASH_POINTS: CrashPoints = [
+    crash::point::LOG_WRITTEN,
+    crash::point::LOG_SYNCED,
+    crash::point::LOG_RENAMED,
+];
+/// The files written when a store is created or repaired at start-up (an
+/// empty point is never reached).
+const NO_CRASH_POINTS: CrashPoints = [""; 3];
+
 /// Replaces `dir/name` with `bytes` so that a crash leaves the old file or
 /// the new one, never a mix: temp file, fsync, rename, directory fsync.
-fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> Result<(), StoreError> {
+fn write_atomically(
+    dir: &Path,
+    name: &str,
+    bytes: &[u8],
+    [written, synced, renamed]: &CrashPoints,
+) -> Result<(), StoreError> {
     let path = dir.join(name);
     let temp = dir.join(format!(".{name}.tmp"));
     let io = io_error(&path);
     let mut file = File::create(&temp).map_err(&io)?;
-    file.write_all(bytes)
-        .and_then(|()| file.sync_all())
-        .map_err(&io)?;
+    file.write_all(bytes).map_err(&io)?;
+    crash::here(written);
+    file.sync_all().map_err(&io)?;
+    crash::here(synced);
     fs::rename(&temp, &path).map_err(&io)?;
+    crash::here(renamed);
     durable::sync_dir(dir).map_err(&io)
 }

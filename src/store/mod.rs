@@ -317,10 +317,10 @@ impl Committer {
             (outcomes, batch.records)
         };
         for ((request, reply), outcome) in requests.iter().zip(replies.iter_mut()).zip(&outcomes) {
-            if request.answers_before_sync() {
-                if let Some(reply) = reply.take() {
-                    let _ = reply.send(Ok(outcome.clone()));
-                }
+            if request.answers_before_sync()
+                && let Some(reply) = reply.take()
+            {
+                let _ = reply.send(Ok(outcome.clone()));
             }
         }
         let appended = if ours.is_empty() {

@@ -3,6 +3,7 @@
 //! ask the front counter (store, tickets, queue) and the board in [`AppState`].
 
 mod error;
+mod guard;
 mod orders;
 mod pages;
 mod updates;
@@ -13,12 +14,13 @@ use axum::extract::{DefaultBodyLimit, Request, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use axum::{Json, Router};
+use axum::{Json, Router, middleware};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use error::ApiError;
+pub use orders::{parse_take_query, parse_ticket};
 pub use updates::KEEP_ALIVE;
 
 use crate::board::Board;
@@ -51,6 +53,11 @@ pub fn router(state: AppState) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn_with_state(
+            BODY_LIMIT,
+            guard::declared_length,
+        ))
+        .layer(middleware::from_fn(guard::same_origin))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))

@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::rejection::{BytesRejection, QueryRejection};
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::{BytesRejection, PathRejection};
+use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
@@ -25,6 +25,7 @@ pub async fn place(
     let order = tokio::spawn(async move { app.front.take(content).await })
         .await
         .map_err(|e| ApiError::Internal(format!("order task failed: {e}")))??;
+    crate::crash::here(crate::crash::point::BEFORE_REPLY);
     let location = format!("/orders/{}", order.order);
     Ok((
         StatusCode::CREATED,
@@ -37,10 +38,9 @@ pub async fn place(
 /// `POST /take?order=N`: the customer collects a READY order.
 pub async fn collect(
     State(app): State<AppState>,
-    query: Result<Query<Vec<(String, String)>>, QueryRejection>,
+    RawQuery(query): RawQuery,
 ) -> Result<Json<Order>> {
-    let Query(pairs) = query.map_err(|e| rejected(e.status(), e.body_text()))?;
-    let ticket = ticket_param(&pairs)?;
+    let ticket = parse_take_query(query.as_deref())?;
     match app
         .front
         .store
@@ -55,7 +55,17 @@ pub async fn collect(
 }
 
 /// `GET /orders/N`.
-pub async fn show(State(app): State<AppState>, Path(raw): Path<String>) -> Result<Response> {
+pub async fn show(
+    State(app): State<AppState>,
+    raw: Result<Path<String>, PathRejection>,
+) -> Result<Response> {
+    // A path that does not decode to text (`/orders/%FF`) is not a ticket
+    // number either; axum's own rejection would answer in plain text.
+    let Path(raw) = raw.map_err(|_| {
+        ApiError::BadTicket(
+            "that is not a ticket number; ticket numbers are whole numbers from 1 up".into(),
+        )
+    })?;
     let ticket = parse_ticket(&raw)?;
     match app.front.store.lookup(ticket) {
         Lookup::Live(order) => Ok(Json(order).into_response()),
@@ -76,6 +86,31 @@ pub async fn board(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
+/// The query of `POST /take` (what follows the `?`, still percent-encoded;
+/// `None` when there is no `?`): exactly one `order` parameter holding a
+/// ticket number, and nothing else. Public so the fuzz targets reach it.
+///
+/// An unknown parameter is refused rather than ignored: collecting hands
+/// food over, so a request the server does not fully understand (a typo like
+/// `/take?order=7&ordr=8`) must not collect anything.
+pub fn parse_take_query(query: Option<&str>) -> Result<Ticket> {
+    // Percent-decoding that yields invalid UTF-8 becomes U+FFFD, which is
+    // then refused as not a ticket number.
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    let ticket = ticket_param(&pairs)?;
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| k != "order") {
+        let shown: String = key.chars().take(24).flat_map(char::escape_debug).collect();
+        return Err(ApiError::Rejected {
+            status: StatusCode::BAD_REQUEST,
+            code: "unknown_parameter",
+            message: format!("/take takes only the order number (/take?order=42), not \"{shown}\""),
+        });
+    }
+    Ok(ticket)
+}
+
 /// The `order` parameter: exactly once, a ticket number.
 fn ticket_param(pairs: &[(String, String)]) -> Result<Ticket> {
     let mut values = pairs.iter().filter(|(k, _)| k == "order").map(|(_, v)| v);
@@ -90,7 +125,8 @@ fn ticket_param(pairs: &[(String, String)]) -> Result<Ticket> {
     }
 }
 
-/// A ticket number: digits only, from 1 to 4294967295.
+/// A ticket number: digits only, from 1 to 4294967295 (leading zeros are
+/// the same number). Public so the fuzz targets reach it.
 pub fn parse_ticket(raw: &str) -> Result<Ticket> {
     let shown: String = raw.chars().take(24).flat_map(char::escape_debug).collect();
     let bad = || {
@@ -143,5 +179,16 @@ mod tests {
             ticket_param(&pairs(&[("x", "y"), ("order", "7")])).unwrap(),
             7
         );
+        assert_eq!(parse_take_query(Some("order=7")).unwrap(), 7);
+        assert_eq!(parse_take_query(Some("ord%65r=%37")).unwrap(), 7);
+        for bad in [
+            None,
+            Some(""),
+            Some("order=7&x=y"),
+            Some("x=y&order=7"),
+            Some("order=%FF"),
+        ] {
+            assert!(parse_take_query(bad).is_err(), "{bad:?}");
+        }
     }
 }

@@ -14,12 +14,11 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
-use tokio::sync::broadcast::{self, error::RecvError};
 use tokio::time::{Instant, Interval};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use crate::board::{Board, Frame};
+use crate::board::{Board, Cursor, Frame, Next};
 
 /// How often an idle stream gets a comment, so proxies keep it open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -30,7 +29,8 @@ const RETRY_FRAME: &[u8] = b"retry: 1000\n\n";
 struct Screen {
     board: Arc<Board>,
     first: Option<Frame>,
-    frames: broadcast::Receiver<Frame>,
+    /// Its place in the board's frames.
+    cursor: Cursor,
     /// The newest version this screen has been sent.
     sent: u64,
     keep_alive: Interval,
@@ -38,12 +38,12 @@ struct Screen {
 }
 
 pub async fn stream(State(app): State<AppState>) -> Response {
-    let (first, frames) = app.board.subscribe();
+    let (first, cursor) = app.board.subscribe();
     let screen = Screen {
         board: app.board.clone(),
         sent: first.version,
         first: Some(first),
-        frames,
+        cursor,
         keep_alive: tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
         shutdown: app.shutdown.clone(),
     };
@@ -69,25 +69,22 @@ impl Screen {
             return Some((Ok(first.bytes), self));
         }
         loop {
-            let frame = tokio::select! {
+            if self.shutdown.is_cancelled() {
+                return None;
+            }
+            match self.board.next(&mut self.cursor) {
+                Some(Next::Frame(frame)) if frame.version <= self.sent => continue,
+                // A frame, or the whole board when it fell behind.
+                Some(Next::Frame(frame) | Next::Lagged(frame)) => {
+                    self.sent = frame.version;
+                    return Some((Ok(frame.bytes), self));
+                }
+                None => {}
+            }
+            tokio::select! {
                 _ = self.shutdown.cancelled() => return None,
                 _ = self.keep_alive.tick() => return Some((Ok(Bytes::from_static(KEEP_ALIVE_FRAME)), self)),
-                frame = self.frames.recv() => frame,
-            };
-            match frame {
-                Ok(frame) if frame.version <= self.sent => continue,
-                Ok(frame) => {
-                    self.sent = frame.version;
-                    return Some((Ok(frame.bytes), self));
-                }
-                Err(RecvError::Lagged(_)) => {
-                    // Fell behind: skip what it missed and send the board as it is now.
-                    let (frame, frames) = self.board.subscribe();
-                    self.frames = frames;
-                    self.sent = frame.version;
-                    return Some((Ok(frame.bytes), self));
-                }
-                Err(RecvError::Closed) => return None,
+                _ = self.cursor.changed() => {}
             }
         }
     }

@@ -1,0 +1,398 @@
+//! Boards under stress (issue 5; DESIGN.md, "/updates"): a board that never
+//! reads, thousands of boards at once, reconnecting boards with any
+//! `Last-Event-ID`, and a SIGTERM with boards open. The server runs as a
+//! child process where its memory, file descriptors or exit status matter.
+//!
+//! Invariant **M** (docs/guarantees.md) is checked on every board by a
+//! [`Watcher`]: event ids are the versions and strictly increase, and each
+//! order's status only moves forward (TAKEN → PREPARING → READY →
+//! COLLECTED), whether it is told as a change or seen on a whole board.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use support::{
+    DEADLINE, ServerProcess, SseClient, SseEvent, TestApp, http_client, place_orders,
+    resident_bytes, streams_client,
+};
+
+/// How far along an order is; leaving the board counts as the end.
+fn rank(status: &str) -> u8 {
+    match status {
+        "TAKEN" => 0,
+        "PREPARING" => 1,
+        "READY" => 2,
+        "COLLECTED" | "CANCELLED" => 3,
+        other => panic!("unknown status {other:?}"),
+    }
+}
+
+/// What one board has seen, checking invariant M as events arrive.
+#[derive(Default)]
+struct Watcher {
+    last: Option<u64>,
+    /// Each order's furthest status so far.
+    seen: BTreeMap<u32, u8>,
+    /// Changes told one by one (not counting whole-board events).
+    changes: usize,
+    /// Whole-board events after the first (the board fell behind).
+    resyncs: usize,
+}
+
+impl Watcher {
+    fn step(&mut self, ticket: u32, to: u8, how: &str) {
+        let from = self.seen.entry(ticket).or_insert(to);
+        assert!(
+            to >= *from,
+            "order {ticket} went backward on a board ({how}): rank {from} then {to}"
+        );
+        *from = to;
+    }
+
+    fn watch(&mut self, event: &SseEvent) {
+        assert_eq!(event.event, "message");
+        let version = event.version();
+        assert_eq!(event.id, version.to_string(), "the id is the version");
+        if let Some(last) = self.last {
+            assert!(
+                version > last,
+                "ids strictly increase: {last} then {version}"
+            );
+        }
+        let board = event.board();
+        let on_board = board.statuses();
+        match event.change() {
+            Some((ticket, status)) => {
+                self.changes += 1;
+                self.step(ticket, rank(&status), "a change");
+            }
+            None if self.last.is_some() => self.resyncs += 1,
+            None => {}
+        }
+        for (ticket, status) in &on_board {
+            self.step(*ticket, rank(status), "on the board");
+        }
+        // An order this board knew that is no longer on it has left.
+        let gone: Vec<u32> = self
+            .seen
+            .iter()
+            .filter(|(t, r)| **r < 3 && !on_board.contains_key(t))
+            .map(|(t, _)| *t)
+            .collect();
+        for ticket in gone {
+            self.step(ticket, 3, "left the board");
+        }
+        self.last = Some(version);
+    }
+
+    /// Reads `screen` until it shows version `until`; the last event.
+    async fn read_until(&mut self, screen: &mut SseClient, until: u64) -> SseEvent {
+        loop {
+            let event = screen.next_event().await;
+            self.watch(&event);
+            if event.version() >= until {
+                return event;
+            }
+        }
+    }
+}
+
+/// `POST /take?order=N` for each ticket, expecting 200s.
+async fn collect_all(base: &str, tickets: &[u32]) {
+    let client = http_client();
+    futures_util::stream::iter(tickets.iter().copied())
+        .map(|t| {
+            let client = client.clone();
+            async move {
+                let response = client
+                    .post(format!("{base}/take?order={t}"))
+                    .send()
+                    .await
+                    .unwrap();
+                assert_eq!(response.status(), 200, "POST /take?order={t}");
+            }
+        })
+        .buffer_unordered(32)
+        .collect::<Vec<()>>()
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_board_that_never_reads_costs_bounded_memory_over_ten_thousand_changes() {
+    const ORDERS: usize = 2500;
+    const CHANGES: u64 = 4 * ORDERS as u64;
+    /// Generous: the requirement is "bounded", not "small". (Growth is ~20 MB
+    /// here; when the board kept its last 256 frames whatever their size, a
+    /// 2,500-order board made it ~130 MB, and a 10,000-order one ~500 MB.)
+    const MAX_GROWTH: u64 = 100 * 1024 * 1024;
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    // Connected, read once, then never again until the very end.
+    let mut stalled = server.updates().await;
+    let mut stalled_watch = Watcher::default();
+    stalled_watch.watch(&stalled.next_event().await);
+    let reading = server.updates().await;
+    let before = resident_bytes(server.pid);
+
+    let reader = tokio::spawn(async move {
+        let mut reading = reading;
+        let mut watch = Watcher::default();
+        let last = watch.read_until(&mut reading, CHANGES).await;
+        (watch, last)
+    });
+
+    let tickets = place_orders(&[&server.base], ORDERS, 32).await;
+    let mut sorted = tickets.clone();
+    sorted.sort_unstable();
+    server.wait_all_ready(&sorted).await;
+    collect_all(&server.base, &sorted).await;
+    let board = server.board().await;
+    assert_eq!((board.version, board.orders.len()), (CHANGES, 0));
+    let after = resident_bytes(server.pid);
+    eprintln!(
+        "VmRSS {} MB before, {} MB after {CHANGES} changes with a board that never reads",
+        before >> 20,
+        after >> 20
+    );
+    assert!(
+        after.saturating_sub(before) < MAX_GROWTH,
+        "a board that never reads costs bounded memory: VmRSS grew from {} MB to {} MB",
+        before >> 20,
+        after >> 20
+    );
+
+    // The reading board saw the restaurant through to the empty board, every
+    // order moving only forward, and (keeping up) nearly every change.
+    let (watch, last) = tokio::time::timeout(DEADLINE, reader)
+        .await
+        .expect("the reading board reaches the last change")
+        .unwrap();
+    assert_eq!(last.data["orders"], json!([]));
+    assert_eq!(watch.seen.len(), ORDERS, "it saw every order");
+    assert!(
+        watch.seen.values().all(|r| *r == 3),
+        "it saw every order leave"
+    );
+    eprintln!(
+        "the reading board: {} changes one by one, {} resyncs",
+        watch.changes, watch.resyncs
+    );
+
+    // The stalled board, reading at last, gets what was kept for it and then
+    // the board as it is now.
+    let last = stalled_watch.read_until(&mut stalled, CHANGES).await;
+    assert_eq!(last.data["orders"], json!([]));
+    assert!(stalled_watch.resyncs > 0, "it fell behind and was resynced");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_thousand_boards_each_get_the_board_then_every_change() {
+    const BOARDS: usize = 5000;
+    // Each board is a socket here and one in the server (a child: it inherits
+    // this limit), plus what the test harness itself holds.
+    let wanted = (BOARDS + 1000) as u64;
+    let (soft, hard) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    if soft < wanted {
+        rlimit::setrlimit(rlimit::Resource::NOFILE, hard.min(wanted.max(soft)), hard).unwrap();
+    }
+    let (soft, _) = rlimit::getrlimit(rlimit::Resource::NOFILE).unwrap();
+    assert!(
+        soft >= wanted,
+        "{BOARDS} boards need {wanted} open files; the hard limit is {hard}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    let client = streams_client();
+    let url = server.url("/updates");
+    let mut boards: Vec<(SseClient, Watcher)> = futures_util::stream::iter(0..BOARDS)
+        .map(|_| {
+            let request = client.get(&url);
+            async move {
+                let mut board = SseClient::from_request(request).await;
+                let first = board.next_event().await;
+                assert_eq!(
+                    first.data,
+                    json!({"version": 0, "change": null, "orders": []})
+                );
+                let mut watch = Watcher::default();
+                watch.watch(&first);
+                (board, watch)
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    assert_eq!(boards.len(), BOARDS);
+
+    let ticket = server.place("one burger for five thousand screens").await;
+    server.wait_all_ready(&[ticket]).await;
+    let results: Vec<Vec<(u32, String)>> = futures_util::stream::iter(boards.iter_mut())
+        .map(|(board, watch)| async move {
+            let mut changes = Vec::new();
+            while changes.len() < 3 {
+                let event = board.next_event().await;
+                watch.watch(&event);
+                changes.extend(event.change());
+            }
+            changes
+        })
+        .buffer_unordered(256)
+        .collect()
+        .await;
+    let expected: Vec<(u32, String)> = ["TAKEN", "PREPARING", "READY"]
+        .iter()
+        .map(|s| (ticket, s.to_string()))
+        .collect();
+    for changes in &results {
+        assert_eq!(
+            changes, &expected,
+            "every board gets every change, in order"
+        );
+    }
+    assert_eq!(results.len(), BOARDS);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn any_last_event_id_still_starts_with_the_whole_board() {
+    let app = TestApp::spawn(&["--prep-time", "0"]).await;
+    let tickets = [app.place("cola").await, app.place("fries").await];
+    let board = app.wait_all_ready(&tickets).await;
+    assert_eq!(board.version, 6);
+
+    let ids: &[&[u8]] = &[
+        b"0",
+        b"1",
+        b"5",
+        b"6",
+        b"7",
+        b"999999",
+        b"18446744073709551615",
+        b"18446744073709551616",
+        b"-1",
+        b"garbage",
+        b"",
+        b" 3 ",
+        b"3.5",
+        b"\xff\xfe",
+    ];
+    let client = streams_client();
+    let mut screens = Vec::new();
+    for id in ids {
+        let request = client.get(app.url("/updates")).header(
+            "Last-Event-ID",
+            reqwest::header::HeaderValue::from_bytes(id).unwrap(),
+        );
+        let mut screen = SseClient::from_request(request).await;
+        let first = screen.next_event().await;
+        let shown = String::from_utf8_lossy(id);
+        assert_eq!(
+            first.change(),
+            None,
+            "Last-Event-ID {shown:?}: the whole board first"
+        );
+        assert_eq!(
+            first.version(),
+            6,
+            "Last-Event-ID {shown:?}: the board as it is now"
+        );
+        assert_eq!(
+            first.data["orders"],
+            json!(board.orders),
+            "Last-Event-ID {shown:?}"
+        );
+        let mut watch = Watcher::default();
+        watch.watch(&first);
+        screens.push((shown.into_owned(), screen, watch));
+    }
+
+    // Then they carry on like any board.
+    let next = app.place("ice cream").await;
+    app.take(tickets[0]).await;
+    for (id, screen, watch) in &mut screens {
+        let mut changes = Vec::new();
+        while changes.len() < 4 {
+            let event = screen.next_event().await;
+            watch.watch(&event);
+            changes.extend(event.change());
+        }
+        changes.sort();
+        let mut expected = vec![
+            (tickets[0], "COLLECTED".to_string()),
+            (next, "TAKEN".into()),
+            (next, "PREPARING".into()),
+            (next, "READY".into()),
+        ];
+        expected.sort();
+        assert_eq!(
+            changes, expected,
+            "Last-Event-ID {id:?}: every change after"
+        );
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_with_a_hundred_boards_open_exits_within_five_seconds() {
+    const BOARDS: usize = 100;
+    let dir = tempfile::tempdir().unwrap();
+    // One worker with a long preparation: an order is being prepared when the
+    // signal comes, and the rest wait.
+    let mut server =
+        ServerProcess::spawn(dir.path(), &["--workers", "1", "--prep-time", "60s"]).await;
+    let client = streams_client();
+    let mut boards = Vec::new();
+    for _ in 0..BOARDS {
+        let mut board = SseClient::from_request(client.get(server.url("/updates"))).await;
+        board.next_event().await;
+        boards.push(board);
+    }
+    let tickets = place_orders(&[&server.base], 200, 16).await;
+    support::wait_until(DEADLINE, "an order is PREPARING", || async {
+        server
+            .board()
+            .await
+            .statuses()
+            .values()
+            .any(|s| s == "PREPARING")
+    })
+    .await;
+    // Half the boards read along; the other half never read again, so the
+    // server has writes pending to them when the signal comes.
+    let mut reading = boards.split_off(BOARDS / 2);
+    let mut watches: Vec<Watcher> = (0..reading.len()).map(|_| Watcher::default()).collect();
+    for (board, watch) in reading.iter_mut().zip(&mut watches) {
+        watch.read_until(board, 200).await;
+    }
+
+    server.terminate();
+    let status = server
+        .wait(Duration::from_secs(5))
+        .await
+        .expect("the server exits within 5 s of SIGTERM with 100 boards open");
+    assert_eq!(
+        status.code(),
+        Some(0),
+        "a SIGTERM is a clean stop; stderr:\n{}",
+        server.stderr()
+    );
+    for board in &mut reading {
+        assert_eq!(
+            board.wait_end(Duration::from_secs(5)).await,
+            Some(true),
+            "each board's stream ends cleanly"
+        );
+    }
+
+    // Nothing was lost: every order is still there after a restart.
+    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    let mut sorted = tickets;
+    sorted.sort_unstable();
+    let board = server.wait_all_ready(&sorted).await;
+    assert_eq!(board.orders.len(), 200);
+    let _: Value = server.order_json(sorted[0]).await;
+}
