@@ -2,22 +2,28 @@
 //! them, and the fan-out of each change to every connected screen. It is fed
 //! by the store (as an [`Observer`]) and read by `/updates` and `/orders`.
 //!
-//! Each change is serialised once, as a ready-to-send SSE frame, and shared by
-//! every screen (`Bytes`, so a thousand screens cost a thousand reference
-//! counts, not a thousand copies). The board keeps the last frames in a ring
-//! bounded both in count ([`BACKLOG`]) and in bytes ([`BACKLOG_BYTES`]): each
-//! frame holds the whole board, so a count alone would let a big board cost
-//! hundreds of megabytes (256 frames of a 10,000-order board is ~500 MB). A
-//! screen keeps only its place in the ring; one that stops reading costs
-//! nothing more, never holds anyone up, and when it reads again and its place
-//! has been overwritten, it gets the whole current board instead of the
-//! frames it missed.
+//! Each order is serialised once, when it changes. Each change becomes an
+//! entry in a ring: the change, plus the board right after it as a persistent
+//! map (`imbl`), which shares all but a few nodes with its neighbours, so
+//! recording a change costs the store's committer next to nothing whatever
+//! the size of the board. The SSE frame of an entry (`id:` and `data:` with
+//! the whole board) is built by the first screen that reads it, outside any
+//! lock, and shared by every other screen as `Bytes`: a thousand screens cost
+//! one frame and a thousand reference counts, and a screen that never reads
+//! costs nobody anything.
+//!
+//! The ring is bounded both in count ([`BACKLOG`]) and in the bytes its
+//! frames take or would take ([`BACKLOG_BYTES`]), since every frame holds the
+//! whole board. A screen keeps only its place in the ring; when it reads
+//! again after its place was overwritten, it gets the whole current board
+//! instead of the frames it missed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
+use imbl::OrdMap;
 use tokio::sync::watch;
 
 use crate::order::{Order, Status, Ticket};
@@ -25,8 +31,8 @@ use crate::store::{Observer, Record};
 
 /// Most frames kept for screens that fall behind.
 pub const BACKLOG: usize = 256;
-/// Most bytes of frames kept for screens that fall behind (the newest frame
-/// is kept whatever its size).
+/// Most bytes of frames kept (or that would be, once built) for screens that
+/// fall behind (the newest is kept whatever its size).
 pub const BACKLOG_BYTES: usize = 8 * 1024 * 1024;
 
 /// One SSE message, framed (`id:` and `data:` lines), ready to write.
@@ -58,15 +64,81 @@ pub enum Next {
     Lagged(Frame),
 }
 
+/// Each order's status and JSON, by ticket.
+type Orders = OrdMap<Ticket, (Status, Bytes)>;
+
+/// One change on the ring, with the board as it was right after it.
+struct Entry {
+    version: u64,
+    /// `None` for the whole board (on connect, or after falling behind).
+    change: Option<(Ticket, Status)>,
+    orders: Orders,
+    /// The frame's length, known before it is built.
+    size: usize,
+    frame: OnceLock<Frame>,
+}
+
+impl Entry {
+    fn new(inner: &Inner, change: Option<(Ticket, Status)>) -> Arc<Entry> {
+        let size = 96 + inner.orders_bytes + inner.orders.len();
+        Arc::new(Entry {
+            version: inner.version,
+            change,
+            orders: inner.orders.clone(),
+            size,
+            frame: OnceLock::new(),
+        })
+    }
+
+    /// The SSE frame, built by whoever asks first.
+    fn frame(&self) -> Frame {
+        self.frame
+            .get_or_init(|| {
+                let v = self.version;
+                let mut out = Vec::with_capacity(self.size);
+                write!(out, "id: {v}\ndata: {{\"version\":{v},\"change\":").expect("vec write");
+                match self.change {
+                    Some((ticket, status)) => {
+                        write!(out, "{{\"order\":{ticket},\"status\":\"{status}\"}}")
+                    }
+                    None => write!(out, "null"),
+                }
+                .expect("vec write");
+                out.extend_from_slice(b",\"orders\":");
+                write_orders(&self.orders, &mut out);
+                out.extend_from_slice(b"}\n\n");
+                Frame {
+                    version: v,
+                    bytes: out.into(),
+                }
+            })
+            .clone()
+    }
+}
+
+/// `[order,order,...]`, each order's JSON as it was serialised.
+fn write_orders(orders: &Orders, out: &mut Vec<u8>) {
+    out.push(b'[');
+    for (i, (_, json)) in orders.values().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        out.extend_from_slice(json);
+    }
+    out.push(b']');
+}
+
 #[derive(Default)]
 struct Inner {
     version: u64,
-    /// Each order's status and JSON, serialised once when it changes.
-    orders: BTreeMap<Ticket, (Status, Bytes)>,
-    /// The whole board as a frame with `"change": null`, built on demand.
-    current: Option<Frame>,
-    /// The last frames sent; the first has sequence number `first`.
-    ring: VecDeque<Frame>,
+    orders: Orders,
+    /// The total length of the orders' JSON.
+    orders_bytes: usize,
+    /// The whole board with `"change": null`, kept while it is current.
+    current: Option<Arc<Entry>>,
+    /// The last changes; the first has sequence number `first`.
+    ring: VecDeque<Arc<Entry>>,
+    /// What the ring's frames take, or will once built.
     ring_bytes: usize,
     first: u64,
 }
@@ -81,13 +153,16 @@ impl Board {
 
     /// The whole board now, and a place from which every later change follows.
     pub fn subscribe(&self) -> (Frame, Cursor) {
-        let mut inner = self.lock();
-        // Under the lock: no change can slip between the two.
-        let cursor = Cursor {
-            next: inner.end(),
-            changes: self.sent.subscribe(),
+        let (current, cursor) = {
+            let mut inner = self.lock();
+            // Under the lock: no change can slip between the two.
+            let cursor = Cursor {
+                next: inner.end(),
+                changes: self.sent.subscribe(),
+            };
+            (inner.current(), cursor)
         };
-        (inner.current(), cursor)
+        (current.frame(), cursor)
     }
 
     /// The frame `cursor` needs next, if there is one yet; `None` means wait
@@ -95,25 +170,37 @@ impl Board {
     pub fn next(&self, cursor: &mut Cursor) -> Option<Next> {
         // Seen before looking, so a frame sent after this look wakes the wait.
         cursor.changes.borrow_and_update();
-        let mut inner = self.lock();
-        if cursor.next < inner.first {
-            cursor.next = inner.end();
-            return Some(Next::Lagged(inner.current()));
-        }
-        let frame = inner
-            .ring
-            .get((cursor.next - inner.first) as usize)?
-            .clone();
-        cursor.next += 1;
-        Some(Next::Frame(frame))
+        let entry = {
+            let mut inner = self.lock();
+            if cursor.next < inner.first {
+                cursor.next = inner.end();
+                let current = inner.current();
+                drop(inner);
+                return Some(Next::Lagged(current.frame()));
+            }
+            let entry = inner
+                .ring
+                .get((cursor.next - inner.first) as usize)?
+                .clone();
+            cursor.next += 1;
+            entry
+        };
+        Some(Next::Frame(entry.frame()))
     }
 
     /// `{"version": V, "orders": [...]}`: the body of `GET /orders`.
     pub fn snapshot(&self) -> Bytes {
-        let inner = self.lock();
-        let mut out = Vec::with_capacity(32 + inner.orders_len());
-        write!(out, "{{\"version\":{},\"orders\":", inner.version).expect("vec write");
-        inner.write_orders(&mut out);
+        let (version, orders, size) = {
+            let inner = self.lock();
+            (
+                inner.version,
+                inner.orders.clone(),
+                inner.orders_bytes + inner.orders.len(),
+            )
+        };
+        let mut out = Vec::with_capacity(32 + size);
+        write!(out, "{{\"version\":{version},\"orders\":").expect("vec write");
+        write_orders(&orders, &mut out);
         out.push(b'}');
         out.into()
     }
@@ -123,15 +210,15 @@ impl Board {
         self.sent.receiver_count()
     }
 
-    /// Adds a frame for every screen and wakes them.
-    fn send(&self, inner: &mut Inner, frame: Frame) {
-        inner.ring_bytes += frame.bytes.len();
-        inner.ring.push_back(frame);
+    /// Adds a change for every screen and wakes them.
+    fn send(&self, inner: &mut Inner, entry: Arc<Entry>) {
+        inner.ring_bytes += entry.size;
+        inner.ring.push_back(entry);
         while inner.ring.len() > 1
             && (inner.ring.len() > BACKLOG || inner.ring_bytes > BACKLOG_BYTES)
         {
             let old = inner.ring.pop_front().expect("not empty");
-            inner.ring_bytes -= old.bytes.len();
+            inner.ring_bytes -= old.size;
             inner.first += 1;
         }
         self.sent.send_replace(inner.end());
@@ -160,52 +247,32 @@ impl Inner {
         self.first + self.ring.len() as u64
     }
 
-    fn orders_len(&self) -> usize {
-        self.orders
-            .values()
-            .map(|(_, json)| json.len() + 1)
-            .sum::<usize>()
-            + 2
-    }
-
-    fn write_orders(&self, out: &mut Vec<u8>) {
-        out.push(b'[');
-        for (i, (_, json)) in self.orders.values().enumerate() {
-            if i > 0 {
-                out.push(b',');
+    /// The whole board as it is now.
+    fn current(&mut self) -> Arc<Entry> {
+        match &self.current {
+            Some(entry) if entry.version == self.version => entry.clone(),
+            _ => {
+                let entry = Entry::new(self, None);
+                self.current = Some(entry.clone());
+                entry
             }
-            out.extend_from_slice(json);
-        }
-        out.push(b']');
-    }
-
-    fn frame(&self, change: Option<(Ticket, Status)>) -> Frame {
-        let v = self.version;
-        let mut out = Vec::with_capacity(96 + self.orders_len());
-        write!(out, "id: {v}\ndata: {{\"version\":{v},\"change\":").expect("vec write");
-        match change {
-            Some((ticket, status)) => write!(out, "{{\"order\":{ticket},\"status\":\"{status}\"}}"),
-            None => write!(out, "null"),
-        }
-        .expect("vec write");
-        out.extend_from_slice(b",\"orders\":");
-        self.write_orders(&mut out);
-        out.extend_from_slice(b"}\n\n");
-        Frame {
-            version: v,
-            bytes: out.into(),
         }
     }
 
-    fn current(&mut self) -> Frame {
-        if self
-            .current
-            .as_ref()
-            .is_none_or(|f| f.version != self.version)
-        {
-            self.current = Some(self.frame(None));
+    fn put(&mut self, order: &Order) {
+        let json: Bytes = serde_json::to_vec(order)
+            .expect("an order serialises")
+            .into();
+        self.orders_bytes += json.len();
+        if let Some((_, old)) = self.orders.insert(order.order, (order.status, json)) {
+            self.orders_bytes -= old.len();
         }
-        self.current.clone().expect("just built")
+    }
+
+    fn remove(&mut self, ticket: Ticket) {
+        if let Some((_, old)) = self.orders.remove(&ticket) {
+            self.orders_bytes -= old.len();
+        }
     }
 }
 
@@ -223,17 +290,14 @@ impl Observer for Board {
             let order = &record.order;
             let before = inner.orders.get(&order.order).map(|(status, _)| *status);
             if order.status.is_live() {
-                let json = serde_json::to_vec(order).expect("an order serialises");
-                inner
-                    .orders
-                    .insert(order.order, (order.status, json.into()));
+                inner.put(order);
             } else {
-                inner.orders.remove(&order.order);
+                inner.remove(order.order);
             }
             inner.version = record.version;
             if watched && before != Some(order.status) {
-                let frame = inner.frame(Some((order.order, order.status)));
-                self.send(&mut inner, frame);
+                let entry = Entry::new(&inner, Some((order.order, order.status)));
+                self.send(&mut inner, entry);
             }
         }
     }
@@ -241,21 +305,14 @@ impl Observer for Board {
     fn reloaded(&self, version: u64, live: &BTreeMap<Ticket, Order>) {
         let mut inner = self.lock();
         inner.version = version;
-        inner.orders = live
-            .values()
-            .map(|o| {
-                (
-                    o.order,
-                    (
-                        o.status,
-                        serde_json::to_vec(o).expect("an order serialises").into(),
-                    ),
-                )
-            })
-            .collect();
+        inner.orders = Orders::new();
+        inner.orders_bytes = 0;
+        for order in live.values() {
+            inner.put(order);
+        }
         if self.screens() > 0 {
-            let frame = inner.current();
-            self.send(&mut inner, frame);
+            let entry = inner.current();
+            self.send(&mut inner, entry);
         }
     }
 }
@@ -287,6 +344,45 @@ mod tests {
             }
         }
         assert!(board.next(&mut cursor).is_none());
+    }
+
+    #[test]
+    fn frames_are_built_only_when_read_and_only_once() {
+        let board = Board::new();
+        let (_, mut reader) = board.subscribe();
+        let (_, _never_reads) = board.subscribe();
+        for v in 1..=50 {
+            board.committed(&[taken(v, v as Ticket, "fries")], true);
+        }
+        let built = |board: &Board| {
+            board
+                .lock()
+                .ring
+                .iter()
+                .filter(|e| e.frame.get().is_some())
+                .count()
+        };
+        assert_eq!(built(&board), 0, "recording a change builds no frame");
+        let Some(Next::Frame(first)) = board.next(&mut reader) else {
+            panic!("a frame")
+        };
+        assert_eq!(built(&board), 1);
+        // A second screen reading the same change shares the same bytes.
+        let (_, mut other) = {
+            let inner = board.lock();
+            (
+                0,
+                Cursor {
+                    next: inner.first,
+                    changes: board.sent.subscribe(),
+                },
+            )
+        };
+        let Some(Next::Frame(again)) = board.next(&mut other) else {
+            panic!("a frame")
+        };
+        assert_eq!(first.bytes.as_ptr(), again.bytes.as_ptr());
+        assert!(std::str::from_utf8(&first.bytes).unwrap().starts_with("id: 1\ndata: {\"version\":1,\"change\":{\"order\":1,\"status\":\"TAKEN\"},\"orders\":[{\"order\":1,"));
     }
 
     #[test]
