@@ -19,6 +19,10 @@ use crate::queue::{Queue, QueueError};
 use crate::store::{Store, StoreError};
 use crate::ticket::{TicketError, Tickets};
 
+/// How often to retry cancelling an order the queue refused, and how long.
+const CANCEL_RETRY: Duration = Duration::from_secs(1);
+const CANCEL_TRIES: u32 = 120;
+
 /// How often to look for orders that never reached the queue.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
 /// How old a TAKEN, unconfirmed order must be to count as lost on its way:
@@ -42,6 +46,21 @@ pub struct Front {
     pub queue: Queue,
 }
 
+/// Cancels `ticket`, retrying while the store fails (a full disk, a lock
+/// held elsewhere); stops as soon as the order is anything but TAKEN.
+async fn cancel_until_done(store: Store, ticket: crate::order::Ticket) {
+    for _ in 0..CANCEL_TRIES {
+        tokio::time::sleep(CANCEL_RETRY).await;
+        match store.advance(ticket, Status::Cancelled, false).await {
+            Ok(_) => return,
+            Err(e) => tracing::debug!("order {ticket} still not cancelled: {e}"),
+        }
+    }
+    tracing::error!(
+        "order {ticket} was refused but could not be cancelled for {CANCEL_TRIES} s; it may still be cooked"
+    );
+}
+
 impl Front {
     /// Takes an order: number, store, queue.
     pub async fn take(&self, content: String) -> Result<Order, FrontError> {
@@ -51,10 +70,13 @@ impl Front {
         let mut order = self.store.take(ticket, content).await?;
         crash::here(crash::point::AFTER_STORE);
         if let Err(e) = slot.send(ticket).await {
-            if let Err(cancel) = self.store.advance(ticket, Status::Cancelled, false).await {
-                tracing::error!(
-                    "order {ticket} could not be queued ({e}) nor cancelled ({cancel})"
+            if let Err(failed) = self.store.advance(ticket, Status::Cancelled, false).await {
+                // The customer is told no: the order must not be cooked later
+                // (by the sweep), so keep trying while the store recovers.
+                tracing::warn!(
+                    "order {ticket} could not be queued ({e}) nor cancelled yet ({failed})"
                 );
+                tokio::spawn(cancel_until_done(self.store.clone(), ticket));
             }
             return Err(e.into());
         }

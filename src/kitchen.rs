@@ -170,11 +170,19 @@ pub async fn finish(store: &Store, name: &str, delivery: Delivery) -> Prepared {
         // Still TAKEN: the claim never reached the disk (a write failed after
         // it was answered). Back to the line, to be claimed again.
         Ok(Outcome::WrongStatus(order)) => {
-            give_back(name, delivery, &format!("it is still {}", order.status)).await
+            let why = format!("it is still {}", order.status);
+            give_back_after_a_pause(name, delivery, &why).await
         }
         Ok(Outcome::NotFound) => settle(name, delivery, Prepared::Unknown(ticket)).await,
-        Err(e) => give_back(name, delivery, &e.to_string()).await,
+        Err(e) => give_back_after_a_pause(name, delivery, &e.to_string()).await,
     }
+}
+
+/// Gives an order back once the store had a moment to recover, so that a
+/// failing store (a full disk) is not hammered with the same order.
+async fn give_back_after_a_pause(name: &str, delivery: Delivery, why: &str) -> Prepared {
+    tokio::time::sleep(ERROR_PAUSE).await;
+    give_back(name, delivery, why).await
 }
 
 async fn settle(name: &str, delivery: Delivery, how: Prepared) -> Prepared {

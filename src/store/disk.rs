@@ -258,7 +258,20 @@ impl Disk {
         }
         let mut leaving = Vec::new();
         let log_records = records.len();
+        let mut previous = base;
         for (line, record) in records {
+            // Only a crash between the new snapshot and the new log leaves
+            // lines the snapshot already holds, and those still go up one by
+            // one. A line that repeats or goes back is damage: skipping it
+            // would hide it (and whatever change it stands for).
+            if record.version <= previous {
+                let what = format!(
+                    "line {line}: change {} comes after change {previous}, but the changes in the log only go up",
+                    record.version
+                );
+                return Err(corrupt(&log_path, what));
+            }
+            previous = record.version;
             if record.version <= state.version {
                 continue;
             }

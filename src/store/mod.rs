@@ -316,8 +316,13 @@ impl Committer {
             let outcomes: Vec<Outcome> = requests.iter().map(|r| batch.decide(r, now)).collect();
             (outcomes, batch.records)
         };
+        // Only while writes succeed: when they fail (a full disk), a claim
+        // waits for the outcome, so its worker pauses instead of cooking
+        // orders that cannot be recorded.
+        let early = self.shared.writable.load(Ordering::Relaxed);
         for ((request, reply), outcome) in requests.iter().zip(replies.iter_mut()).zip(&outcomes) {
-            if request.answers_before_sync()
+            if early
+                && request.answers_before_sync()
                 && let Some(reply) = reply.take()
             {
                 let _ = reply.send(Ok(outcome.clone()));

@@ -31,6 +31,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod invariants;
 pub mod rabbit;
 
 /// The longest any single step of a test may take before it fails: generous,

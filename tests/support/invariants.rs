@@ -1,0 +1,850 @@
+//! The invariants every process-and-file scenario checks afterwards (issue 5,
+//! DESIGN.md "Guarantees"), read from the data directory itself and from the
+//! list of `201`s the customers got:
+//!
+//! - **U** every `201` got a distinct ticket number, for the order that was
+//!   sent (the store holds that content under that number); the counter is
+//!   at least the highest number anywhere in the store.
+//! - **L** every order that got a `201` reaches READY or COLLECTED (never
+//!   lost, never cancelled).
+//! - **S** no order stays TAKEN or PREPARING past a bound ([`wait_settled`]),
+//!   and the broker's queue drains (the broker tests check that).
+//! - **M** no status moves backward: in the store (every record the log and
+//!   the history still hold, in version order), and on any board
+//!   ([`BoardWatch`]).
+//! - **F** `orders.json` parses, as the old or the new state (its version
+//!   lies within the log's range); the log is a header then consecutive
+//!   changes, whole lines; the history never holds an order twice; the
+//!   counter is always 4 bytes.
+//! - **E** every failure is a JSON error with the right status, never a
+//!   `201` ([`Ledger`], [`check_error`]).
+//!
+//! The files are read under the store's own lock (`orders.lock`), held for a
+//! moment, so a check never sees a compaction half done: what it sees is
+//! what the next process to start would load.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fs::OpenOptions;
+use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use eventsource_stream::Eventsource;
+use fastfood::order::{Order, Status};
+use futures_util::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::header;
+
+/// An order that got a `201`: its number and what the customer asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub ticket: u32,
+    pub content: String,
+}
+
+/// One line of the log or of the history.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Line {
+    pub version: u64,
+    pub order: Order,
+}
+
+/// Everything in a data directory, read under the store's lock. Reading it
+/// checks F's shape: every file parses (or the read panics, naming it).
+#[derive(Debug, Clone)]
+pub struct StoreFiles {
+    /// `counter`: exactly 4 bytes, big-endian (0 when there is no counter yet).
+    pub counter: u32,
+    pub counter_exists: bool,
+    /// `orders.json`.
+    pub snapshot_version: u64,
+    pub snapshot: Vec<Order>,
+    /// `orders.log`: the header's base and the changes.
+    pub log_base: u64,
+    pub log: Vec<Line>,
+    /// Bytes after the log's last newline: a write cut short by a crash,
+    /// which the next process to start drops.
+    pub log_torn: usize,
+    /// `history.jsonl` (empty when there is none).
+    pub history: Vec<Line>,
+    pub history_torn: usize,
+}
+
+/// How long a check waits for the store's lock (a live server holds it for
+/// a moment per write, a compaction a little longer).
+const LOCK_PATIENCE: Duration = Duration::from_secs(20);
+
+/// Reads the data directory under the store's lock. Panics (naming the file)
+/// where a file does not parse: that is F broken.
+pub fn read_files(dir: &Path) -> StoreFiles {
+    let lock = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(dir.join("orders.lock"))
+        .expect("open orders.lock");
+    let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+    while fs2::FileExt::try_lock_exclusive(&lock).is_err() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "orders.lock was held for more than {LOCK_PATIENCE:?}"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let files = read_files_unlocked(dir);
+    fs2::FileExt::unlock(&lock).expect("unlock orders.lock");
+    files
+}
+
+fn read_files_unlocked(dir: &Path) -> StoreFiles {
+    let (counter, counter_exists) = match std::fs::read(dir.join("counter")) {
+        Ok(bytes) => {
+            assert_eq!(
+                bytes.len(),
+                4,
+                "F: the counter is always 4 bytes, it is {bytes:?}"
+            );
+            (u32::from_be_bytes(bytes.try_into().unwrap()), true)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, false),
+        Err(e) => panic!("read the counter: {e}"),
+    };
+
+    let text = std::fs::read_to_string(dir.join("orders.json")).expect("F: orders.json is there");
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Snapshot {
+        version: u64,
+        orders: Vec<Order>,
+    }
+    let snapshot: Snapshot = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("F: orders.json does not parse ({e}):\n{text}"));
+
+    let log_bytes = std::fs::read(dir.join("orders.log")).expect("F: orders.log is there");
+    let (log_lines, log_torn) = whole_lines(&log_bytes);
+    let mut lines = log_lines.iter();
+    let header: Value = lines
+        .next()
+        .map(|l| serde_json::from_slice(l).expect("F: the log's header is JSON"))
+        .expect("F: the log has a header line");
+    let log_base = header["base"]
+        .as_u64()
+        .unwrap_or_else(|| panic!("F: the log's header is {{\"base\": N}}, not {header}"));
+    let log = lines
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_slice(l).unwrap_or_else(|e| {
+                panic!(
+                    "F: orders.log line {} is not a change ({e}): {}",
+                    i + 2,
+                    String::from_utf8_lossy(l)
+                )
+            })
+        })
+        .collect();
+
+    let (history, history_torn) = match std::fs::read(dir.join("history.jsonl")) {
+        Ok(bytes) => {
+            let (lines, torn) = whole_lines(&bytes);
+            let history = lines
+                .iter()
+                .enumerate()
+                .map(|(i, l)| {
+                    serde_json::from_slice(l).unwrap_or_else(|e| {
+                        panic!(
+                            "F: history.jsonl line {} is not an entry ({e}): {}",
+                            i + 1,
+                            String::from_utf8_lossy(l)
+                        )
+                    })
+                })
+                .collect();
+            (history, torn)
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
+        Err(e) => panic!("read history.jsonl: {e}"),
+    };
+
+    StoreFiles {
+        counter,
+        counter_exists,
+        snapshot_version: snapshot.version,
+        snapshot: snapshot.orders,
+        log_base,
+        log,
+        log_torn,
+        history,
+        history_torn,
+    }
+}
+
+/// The non-blank whole lines of `bytes`, and how many bytes follow the last
+/// newline.
+fn whole_lines(bytes: &[u8]) -> (Vec<&[u8]>, usize) {
+    let end = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
+    let lines = bytes[..end]
+        .split(|b| *b == b'\n')
+        .filter(|l| !l.iter().all(u8::is_ascii_whitespace))
+        .collect();
+    (lines, bytes.len() - end)
+}
+
+/// Where an order stands according to the files, as the next process to
+/// start would load it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fate {
+    pub status: Status,
+    pub content: String,
+}
+
+impl StoreFiles {
+    /// The last change the files hold.
+    pub fn version(&self) -> u64 {
+        self.log
+            .last()
+            .map_or(self.snapshot_version, |l| l.version)
+            .max(self.snapshot_version)
+    }
+
+    /// Every ticket's fate: the history (up to the snapshot), then the
+    /// snapshot, then the log's changes after it.
+    pub fn fates(&self) -> BTreeMap<u32, Fate> {
+        let mut fates = BTreeMap::new();
+        let mut put = |order: &Order| {
+            fates.insert(
+                order.order,
+                Fate {
+                    status: order.status,
+                    content: order.content.clone(),
+                },
+            );
+        };
+        for line in self
+            .history
+            .iter()
+            .filter(|l| l.version <= self.snapshot_version)
+        {
+            put(&line.order);
+        }
+        for order in &self.snapshot {
+            put(order);
+        }
+        for line in self
+            .log
+            .iter()
+            .filter(|l| l.version > self.snapshot_version)
+        {
+            put(&line.order);
+        }
+        fates
+    }
+
+    /// The highest ticket number any file mentions.
+    pub fn highest(&self) -> u32 {
+        let logged = self.log.iter().chain(&self.history).map(|l| l.order.order);
+        let live = self.snapshot.iter().map(|o| o.order);
+        logged.chain(live).max().unwrap_or(0)
+    }
+
+    /// Orders still TAKEN or PREPARING.
+    pub fn unsettled(&self) -> Vec<(u32, Status)> {
+        self.fates()
+            .into_iter()
+            .filter(|(_, f)| matches!(f.status, Status::Taken | Status::Preparing))
+            .map(|(t, f)| (t, f.status))
+            .collect()
+    }
+}
+
+/// **F**: the files a process would load. Besides parsing (checked by
+/// [`read_files`]): no half line left (after a crash the next start drops
+/// it; call this with a process running on the directory), the log a header
+/// then consecutive changes, the snapshot within the log's range (the old
+/// state or the new one), the snapshot's orders once each and all live, the
+/// history strictly ascending with each order at most once.
+pub fn check_files(files: &StoreFiles) {
+    assert_eq!(
+        files.log_torn, 0,
+        "F: orders.log ends with a whole line ({} bytes after the last newline)",
+        files.log_torn
+    );
+    assert_eq!(
+        files.history_torn, 0,
+        "F: history.jsonl ends with a whole line"
+    );
+    for (i, line) in files.log.iter().enumerate() {
+        assert_eq!(
+            line.version,
+            files.log_base + 1 + i as u64,
+            "F: the log's changes are consecutive from its base {}",
+            files.log_base
+        );
+    }
+    let log_end = files.log.last().map_or(files.log_base, |l| l.version);
+    assert!(
+        files.log_base <= files.snapshot_version && files.snapshot_version <= log_end,
+        "F: orders.json (change {}) is the old or the new state of a log from {} to {}",
+        files.snapshot_version,
+        files.log_base,
+        log_end
+    );
+    let mut seen = BTreeSet::new();
+    for order in &files.snapshot {
+        assert!(
+            seen.insert(order.order),
+            "F: order {} twice in orders.json",
+            order.order
+        );
+        assert!(
+            order.status.is_live(),
+            "F: orders.json holds only live orders, not {} {}",
+            order.order,
+            order.status
+        );
+    }
+    let mut seen = BTreeSet::new();
+    for pair in files.history.windows(2) {
+        assert!(
+            pair[0].version < pair[1].version,
+            "F: history.jsonl is never written twice: change {} then {}",
+            pair[0].version,
+            pair[1].version
+        );
+    }
+    for line in &files.history {
+        assert!(
+            seen.insert(line.order.order),
+            "F: order {} left twice in history.jsonl",
+            line.order.order
+        );
+        assert!(
+            !line.order.status.is_live(),
+            "F: history.jsonl holds only orders that left"
+        );
+    }
+}
+
+/// **U**: the `201`s are distinct numbers, each holding the content its
+/// customer sent, and the counter is at least every number in the store.
+pub fn check_unique(files: &StoreFiles, accepted: &[Accepted]) {
+    let mut seen = BTreeMap::new();
+    for a in accepted {
+        if let Some(other) = seen.insert(a.ticket, &a.content) {
+            panic!(
+                "U: ticket {} was given to two customers: {other:?} and {:?}",
+                a.ticket, a.content
+            );
+        }
+    }
+    let fates = files.fates();
+    for a in accepted {
+        if let Some(fate) = fates.get(&a.ticket) {
+            assert_eq!(
+                fate.content, a.content,
+                "U: ticket {} holds another customer's order",
+                a.ticket
+            );
+        }
+    }
+    let highest = files
+        .highest()
+        .max(accepted.iter().map(|a| a.ticket).max().unwrap_or(0));
+    assert!(
+        files.counter >= highest,
+        "U: the counter ({}) is at least the highest number handed out ({highest})",
+        files.counter
+    );
+}
+
+/// **L**: every `201` is READY or COLLECTED in the files.
+pub fn check_landed(files: &StoreFiles, accepted: &[Accepted]) {
+    let fates = files.fates();
+    let mut missing = Vec::new();
+    for a in accepted {
+        match fates.get(&a.ticket).map(|f| f.status) {
+            Some(Status::Ready | Status::Collected) => {}
+            other => missing.push((a.ticket, other)),
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "L: orders that got a 201 but are not READY or COLLECTED (ticket, status in the files): {missing:?}"
+    );
+}
+
+/// **S**, at the end: nothing left TAKEN or PREPARING.
+pub fn check_settled(files: &StoreFiles) {
+    let unsettled = files.unsettled();
+    assert!(
+        unsettled.is_empty(),
+        "S: orders left TAKEN or PREPARING: {unsettled:?}"
+    );
+}
+
+/// A status's place in the one-way line; CANCELLED is a dead end from TAKEN.
+fn rank(status: Status) -> u8 {
+    match status {
+        Status::Taken => 0,
+        Status::Preparing => 1,
+        Status::Ready => 2,
+        Status::Collected | Status::Cancelled => 3,
+    }
+}
+
+/// **M** in the store: every change the log and the history still hold (and
+/// the snapshot, at its version), in version order, moves each order forward
+/// or leaves it where it is, never back; CANCELLED only comes from TAKEN;
+/// and one version is one change (the history repeats a log line only as it
+/// is, after a compaction cut short).
+pub fn check_forward_in_store(files: &StoreFiles) {
+    let mut by_version: BTreeMap<u64, &Order> = BTreeMap::new();
+    for line in files.history.iter().chain(&files.log) {
+        if let Some(other) = by_version.insert(line.version, &line.order) {
+            assert_eq!(
+                other, &line.order,
+                "M: change {} is two different changes in the files",
+                line.version
+            );
+        }
+    }
+    let mut last: BTreeMap<u32, (u64, Status)> = BTreeMap::new();
+    let mut step = |version: u64, order: &Order| {
+        if let Some((at, from)) = last.get(&order.order).copied() {
+            let to = order.status;
+            let ok = if to == Status::Cancelled {
+                from == Status::Taken || from == Status::Cancelled
+            } else {
+                rank(to) >= rank(from) && from != Status::Cancelled
+            };
+            assert!(
+                ok,
+                "M: order {} went from {from} (change {at}) to {to} (change {version})",
+                order.order
+            );
+        }
+        last.insert(order.order, (version, order.status));
+    };
+    let mut snapshot_done = false;
+    for (version, order) in &by_version {
+        if !snapshot_done && *version > files.snapshot_version {
+            for o in &files.snapshot {
+                step(files.snapshot_version, o);
+            }
+            snapshot_done = true;
+        }
+        step(*version, order);
+    }
+    if !snapshot_done {
+        for o in &files.snapshot {
+            step(files.snapshot_version, o);
+        }
+    }
+}
+
+/// F, U, L, S and M-in-the-store on `dir`, now. Returns what it read.
+pub fn check_all(dir: &Path, accepted: &[Accepted]) -> StoreFiles {
+    let files = read_files(dir);
+    check_files(&files);
+    check_forward_in_store(&files);
+    check_unique(&files, accepted);
+    check_landed(&files, accepted);
+    check_settled(&files);
+    files
+}
+
+/// **S** (and L): waits until every `201` is READY or COLLECTED and no order
+/// is TAKEN or PREPARING any more, at most `bound`; then checks everything
+/// with [`check_all`]. Panics with what is still unsettled.
+pub async fn wait_settled(dir: &Path, accepted: &[Accepted], bound: Duration) -> StoreFiles {
+    let deadline = Instant::now() + bound;
+    loop {
+        let dir2 = dir.to_owned();
+        let files = tokio::task::spawn_blocking(move || read_files(&dir2))
+            .await
+            .expect("read the files");
+        let fates = files.fates();
+        let landed = accepted.iter().all(|a| {
+            matches!(
+                fates.get(&a.ticket).map(|f| f.status),
+                Some(Status::Ready | Status::Collected)
+            )
+        });
+        let unsettled = files.unsettled();
+        if landed && unsettled.is_empty() && files.log_torn == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let missing: Vec<_> = accepted
+                .iter()
+                .filter(|a| {
+                    !matches!(
+                        fates.get(&a.ticket).map(|f| f.status),
+                        Some(Status::Ready | Status::Collected)
+                    )
+                })
+                .map(|a| (a.ticket, fates.get(&a.ticket).map(|f| f.status)))
+                .take(20)
+                .collect();
+            panic!(
+                "S/L: after {bound:?}, orders still TAKEN or PREPARING: {:?}; 201s not READY/COLLECTED: {missing:?}",
+                unsettled.iter().take(20).collect::<Vec<_>>()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let dir = dir.to_owned();
+    let accepted = accepted.to_vec();
+    tokio::task::spawn_blocking(move || check_all(&dir, &accepted))
+        .await
+        .expect("the checks pass")
+}
+
+/// **E**: a failed `/order` (or any request) answers a JSON error
+/// `{"error", "message"}` whose status is one of `allowed`; returns the
+/// status and code. Panics on a `201` or anything else.
+pub fn check_error(
+    status: u16,
+    content_type: &str,
+    body: &str,
+    allowed: &[(u16, &str)],
+) -> (u16, String) {
+    assert_ne!(status, 201, "E: a failure is never a 201: {body}");
+    assert!(
+        content_type.starts_with("application/json"),
+        "E: an error is JSON, got {status} with content-type {content_type:?}: {body}"
+    );
+    let value: Value =
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("E: not JSON ({e}): {body}"));
+    let code = value["error"]
+        .as_str()
+        .unwrap_or_else(|| panic!("E: no error code in {body}"))
+        .to_owned();
+    assert!(
+        value["message"].as_str().is_some_and(|m| m.len() > 5),
+        "E: the error has a message for a person: {body}"
+    );
+    assert!(
+        allowed.iter().any(|(s, c)| *s == status && *c == code),
+        "E: {status} {code} is not one of the expected answers {allowed:?}: {body}"
+    );
+    (status, code)
+}
+
+/// The answers `/order` may give when a process, the broker, a lock or the
+/// disk fails under it.
+pub const ORDER_UNAVAILABLE: &[(u16, &str)] = &[
+    (503, "queue_unavailable"),
+    (503, "store_unavailable"),
+    (503, "tickets_unavailable"),
+];
+
+/// How one `POST /order` went.
+#[derive(Debug, Clone)]
+pub enum Attempt {
+    Accepted(Accepted),
+    /// A JSON error (checked by [`check_error`]): status and code.
+    Refused(u16, String),
+    /// No answer: the connection failed or broke (a process was killed).
+    NoAnswer(String),
+}
+
+/// `POST {base}/order` with `content`, checking the answer: a `201` with the
+/// ticket's `Location` and the content sent, or a JSON error in `allowed`.
+pub async fn order_once(
+    client: &reqwest::Client,
+    base: &str,
+    content: &str,
+    allowed: &[(u16, &str)],
+) -> Attempt {
+    let response = match client
+        .post(format!("{base}/order"))
+        .body(content.to_owned())
+        .send()
+        .await
+    {
+        Ok(response) => response,
+        Err(e) => return Attempt::NoAnswer(e.to_string()),
+    };
+    let status = response.status().as_u16();
+    let content_type = header(&response, "content-type");
+    let location = header(&response, "location");
+    let body = match response.text().await {
+        Ok(body) => body,
+        Err(e) => return Attempt::NoAnswer(format!("the body broke off: {e}")),
+    };
+    if status == 201 {
+        let value: Value = serde_json::from_str(&body).expect("a 201 is a JSON order");
+        let ticket = value["order"].as_u64().expect("a ticket number") as u32;
+        assert_eq!(location, format!("/orders/{ticket}"), "{body}");
+        assert_eq!(value["status"], "TAKEN", "{body}");
+        assert_eq!(value["content"], content, "U: the 201 is for this order");
+        return Attempt::Accepted(Accepted {
+            ticket,
+            content: content.to_owned(),
+        });
+    }
+    let (status, code) = check_error(status, &content_type, &body, allowed);
+    Attempt::Refused(status, code)
+}
+
+/// What a crowd of customers got: every `201`, and how many were refused
+/// (with a checked JSON error) or got no answer.
+#[derive(Default)]
+pub struct Ledger {
+    accepted: Mutex<Vec<Accepted>>,
+    refused: Mutex<BTreeMap<(u16, String), usize>>,
+    no_answer: AtomicUsize,
+}
+
+impl Ledger {
+    pub fn note(&self, attempt: &Attempt) {
+        match attempt {
+            Attempt::Accepted(a) => self.accepted.lock().unwrap().push(a.clone()),
+            Attempt::Refused(status, code) => {
+                *self
+                    .refused
+                    .lock()
+                    .unwrap()
+                    .entry((*status, code.clone()))
+                    .or_default() += 1
+            }
+            Attempt::NoAnswer(_) => {
+                self.no_answer.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    pub fn accepted(&self) -> Vec<Accepted> {
+        self.accepted.lock().unwrap().clone()
+    }
+
+    pub fn refused(&self) -> BTreeMap<(u16, String), usize> {
+        self.refused.lock().unwrap().clone()
+    }
+
+    pub fn no_answer(&self) -> usize {
+        self.no_answer.load(Ordering::Relaxed)
+    }
+
+    pub fn summary(&self) -> String {
+        format!(
+            "{} accepted, refused {:?}, {} without an answer",
+            self.accepted.lock().unwrap().len(),
+            self.refused(),
+            self.no_answer()
+        )
+    }
+}
+
+/// **M** on a board: follows `/updates` on whatever `base` currently holds
+/// (set it again when the server restarts somewhere else), reconnecting
+/// whenever the stream breaks, and checks that within each connection the
+/// ids are the versions and increase, and that across all of them no order's
+/// status ever moves backward (a restarted server loads the store, which
+/// holds at least what any board showed: boards only show durable changes).
+pub struct BoardWatch {
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+    seen: Arc<Mutex<Watched>>,
+}
+
+#[derive(Default, Debug)]
+struct Watched {
+    /// Each order's furthest status so far (an order gone from the board
+    /// counts as having left).
+    furthest: BTreeMap<u32, u8>,
+    events: usize,
+    connections: usize,
+    /// The base of the last connection that got its first event.
+    watching: String,
+    violations: Vec<String>,
+}
+
+impl Watched {
+    fn see(&mut self, ticket: u32, status: &str, how: &str) {
+        let to = match status {
+            "TAKEN" => 0,
+            "PREPARING" => 1,
+            "READY" => 2,
+            "COLLECTED" | "CANCELLED" => 3,
+            other => {
+                self.violations
+                    .push(format!("order {ticket}: unknown status {other} ({how})"));
+                return;
+            }
+        };
+        let furthest = self.furthest.entry(ticket).or_insert(to);
+        if to < *furthest {
+            self.violations.push(format!(
+                "order {ticket} went backward on a board: rank {furthest} then {status} ({how})"
+            ));
+        }
+        *furthest = (*furthest).max(to);
+    }
+
+    fn event(&mut self, data: &Value, connection: usize) {
+        self.events += 1;
+        let how = format!("connection {connection}, version {}", data["version"]);
+        if let Some(orders) = data["orders"].as_array() {
+            for order in orders {
+                let (Some(ticket), Some(status)) =
+                    (order["order"].as_u64(), order["status"].as_str())
+                else {
+                    self.violations.push(format!("a malformed board: {data}"));
+                    return;
+                };
+                self.see(ticket as u32, status, &how);
+            }
+        }
+        let change = &data["change"];
+        if let (Some(ticket), Some(status)) = (change["order"].as_u64(), change["status"].as_str())
+        {
+            self.see(ticket as u32, status, &how);
+        }
+    }
+}
+
+impl BoardWatch {
+    /// Starts watching the board at `*base` (an empty string: wait for one).
+    pub fn start(base: Arc<Mutex<String>>) -> BoardWatch {
+        let stop = CancellationToken::new();
+        let seen = Arc::new(Mutex::new(Watched::default()));
+        let task = tokio::spawn({
+            let (stop, seen) = (stop.clone(), seen.clone());
+            async move {
+                let client = reqwest::Client::builder()
+                    .no_proxy()
+                    .connect_timeout(Duration::from_secs(5))
+                    .build()
+                    .unwrap();
+                let mut connection = 0;
+                while !stop.is_cancelled() {
+                    let url = base.lock().unwrap().clone();
+                    if !url.is_empty() {
+                        connection += 1;
+                        tokio::select! {
+                            _ = stop.cancelled() => return,
+                            _ = follow(&client, &url, connection, &seen) => {}
+                        }
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            }
+        });
+        BoardWatch { stop, task, seen }
+    }
+
+    /// Waits until the board at `base` is being watched (its first event
+    /// is in), so that what happens next there is seen.
+    pub async fn wait_watching(&self, base: &str) {
+        super::wait_until(
+            super::DEADLINE,
+            &format!("watching the board at {base}"),
+            || async { self.seen.lock().unwrap().watching == base },
+        )
+        .await;
+    }
+
+    /// Stops watching; panics if any order moved backward or if the board
+    /// was never seen. Returns the number of events read.
+    pub async fn finish(self) -> usize {
+        self.stop.cancel();
+        let _ = self.task.await;
+        let seen = self.seen.lock().unwrap();
+        assert!(
+            seen.violations.is_empty(),
+            "M on a board: {:?}",
+            &seen.violations[..seen.violations.len().min(10)]
+        );
+        assert!(seen.events > 0, "the board watcher never saw an event");
+        eprintln!(
+            "board watch: {} events over {} connections, {} orders",
+            seen.events,
+            seen.connections,
+            seen.furthest.len()
+        );
+        seen.events
+    }
+}
+
+/// Reads one `/updates` connection until it ends or breaks.
+async fn follow(client: &reqwest::Client, base: &str, connection: usize, seen: &Mutex<Watched>) {
+    let Ok(response) = client.get(format!("{base}/updates")).send().await else {
+        return;
+    };
+    if response.status() != 200 {
+        return;
+    }
+    seen.lock().unwrap().connections += 1;
+    let mut events = response.bytes_stream().eventsource();
+    let mut last: Option<u64> = None;
+    while let Some(Ok(event)) = events.next().await {
+        let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
+            seen.lock()
+                .unwrap()
+                .violations
+                .push(format!("event data is not JSON: {}", event.data));
+            return;
+        };
+        let mut seen = seen.lock().unwrap();
+        let version = data["version"].as_u64();
+        match version {
+            Some(v) if event.id == v.to_string() && last.is_none_or(|l| v > l) => last = Some(v),
+            _ => seen.violations.push(format!(
+                "ids are the versions and increase: id {:?}, version {version:?} after {last:?}",
+                event.id
+            )),
+        }
+        seen.event(&data, connection);
+        if seen.watching != base {
+            seen.watching = base.to_owned();
+        }
+    }
+}
+
+/// Holds an exclusive `flock` on `path` from this (test) process, as another
+/// process would, until dropped.
+pub struct HeldLock {
+    file: std::fs::File,
+}
+
+impl HeldLock {
+    pub fn take(path: &Path) -> HeldLock {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .unwrap_or_else(|e| panic!("open {}: {e}", path.display()));
+        let deadline = std::time::Instant::now() + LOCK_PATIENCE;
+        while fs2::FileExt::try_lock_exclusive(&file).is_err() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "could not lock {}",
+                path.display()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        HeldLock { file }
+    }
+}
+
+impl Drop for HeldLock {
+    fn drop(&mut self) {
+        let _ = fs2::FileExt::unlock(&self.file);
+    }
+}
+
+impl super::ServerProcess {
+    /// Whether it is still running (it may have crashed at a crash point).
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().expect("try_wait").is_none()
+    }
+}
