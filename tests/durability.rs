@@ -7,7 +7,10 @@ use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use support::{ServerProcess, dir_contents, place_orders, read_counter, read_store, run_to_exit};
+use support::{
+    Damage, ServerProcess, each_damage_is_refused, place_orders, read_counter, read_store,
+    write_store,
+};
 
 /// Checks what `jq` would see: `orders.json` is one JSON document shaped like
 /// `GET /orders`, `orders.log` a header then one change per line with
@@ -132,26 +135,6 @@ async fn four_processes_share_one_counter_and_one_store() {
     );
 }
 
-/// A store the way a run leaves it, written by hand: three READY orders in
-/// the snapshot (version 9), an empty log, and the counter at 3.
-fn write_store(dir: &Path) {
-    let order = |n: u32| {
-        format!(
-            r#"{{"order":{n},"status":"READY","content":"burger {n}","taken_at":"2026-01-01T12:00:00.000Z","preparing_at":"2026-01-01T12:00:01.000Z","ready_at":"2026-01-01T12:00:02.000Z"}}"#
-        )
-    };
-    let snapshot = format!(
-        "{{\"version\":9,\"orders\":[\n{},\n{},\n{}\n]}}\n",
-        order(1),
-        order(2),
-        order(3)
-    );
-    std::fs::write(dir.join("orders.json"), snapshot).unwrap();
-    std::fs::write(dir.join("orders.log"), "{\"base\":9}\n").unwrap();
-    std::fs::write(dir.join("orders.lock"), "").unwrap();
-    std::fs::write(dir.join("counter"), 3u32.to_be_bytes()).unwrap();
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_written_store_loads() {
     // The control for the corruption cases below: unbroken, the same files load.
@@ -166,7 +149,6 @@ async fn a_hand_written_store_loads() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_damaged_store_or_counter_stops_the_program_and_is_left_alone() {
-    type Damage = fn(&Path);
     let cases: &[(&str, Damage, &str, &[&str])] = &[
         (
             "garbage snapshot",
@@ -282,35 +264,7 @@ async fn a_damaged_store_or_counter_stops_the_program_and_is_left_alone() {
             &["missing"],
         ),
     ];
-    for (name, damage, file, reasons) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        write_store(dir.path());
-        damage(dir.path());
-        let before = dir_contents(dir.path());
-        let run = run_to_exit(dir.path(), &["--prep-time", "0"]).await;
-        assert!(
-            !run.status.success(),
-            "{name}: it must not start\n{}",
-            run.stderr
-        );
-        let path = dir.path().join(file).display().to_string();
-        assert!(
-            run.stderr.contains(&path),
-            "{name}: stderr names {path}:\n{}",
-            run.stderr
-        );
-        for reason in *reasons {
-            assert!(
-                run.stderr.contains(reason),
-                "{name}: stderr says {reason:?}:\n{}",
-                run.stderr
-            );
-        }
-        assert!(
-            dir_contents(dir.path()) == before,
-            "{name}: the files are left exactly as they were"
-        );
-    }
+    each_damage_is_refused(cases).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -19,7 +19,8 @@ use support::invariants::{
     read_files, wait_settled,
 };
 use support::{
-    DEADLINE, ServerProcess, dir_contents, expect_error, header, http_client, run_to_exit,
+    DEADLINE, Damage, ServerProcess, dir_contents, each_damage_is_refused, expect_error, header,
+    http_client, stored_order, write_store,
 };
 
 /// How long `/order` may take to give up on a lock held elsewhere (the lock
@@ -310,40 +311,6 @@ async fn the_counter_locked_elsewhere_gives_503_in_bounded_time_and_the_rest_ans
     lock_held_elsewhere("counter", "tickets_unavailable").await;
 }
 
-/// A whole order as the store writes it.
-fn order(n: u32, status: &str) -> serde_json::Value {
-    let mut o = json!({"order": n, "status": status, "content": format!("burger {n}"), "taken_at": "2026-01-01T12:00:00.000Z"});
-    let rank = |s: &str| {
-        ["TAKEN", "PREPARING", "READY", "COLLECTED"]
-            .iter()
-            .position(|x| *x == s)
-    };
-    for (key, from) in [
-        ("preparing_at", "PREPARING"),
-        ("ready_at", "READY"),
-        ("closed_at", "COLLECTED"),
-    ] {
-        if rank(status) >= rank(from) {
-            o[key] = json!("2026-01-01T12:00:01.000Z");
-        }
-    }
-    o
-}
-
-/// Three READY orders in the snapshot (version 9), an empty log, the counter
-/// at 3: what tests/durability.rs's `write_store` writes.
-fn write_store(dir: &Path) {
-    let orders: Vec<String> = (1..=3).map(|n| order(n, "READY").to_string()).collect();
-    let snapshot = format!(
-        "{{\"version\":9,\"orders\":[\n{}\n]}}\n",
-        orders.join(",\n")
-    );
-    std::fs::write(dir.join("orders.json"), snapshot).unwrap();
-    std::fs::write(dir.join("orders.log"), "{\"base\":9}\n").unwrap();
-    std::fs::write(dir.join("orders.lock"), "").unwrap();
-    std::fs::write(dir.join("counter"), 3u32.to_be_bytes()).unwrap();
-}
-
 /// A log line: change `version`, `order` as it is after it.
 fn line(version: u64, order: serde_json::Value) -> String {
     json!({"version": version, "order": order}).to_string()
@@ -351,7 +318,6 @@ fn line(version: u64, order: serde_json::Value) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
-    type Damage = fn(&Path);
     let cases: &[(&str, Damage, &str, &[&str])] = &[
         (
             "an empty counter",
@@ -375,7 +341,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
             "the counter missing, the orders only in the history",
             |d| {
                 let history: Vec<String> = (1..=3)
-                    .map(|n| line(3 * n as u64, order(n, "COLLECTED")))
+                    .map(|n| line(3 * n as u64, stored_order(n, "COLLECTED")))
                     .collect();
                 std::fs::write(d.join("history.jsonl"), history.join("\n") + "\n").unwrap();
                 std::fs::write(d.join("orders.json"), "{\"version\":9,\"orders\":[\n]}\n").unwrap();
@@ -387,7 +353,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "the counter behind an order only in the log",
             |d| {
-                let log = format!("{{\"base\":9}}\n{}\n", line(10, order(4, "TAKEN")));
+                let log = format!("{{\"base\":9}}\n{}\n", line(10, stored_order(4, "TAKEN")));
                 std::fs::write(d.join("orders.log"), log).unwrap();
             },
             "counter",
@@ -402,7 +368,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "an order taken twice in the log",
             |d| {
-                let log = format!("{{\"base\":9}}\n{}\n", line(10, order(2, "TAKEN")));
+                let log = format!("{{\"base\":9}}\n{}\n", line(10, stored_order(2, "TAKEN")));
                 std::fs::write(d.join("orders.log"), log).unwrap();
             },
             "orders.log",
@@ -411,7 +377,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "a log line with an unknown status",
             |d| {
-                let log = format!("{{\"base\":9}}\n{}\n", line(10, order(1, "COOKING")));
+                let log = format!("{{\"base\":9}}\n{}\n", line(10, stored_order(1, "COOKING")));
                 std::fs::write(d.join("orders.log"), log).unwrap();
             },
             "orders.log",
@@ -420,7 +386,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "a history line with an unknown status",
             |d| {
-                let history = line(2, order(4, "EATEN")) + "\n";
+                let history = line(2, stored_order(4, "EATEN")) + "\n";
                 std::fs::write(d.join("history.jsonl"), history).unwrap();
             },
             "history.jsonl",
@@ -429,7 +395,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "a log line repeated",
             |d| {
-                let l = line(10, order(4, "TAKEN"));
+                let l = line(10, stored_order(4, "TAKEN"));
                 std::fs::write(d.join("orders.log"), format!("{{\"base\":9}}\n{l}\n{l}\n"))
                     .unwrap();
                 std::fs::write(d.join("counter"), 4u32.to_be_bytes()).unwrap();
@@ -438,35 +404,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
             &["line 3", "change 10 comes after change 10"],
         ),
     ];
-    for (name, damage, file, reasons) in cases {
-        let dir = tempfile::tempdir().unwrap();
-        write_store(dir.path());
-        damage(dir.path());
-        let before = dir_contents(dir.path());
-        let run = run_to_exit(dir.path(), &["--prep-time", "0"]).await;
-        assert!(
-            !run.status.success(),
-            "{name}: it must not start\n{}",
-            run.stderr
-        );
-        let path = dir.path().join(file).display().to_string();
-        assert!(
-            run.stderr.contains(&path),
-            "{name}: stderr names {path}:\n{}",
-            run.stderr
-        );
-        for reason in *reasons {
-            assert!(
-                run.stderr.contains(reason),
-                "{name}: stderr says {reason:?}:\n{}",
-                run.stderr
-            );
-        }
-        assert!(
-            dir_contents(dir.path()) == before,
-            "{name}: the files are left exactly as they were"
-        );
-    }
+    each_damage_is_refused(cases).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -857,3 +857,78 @@ pub fn resident_bytes(pid: u32) -> u64 {
         .unwrap_or_else(|| panic!("no VmRSS in /proc/{pid}/status"));
     kb * 1024
 }
+
+/// A whole order as the store writes it, with the timestamps its status has
+/// reached.
+pub fn stored_order(n: u32, status: &str) -> Value {
+    let mut o = serde_json::json!({"order": n, "status": status, "content": format!("burger {n}"), "taken_at": "2026-01-01T12:00:00.000Z"});
+    let rank = |s: &str| {
+        ["TAKEN", "PREPARING", "READY", "COLLECTED"]
+            .iter()
+            .position(|x| *x == s)
+    };
+    for (key, from) in [
+        ("preparing_at", "PREPARING"),
+        ("ready_at", "READY"),
+        ("closed_at", "COLLECTED"),
+    ] {
+        if rank(status) >= rank(from) {
+            o[key] = serde_json::json!("2026-01-01T12:00:01.000Z");
+        }
+    }
+    o
+}
+
+/// A store the way a run leaves it, written by hand: three READY orders in
+/// the snapshot (version 9), an empty log, and the counter at 3.
+pub fn write_store(dir: &Path) {
+    let orders: Vec<String> = (1..=3)
+        .map(|n| stored_order(n, "READY").to_string())
+        .collect();
+    let snapshot = format!(
+        "{{\"version\":9,\"orders\":[\n{}\n]}}\n",
+        orders.join(",\n")
+    );
+    std::fs::write(dir.join("orders.json"), snapshot).unwrap();
+    std::fs::write(dir.join("orders.log"), "{\"base\":9}\n").unwrap();
+    std::fs::write(dir.join("orders.lock"), "").unwrap();
+    std::fs::write(dir.join("counter"), 3u32.to_be_bytes()).unwrap();
+}
+
+/// How a test damages a store [`write_store`] wrote.
+pub type Damage = fn(&Path);
+
+/// For each `(name, damage, file, reasons)`: a fresh hand-written store,
+/// damaged; the program must refuse to start, name `file` and say each of
+/// `reasons` on stderr, and leave every file exactly as it was.
+pub async fn each_damage_is_refused(cases: &[(&str, Damage, &str, &[&str])]) {
+    for (name, damage, file, reasons) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        write_store(dir.path());
+        damage(dir.path());
+        let before = dir_contents(dir.path());
+        let run = run_to_exit(dir.path(), &["--prep-time", "0"]).await;
+        assert!(
+            !run.status.success(),
+            "{name}: it must not start\n{}",
+            run.stderr
+        );
+        let path = dir.path().join(file).display().to_string();
+        assert!(
+            run.stderr.contains(&path),
+            "{name}: stderr names {path}:\n{}",
+            run.stderr
+        );
+        for reason in *reasons {
+            assert!(
+                run.stderr.contains(reason),
+                "{name}: stderr says {reason:?}:\n{}",
+                run.stderr
+            );
+        }
+        assert!(
+            dir_contents(dir.path()) == before,
+            "{name}: the files are left exactly as they were"
+        );
+    }
+}

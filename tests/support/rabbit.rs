@@ -121,6 +121,26 @@ impl WorkerProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> WorkerProcess {
+        let worker = WorkerProcess::start_with_env(data_dir, url, args, env);
+        wait_until(DEADLINE, "the worker to connect to RabbitMQ", || async {
+            worker.stderr().contains("connected to RabbitMQ")
+        })
+        .await;
+        worker
+    }
+
+    /// Starts a worker without waiting for it to connect (the broker may be
+    /// down: it must run anyway, and connect once the broker is back).
+    pub fn start(data_dir: &Path, url: &str, args: &[&str]) -> WorkerProcess {
+        WorkerProcess::start_with_env(data_dir, url, args, &[])
+    }
+
+    fn start_with_env(
+        data_dir: &Path,
+        url: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> WorkerProcess {
         let mut command = Command::new(env!("CARGO_BIN_EXE_fastfood"));
         command
             .args(["worker", "--broker", url, "--data-dir"])
@@ -149,12 +169,7 @@ impl WorkerProcess {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
-        let worker = WorkerProcess { child, stderr };
-        wait_until(DEADLINE, "the worker to connect to RabbitMQ", || async {
-            worker.stderr().contains("connected to RabbitMQ")
-        })
-        .await;
-        worker
+        WorkerProcess { child, stderr }
     }
 
     pub fn stderr(&self) -> String {
@@ -183,41 +198,6 @@ impl WorkerProcess {
             .await
             .ok()
             .map(|s| s.expect("wait"))
-    }
-}
-
-impl WorkerProcess {
-    /// Starts a worker without waiting for it to connect (the broker may be
-    /// down: it must run anyway, and connect once the broker is back).
-    pub fn start(data_dir: &Path, url: &str, args: &[&str]) -> WorkerProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fastfood"));
-        command
-            .args(["worker", "--broker", url, "--data-dir"])
-            .arg(data_dir)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for name in INHERITED_CONFIG {
-            command.env_remove(name);
-        }
-        let mut child = command.spawn().expect("start fastfood worker");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (mut pipe, sink) = (child.stderr.take().expect("piped stderr"), stderr.clone());
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        WorkerProcess { child, stderr }
     }
 
     /// Whether it is still running.
