@@ -14,7 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::broker::PUBLISH_TIMEOUT;
 use crate::crash;
-use crate::order::{Order, Status};
+use crate::order::{Order, Status, Ticket};
 use crate::queue::{Queue, QueueError};
 use crate::store::{Store, StoreError};
 use crate::ticket::{TicketError, Tickets};
@@ -48,7 +48,7 @@ pub struct Front {
 
 /// Cancels `ticket`, retrying while the store fails (a full disk, a lock
 /// held elsewhere); stops as soon as the order is anything but TAKEN.
-async fn cancel_until_done(store: Store, ticket: crate::order::Ticket) {
+async fn cancel_until_done(store: Store, ticket: Ticket) {
     for _ in 0..CANCEL_TRIES {
         tokio::time::sleep(CANCEL_RETRY).await;
         match store.advance(ticket, Status::Cancelled, false).await {
