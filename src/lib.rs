@@ -6,11 +6,13 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `worker`), every flag with an env var.
+//! - [`cli`]: the command line (`serve`, `worker`, `rush`), every flag with an env var.
 //! - [`app`]: assembles a mode from its configuration; starts and stops it.
 //! - [`order`]: an order and its one-way statuses. Pure.
 //! - [`ticket`]: the counter file; the only code that opens it.
 //! - [`store`]: the order store's files; the only code that opens them.
+//! - `durable`: the file locks with a bounded wait, and directory fsyncs, that
+//!   the counter and the store share.
 //! - [`front`]: the front counter: number, store and queue an order.
 //! - [`board`]: the live board and its fan-out to every screen.
 //! - [`queue`]: where orders wait for the kitchen.
