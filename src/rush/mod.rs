@@ -8,10 +8,10 @@
 //! counters instead order back to back as fast as the server answers, which
 //! measures throughput.
 //!
-//! - [`watch`]: the one `/updates` stream a rush follows, fanned out to its customers.
-//! - [`stats`]: what is recorded while it runs (hdrhistogram, a timeline).
-//! - [`report`]: the summary, for a person or as JSON.
-//! - [`chart`]: the SVG chart of orders waiting and wait time.
+//! - `watch`: the one `/updates` stream a rush follows, fanned out to its customers.
+//! - `stats`: what is recorded while it runs (hdrhistogram, a timeline).
+//! - `report`: the summary, for a person or as JSON.
+//! - `chart`: the SVG chart of orders waiting and wait time.
 //! - [`sse`]: a small Server-Sent Events reader (also used by the examples).
 
 mod chart;

@@ -1,5 +1,5 @@
 //! The order store: every order in the restaurant, kept in files in the data
-//! directory that any number of processes share (see [`disk`] for the files
+//! directory that any number of processes share (see `disk.rs` for the files
 //! and how they survive a crash). This module is the only code that touches
 //! them.
 //!
