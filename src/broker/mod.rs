@@ -166,30 +166,28 @@ impl Broker {
 
     /// Why publishing would fail right now, if it would.
     pub fn unavailable(&self) -> Option<QueueError> {
-        if !self.is_connected() {
-            Some(QueueError::Unavailable(
-                "the message broker is not connected".into(),
-            ))
-        } else if self.shared.blocked.load(Ordering::Relaxed) {
-            Some(QueueError::Unavailable(
-                "the message broker is blocking publishers (low on disk or memory)".into(),
-            ))
-        } else {
-            None
-        }
+        self.publishable().err()
     }
 
-    /// Publishes `ticket` to the `orders` queue and waits until RabbitMQ has
-    /// confirmed it (persisted, routed, not returned), within [`PUBLISH_TIMEOUT`].
-    pub async fn publish_order(&self, ticket: Ticket, priority: u8) -> Result<(), QueueError> {
-        if let Some(e) = self.unavailable() {
-            return Err(e);
-        }
+    /// The session to publish on, or why there is none fit for it.
+    fn publishable(&self) -> Result<Session, QueueError> {
         let Some(session) = self.shared.session.borrow().clone() else {
             return Err(QueueError::Unavailable(
                 "the message broker is not connected".into(),
             ));
         };
+        if self.shared.blocked.load(Ordering::Relaxed) {
+            return Err(QueueError::Unavailable(
+                "the message broker is blocking publishers (low on disk or memory)".into(),
+            ));
+        }
+        Ok(session)
+    }
+
+    /// Publishes `ticket` to the `orders` queue and waits until RabbitMQ has
+    /// confirmed it (persisted, routed, not returned), within [`PUBLISH_TIMEOUT`].
+    pub async fn publish_order(&self, ticket: Ticket, priority: u8) -> Result<(), QueueError> {
+        let session = self.publishable()?;
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_priority(priority);

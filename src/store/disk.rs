@@ -107,6 +107,17 @@ pub struct Checked {
 /// they hold, or the error that would stop the program. For the fuzz targets
 /// and tests of the loading path.
 pub fn check(dir: &Path) -> Result<Checked, StoreError> {
+    let (_, _, state) = open(dir)?;
+    Ok(Checked {
+        version: state.version,
+        live: state.live.len(),
+        highest: state.highest,
+    })
+}
+
+/// Opens `orders.lock` (creating it) and loads the other files while holding
+/// it. Returns the lock file, for every later cycle to lock again.
+pub fn open(dir: &Path) -> Result<(File, Disk, State), StoreError> {
     let lock_path = dir.join(LOCK);
     let lock = OpenOptions::new()
         .create(true)
@@ -115,14 +126,12 @@ pub fn check(dir: &Path) -> Result<Checked, StoreError> {
         .write(true)
         .open(&lock_path)
         .map_err(io_error(&lock_path))?;
-    let _held =
-        durable::exclusive(&lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
-    let (_, state) = Disk::load(dir)?;
-    Ok(Checked {
-        version: state.version,
-        live: state.live.len(),
-        highest: state.highest,
-    })
+    let (disk, state) = {
+        let _held = durable::exclusive(&lock, durable::LOCK_WAIT)
+            .map_err(|e| StoreError::Busy(e.into()))?;
+        Disk::load(dir)?
+    };
+    Ok((lock, disk, state))
 }
 /// How far back from the end of `history.jsonl` to look for its last line:
 /// far more than the longest line (a 1000-character order, all escaped).

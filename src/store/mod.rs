@@ -98,22 +98,7 @@ impl Store {
             path: dir.to_owned(),
             source: e.into(),
         })?;
-        let lock_path = dir.join(LOCK);
-        let lock = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .write(true)
-            .open(&lock_path)
-            .map_err(|e| StoreError::Io {
-                path: lock_path.clone(),
-                source: e.into(),
-            })?;
-        let (disk, state) = {
-            let _held = durable::exclusive(&lock, durable::LOCK_WAIT)
-                .map_err(|e| StoreError::Busy(e.into()))?;
-            Disk::load(dir)?
-        };
+        let (lock, disk, state) = disk::open(dir)?;
         for observer in &observers {
             observer.reloaded(state.version, &state.live);
         }
@@ -138,10 +123,6 @@ impl Store {
             })?;
         tokio::spawn(follow(jobs.downgrade()));
         Ok(Store { jobs, shared })
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.shared.dir
     }
 
     /// Records a new order, `TAKEN`.
