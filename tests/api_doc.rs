@@ -220,7 +220,7 @@ impl Server {
             .args(["--prep-time", "0"])
             .env_remove("AMQP_URL")
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(Stdio::inherit()) // its reason, should it fail to start
             .spawn()
             .expect("start fastfood");
         let mut line = String::new();
