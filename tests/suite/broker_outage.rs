@@ -1,26 +1,24 @@
 //! RabbitMQ stopped, killed, or blocking publishers under a running
 //! restaurant (`rabbitmqctl stop_app` / `start_app`, `kill -9` of the node,
-//! a disk alarm). A test binary of its own, because these break the broker
-//! for everyone and `cargo test` runs test binaries one at a time; inside
-//! it, [`SERIAL`] runs its tests one at a time too, whatever
-//! `--test-threads` says. Each test leaves the broker running, its
+//! a disk alarm). These break the broker for everyone, so each takes the
+//! broker alone ([`Rabbit::vhost_alone`]): it waits until no other test uses
+//! it, and none starts to until it is done, whatever `--test-threads` says.
+//! Each test leaves the broker running, its
 //! application started and un-alarmed ([`Restore`]), even when it fails.
 //! Skips without a broker unless `FASTFOOD_REQUIRE_BROKER=1`.
-
-mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::invariants::{
+use crate::support::WorkerProcess;
+use crate::support::invariants::{
     Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, order_once, wait_settled,
 };
-use support::rabbit::{Rabbit, WorkerProcess, rabbitmqctl};
-use support::{DEADLINE, ServerProcess, expect_error, http_client, place_orders, wait_until};
-
-/// One test at a time in this binary: each breaks the broker for all.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::rabbit::{Rabbit, rabbitmqctl};
+use crate::support::{
+    DEADLINE, ServerProcess, expect_error, http_client, place_orders, wait_until,
+};
 
 /// How long RabbitMQ may take to start again (after a kill -9 it recovers
 /// its queues first).
@@ -83,8 +81,7 @@ async fn broker_pid() -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
-    let _serial = SERIAL.lock().await;
-    let Some(rabbit) = Rabbit::vhost("outage").await else {
+    let Some(rabbit) = Rabbit::vhost_alone("outage").await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -230,8 +227,7 @@ fn customers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_rabbitmq_under_load_loses_no_confirmed_order() {
-    let _serial = SERIAL.lock().await;
-    let Some(rabbit) = Rabbit::vhost("broker-kill").await else {
+    let Some(rabbit) = Rabbit::vhost_alone("broker-kill").await else {
         return;
     };
     let _restore = Restore;
@@ -297,8 +293,7 @@ async fn kill_9_of_rabbitmq_under_load_loses_no_confirmed_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
-    let _serial = SERIAL.lock().await;
-    let Some(rabbit) = Rabbit::vhost("down-at-start").await else {
+    let Some(rabbit) = Rabbit::vhost_alone("down-at-start").await else {
         return;
     };
     let _restore = Restore;
@@ -324,7 +319,7 @@ async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
             .send()
             .await
             .unwrap();
-        assert_eq!(support::header(&refused, "retry-after"), "1");
+        assert_eq!(crate::support::header(&refused, "retry-after"), "1");
         expect_error(refused, 503, "queue_unavailable").await;
     }
     assert!(server.board().await.orders.is_empty(), "no ghost order");
@@ -339,7 +334,7 @@ async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
         .await
         .expect("await_startup");
     let mut i = 0;
-    let first = support::wait_for(DEADLINE, "/order is accepted", || {
+    let first = crate::support::wait_for(DEADLINE, "/order is accepted", || {
         i += 1;
         let (client, base) = (client.clone(), server.base.clone());
         let content = format!("after {i}");
@@ -372,18 +367,17 @@ async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
     })
     .await;
     rabbit.wait_drained("orders").await;
-    let files = support::invariants::read_files(d);
-    support::invariants::check_files(&files);
-    support::invariants::check_forward_in_store(&files);
-    support::invariants::check_settled(&files);
-    support::invariants::check_landed(&files, &accepted);
-    support::invariants::check_unique(&files, &accepted);
+    let files = crate::support::invariants::read_files(d);
+    crate::support::invariants::check_files(&files);
+    crate::support::invariants::check_forward_in_store(&files);
+    crate::support::invariants::check_settled(&files);
+    crate::support::invariants::check_landed(&files, &accepted);
+    crate::support::invariants::check_unique(&files, &accepted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_blocking_publishers_gets_503_in_bounded_time_and_no_ghost() {
-    let _serial = SERIAL.lock().await;
-    let Some(rabbit) = Rabbit::vhost("disk-alarm").await else {
+    let Some(rabbit) = Rabbit::vhost_alone("disk-alarm").await else {
         return;
     };
     let _restore = Restore;
