@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::WorkerProcess;
 use crate::support::invariants::{
-    Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, order_once, wait_settled,
+    Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, check_no_ghost, order_once, wait_settled,
 };
 use crate::support::rabbit::{Rabbit, rabbitmqctl};
 use crate::support::{
@@ -125,24 +125,10 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
     let _restore = Restore;
     rabbitmqctl(&["stop_app"]).await.expect("stop_app");
     wait_until(DEADLINE, "/order to answer 503", || async {
-        server
-            .client
-            .post(server.url("/order"))
-            .body("x")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 503
+        server.order("x").await.status() == 503
     })
     .await;
-    let refused = server
-        .client
-        .post(server.url("/order"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let refused = server.order("x").await;
     expect_error(refused, 503, "queue_unavailable").await;
     // The board stays up, and customers can still collect.
     let statuses = server.board().await.statuses();
@@ -150,12 +136,7 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
         before.iter().all(|t| statuses[t] == "READY"),
         "the board stays up: {statuses:?}"
     );
-    let collected = server
-        .client
-        .post(server.url(&format!("/take?order={}", before[0])))
-        .send()
-        .await
-        .unwrap();
+    let collected = server.take(before[0]).await;
     assert_eq!(collected.status(), 200, "/take works without the broker");
 
     rabbitmqctl(&["start_app"]).await.expect("start_app");
@@ -163,15 +144,7 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
         .await
         .expect("await_startup");
     wait_until(DEADLINE, "orders to be accepted again", || async {
-        server
-            .client
-            .post(server.url("/order"))
-            .body("after")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 201
+        server.order("after").await.status() == 201
     })
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -440,13 +413,7 @@ async fn a_broker_blocking_publishers_gets_503_in_bounded_time_and_no_ghost() {
         );
     }
     // No ghost: the board holds only orders that got a 201.
-    let statuses = server.board().await.statuses();
-    for ticket in statuses.keys() {
-        assert!(
-            accepted.iter().any(|a| a.ticket == *ticket),
-            "order {ticket} got a 503 but is on the board: {statuses:?}"
-        );
-    }
+    check_no_ghost(&server.board().await, &accepted);
 
     // The alarm lifts: orders flow again, and every 201 is prepared.
     rabbitmqctl(&["set_disk_free_limit", "50MB"])

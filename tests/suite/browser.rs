@@ -22,7 +22,7 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-use crate::support::{ServerProcess, wait_for};
+use crate::support::{Api, ServerProcess, wait_for};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -60,7 +60,6 @@ async fn board_and_kiosk_in_a_real_browser() {
 }
 
 async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir: PathBuf) {
-    let http = reqwest::Client::new();
     let base = server.base.clone();
 
     // ------------------------------------------------------------ the board
@@ -104,7 +103,7 @@ async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir:
 
     // The server's own error: its `message`, as a sentence, not a code.
     let too_long = "x".repeat(1001);
-    let expected = error_message(&http, &base, &too_long).await;
+    let expected = error_message(&server, &too_long).await;
     js(
         &tv,
         &format!(
@@ -153,25 +152,12 @@ async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir:
         text(&tv, "#ticket-content").await,
         "2 burgers, 1 fries, no onions"
     );
-    let stored: Value = http
-        .get(format!("{base}/orders/{number}"))
-        .send()
-        .await
-        .expect("GET /orders/N")
-        .json()
-        .await
-        .expect("order JSON");
+    let stored = server.order_json(number as u32).await;
     assert_eq!(stored["content"], "2 burgers, 1 fries, no onions");
 
     // Other customers, so the board has something in every column.
     for i in 1..=9 {
-        let res = http
-            .post(format!("{base}/order"))
-            .body(format!("{i} cheeseburgers"))
-            .send()
-            .await
-            .expect("POST /order");
-        assert_eq!(res.status(), 201);
+        server.place(&format!("{i} cheeseburgers")).await;
     }
 
     // ------------------------------------------------------------ on the board
@@ -220,14 +206,7 @@ async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir:
         "return document.querySelector('#ticket-view').dataset.status === 'COLLECTED'",
     )
     .await;
-    let after: Value = http
-        .get(format!("{base}/orders/{number}"))
-        .send()
-        .await
-        .expect("GET /orders/N")
-        .json()
-        .await
-        .expect("order JSON");
+    let after = server.order_json(number as u32).await;
     assert_eq!(after["status"], "COLLECTED");
 
     tv.switch_to_window(board.clone()).await.expect("switch");
@@ -452,13 +431,8 @@ async fn click(client: &Client, css: &str) {
 }
 
 /// What the server says, as `message`, about an order it refuses.
-async fn error_message(http: &reqwest::Client, base: &str, body: &str) -> String {
-    let res = http
-        .post(format!("{base}/order"))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST /order");
+async fn error_message(server: &Api, body: &str) -> String {
+    let res = server.order(body.to_string()).await;
     assert!(res.status().is_client_error(), "{} accepted", res.status());
     let error: Value = res.json().await.expect("a JSON error");
     error["message"]

@@ -53,15 +53,7 @@ async fn crash_in_order(point: &str, rabbit: Option<&Rabbit>) {
         matches!(attempt, Attempt::NoAnswer(_)),
         "{point}: the crashed request gets no answer, never a 201: {attempt:?}"
     );
-    let status = doomed.wait(DEADLINE).await.expect("it crashed");
-    assert!(!status.success(), "{point}: {status}");
-    assert!(
-        doomed
-            .stderr()
-            .contains(&format!("FASTFOOD_CRASH_AT={point}: aborting here")),
-        "{point}: it crashed where told:\n{}",
-        doomed.stderr()
-    );
+    doomed.wait_crashed_at(point).await;
 
     // What the crash left: whole files, the counter past the doomed order.
     let files = read_files(d);
@@ -213,15 +205,7 @@ async fn crash_in_compaction(point: &str) {
     let (more, taken) = rush(&doomed, "second", 40).await;
     accepted.extend(more);
     collected.extend(taken);
-    let status = doomed.wait(DEADLINE).await.expect("it crashed");
-    assert!(!status.success(), "{point}: it crashed: {status}");
-    assert!(
-        doomed
-            .stderr()
-            .contains(&format!("FASTFOOD_CRASH_AT={point}: aborting here")),
-        "{point}:\n{}",
-        doomed.stderr()
-    );
+    doomed.wait_crashed_at(point).await;
 
     // The files it left: the old state or the new, each whole, where the
     // crash point says.

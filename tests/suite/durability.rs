@@ -77,8 +77,7 @@ async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
         3 * 20,
         "each step recorded once, across the crash"
     );
-    let collected = server.client.post(server.url("/take?order=1")).send().await;
-    assert_eq!(collected.unwrap().status(), 200);
+    assert_eq!(server.take(1).await.status(), 200);
     assert_eq!(
         server.place("after the restart").await,
         21,
@@ -366,12 +365,7 @@ async fn a_crash_in_the_middle_of_a_compaction_leaves_a_store_that_loads() {
         server.order_json(1).await,
         json!({"order": 1, "status": "COLLECTED"})
     );
-    let again = server
-        .client
-        .post(server.url("/take?order=1"))
-        .send()
-        .await
-        .unwrap();
+    let again = server.take(1).await;
     crate::support::expect_error(again, 410, "already_collected").await;
     assert_eq!(server.place("after the crash").await, 3);
 }
@@ -445,14 +439,9 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
     );
 
     // B writes to the new log; A sees it.
-    let taken = b
-        .client
-        .post(b.url(&format!("/take?order={}", new[0])))
-        .send()
-        .await
-        .unwrap();
+    let taken = b.take(new[0]).await;
     assert_eq!(taken.status(), 200);
-    let old = b.client.post(b.url("/take?order=1")).send().await.unwrap();
+    let old = b.take(1).await;
     crate::support::expect_error(old, 410, "already_collected").await;
     crate::support::wait_until(crate::support::DEADLINE, "A sees B's change", || async {
         a.board()
@@ -569,12 +558,7 @@ async fn memory_follows_the_orders_not_the_ticket_numbers() {
     assert_eq!(tickets, [u32::MAX - 1, u32::MAX]);
     server.wait_all_ready(&tickets).await;
     for ticket in tickets {
-        let response = server
-            .client
-            .post(server.url(&format!("/take?order={ticket}")))
-            .send()
-            .await;
-        assert_eq!(response.unwrap().status(), 200);
+        assert_eq!(server.take(ticket).await.status(), 200);
     }
     assert_eq!(server.order_json(u32::MAX).await["status"], "COLLECTED");
     let peak = crate::support::proc_status_bytes(server.pid, "VmHWM");

@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::invariants::{
-    Attempt, HeldLock, accept, check_files, check_forward_in_store, check_unique, order_once,
-    read_files, wait_settled,
+    Attempt, HeldLock, accept, check_files, check_forward_in_store, check_no_ghost, check_unique,
+    order_once, read_files, wait_settled,
 };
 use crate::support::{
     DEADLINE, Damage, ServerProcess, dir_contents, each_damage_is_refused, expect_error, header,
@@ -173,13 +173,7 @@ async fn a_full_disk_answers_503_keeps_the_store_whole_and_recovers() {
         store(&d) == before,
         "a refused order leaves the store as it was"
     );
-    let statuses = server.board().await.statuses();
-    for ticket in statuses.keys() {
-        assert!(
-            accepted.iter().any(|a| a.ticket == *ticket),
-            "no ghost: order {ticket} was refused but is on the board"
-        );
-    }
+    check_no_ghost(&server.board().await, &accepted);
     let health = client.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the server stays up");
 

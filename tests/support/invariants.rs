@@ -37,8 +37,8 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::header;
 use super::sse::{SseClient, streams_client};
+use super::{Board, header};
 
 /// An order that got a `201`: its number and what the customer asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -136,35 +136,12 @@ fn read_files_unlocked(dir: &Path) -> StoreFiles {
     let log_base = header["base"]
         .as_u64()
         .unwrap_or_else(|| panic!("F: the log's header is {{\"base\": N}}, not {header}"));
-    let log = lines
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_slice(l).unwrap_or_else(|e| {
-                panic!(
-                    "F: orders.log line {} is not a change ({e}): {}",
-                    i + 2,
-                    String::from_utf8_lossy(l)
-                )
-            })
-        })
-        .collect();
+    let log = parse_lines("orders.log", lines, 2, "a change");
 
     let (history, history_torn) = match std::fs::read(dir.join("history.jsonl")) {
         Ok(bytes) => {
             let (lines, torn) = whole_lines(&bytes);
-            let history = lines
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    serde_json::from_slice(l).unwrap_or_else(|e| {
-                        panic!(
-                            "F: history.jsonl line {} is not an entry ({e}): {}",
-                            i + 1,
-                            String::from_utf8_lossy(l)
-                        )
-                    })
-                })
-                .collect();
+            let history = parse_lines("history.jsonl", lines.iter(), 1, "an entry");
             (history, torn)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
@@ -181,6 +158,28 @@ fn read_files_unlocked(dir: &Path) -> StoreFiles {
         history,
         history_torn,
     }
+}
+
+/// Each of `lines` parsed as a [`Line`]; the first is line `first` of
+/// `file`. Panics naming the line that does not parse: that is F broken.
+fn parse_lines<'a>(
+    file: &str,
+    lines: impl Iterator<Item = &'a &'a [u8]>,
+    first: usize,
+    what: &str,
+) -> Vec<Line> {
+    lines
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_slice(l).unwrap_or_else(|e| {
+                panic!(
+                    "F: {file} line {} is not {what} ({e}): {}",
+                    i + first,
+                    String::from_utf8_lossy(l)
+                )
+            })
+        })
+        .collect()
 }
 
 /// The non-blank whole lines of `bytes`, and how many bytes follow the last
@@ -492,6 +491,18 @@ pub async fn wait_settled(dir: &Path, accepted: &[Accepted], bound: Duration) ->
     tokio::task::spawn_blocking(move || check_all(&dir, &accepted))
         .await
         .expect("the checks pass")
+}
+
+/// **E**, no ghost: every order on `board` got a `201` (a refused order
+/// never shows up).
+pub fn check_no_ghost(board: &Board, accepted: &[Accepted]) {
+    let statuses = board.statuses();
+    for ticket in statuses.keys() {
+        assert!(
+            accepted.iter().any(|a| a.ticket == *ticket),
+            "E: order {ticket} was refused but is on the board: {statuses:?}"
+        );
+    }
 }
 
 /// **E**: a failed `/order` (or any request) answers a JSON error

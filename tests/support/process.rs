@@ -159,6 +159,19 @@ impl<T> Process<T> {
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().expect("try_wait").is_none()
     }
+
+    /// Waits until it has aborted at crash point `point` (as
+    /// `FASTFOOD_CRASH_AT` told it to), as abruptly as `kill -9`.
+    pub async fn wait_crashed_at(&mut self, point: &str) {
+        let status = self.wait(DEADLINE).await.expect("it crashed");
+        assert!(!status.success(), "{point}: it crashed: {status}");
+        assert!(
+            self.stderr()
+                .contains(&format!("FASTFOOD_CRASH_AT={point}: aborting here")),
+            "{point}: it crashed where told:\n{}",
+            self.stderr()
+        );
+    }
 }
 
 impl<T> Drop for Process<T> {

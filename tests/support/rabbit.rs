@@ -3,6 +3,7 @@
 //! turns: a test that stops, kills or alarms the broker itself runs while no
 //! other test uses it ([`Rabbit::vhost_alone`]).
 
+use std::future::Future;
 use std::process::Stdio;
 use std::time::Duration;
 
@@ -18,6 +19,12 @@ pub const HOST: &str = "127.0.0.1:5672";
 /// breaks it for everyone waits for them and keeps them out. Every test runs
 /// in this one process, so a lock in it is enough.
 static TURNS: RwLock<()> = RwLock::const_new(());
+
+/// A test's turn on the broker: shared, or alone (one of the two).
+type Turn = (
+    Option<RwLockReadGuard<'static, ()>>,
+    Option<RwLockWriteGuard<'static, ()>>,
+);
 
 /// A virtual host of its own on the local RabbitMQ, deleted on drop.
 pub struct Rabbit {
@@ -35,29 +42,22 @@ impl Rabbit {
     /// `None` (after a loud `SKIPPED` line) when no broker runs here, unless
     /// `FASTFOOD_REQUIRE_BROKER=1` makes that a failure.
     pub async fn vhost(test: &str) -> Option<Rabbit> {
-        if !reachable(test).await {
-            return None;
-        }
-        let turn = TURNS.read().await;
-        let mut rabbit = Rabbit::create(test).await;
-        rabbit._shared = Some(turn);
-        Some(rabbit)
+        Rabbit::create(test, async { (Some(TURNS.read().await), None) }).await
     }
 
     /// Like [`Rabbit::vhost`], for a test that stops, kills or alarms the
     /// broker: it waits until no other test uses the broker, and no other
     /// starts to until this is dropped.
     pub async fn vhost_alone(test: &str) -> Option<Rabbit> {
+        Rabbit::create(test, async { (None, Some(TURNS.write().await)) }).await
+    }
+
+    /// Waits for `turn`, then makes the vhost.
+    async fn create(test: &str, turn: impl Future<Output = Turn>) -> Option<Rabbit> {
         if !reachable(test).await {
             return None;
         }
-        let turn = TURNS.write().await;
-        let mut rabbit = Rabbit::create(test).await;
-        rabbit._alone = Some(turn);
-        Some(rabbit)
-    }
-
-    async fn create(test: &str) -> Rabbit {
+        let (shared, alone) = turn.await;
         let vhost = format!("fastfood-{test}-{}", std::process::id());
         let _ = rabbitmqctl(&["delete_vhost", &vhost]).await;
         rabbitmqctl(&["add_vhost", &vhost])
@@ -67,12 +67,12 @@ impl Rabbit {
             .await
             .expect("set_permissions");
         let url = format!("amqp://guest:guest@{HOST}/{vhost}");
-        Rabbit {
+        Some(Rabbit {
             vhost,
             url,
-            _shared: None,
-            _alone: None,
-        }
+            _shared: shared,
+            _alone: alone,
+        })
     }
 
     /// Messages in `queue` that are (ready, unacknowledged).
