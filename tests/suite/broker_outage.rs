@@ -286,12 +286,7 @@ async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
     assert!(cook.is_running(), "the worker runs:\n{}", cook.stderr());
     let client = http_client();
     for _ in 0..3 {
-        let refused = client
-            .post(server.url("/order"))
-            .body("early")
-            .send()
-            .await
-            .unwrap();
+        let refused = server.order("early").await;
         assert_eq!(crate::support::header(&refused, "retry-after"), "1");
         expect_error(refused, 503, "queue_unavailable").await;
     }

@@ -405,12 +405,7 @@ async fn a_counter_at_the_last_number_starts_and_refuses_orders_for_good() {
     let before = dir_contents(d);
     let client = http_client();
     for _ in 0..3 {
-        let response = client
-            .post(server.url("/order"))
-            .body("one more")
-            .send()
-            .await
-            .unwrap();
+        let response = server.order("one more").await;
         assert_eq!(
             header(&response, "retry-after"),
             "",
