@@ -25,6 +25,17 @@ pub enum Status {
 }
 
 impl Status {
+    /// How far along the line a status is; statuses only move to a higher rank.
+    pub fn rank(self) -> u8 {
+        match self {
+            Status::Taken => 0,
+            Status::Preparing => 1,
+            Status::Ready => 2,
+            Status::Collected => 3,
+            Status::Cancelled => 4,
+        }
+    }
+
     /// Whether an order may go from `self` to `next`. Statuses only move forward.
     pub fn can_become(self, next: Status) -> bool {
         use Status::*;

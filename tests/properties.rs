@@ -1,4 +1,4 @@
-//! Property tests (issue 5): the order store and the ticket counter against
+//! Property tests: the order store and the ticket counter against
 //! plain in-memory models, on random sequences of operations, through the
 //! public API only.
 //!

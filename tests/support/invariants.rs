@@ -1,6 +1,6 @@
-//! The invariants every process-and-file scenario checks afterwards (issue 5,
-//! DESIGN.md "Guarantees"), read from the data directory itself and from the
-//! list of `201`s the customers got:
+//! The invariants every process-and-file scenario checks afterwards (the
+//! guarantees of docs/guarantees.md), read from the data directory itself, from
+//! the list of `201`s the customers got and from the boards:
 //!
 //! - **U** every `201` got a distinct ticket number, for the order that was
 //!   sent (the store holds that content under that number); the counter is
@@ -30,16 +30,15 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use eventsource_stream::Eventsource;
 use fastfood::order::{Order, Status};
-use futures_util::StreamExt;
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::header;
+use super::sse::{SseClient, streams_client};
+use super::{Board, header};
 
 /// An order that got a `201`: its number and what the customer asked for.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +61,6 @@ pub struct Line {
 pub struct StoreFiles {
     /// `counter`: exactly 4 bytes, big-endian (0 when there is no counter yet).
     pub counter: u32,
-    pub counter_exists: bool,
     /// `orders.json`.
     pub snapshot_version: u64,
     pub snapshot: Vec<Order>,
@@ -105,16 +103,16 @@ pub fn read_files(dir: &Path) -> StoreFiles {
 }
 
 fn read_files_unlocked(dir: &Path) -> StoreFiles {
-    let (counter, counter_exists) = match std::fs::read(dir.join("counter")) {
+    let counter = match std::fs::read(dir.join("counter")) {
         Ok(bytes) => {
             assert_eq!(
                 bytes.len(),
                 4,
                 "F: the counter is always 4 bytes, it is {bytes:?}"
             );
-            (u32::from_be_bytes(bytes.try_into().unwrap()), true)
+            u32::from_be_bytes(bytes.try_into().unwrap())
         }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => (0, false),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
         Err(e) => panic!("read the counter: {e}"),
     };
 
@@ -138,35 +136,12 @@ fn read_files_unlocked(dir: &Path) -> StoreFiles {
     let log_base = header["base"]
         .as_u64()
         .unwrap_or_else(|| panic!("F: the log's header is {{\"base\": N}}, not {header}"));
-    let log = lines
-        .enumerate()
-        .map(|(i, l)| {
-            serde_json::from_slice(l).unwrap_or_else(|e| {
-                panic!(
-                    "F: orders.log line {} is not a change ({e}): {}",
-                    i + 2,
-                    String::from_utf8_lossy(l)
-                )
-            })
-        })
-        .collect();
+    let log = parse_lines("orders.log", lines, 2, "a change");
 
     let (history, history_torn) = match std::fs::read(dir.join("history.jsonl")) {
         Ok(bytes) => {
             let (lines, torn) = whole_lines(&bytes);
-            let history = lines
-                .iter()
-                .enumerate()
-                .map(|(i, l)| {
-                    serde_json::from_slice(l).unwrap_or_else(|e| {
-                        panic!(
-                            "F: history.jsonl line {} is not an entry ({e}): {}",
-                            i + 1,
-                            String::from_utf8_lossy(l)
-                        )
-                    })
-                })
-                .collect();
+            let history = parse_lines("history.jsonl", lines.iter(), 1, "an entry");
             (history, torn)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => (Vec::new(), 0),
@@ -175,7 +150,6 @@ fn read_files_unlocked(dir: &Path) -> StoreFiles {
 
     StoreFiles {
         counter,
-        counter_exists,
         snapshot_version: snapshot.version,
         snapshot: snapshot.orders,
         log_base,
@@ -184,6 +158,28 @@ fn read_files_unlocked(dir: &Path) -> StoreFiles {
         history,
         history_torn,
     }
+}
+
+/// Each of `lines` parsed as a [`Line`]; the first is line `first` of
+/// `file`. Panics naming the line that does not parse: that is F broken.
+fn parse_lines<'a>(
+    file: &str,
+    lines: impl Iterator<Item = &'a &'a [u8]>,
+    first: usize,
+    what: &str,
+) -> Vec<Line> {
+    lines
+        .enumerate()
+        .map(|(i, l)| {
+            serde_json::from_slice(l).unwrap_or_else(|e| {
+                panic!(
+                    "F: {file} line {} is not {what} ({e}): {}",
+                    i + first,
+                    String::from_utf8_lossy(l)
+                )
+            })
+        })
+        .collect()
 }
 
 /// The non-blank whole lines of `bytes`, and how many bytes follow the last
@@ -389,16 +385,6 @@ pub fn check_settled(files: &StoreFiles) {
     );
 }
 
-/// A status's place in the one-way line; CANCELLED is a dead end from TAKEN.
-fn rank(status: Status) -> u8 {
-    match status {
-        Status::Taken => 0,
-        Status::Preparing => 1,
-        Status::Ready => 2,
-        Status::Collected | Status::Cancelled => 3,
-    }
-}
-
 /// **M** in the store: every change the log and the history still hold (and
 /// the snapshot, at its version), in version order, moves each order forward
 /// or leaves it where it is, never back; CANCELLED only comes from TAKEN;
@@ -422,7 +408,7 @@ pub fn check_forward_in_store(files: &StoreFiles) {
             let ok = if to == Status::Cancelled {
                 from == Status::Taken || from == Status::Cancelled
             } else {
-                rank(to) >= rank(from) && from != Status::Cancelled
+                to.rank() >= from.rank() && from != Status::Cancelled
             };
             assert!(
                 ok,
@@ -505,6 +491,18 @@ pub async fn wait_settled(dir: &Path, accepted: &[Accepted], bound: Duration) ->
     tokio::task::spawn_blocking(move || check_all(&dir, &accepted))
         .await
         .expect("the checks pass")
+}
+
+/// **E**, no ghost: every order on `board` got a `201` (a refused order
+/// never shows up).
+pub fn check_no_ghost(board: &Board, accepted: &[Accepted]) {
+    let statuses = board.statuses();
+    for ticket in statuses.keys() {
+        assert!(
+            accepted.iter().any(|a| a.ticket == *ticket),
+            "E: order {ticket} was refused but is on the board: {statuses:?}"
+        );
+    }
 }
 
 /// **E**: a failed `/order` (or any request) answers a JSON error
@@ -595,6 +593,14 @@ pub async fn order_once(
     Attempt::Refused(status, code)
 }
 
+/// `POST {base}/order` with `content`, which must get a `201`.
+pub async fn accept(client: &reqwest::Client, base: &str, content: &str) -> Accepted {
+    match order_once(client, base, content, &[]).await {
+        Attempt::Accepted(a) => a,
+        other => panic!("POST /order {content:?}: {other:?}"),
+    }
+}
+
 /// What a crowd of customers got: every `201`, and how many were refused
 /// (with a checked JSON error) or got no answer.
 #[derive(Default)]
@@ -644,6 +650,45 @@ impl Ledger {
     }
 }
 
+/// **M** on one board, or across the boards of servers sharing a store: each
+/// order's furthest status so far ([`Status::rank`]); an order seen further
+/// back than it has been is a violation.
+#[derive(Default, Debug)]
+pub struct Forward {
+    furthest: BTreeMap<u32, u8>,
+}
+
+impl Forward {
+    /// Notes that `ticket` is shown as `status`; says so if that is backward
+    /// or not a status at all.
+    pub fn see(&mut self, ticket: u32, status: &str) -> Result<(), String> {
+        let to = serde_json::from_value::<Status>(Value::from(status))
+            .map_err(|_| format!("order {ticket}: unknown status {status}"))?;
+        self.reach(ticket, to.rank()).map_err(|from| {
+            format!("order {ticket} went backward on a board: rank {from} then {status}")
+        })
+    }
+
+    /// Notes that `ticket` is at `rank`; `Err` with the rank it had reached
+    /// if that is further.
+    pub fn reach(&mut self, ticket: u32, rank: u8) -> Result<(), u8> {
+        let furthest = self.furthest.entry(ticket).or_insert(rank);
+        let from = *furthest;
+        *furthest = from.max(rank);
+        if rank < from { Err(from) } else { Ok(()) }
+    }
+
+    /// The tickets seen, with their furthest rank.
+    pub fn furthest(&self) -> &BTreeMap<u32, u8> {
+        &self.furthest
+    }
+
+    /// How many orders were seen.
+    pub fn orders(&self) -> usize {
+        self.furthest.len()
+    }
+}
+
 /// **M** on a board: follows `/updates` on whatever `base` currently holds
 /// (set it again when the server restarts somewhere else), reconnecting
 /// whenever the stream breaks, and checks that within each connection the
@@ -658,9 +703,8 @@ pub struct BoardWatch {
 
 #[derive(Default, Debug)]
 struct Watched {
-    /// Each order's furthest status so far (an order gone from the board
-    /// counts as having left).
-    furthest: BTreeMap<u32, u8>,
+    /// Each order's furthest status so far.
+    forward: Forward,
     events: usize,
     connections: usize,
     /// The base of the last connection that got its first event.
@@ -670,24 +714,9 @@ struct Watched {
 
 impl Watched {
     fn see(&mut self, ticket: u32, status: &str, how: &str) {
-        let to = match status {
-            "TAKEN" => 0,
-            "PREPARING" => 1,
-            "READY" => 2,
-            "COLLECTED" | "CANCELLED" => 3,
-            other => {
-                self.violations
-                    .push(format!("order {ticket}: unknown status {other} ({how})"));
-                return;
-            }
-        };
-        let furthest = self.furthest.entry(ticket).or_insert(to);
-        if to < *furthest {
-            self.violations.push(format!(
-                "order {ticket} went backward on a board: rank {furthest} then {status} ({how})"
-            ));
+        if let Err(e) = self.forward.see(ticket, status) {
+            self.violations.push(format!("{e} ({how})"));
         }
-        *furthest = (*furthest).max(to);
     }
 
     fn event(&mut self, data: &Value, connection: usize) {
@@ -720,11 +749,7 @@ impl BoardWatch {
         let task = tokio::spawn({
             let (stop, seen) = (stop.clone(), seen.clone());
             async move {
-                let client = reqwest::Client::builder()
-                    .no_proxy()
-                    .connect_timeout(Duration::from_secs(5))
-                    .build()
-                    .unwrap();
+                let client = streams_client();
                 let mut connection = 0;
                 while !stop.is_cancelled() {
                     let url = base.lock().unwrap().clone();
@@ -769,7 +794,7 @@ impl BoardWatch {
             "board watch: {} events over {} connections, {} orders",
             seen.events,
             seen.connections,
-            seen.furthest.len()
+            seen.forward.orders()
         );
         seen.events
     }
@@ -777,16 +802,12 @@ impl BoardWatch {
 
 /// Reads one `/updates` connection until it ends or breaks.
 async fn follow(client: &reqwest::Client, base: &str, connection: usize, seen: &Mutex<Watched>) {
-    let Ok(response) = client.get(format!("{base}/updates")).send().await else {
+    let Ok(mut events) = SseClient::open(client.get(format!("{base}/updates"))).await else {
         return;
     };
-    if response.status() != 200 {
-        return;
-    }
     seen.lock().unwrap().connections += 1;
-    let mut events = response.bytes_stream().eventsource();
     let mut last: Option<u64> = None;
-    while let Some(Ok(event)) = events.next().await {
+    while let Some(event) = events.next_until_end().await {
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
             seen.lock()
                 .unwrap()
@@ -839,12 +860,5 @@ impl HeldLock {
 impl Drop for HeldLock {
     fn drop(&mut self) {
         let _ = fs2::FileExt::unlock(&self.file);
-    }
-}
-
-impl super::ServerProcess {
-    /// Whether it is still running (it may have crashed at a crash point).
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
     }
 }

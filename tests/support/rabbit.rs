@@ -1,44 +1,63 @@
 //! RabbitMQ for the broker tests: a private virtual host per test (so tests
 //! running side by side never take each other's orders), `rabbitmqctl`, and
-//! `fastfood worker` processes.
+//! turns: a test that stops, kills or alarms the broker itself runs while no
+//! other test uses it ([`Rabbit::vhost_alone`]).
 
-use std::path::Path;
-use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::future::Future;
+use std::process::Stdio;
 use std::time::Duration;
 
-use tokio::io::AsyncReadExt;
-use tokio::process::{Child, Command};
+use tokio::process::Command;
+use tokio::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 
-use super::{DEADLINE, INHERITED_CONFIG, wait_until};
+use super::{DEADLINE, wait_until};
 
 /// Where the tests expect RabbitMQ (guest/guest).
 pub const HOST: &str = "127.0.0.1:5672";
+
+/// Whose turn it is on the broker: the tests that use it share it; one that
+/// breaks it for everyone waits for them and keeps them out. Every test runs
+/// in this one process, so a lock in it is enough.
+static TURNS: RwLock<()> = RwLock::const_new(());
+
+/// A test's turn on the broker: shared, or alone (one of the two).
+type Turn = (
+    Option<RwLockReadGuard<'static, ()>>,
+    Option<RwLockWriteGuard<'static, ()>>,
+);
 
 /// A virtual host of its own on the local RabbitMQ, deleted on drop.
 pub struct Rabbit {
     pub vhost: String,
     /// `amqp://guest:guest@127.0.0.1:5672/<vhost>`.
     pub url: String,
+    /// The test's turn on the broker (one of the two), released after the
+    /// vhost is deleted.
+    _shared: Option<RwLockReadGuard<'static, ()>>,
+    _alone: Option<RwLockWriteGuard<'static, ()>>,
 }
 
 impl Rabbit {
-    /// A fresh vhost for `test`; `None` (after a loud `SKIPPED` line) when no
-    /// broker runs here, unless `FASTFOOD_REQUIRE_BROKER=1` makes that a failure.
+    /// A fresh vhost for `test`, sharing the broker with the other tests;
+    /// `None` (after a loud `SKIPPED` line) when no broker runs here, unless
+    /// `FASTFOOD_REQUIRE_BROKER=1` makes that a failure.
     pub async fn vhost(test: &str) -> Option<Rabbit> {
-        let reachable =
-            tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(HOST))
-                .await;
-        if !matches!(reachable, Ok(Ok(_))) {
-            assert!(
-                std::env::var("FASTFOOD_REQUIRE_BROKER").as_deref() != Ok("1"),
-                "FASTFOOD_REQUIRE_BROKER=1 but no RabbitMQ answers on {HOST}"
-            );
-            eprintln!(
-                "SKIPPED {test}: no RabbitMQ on {HOST} (start one, e.g. `rabbitmq-server -detached`)"
-            );
+        Rabbit::create(test, async { (Some(TURNS.read().await), None) }).await
+    }
+
+    /// Like [`Rabbit::vhost`], for a test that stops, kills or alarms the
+    /// broker: it waits until no other test uses the broker, and no other
+    /// starts to until this is dropped.
+    pub async fn vhost_alone(test: &str) -> Option<Rabbit> {
+        Rabbit::create(test, async { (None, Some(TURNS.write().await)) }).await
+    }
+
+    /// Waits for `turn`, then makes the vhost.
+    async fn create(test: &str, turn: impl Future<Output = Turn>) -> Option<Rabbit> {
+        if !reachable(test).await {
             return None;
         }
+        let (shared, alone) = turn.await;
         let vhost = format!("fastfood-{test}-{}", std::process::id());
         let _ = rabbitmqctl(&["delete_vhost", &vhost]).await;
         rabbitmqctl(&["add_vhost", &vhost])
@@ -48,7 +67,12 @@ impl Rabbit {
             .await
             .expect("set_permissions");
         let url = format!("amqp://guest:guest@{HOST}/{vhost}");
-        Some(Rabbit { vhost, url })
+        Some(Rabbit {
+            vhost,
+            url,
+            _shared: shared,
+            _alone: alone,
+        })
     }
 
     /// Messages in `queue` that are (ready, unacknowledged).
@@ -89,6 +113,24 @@ impl Drop for Rabbit {
     }
 }
 
+/// Whether RabbitMQ answers on [`HOST`]; if not, says `test` is skipped, or
+/// fails when `FASTFOOD_REQUIRE_BROKER=1`.
+async fn reachable(test: &str) -> bool {
+    let reachable =
+        tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(HOST)).await;
+    if matches!(reachable, Ok(Ok(_))) {
+        return true;
+    }
+    assert!(
+        std::env::var("FASTFOOD_REQUIRE_BROKER").as_deref() != Ok("1"),
+        "FASTFOOD_REQUIRE_BROKER=1 but no RabbitMQ answers on {HOST}"
+    );
+    eprintln!(
+        "SKIPPED {test}: no RabbitMQ on {HOST} (start one, e.g. `rabbitmq-server -detached`)"
+    );
+    false
+}
+
 /// Runs `rabbitmqctl -q ARGS`; its stdout, or its stderr as the error.
 pub async fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
     let out = Command::new("rabbitmqctl")
@@ -104,104 +146,5 @@ pub async fn rabbitmqctl(args: &[&str]) -> Result<String, String> {
             "rabbitmqctl {args:?}: {}",
             String::from_utf8_lossy(&out.stderr)
         ))
-    }
-}
-
-/// `fastfood worker --broker URL --data-dir DIR ARGS`, killed on drop.
-pub struct WorkerProcess {
-    child: Child,
-    stderr: Arc<Mutex<String>>,
-}
-
-impl WorkerProcess {
-    /// Starts a worker and waits until it is connected to the broker.
-    pub async fn spawn(
-        data_dir: &Path,
-        url: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> WorkerProcess {
-        let worker = WorkerProcess::start_with_env(data_dir, url, args, env);
-        wait_until(DEADLINE, "the worker to connect to RabbitMQ", || async {
-            worker.stderr().contains("connected to RabbitMQ")
-        })
-        .await;
-        worker
-    }
-
-    /// Starts a worker without waiting for it to connect (the broker may be
-    /// down: it must run anyway, and connect once the broker is back).
-    pub fn start(data_dir: &Path, url: &str, args: &[&str]) -> WorkerProcess {
-        WorkerProcess::start_with_env(data_dir, url, args, &[])
-    }
-
-    fn start_with_env(
-        data_dir: &Path,
-        url: &str,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> WorkerProcess {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_fastfood"));
-        command
-            .args(["worker", "--broker", url, "--data-dir"])
-            .arg(data_dir)
-            .args(args)
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true);
-        for name in INHERITED_CONFIG {
-            command.env_remove(name);
-        }
-        command.envs(env.iter().copied());
-        let mut child = command.spawn().expect("start fastfood worker");
-        let stderr = Arc::new(Mutex::new(String::new()));
-        let (mut pipe, sink) = (child.stderr.take().expect("piped stderr"), stderr.clone());
-        tokio::spawn(async move {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = pipe.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                sink.lock()
-                    .unwrap()
-                    .push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
-        WorkerProcess { child, stderr }
-    }
-
-    pub fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// SIGKILL, and wait for it to be gone.
-    pub async fn kill9(&mut self) {
-        self.child.start_kill().expect("SIGKILL");
-        self.wait(DEADLINE).await.expect("a killed worker exits");
-    }
-
-    /// SIGTERM (a polite stop); does not wait.
-    pub fn terminate(&self) {
-        let pid = self.child.id().expect("running").to_string();
-        let status = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
-            .status()
-            .expect("run kill");
-        assert!(status.success(), "kill -TERM {pid} failed");
-    }
-
-    /// Waits for it to exit on its own, at most `timeout`.
-    pub async fn wait(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        tokio::time::timeout(timeout, self.child.wait())
-            .await
-            .ok()
-            .map(|s| s.expect("wait"))
-    }
-
-    /// Whether it is still running.
-    pub fn is_running(&mut self) -> bool {
-        self.child.try_wait().expect("try_wait").is_none()
     }
 }

@@ -1,14 +1,12 @@
-//! The HTTP contract (DESIGN.md, "HTTP contract" and "/updates"), end to end
+//! The HTTP contract (every route, its answers and `/updates`), end to end
 //! against the real app on port 0 with a temporary data directory.
-
-mod support;
 
 use std::sync::{Arc, Mutex};
 
-use serde_json::{Value, json};
-use support::{
+use crate::support::{
     DEADLINE, SseEvent, TestApp, expect_error, header, place_orders, read_counter, wait_until,
 };
+use serde_json::{Value, json};
 
 /// The changes an `/updates` client saw, checked to be well formed: `id` is
 /// the version, versions increase, and each change is reflected in the board
@@ -119,15 +117,7 @@ async fn updates_before_the_first_order_answers_at_once_with_an_empty_board() {
         json!({"version": 0, "change": null, "orders": []})
     );
     assert_eq!(first.id, "0");
-    let orders: Value = app
-        .client
-        .get(app.url("/orders"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let orders = app.get_json("/orders").await;
     assert_eq!(orders, json!({"version": 0, "orders": []}));
     app.shutdown().await;
 }
@@ -375,7 +365,7 @@ async fn a_full_queue_answers_503_leaving_no_ghost_and_burning_no_ticket() {
             refused = Some(response);
             break;
         }
-        accepted.push(support::ticket_of(response).await);
+        accepted.push(crate::support::ticket_of(response).await);
     }
     let refused = refused.expect("the second or third order is refused");
     let retry_after = header(&refused, "retry-after");
@@ -442,7 +432,7 @@ struct Head {
 }
 
 impl Head {
-    fn of(event: &support::Event) -> Head {
+    fn of(event: &crate::support::Event) -> Head {
         let head: Head = serde_json::from_str(&event.data).expect("an event is JSON");
         assert_eq!(event.id, head.version.to_string(), "id is the version");
         head
@@ -452,9 +442,9 @@ impl Head {
 /// Reads `screen` until it shows version `last`; each event's version and
 /// whether it was a change, and the last event's board.
 async fn read_until(
-    screen: &mut support::SseClient,
+    screen: &mut crate::support::SseClient,
     last: u64,
-) -> (Vec<(u64, bool)>, support::Board) {
+) -> (Vec<(u64, bool)>, crate::support::Board) {
     let mut seen = Vec::new();
     loop {
         let event = screen.next_raw().await;
@@ -462,7 +452,7 @@ async fn read_until(
         seen.push((head.version, head.change.is_some()));
         if head.version >= last {
             let data: Value = serde_json::from_str(&event.data).unwrap();
-            return (seen, support::Board::from_value(&data));
+            return (seen, crate::support::Board::from_value(&data));
         }
     }
 }
@@ -511,7 +501,7 @@ async fn a_board_that_never_reads_slows_nobody() {
     reader.abort();
     eprintln!("reader caught up in {:?}", start.elapsed());
     let (seen, last) = std::mem::take(&mut *seen.lock().unwrap());
-    let last = support::Board::from_value(&serde_json::from_str(&last).unwrap());
+    let last = crate::support::Board::from_value(&serde_json::from_str(&last).unwrap());
     assert!(
         last.all_ready(&sorted),
         "the reading board ends with every order READY"
@@ -542,15 +532,7 @@ async fn a_board_that_never_reads_slows_nobody() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_and_readiness() {
     let app = TestApp::spawn(&[]).await;
-    let health: Value = app
-        .client
-        .get(app.url("/healthz"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let health = app.get_json("/healthz").await;
     assert_eq!(health["status"], "ok");
     let ready = app.client.get(app.url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 200);
@@ -571,7 +553,7 @@ async fn order_text_round_trips_exactly() {
     board.next_event().await;
     let text = "two \"specials\",\nno onions\r\n\t½ cola 🍔 \u{2028} end\\ \u{0} </script>";
     let response = app.order(format!("  {text}\n")).await;
-    let ticket = support::ticket_of(response).await;
+    let ticket = crate::support::ticket_of(response).await;
     assert_eq!(app.order_json(ticket).await["content"], text);
     let event = board.next_event().await;
     assert_eq!(event.change(), Some((ticket, "TAKEN".to_owned())));

@@ -4,16 +4,16 @@
 //! of its own. Without a broker these tests skip with a loud message, unless
 //! `FASTFOOD_REQUIRE_BROKER=1` (as in CI) makes that a failure.
 
-mod support;
-
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-use serde_json::Value;
-use support::rabbit::{Rabbit, WorkerProcess};
-use support::{
+use crate::support::WorkerProcess;
+use crate::support::rabbit::Rabbit;
+use crate::support::{
     DEADLINE, ServerProcess, SseClient, TestApp, expect_error, place_orders, wait_until,
 };
+use fastfood::order::Status;
+use serde_json::Value;
 
 /// Each order's statuses as its change events announced them, in order.
 async fn follow(board: &mut SseClient, tickets: &[u32], until: &str) -> BTreeMap<u32, Vec<String>> {
@@ -53,12 +53,11 @@ fn logged(data_dir: &Path, ticket: u32) -> Vec<String> {
     statuses
 }
 
+/// Whether `statuses` only ever move forward (or stay).
 fn forward(statuses: &[String]) -> bool {
-    let rank = |s: &str| {
-        ["TAKEN", "PREPARING", "READY", "COLLECTED"]
-            .iter()
-            .position(|x| *x == s)
-            .unwrap()
+    let rank = |s: &str| match serde_json::from_value::<Status>(Value::from(s)).unwrap() {
+        Status::Cancelled => panic!("these orders are never cancelled: {statuses:?}"),
+        status => status.rank(),
     };
     statuses.windows(2).all(|w| rank(&w[0]) <= rank(&w[1]))
 }
@@ -383,7 +382,7 @@ async fn without_a_broker_orders_get_503_and_the_rest_keeps_working() {
     let app = TestApp::spawn(&["--broker", &url]).await;
 
     let response = app.order("a burger").await;
-    assert_eq!(support::header(&response, "retry-after"), "1");
+    assert_eq!(crate::support::header(&response, "retry-after"), "1");
     let error = expect_error(response, 503, "queue_unavailable").await;
     assert!(
         error["message"].as_str().unwrap().contains("broker"),

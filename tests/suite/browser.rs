@@ -12,17 +12,17 @@
 //! passes, unless `FASTFOOD_REQUIRE_BROWSER=1`, where it fails.
 
 use std::collections::HashSet;
-use std::future::Future;
-use std::io::{BufRead, BufReader, Cursor};
+use std::io::Cursor;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
+
+use crate::support::{Api, ServerProcess, wait_for};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
@@ -38,14 +38,20 @@ async fn board_and_kiosk_in_a_real_browser() {
     }
     let data = tempfile::tempdir().expect("temp dir");
     let profiles = tempfile::tempdir().expect("temp dir");
-    let server = Server::start(data.path(), "127.0.0.1:0");
+    let server = ServerProcess::spawn(data.path(), &["--prep-time", "2s"]).await;
     let (_driver, driver_url) = start_chromedriver();
     let tv = open_browser(&driver_url, TV, &profiles.path().join("tv")).await;
     let phone = open_browser(&driver_url, PHONE, &profiles.path().join("phone")).await;
 
     // Run the checks in a task so that a failure still closes both browsers
     // (dropping chromedriver alone could leave Chromium running).
-    let outcome = tokio::spawn(journey(tv.clone(), phone.clone(), server)).await;
+    let outcome = tokio::spawn(journey(
+        tv.clone(),
+        phone.clone(),
+        server,
+        data.path().to_owned(),
+    ))
+    .await;
     let _ = tv.close().await;
     let _ = phone.close().await;
     if let Err(e) = outcome {
@@ -53,8 +59,7 @@ async fn board_and_kiosk_in_a_real_browser() {
     }
 }
 
-async fn journey(tv: Client, phone: Client, mut server: Server) {
-    let http = reqwest::Client::new();
+async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir: PathBuf) {
     let base = server.base.clone();
 
     // ------------------------------------------------------------ the board
@@ -98,7 +103,7 @@ async fn journey(tv: Client, phone: Client, mut server: Server) {
 
     // The server's own error: its `message`, as a sentence, not a code.
     let too_long = "x".repeat(1001);
-    let expected = error_message(&http, &base, &too_long).await;
+    let expected = error_message(&server, &too_long).await;
     js(
         &tv,
         &format!(
@@ -147,25 +152,12 @@ async fn journey(tv: Client, phone: Client, mut server: Server) {
         text(&tv, "#ticket-content").await,
         "2 burgers, 1 fries, no onions"
     );
-    let stored: Value = http
-        .get(format!("{base}/orders/{number}"))
-        .send()
-        .await
-        .expect("GET /orders/N")
-        .json()
-        .await
-        .expect("order JSON");
+    let stored = server.order_json(number as u32).await;
     assert_eq!(stored["content"], "2 burgers, 1 fries, no onions");
 
     // Other customers, so the board has something in every column.
     for i in 1..=9 {
-        let res = http
-            .post(format!("{base}/order"))
-            .body(format!("{i} cheeseburgers"))
-            .send()
-            .await
-            .expect("POST /order");
-        assert_eq!(res.status(), 201);
+        server.place(&format!("{i} cheeseburgers")).await;
     }
 
     // ------------------------------------------------------------ on the board
@@ -214,14 +206,7 @@ async fn journey(tv: Client, phone: Client, mut server: Server) {
         "return document.querySelector('#ticket-view').dataset.status === 'COLLECTED'",
     )
     .await;
-    let after: Value = http
-        .get(format!("{base}/orders/{number}"))
-        .send()
-        .await
-        .expect("GET /orders/N")
-        .json()
-        .await
-        .expect("order JSON");
+    let after = server.order_json(number as u32).await;
     assert_eq!(after["status"], "COLLECTED");
 
     tv.switch_to_window(board.clone()).await.expect("switch");
@@ -261,8 +246,8 @@ async fn journey(tv: Client, phone: Client, mut server: Server) {
     // ------------------------------------------------------------ outage
     // The stream drops: the board says so instead of showing stale numbers,
     // then comes back by itself once the server is back.
-    let port = server.port;
-    server.stop();
+    let listen = server.base.trim_start_matches("http://").to_owned();
+    server.kill9().await;
     wait_js(
         &tv,
         "the board to say the connection is lost",
@@ -271,7 +256,7 @@ async fn journey(tv: Client, phone: Client, mut server: Server) {
     )
     .await;
     screenshot(&tv, "board-offline", TV).await;
-    let _server = Server::start(&server.data_dir, &format!("127.0.0.1:{port}"));
+    let _server = ServerProcess::spawn_listening(&data_dir, &listen, &["--prep-time", "2s"]).await;
     wait_js(
         &tv,
         "the board to reconnect by itself",
@@ -311,72 +296,6 @@ impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
-    }
-}
-
-/// The real `fastfood serve`, in-process queue, 2 s preparation time.
-struct Server {
-    guard: Option<Guard>,
-    base: String,
-    port: u16,
-    data_dir: PathBuf,
-}
-
-impl Server {
-    fn start(data_dir: &Path, listen: &str) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_fastfood"));
-        cmd.args([
-            "serve",
-            "--listen",
-            listen,
-            "--prep-time",
-            "2s",
-            "--data-dir",
-        ])
-        .arg(data_dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit());
-        // The environment must not bring a broker or other settings in.
-        for (key, _) in std::env::vars_os() {
-            if key.to_str().is_some_and(|k| k.starts_with("FASTFOOD_")) || key == "AMQP_URL" {
-                cmd.env_remove(key);
-            }
-        }
-        let mut child = cmd.spawn().expect("start the fastfood binary");
-        let stdout = child.stdout.take().expect("stdout");
-        let guard = Guard(child);
-
-        let (tx, rx) = mpsc::channel();
-        std::thread::spawn(move || {
-            let mut tx = Some(tx);
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if let Some(url) = line.trim().strip_prefix("listening on ")
-                    && let Some(tx) = tx.take()
-                {
-                    let _ = tx.send(url.to_string());
-                }
-            }
-        });
-        let base = rx
-            .recv_timeout(Duration::from_secs(30))
-            .expect("the server printed `listening on http://...` within 30 s");
-        let port = base
-            .rsplit(':')
-            .next()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no port in {base:?}"));
-        Server {
-            guard: Some(guard),
-            base,
-            port,
-            data_dir: data_dir.to_path_buf(),
-        }
-    }
-
-    /// Kills the server at once (like `kill -9`).
-    fn stop(&mut self) {
-        self.guard.take();
     }
 }
 
@@ -453,26 +372,6 @@ async fn open_browser(driver: &str, (width, height): (u32, u32), profile: &Path)
     }
 }
 
-/// Polls `probe` every 100 ms until it gives a value; fails after [`WAIT`]
-/// naming what never happened.
-async fn wait_for<T, F, Fut>(what: &str, mut probe: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + WAIT;
-    loop {
-        if let Some(value) = probe().await {
-            return value;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "gave up after {WAIT:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn js(client: &Client, script: &str) -> Value {
     client
         .execute(script, vec![])
@@ -482,7 +381,7 @@ async fn js(client: &Client, script: &str) -> Value {
 
 /// Waits until `script` returns something other than null or false.
 async fn wait_js(client: &Client, what: &str, script: &str) -> Value {
-    wait_for(what, || async {
+    wait_for(WAIT, what, || async {
         match js(client, script).await {
             Value::Null | Value::Bool(false) => None,
             value => Some(value),
@@ -532,13 +431,8 @@ async fn click(client: &Client, css: &str) {
 }
 
 /// What the server says, as `message`, about an order it refuses.
-async fn error_message(http: &reqwest::Client, base: &str, body: &str) -> String {
-    let res = http
-        .post(format!("{base}/order"))
-        .body(body.to_string())
-        .send()
-        .await
-        .expect("POST /order");
+async fn error_message(server: &Api, body: &str) -> String {
+    let res = server.order(body.to_string()).await;
     assert!(res.status().is_client_error(), "{} accepted", res.status());
     let error: Value = res.json().await.expect("a JSON error");
     error["message"]

@@ -1,26 +1,24 @@
 //! RabbitMQ stopped, killed, or blocking publishers under a running
 //! restaurant (`rabbitmqctl stop_app` / `start_app`, `kill -9` of the node,
-//! a disk alarm). A test binary of its own, because these break the broker
-//! for everyone and `cargo test` runs test binaries one at a time; inside
-//! it, [`SERIAL`] runs its tests one at a time too, whatever
-//! `--test-threads` says. Each test leaves the broker running, its
+//! a disk alarm). These break the broker for everyone, so each takes the
+//! broker alone ([`Rabbit::vhost_alone`]): it waits until no other test uses
+//! it, and none starts to until it is done, whatever `--test-threads` says.
+//! Each test leaves the broker running, its
 //! application started and un-alarmed ([`Restore`]), even when it fails.
 //! Skips without a broker unless `FASTFOOD_REQUIRE_BROKER=1`.
-
-mod support;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use support::invariants::{
-    Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, order_once, wait_settled,
+use crate::support::WorkerProcess;
+use crate::support::invariants::{
+    Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, check_no_ghost, order_once, wait_settled,
 };
-use support::rabbit::{Rabbit, WorkerProcess, rabbitmqctl};
-use support::{DEADLINE, ServerProcess, expect_error, http_client, place_orders, wait_until};
-
-/// One test at a time in this binary: each breaks the broker for all.
-static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+use crate::support::rabbit::{Rabbit, rabbitmqctl};
+use crate::support::{
+    DEADLINE, ServerProcess, expect_error, http_client, place_orders, wait_until,
+};
 
 /// How long RabbitMQ may take to start again (after a kill -9 it recovers
 /// its queues first).
@@ -83,8 +81,7 @@ async fn broker_pid() -> u32 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
-    let _serial = SERIAL.lock().await;
-    let Some(rabbit) = Rabbit::vhost("outage").await else {
+    let Some(rabbit) = Rabbit::vhost_alone("outage").await else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
@@ -128,24 +125,10 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
     let _restore = Restore;
     rabbitmqctl(&["stop_app"]).await.expect("stop_app");
     wait_until(DEADLINE, "/order to answer 503", || async {
-        server
-            .client
-            .post(server.url("/order"))
-            .body("x")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 503
+        server.order("x").await.status() == 503
     })
     .await;
-    let refused = server
-        .client
-        .post(server.url("/order"))
-        .body("x")
-        .send()
-        .await
-        .unwrap();
+    let refused = server.order("x").await;
     expect_error(refused, 503, "queue_unavailable").await;
     // The board stays up, and customers can still collect.
     let statuses = server.board().await.statuses();
@@ -153,12 +136,7 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
         before.iter().all(|t| statuses[t] == "READY"),
         "the board stays up: {statuses:?}"
     );
-    let collected = server
-        .client
-        .post(server.url(&format!("/take?order={}", before[0])))
-        .send()
-        .await
-        .unwrap();
+    let collected = server.take(before[0]).await;
     assert_eq!(collected.status(), 200, "/take works without the broker");
 
     rabbitmqctl(&["start_app"]).await.expect("start_app");
@@ -166,15 +144,7 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
         .await
         .expect("await_startup");
     wait_until(DEADLINE, "orders to be accepted again", || async {
-        server
-            .client
-            .post(server.url("/order"))
-            .body("after")
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 201
+        server.order("after").await.status() == 201
     })
     .await;
     stop.store(true, Ordering::Relaxed);
@@ -230,8 +200,7 @@ fn customers(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_rabbitmq_under_load_loses_no_confirmed_order() {
-    let _serial = SERIAL.lock().await;
-    let Some(rabbit) = Rabbit::vhost("broker-kill").await else {
+    let Some(rabbit) = Rabbit::vhost_alone("broker-kill").await else {
         return;
     };
     let _restore = Restore;
@@ -297,8 +266,7 @@ async fn kill_9_of_rabbitmq_under_load_loses_no_confirmed_order() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
-    let _serial = SERIAL.lock().await;
-    let Some(rabbit) = Rabbit::vhost("down-at-start").await else {
+    let Some(rabbit) = Rabbit::vhost_alone("down-at-start").await else {
         return;
     };
     let _restore = Restore;
@@ -318,13 +286,8 @@ async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
     assert!(cook.is_running(), "the worker runs:\n{}", cook.stderr());
     let client = http_client();
     for _ in 0..3 {
-        let refused = client
-            .post(server.url("/order"))
-            .body("early")
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(support::header(&refused, "retry-after"), "1");
+        let refused = server.order("early").await;
+        assert_eq!(crate::support::header(&refused, "retry-after"), "1");
         expect_error(refused, 503, "queue_unavailable").await;
     }
     assert!(server.board().await.orders.is_empty(), "no ghost order");
@@ -339,7 +302,7 @@ async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
         .await
         .expect("await_startup");
     let mut i = 0;
-    let first = support::wait_for(DEADLINE, "/order is accepted", || {
+    let first = crate::support::wait_for(DEADLINE, "/order is accepted", || {
         i += 1;
         let (client, base) = (client.clone(), server.base.clone());
         let content = format!("after {i}");
@@ -372,18 +335,17 @@ async fn with_the_broker_down_at_start_up_everything_runs_and_catches_up() {
     })
     .await;
     rabbit.wait_drained("orders").await;
-    let files = support::invariants::read_files(d);
-    support::invariants::check_files(&files);
-    support::invariants::check_forward_in_store(&files);
-    support::invariants::check_settled(&files);
-    support::invariants::check_landed(&files, &accepted);
-    support::invariants::check_unique(&files, &accepted);
+    let files = crate::support::invariants::read_files(d);
+    crate::support::invariants::check_files(&files);
+    crate::support::invariants::check_forward_in_store(&files);
+    crate::support::invariants::check_settled(&files);
+    crate::support::invariants::check_landed(&files, &accepted);
+    crate::support::invariants::check_unique(&files, &accepted);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_broker_blocking_publishers_gets_503_in_bounded_time_and_no_ghost() {
-    let _serial = SERIAL.lock().await;
-    let Some(rabbit) = Rabbit::vhost("disk-alarm").await else {
+    let Some(rabbit) = Rabbit::vhost_alone("disk-alarm").await else {
         return;
     };
     let _restore = Restore;
@@ -446,13 +408,7 @@ async fn a_broker_blocking_publishers_gets_503_in_bounded_time_and_no_ghost() {
         );
     }
     // No ghost: the board holds only orders that got a 201.
-    let statuses = server.board().await.statuses();
-    for ticket in statuses.keys() {
-        assert!(
-            accepted.iter().any(|a| a.ticket == *ticket),
-            "order {ticket} got a 503 but is on the board: {statuses:?}"
-        );
-    }
+    check_no_ghost(&server.board().await, &accepted);
 
     // The alarm lifts: orders flow again, and every 201 is prepared.
     rabbitmqctl(&["set_disk_free_limit", "50MB"])

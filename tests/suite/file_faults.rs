@@ -1,26 +1,23 @@
-//! The files under a running restaurant (issue 5): a full disk, another
+//! The files under a running restaurant: a full disk, another
 //! process holding the store's or the counter's lock, and damaged files the
-//! matrix in tests/durability.rs does not cover yet. The real binary, real
-//! files; afterwards the invariants of tests/support/invariants.rs hold.
+//! matrix in `durability` does not cover yet. The real binary, real
+//! files; afterwards the invariants of `support::invariants` hold.
 //!
 //! The full-disk test mounts a small tmpfs, which needs root (the tests run
 //! as root here and in CI); elsewhere it skips loudly, unless
 //! `FASTFOOD_REQUIRE_ROOT=1` makes that a failure.
 
-mod support;
-
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde_json::json;
-use support::invariants::{
-    Accepted, Attempt, HeldLock, check_files, check_forward_in_store, check_unique, order_once,
-    read_files, wait_settled,
+use crate::support::invariants::{
+    Attempt, HeldLock, accept, check_files, check_forward_in_store, check_no_ghost, check_unique,
+    order_once, read_files, wait_settled,
 };
-use support::{
+use crate::support::{
     DEADLINE, Damage, ServerProcess, dir_contents, each_damage_is_refused, expect_error, header,
-    http_client, stored_order, write_store,
+    http_client, log_line, stored_order, write_store,
 };
 
 /// How long `/order` may take to give up on a lock held elsewhere (the lock
@@ -29,13 +26,6 @@ const LOCK_BOUND: Duration = Duration::from_secs(10);
 /// How quickly the board and the health check must answer while a lock is
 /// held elsewhere: well under the lock wait, so they do not wait for it.
 const PROMPT: Duration = Duration::from_secs(2);
-
-async fn accept(client: &reqwest::Client, base: &str, content: &str) -> Accepted {
-    match order_once(client, base, content, &[]).await {
-        Attempt::Accepted(a) => a,
-        other => panic!("POST /order {content:?}: {other:?}"),
-    }
-}
 
 /// A tmpfs of `size` mounted on a fresh directory, unmounted on drop.
 struct Tmpfs {
@@ -183,20 +173,14 @@ async fn a_full_disk_answers_503_keeps_the_store_whole_and_recovers() {
         store(&d) == before,
         "a refused order leaves the store as it was"
     );
-    let statuses = server.board().await.statuses();
-    for ticket in statuses.keys() {
-        assert!(
-            accepted.iter().any(|a| a.ticket == *ticket),
-            "no ghost: order {ticket} was refused but is on the board"
-        );
-    }
+    check_no_ghost(&server.board().await, &accepted);
     let health = client.get(server.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200, "the server stays up");
 
     // Room again: service resumes, and every order accepted before is fine.
     std::fs::remove_file(&filler).unwrap();
     let mut i = 0;
-    let resumed = support::wait_for(DEADLINE, "/order to be accepted again", || {
+    let resumed = crate::support::wait_for(DEADLINE, "/order to be accepted again", || {
         i += 1;
         let (client, base) = (client.clone(), server.base.clone());
         let content = format!("after {i}");
@@ -311,11 +295,6 @@ async fn the_counter_locked_elsewhere_gives_503_in_bounded_time_and_the_rest_ans
     lock_held_elsewhere("counter", "tickets_unavailable").await;
 }
 
-/// A log line: change `version`, `order` as it is after it.
-fn line(version: u64, order: serde_json::Value) -> String {
-    json!({"version": version, "order": order}).to_string()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
     let cases: &[(&str, Damage, &str, &[&str])] = &[
@@ -341,7 +320,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
             "the counter missing, the orders only in the history",
             |d| {
                 let history: Vec<String> = (1..=3)
-                    .map(|n| line(3 * n as u64, stored_order(n, "COLLECTED")))
+                    .map(|n| log_line(3 * n as u64, stored_order(n, "COLLECTED")))
                     .collect();
                 std::fs::write(d.join("history.jsonl"), history.join("\n") + "\n").unwrap();
                 std::fs::write(d.join("orders.json"), "{\"version\":9,\"orders\":[\n]}\n").unwrap();
@@ -353,7 +332,10 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "the counter behind an order only in the log",
             |d| {
-                let log = format!("{{\"base\":9}}\n{}\n", line(10, stored_order(4, "TAKEN")));
+                let log = format!(
+                    "{{\"base\":9}}\n{}\n",
+                    log_line(10, stored_order(4, "TAKEN"))
+                );
                 std::fs::write(d.join("orders.log"), log).unwrap();
             },
             "counter",
@@ -368,7 +350,10 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "an order taken twice in the log",
             |d| {
-                let log = format!("{{\"base\":9}}\n{}\n", line(10, stored_order(2, "TAKEN")));
+                let log = format!(
+                    "{{\"base\":9}}\n{}\n",
+                    log_line(10, stored_order(2, "TAKEN"))
+                );
                 std::fs::write(d.join("orders.log"), log).unwrap();
             },
             "orders.log",
@@ -377,7 +362,10 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "a log line with an unknown status",
             |d| {
-                let log = format!("{{\"base\":9}}\n{}\n", line(10, stored_order(1, "COOKING")));
+                let log = format!(
+                    "{{\"base\":9}}\n{}\n",
+                    log_line(10, stored_order(1, "COOKING"))
+                );
                 std::fs::write(d.join("orders.log"), log).unwrap();
             },
             "orders.log",
@@ -386,7 +374,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "a history line with an unknown status",
             |d| {
-                let history = line(2, stored_order(4, "EATEN")) + "\n";
+                let history = log_line(2, stored_order(4, "EATEN")) + "\n";
                 std::fs::write(d.join("history.jsonl"), history).unwrap();
             },
             "history.jsonl",
@@ -395,7 +383,7 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         (
             "a log line repeated",
             |d| {
-                let l = line(10, stored_order(4, "TAKEN"));
+                let l = log_line(10, stored_order(4, "TAKEN"));
                 std::fs::write(d.join("orders.log"), format!("{{\"base\":9}}\n{l}\n{l}\n"))
                     .unwrap();
                 std::fs::write(d.join("counter"), 4u32.to_be_bytes()).unwrap();
@@ -417,12 +405,7 @@ async fn a_counter_at_the_last_number_starts_and_refuses_orders_for_good() {
     let before = dir_contents(d);
     let client = http_client();
     for _ in 0..3 {
-        let response = client
-            .post(server.url("/order"))
-            .body("one more")
-            .send()
-            .await
-            .unwrap();
+        let response = server.order("one more").await;
         assert_eq!(
             header(&response, "retry-after"),
             "",

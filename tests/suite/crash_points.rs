@@ -1,35 +1,25 @@
-//! kill -9 at each step of `/order` and of a compaction (issue 5): the real
+//! kill -9 at each step of `/order` and of a compaction: the real
 //! binary with `FASTFOOD_CRASH_AT=<point>` aborts there, as abruptly as
 //! `kill -9`; then it is started again on the same data directory, and the
-//! invariants (tests/support/invariants.rs) must hold: U, L, S, M, F.
+//! invariants (`support::invariants`) must hold: U, L, S, M, F.
 //! The broker cases skip without RabbitMQ unless `FASTFOOD_REQUIRE_BROKER=1`.
-
-mod support;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use fastfood::order::Status;
-use support::invariants::{
-    Accepted, Attempt, BoardWatch, ORDER_UNAVAILABLE, check_files, check_forward_in_store,
+use crate::support::invariants::{
+    Accepted, Attempt, BoardWatch, ORDER_UNAVAILABLE, accept, check_files, check_forward_in_store,
     check_unique, order_once, read_files, wait_settled,
 };
-use support::rabbit::Rabbit;
-use support::{DEADLINE, ServerProcess, http_client, wait_until};
+use crate::support::rabbit::Rabbit;
+use crate::support::{DEADLINE, ServerProcess, http_client, wait_until};
+use fastfood::order::Status;
 
 /// How long an order may stay TAKEN or PREPARING after the restart: with a
 /// broker, an order stored but never confirmed is queued again by the sweep
 /// after 9 s (checked every 5 s); far less without.
 const SETTLE: Duration = Duration::from_secs(60);
-
-/// `POST /order`, which must get a `201`.
-async fn accept(client: &reqwest::Client, base: &str, content: &str) -> Accepted {
-    match order_once(client, base, content, &[]).await {
-        Attempt::Accepted(a) => a,
-        other => panic!("POST /order {content:?}: {other:?}"),
-    }
-}
 
 /// One crash in `/order` at `point`, with the in-process queue (`rabbit` is
 /// `None`) or RabbitMQ (`serve --broker`, its workers in the same process).
@@ -63,15 +53,7 @@ async fn crash_in_order(point: &str, rabbit: Option<&Rabbit>) {
         matches!(attempt, Attempt::NoAnswer(_)),
         "{point}: the crashed request gets no answer, never a 201: {attempt:?}"
     );
-    let status = doomed.wait(DEADLINE).await.expect("it crashed");
-    assert!(!status.success(), "{point}: {status}");
-    assert!(
-        doomed
-            .stderr()
-            .contains(&format!("FASTFOOD_CRASH_AT={point}: aborting here")),
-        "{point}: it crashed where told:\n{}",
-        doomed.stderr()
-    );
+    doomed.wait_crashed_at(point).await;
 
     // What the crash left: whole files, the counter past the doomed order.
     let files = read_files(d);
@@ -223,15 +205,7 @@ async fn crash_in_compaction(point: &str) {
     let (more, taken) = rush(&doomed, "second", 40).await;
     accepted.extend(more);
     collected.extend(taken);
-    let status = doomed.wait(DEADLINE).await.expect("it crashed");
-    assert!(!status.success(), "{point}: it crashed: {status}");
-    assert!(
-        doomed
-            .stderr()
-            .contains(&format!("FASTFOOD_CRASH_AT={point}: aborting here")),
-        "{point}:\n{}",
-        doomed.stderr()
-    );
+    doomed.wait_crashed_at(point).await;
 
     // The files it left: the old state or the new, each whole, where the
     // crash point says.

@@ -1,4 +1,4 @@
-//! Bad input (issue 5, "feed bad input"): malformed `/take` queries, bodies
+//! Bad input: malformed `/take` queries, bodies
 //! too large or endless, unknown routes and methods, requests from a foreign
 //! site's page, bytes that are not text. Against the real app on port 0.
 //!
@@ -9,13 +9,11 @@
 //! moved, and the next accepted order gets the very next ticket number: no
 //! rejected request created an order or burnt a ticket.
 
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use crate::support::{Board, DEADLINE, TestApp, expect_error, header, read_counter, ticket_of};
 use serde_json::Value;
-use support::{Board, DEADLINE, TestApp, expect_error, header, read_counter, ticket_of};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 /// A restaurant with `--prep-time 0` and what it must still look like after

@@ -1,4 +1,4 @@
-//! Boards under stress (issue 5; DESIGN.md, "/updates"): a board that never
+//! Boards under stress (the `/updates` stream): a board that never
 //! reads, thousands of boards at once, reconnecting boards with any
 //! `Last-Event-ID`, and a SIGTERM with boards open. The server runs as a
 //! child process where its memory, file descriptors or exit status matter.
@@ -8,35 +8,24 @@
 //! order's status only moves forward (TAKEN → PREPARING → READY →
 //! COLLECTED), whether it is told as a change or seen on a whole board.
 
-mod support;
-
-use std::collections::BTreeMap;
 use std::time::Duration;
 
+use crate::support::invariants::Forward;
+use crate::support::{
+    DEADLINE, ServerProcess, SseClient, SseEvent, TestApp, http_client, place_orders,
+    proc_status_bytes, streams_client,
+};
+use fastfood::order::Status;
 use futures_util::StreamExt;
 use serde_json::{Value, json};
-use support::{
-    DEADLINE, ServerProcess, SseClient, SseEvent, TestApp, http_client, place_orders,
-    resident_bytes, streams_client,
-};
-
-/// How far along an order is; leaving the board counts as the end.
-fn rank(status: &str) -> u8 {
-    match status {
-        "TAKEN" => 0,
-        "PREPARING" => 1,
-        "READY" => 2,
-        "COLLECTED" | "CANCELLED" => 3,
-        other => panic!("unknown status {other:?}"),
-    }
-}
 
 /// What one board has seen, checking invariant M as events arrive.
 #[derive(Default)]
 struct Watcher {
     last: Option<u64>,
-    /// Each order's furthest status so far.
-    seen: BTreeMap<u32, u8>,
+    /// Each order's furthest status so far; leaving the board counts as
+    /// reaching COLLECTED.
+    forward: Forward,
     /// Changes told one by one (not counting whole-board events).
     changes: usize,
     /// Whole-board events after the first (the board fell behind).
@@ -44,13 +33,10 @@ struct Watcher {
 }
 
 impl Watcher {
-    fn step(&mut self, ticket: u32, to: u8, how: &str) {
-        let from = self.seen.entry(ticket).or_insert(to);
-        assert!(
-            to >= *from,
-            "order {ticket} went backward on a board ({how}): rank {from} then {to}"
-        );
-        *from = to;
+    fn step(&mut self, ticket: u32, status: &str, how: &str) {
+        if let Err(e) = self.forward.see(ticket, status) {
+            panic!("{e} ({how})");
+        }
     }
 
     fn watch(&mut self, event: &SseEvent) {
@@ -68,23 +54,29 @@ impl Watcher {
         match event.change() {
             Some((ticket, status)) => {
                 self.changes += 1;
-                self.step(ticket, rank(&status), "a change");
+                self.step(ticket, &status, "a change");
             }
             None if self.last.is_some() => self.resyncs += 1,
             None => {}
         }
         for (ticket, status) in &on_board {
-            self.step(*ticket, rank(status), "on the board");
+            self.step(*ticket, status, "on the board");
         }
         // An order this board knew that is no longer on it has left.
+        let left = Status::Collected.rank();
         let gone: Vec<u32> = self
-            .seen
+            .forward
+            .furthest()
             .iter()
-            .filter(|(t, r)| **r < 3 && !on_board.contains_key(t))
+            .filter(|(t, r)| **r < left && !on_board.contains_key(t))
             .map(|(t, _)| *t)
             .collect();
         for ticket in gone {
-            self.step(ticket, 3, "left the board");
+            if let Err(from) = self.forward.reach(ticket, left) {
+                panic!(
+                    "order {ticket} went backward on a board (left the board): rank {from} then {left}"
+                );
+            }
         }
         self.last = Some(version);
     }
@@ -136,7 +128,7 @@ async fn a_board_that_never_reads_costs_bounded_memory_over_ten_thousand_changes
     let mut stalled_watch = Watcher::default();
     stalled_watch.watch(&stalled.next_event().await);
     let reading = server.updates().await;
-    let before = resident_bytes(server.pid);
+    let before = proc_status_bytes(server.pid, "VmRSS");
 
     let reader = tokio::spawn(async move {
         let mut reading = reading;
@@ -152,7 +144,7 @@ async fn a_board_that_never_reads_costs_bounded_memory_over_ten_thousand_changes
     collect_all(&server.base, &sorted).await;
     let board = server.board().await;
     assert_eq!((board.version, board.orders.len()), (CHANGES, 0));
-    let after = resident_bytes(server.pid);
+    let after = proc_status_bytes(server.pid, "VmRSS");
     eprintln!(
         "VmRSS {} MB before, {} MB after {CHANGES} changes with a board that never reads",
         before >> 20,
@@ -172,9 +164,13 @@ async fn a_board_that_never_reads_costs_bounded_memory_over_ten_thousand_changes
         .expect("the reading board reaches the last change")
         .unwrap();
     assert_eq!(last.data["orders"], json!([]));
-    assert_eq!(watch.seen.len(), ORDERS, "it saw every order");
+    assert_eq!(watch.forward.orders(), ORDERS, "it saw every order");
     assert!(
-        watch.seen.values().all(|r| *r == 3),
+        watch
+            .forward
+            .furthest()
+            .values()
+            .all(|r| *r >= Status::Collected.rank()),
         "it saw every order leave"
     );
     eprintln!(
@@ -352,7 +348,7 @@ async fn sigterm_with_a_hundred_boards_open_exits_within_five_seconds() {
         boards.push(board);
     }
     let tickets = place_orders(&[&server.base], 200, 16).await;
-    support::wait_until(DEADLINE, "an order is PREPARING", || async {
+    crate::support::wait_until(DEADLINE, "an order is PREPARING", || async {
         server
             .board()
             .await

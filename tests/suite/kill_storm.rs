@@ -1,21 +1,20 @@
-//! Random `kill -9`s under load (issue 5): processes killed every few
+//! Random `kill -9`s under load: processes killed every few
 //! seconds while customers keep ordering and collecting, restarted each
-//! time; afterwards every invariant (tests/support/invariants.rs) holds:
+//! time; afterwards every invariant (`support::invariants`) holds:
 //! U, L, S, M (in the store and on the boards), F, E.
 //! The broker case skips without RabbitMQ unless `FASTFOOD_REQUIRE_BROKER=1`.
-
-mod support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
-use serde_json::Value;
-use support::invariants::{
+use crate::support::WorkerProcess;
+use crate::support::invariants::{
     Accepted, Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, check_error, order_once, wait_settled,
 };
-use support::rabbit::{Rabbit, WorkerProcess};
-use support::{ServerProcess, http_client};
+use crate::support::rabbit::Rabbit;
+use crate::support::{ServerProcess, http_client};
+use futures_util::StreamExt;
+use serde_json::Value;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -110,7 +109,7 @@ impl Crowd {
             if status == 200 {
                 break;
             }
-            let content_type = support::header(&response, "content-type");
+            let content_type = crate::support::header(&response, "content-type");
             let Ok(body) = response.text().await else {
                 continue;
             };
@@ -334,9 +333,11 @@ async fn random_kill_9s_of_servers_and_workers_sharing_one_directory_lose_nothin
     // Every server's board follows the shared store to the end.
     let version = files.version();
     for server in &servers {
-        support::wait_until(support::DEADLINE, "every board catches up", || async {
-            server.board().await.version >= version
-        })
+        crate::support::wait_until(
+            crate::support::DEADLINE,
+            "every board catches up",
+            || async { server.board().await.version >= version },
+        )
         .await;
     }
 }

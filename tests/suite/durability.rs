@@ -1,16 +1,14 @@
-//! Processes, crashes and files (DESIGN.md, "Guarantees"): the real binary as
+//! Processes, crashes and files (the guarantees): the real binary as
 //! child processes, killed, stopped and restarted on one data directory.
-
-mod support;
 
 use std::path::Path;
 use std::time::Duration;
 
-use serde_json::{Value, json};
-use support::{
-    Damage, ServerProcess, each_damage_is_refused, place_orders, read_counter, read_store,
-    write_store,
+use crate::support::{
+    Damage, ServerProcess, each_damage_is_refused, log_line, place_orders, read_counter,
+    read_store, stored_order, write_store,
 };
+use serde_json::{Value, json};
 
 /// Checks what `jq` would see: `orders.json` is one JSON document shaped like
 /// `GET /orders`, `orders.log` a header then one change per line with
@@ -79,8 +77,7 @@ async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
         3 * 20,
         "each step recorded once, across the crash"
     );
-    let collected = server.client.post(server.url("/take?order=1")).send().await;
-    assert_eq!(collected.unwrap().status(), 200);
+    assert_eq!(server.take(1).await.status(), 200);
     assert_eq!(
         server.place("after the restart").await,
         21,
@@ -276,7 +273,7 @@ async fn sigterm_with_boards_connected_exits_promptly_and_cleanly() {
     // server has a write to it pending when the signal comes.
     let _stalled = server.updates().await;
     reading.next_event().await;
-    let reading = tokio::spawn(async move { reading.wait_end(support::DEADLINE).await });
+    let reading = tokio::spawn(async move { reading.wait_end(crate::support::DEADLINE).await });
     let tickets = place_orders(&[&server.base], 400, 32).await;
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
@@ -309,7 +306,7 @@ async fn sigterm_gives_back_the_order_being_prepared() {
         ServerProcess::spawn(dir.path(), &["--prep-time", "60s", "--workers", "1"]).await;
     let first = server.place("burger").await;
     let second = server.place("fries").await;
-    support::wait_until(support::DEADLINE, "order 1 is PREPARING", || async {
+    crate::support::wait_until(crate::support::DEADLINE, "order 1 is PREPARING", || async {
         server.order_json(first).await["status"] == "PREPARING"
     })
     .await;
@@ -337,25 +334,6 @@ async fn a_crash_in_the_middle_of_a_compaction_leaves_a_store_that_loads() {
     // the old snapshot and log, plus history lines for changes the log holds too.
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let at = |s: u32| format!("2026-01-01T12:00:0{s}.000Z");
-    let order = |n: u32, status: &str| {
-        let mut o = json!({"order": n, "status": status, "content": format!("burger {n}"), "taken_at": at(0)});
-        for (key, from) in [
-            ("preparing_at", "PREPARING"),
-            ("ready_at", "READY"),
-            ("closed_at", "COLLECTED"),
-        ] {
-            let rank = |s: &str| {
-                ["TAKEN", "PREPARING", "READY", "COLLECTED"]
-                    .iter()
-                    .position(|x| *x == s)
-            };
-            if rank(status) >= rank(from) {
-                o[key] = json!(at(rank(from).unwrap() as u32));
-            }
-        }
-        o
-    };
     let steps = [
         (1, "TAKEN"),
         (2, "TAKEN"),
@@ -368,7 +346,7 @@ async fn a_crash_in_the_middle_of_a_compaction_leaves_a_store_that_loads() {
     let lines: Vec<String> = steps
         .iter()
         .enumerate()
-        .map(|(i, (n, status))| json!({"version": i + 1, "order": order(*n, status)}).to_string())
+        .map(|(i, (n, status))| log_line(i as u64 + 1, stored_order(*n, status)))
         .collect();
     std::fs::write(d.join("orders.json"), "{\"version\":0,\"orders\":[\n]}\n").unwrap();
     std::fs::write(
@@ -387,13 +365,8 @@ async fn a_crash_in_the_middle_of_a_compaction_leaves_a_store_that_loads() {
         server.order_json(1).await,
         json!({"order": 1, "status": "COLLECTED"})
     );
-    let again = server
-        .client
-        .post(server.url("/take?order=1"))
-        .send()
-        .await
-        .unwrap();
-    support::expect_error(again, 410, "already_collected").await;
+    let again = server.take(1).await;
+    crate::support::expect_error(again, 410, "already_collected").await;
     assert_eq!(server.place("after the crash").await, 3);
 }
 
@@ -407,19 +380,9 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
     let mut log = String::from("{\"base\":0}\n");
     let mut version = 0;
     for n in 1..=OLD {
-        let mut order = json!({"order": n, "status": "TAKEN", "content": format!("burger {n}"), "taken_at": "2026-01-01T12:00:00.000Z"});
-        for (status, key) in [
-            ("TAKEN", ""),
-            ("PREPARING", "preparing_at"),
-            ("READY", "ready_at"),
-            ("COLLECTED", "closed_at"),
-        ] {
-            order["status"] = json!(status);
-            if !key.is_empty() {
-                order[key] = json!("2026-01-01T12:00:01.000Z");
-            }
+        for status in ["TAKEN", "PREPARING", "READY", "COLLECTED"] {
             version += 1;
-            log.push_str(&json!({"version": version, "order": order}).to_string());
+            log.push_str(&log_line(version, stored_order(n, status)));
             log.push('\n');
         }
     }
@@ -476,16 +439,11 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
     );
 
     // B writes to the new log; A sees it.
-    let taken = b
-        .client
-        .post(b.url(&format!("/take?order={}", new[0])))
-        .send()
-        .await
-        .unwrap();
+    let taken = b.take(new[0]).await;
     assert_eq!(taken.status(), 200);
-    let old = b.client.post(b.url("/take?order=1")).send().await.unwrap();
-    support::expect_error(old, 410, "already_collected").await;
-    support::wait_until(support::DEADLINE, "A sees B's change", || async {
+    let old = b.take(1).await;
+    crate::support::expect_error(old, 410, "already_collected").await;
+    crate::support::wait_until(crate::support::DEADLINE, "A sees B's change", || async {
         a.board()
             .await
             .statuses()
@@ -559,7 +517,7 @@ async fn an_order_is_collected_once_whichever_processes_customers_ask() {
     a.wait_all_ready(&sorted).await;
     b.wait_all_ready(&sorted).await;
     // Two customers per ticket, one at each process, at the same time.
-    let client = support::http_client();
+    let client = crate::support::http_client();
     let attempts = sorted
         .iter()
         .flat_map(|t| [(t, &a.base), (t, &b.base)])
@@ -589,17 +547,6 @@ async fn an_order_is_collected_once_whichever_processes_customers_ask() {
     assert_eq!(collected, 20);
 }
 
-/// The most memory `pid` has used so far (VmHWM), in bytes.
-fn peak_memory(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc/PID/status");
-    let line = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))
-        .expect("a VmHWM line");
-    let kib: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
-    kib * 1024
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_follows_the_orders_not_the_ticket_numbers() {
     // A counter can start anywhere (an operator may number from 4,000,000,000):
@@ -611,15 +558,10 @@ async fn memory_follows_the_orders_not_the_ticket_numbers() {
     assert_eq!(tickets, [u32::MAX - 1, u32::MAX]);
     server.wait_all_ready(&tickets).await;
     for ticket in tickets {
-        let response = server
-            .client
-            .post(server.url(&format!("/take?order={ticket}")))
-            .send()
-            .await;
-        assert_eq!(response.unwrap().status(), 200);
+        assert_eq!(server.take(ticket).await.status(), 200);
     }
     assert_eq!(server.order_json(u32::MAX).await["status"], "COLLECTED");
-    let peak = peak_memory(server.pid);
+    let peak = crate::support::proc_status_bytes(server.pid, "VmHWM");
     assert!(
         peak < 200 << 20,
         "two orders took {} MiB at the peak",
@@ -650,7 +592,7 @@ async fn sigterm_right_after_start_is_a_clean_stop_too() {
             .unwrap();
         let stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
         let mut lines = tokio::io::AsyncBufReadExt::lines(stdout);
-        let line = tokio::time::timeout(support::DEADLINE, lines.next_line()).await;
+        let line = tokio::time::timeout(crate::support::DEADLINE, lines.next_line()).await;
         assert!(matches!(line, Ok(Ok(Some(l))) if l.starts_with("listening on")));
         let pid = child.id().unwrap().to_string();
         std::process::Command::new("kill")

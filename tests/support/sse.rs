@@ -1,0 +1,201 @@
+//! A lobby screen's view of `GET /updates`: [`SseClient`] reads the stream
+//! with `eventsource-stream`, [`SseEvent`] is one event with its data parsed.
+//! Every test that reads `/updates` (one screen, thousands, or a watcher
+//! that follows restarting servers) reads it through this one client.
+
+use std::pin::Pin;
+use std::time::Duration;
+
+pub use eventsource_stream::Event;
+use eventsource_stream::{EventStreamError, Eventsource};
+use futures_util::{Stream, StreamExt};
+use serde_json::Value;
+
+use super::{Board, EVENT_DEADLINE, header};
+
+/// One event from `/updates`.
+#[derive(Debug, Clone)]
+pub struct SseEvent {
+    /// The `id:` field.
+    pub id: String,
+    /// The `event:` type ("message" when none was given).
+    pub event: String,
+    pub data: Value,
+}
+
+impl SseEvent {
+    pub fn version(&self) -> u64 {
+        self.data["version"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no version in {}", self.data))
+    }
+
+    /// `(ticket, status)` of the change, or `None` for a whole-board event.
+    pub fn change(&self) -> Option<(u32, String)> {
+        let change = &self.data["change"];
+        if change.is_null() {
+            return None;
+        }
+        Some((
+            change["order"].as_u64().unwrap() as u32,
+            change["status"].as_str().unwrap().to_owned(),
+        ))
+    }
+
+    pub fn board(&self) -> Board {
+        Board::from_value(&self.data)
+    }
+}
+
+type EventStream =
+    Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
+
+/// A lobby screen on `/updates`.
+pub struct SseClient {
+    events: EventStream,
+}
+
+/// A client for streams, one or thousands at once: no overall timeout (each
+/// event has its own deadline), never through a proxy.
+pub fn streams_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .connect_timeout(Duration::from_secs(10))
+        .build()
+        .expect("an HTTP client")
+}
+
+impl SseClient {
+    /// Connects; returns once the server has answered with the stream's
+    /// headers, so every change after this is sent to it.
+    pub async fn connect(url: &str) -> SseClient {
+        SseClient::from_request(streams_client().get(url)).await
+    }
+
+    /// Connects with a prepared request (a shared client for thousands of
+    /// screens, extra headers such as `Last-Event-ID`); like [`SseClient::connect`].
+    pub async fn from_request(request: reqwest::RequestBuilder) -> SseClient {
+        match SseClient::open(request).await {
+            Ok(client) => client,
+            Err(e) => panic!("GET /updates: {e}"),
+        }
+    }
+
+    /// Connects, or says why not (for a watcher that keeps reconnecting to
+    /// servers that come and go).
+    pub async fn open(request: reqwest::RequestBuilder) -> Result<SseClient, String> {
+        let response = request.send().await.map_err(|e| e.to_string())?;
+        if response.status() != 200 {
+            return Err(format!("answered {}", response.status()));
+        }
+        let content_type = header(&response, "content-type");
+        if content_type != "text/event-stream" {
+            return Err(format!("content-type {content_type:?}"));
+        }
+        Ok(SseClient {
+            events: Box::pin(whole_events(response.bytes_stream()).eventsource()),
+        })
+    }
+
+    /// The next event; panics if none comes within [`EVENT_DEADLINE`].
+    pub async fn next_event(&mut self) -> SseEvent {
+        match self.try_next_event(EVENT_DEADLINE).await {
+            Some(event) => event,
+            None => panic!("no SSE event within {EVENT_DEADLINE:?}"),
+        }
+    }
+
+    /// The next event, or `None` after `timeout`; panics if the stream ends or
+    /// breaks.
+    pub async fn try_next_event(&mut self, timeout: Duration) -> Option<SseEvent> {
+        let event = self.try_next_raw(timeout).await?;
+        let data = serde_json::from_str(&event.data)
+            .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", event.data));
+        Some(SseEvent {
+            id: event.id,
+            event: event.event,
+            data,
+        })
+    }
+
+    /// The next event unparsed (for screens that read thousands of big
+    /// boards); panics if none comes within [`EVENT_DEADLINE`].
+    pub async fn next_raw(&mut self) -> Event {
+        match self.try_next_raw(EVENT_DEADLINE).await {
+            Some(event) => event,
+            None => panic!("no SSE event within {EVENT_DEADLINE:?}"),
+        }
+    }
+
+    async fn try_next_raw(&mut self, timeout: Duration) -> Option<Event> {
+        match tokio::time::timeout(timeout, self.events.next()).await {
+            Err(_) => None,
+            Ok(None) => panic!("the /updates stream ended"),
+            Ok(Some(Err(e))) => panic!("the /updates stream broke: {e}"),
+            Ok(Some(Ok(event))) => Some(event),
+        }
+    }
+
+    /// The next event unparsed, however long it takes; `None` once the
+    /// stream has ended or broken (a server killed under a watcher).
+    pub async fn next_until_end(&mut self) -> Option<Event> {
+        self.events.next().await?.ok()
+    }
+
+    /// Reads (and drops) events until the stream ends: `Some(true)` when the
+    /// server ended it cleanly, `Some(false)` when the connection broke,
+    /// `None` if it is still open after `timeout`.
+    pub async fn wait_end(&mut self, timeout: Duration) -> Option<bool> {
+        tokio::time::timeout(timeout, async {
+            while let Some(item) = self.events.next().await {
+                if item.is_err() {
+                    return false;
+                }
+            }
+            true
+        })
+        .await
+        .ok()
+    }
+}
+
+/// Regroups a byte stream so each chunk ends at an event boundary (a blank
+/// line). eventsource-stream re-parses an unfinished line from its start on
+/// every chunk, which for a board of thousands of orders arriving in many
+/// small chunks costs far more than the test itself.
+fn whole_events<S>(inner: S) -> impl Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send
+where
+    S: Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send + Unpin,
+{
+    futures_util::stream::unfold((inner, Vec::new()), |(mut inner, mut buf)| async move {
+        loop {
+            match inner.next().await {
+                Some(Ok(chunk)) => {
+                    let from = buf.len().saturating_sub(1);
+                    buf.extend_from_slice(&chunk);
+                    if let Some(end) = after_last_blank_line(&buf[from..]) {
+                        let rest = buf.split_off(from + end);
+                        let whole = std::mem::replace(&mut buf, rest);
+                        return Some((Ok(whole.into()), (inner, buf)));
+                    }
+                }
+                Some(Err(e)) => return Some((Err(e), (inner, buf))),
+                None if buf.is_empty() => return None,
+                None => return Some((Ok(std::mem::take(&mut buf).into()), (inner, buf))),
+            }
+        }
+    })
+}
+
+/// Where the text after the last `\n\n` in `bytes` starts.
+fn after_last_blank_line(bytes: &[u8]) -> Option<usize> {
+    let mut offset = 0;
+    let mut found = None;
+    for chunk in bytes.utf8_chunks() {
+        if let Some(at) = chunk.valid().rfind("\n\n") {
+            found = Some(offset + at + 2);
+        }
+        offset += chunk.valid().len() + chunk.invalid().len();
+    }
+    found
+}
