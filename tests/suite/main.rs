@@ -10,6 +10,7 @@
 mod support;
 
 mod api;
+mod api_doc;
 mod boards;
 mod broker;
 mod broker_outage;

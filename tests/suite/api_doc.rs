@@ -5,9 +5,9 @@
 //! code in `src/web/` can answer is named on the page.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
+use crate::support::process::ServerProcess;
 
 const API_DOC: &str = "docs/api.md";
 
@@ -126,7 +126,7 @@ fn router_routes() -> BTreeSet<(String, String)> {
             }
             assert!(
                 !methods.is_empty(),
-                "{}: cannot tell the method of {call}; teach tests/api_doc.rs",
+                "{}: cannot tell the method of {call}; teach tests/suite/api_doc.rs",
                 file.display()
             );
             for method in methods {
@@ -204,49 +204,6 @@ fn error_codes() -> BTreeSet<String> {
     codes
 }
 
-/// The real binary, on a free port, with a data directory of its own.
-struct Server {
-    child: Child,
-    base: String,
-    _data: tempfile::TempDir,
-}
-
-impl Server {
-    fn start() -> Server {
-        let data = tempfile::tempdir().unwrap();
-        let mut child = Command::new(env!("CARGO_BIN_EXE_fastfood"))
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(data.path())
-            .args(["--prep-time", "0"])
-            .env_remove("AMQP_URL")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit()) // its reason, should it fail to start
-            .spawn()
-            .expect("start fastfood");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        let base = line
-            .trim()
-            .strip_prefix("listening on ")
-            .unwrap_or_else(|| panic!("expected \"listening on http://…\", got {line:?}"))
-            .to_owned();
-        Server {
-            child,
-            base,
-            _data: data,
-        }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 #[test]
 fn the_route_table_lists_every_route_the_router_has() {
     let doc = std::fs::read_to_string(repo().join(API_DOC)).unwrap();
@@ -297,12 +254,13 @@ async fn every_documented_route_answers_as_the_doc_says() {
             route.path
         );
     }
-    let server = Server::start();
-    let client = reqwest::Client::new();
+    let data = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(data.path(), &["--prep-time", "0"]).await;
+    let client = &server.client;
 
     // An order first, so that `{N}` is a real ticket.
     let placed = client
-        .post(format!("{}/order", server.base))
+        .post(server.url("/order"))
         .body("a cola")
         .send()
         .await
@@ -313,7 +271,7 @@ async fn every_documented_route_answers_as_the_doc_says() {
     for route in &routes {
         let path = shape(&route.path).replace("{}", &ticket.to_string());
         let method = reqwest::Method::from_bytes(route.method.as_bytes()).unwrap();
-        let mut request = client.request(method, format!("{}{path}", server.base));
+        let mut request = client.request(method, server.url(&path));
         if route.method == "POST" {
             request = request.body("a cola");
         }
