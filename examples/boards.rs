@@ -21,7 +21,7 @@ use anyhow::{Context, bail};
 use clap::Parser;
 use fastfood::order::{Order, Status};
 use fastfood::rush::Latency;
-use fastfood::rush::sse::Events;
+use fastfood::rush::sse;
 use futures_util::StreamExt;
 use hdrhistogram::Histogram;
 use serde::Deserialize;
@@ -115,59 +115,58 @@ async fn main() -> anyhow::Result<()> {
                 .await
                 .and_then(|r| r.error_for_status())
                 .with_context(|| format!("board {i}"))?;
-            let mut body = response.bytes_stream();
-            let mut events = Events::new(64 << 20);
+            let mut events = Box::pin(sse::events(response.bytes_stream(), 64 << 20));
             let mut first = true;
             let mut h = histogram();
             loop {
-                let chunk = tokio::select! {
+                let event = tokio::select! {
                     _ = stop.cancelled() => break,
-                    chunk = body.next() => chunk,
+                    event = events.next() => event,
                 };
-                let Some(Ok(chunk)) = chunk else {
-                    tally.lock().unwrap().ended = true;
-                    break;
+                let event = match event {
+                    Some(Ok(event)) => event,
+                    None | Some(Err(sse::Error::Transport(_))) => {
+                        tally.lock().unwrap().ended = true;
+                        break;
+                    }
+                    Some(Err(e)) => return Err(e).with_context(|| format!("board {i}")),
                 };
                 let now = SystemTime::now();
+                let data = event.data.as_bytes();
                 let mut t = tally.lock().unwrap();
-                events.push(&chunk, |data| {
-                    let version = version_of(data);
-                    if first {
-                        first = false;
-                        t.first_version = version;
-                        t.last_version = version;
-                        connected.fetch_add(1, Ordering::Relaxed);
-                        return;
-                    }
-                    if data_is_full_board(data) {
-                        t.resyncs += 1;
-                    } else {
-                        t.changes += 1;
-                        t.skipped += version.saturating_sub(t.last_version + 1);
-                    }
-                    t.last_version = t.last_version.max(version);
-                    if sampled && let Ok(event) = serde_json::from_slice::<Event>(data) {
-                        let stamped = event.change.and_then(|c| {
-                            let order = event.orders.iter().find(|o| o.order == c.order)?;
-                            match c.status {
-                                Status::Taken => Some(order.taken_at),
-                                Status::Preparing => order.preparing_at,
-                                Status::Ready => order.ready_at,
-                                _ => None,
-                            }
-                        });
-                        if let Some(at) = stamped {
-                            let us =
-                                now.duration_since(at.0).unwrap_or_default().as_micros() as u64;
-                            h.saturating_record(us.max(1));
-                        }
-                        let _ = event.version;
-                    }
-                })?;
-                drop(t);
-                if !first {
+                let version = version_of(data);
+                if first {
+                    first = false;
+                    t.first_version = version;
+                    t.last_version = version;
+                    connected.fetch_add(1, Ordering::Relaxed);
                     // Connected: let the next board connect.
                     permit = None;
+                    continue;
+                }
+                if data_is_full_board(data) {
+                    t.resyncs += 1;
+                } else {
+                    t.changes += 1;
+                    t.skipped += version.saturating_sub(t.last_version + 1);
+                }
+                t.last_version = t.last_version.max(version);
+                drop(t);
+                if sampled && let Ok(event) = serde_json::from_slice::<Event>(data) {
+                    let stamped = event.change.and_then(|c| {
+                        let order = event.orders.iter().find(|o| o.order == c.order)?;
+                        match c.status {
+                            Status::Taken => Some(order.taken_at),
+                            Status::Preparing => order.preparing_at,
+                            Status::Ready => order.ready_at,
+                            _ => None,
+                        }
+                    });
+                    if let Some(at) = stamped {
+                        let us = now.duration_since(at.0).unwrap_or_default().as_micros() as u64;
+                        h.saturating_record(us.max(1));
+                    }
+                    let _ = event.version;
                 }
             }
             drop(permit);

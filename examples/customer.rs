@@ -8,7 +8,7 @@
 //!
 //! The server is `FASTFOOD_URL` (default `http://127.0.0.1:7777`).
 
-use eventsource_stream::Eventsource;
+use fastfood::rush::sse;
 use futures_util::StreamExt;
 use serde_json::Value;
 
@@ -31,7 +31,7 @@ async fn main() -> Result<(), Error> {
         .send()
         .await?
         .error_for_status()?;
-    let mut events = board.bytes_stream().eventsource();
+    let mut events = Box::pin(sse::events(board.bytes_stream(), 64 << 20));
 
     let response = client
         .post(format!("{base}/order"))

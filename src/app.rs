@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::board::Board;
 use crate::broker::Broker;
-use crate::cli::{Cli, Command, KitchenConfig, ServeConfig, WorkerConfig};
+use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
 use crate::kitchen::Cook;
 use crate::order::Status;
@@ -26,45 +26,6 @@ use crate::web::{self, AppState};
 
 /// How long shutdown waits for open connections and busy workers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
-/// Runs the command until it fails or Ctrl-C / SIGTERM.
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let shutdown = CancellationToken::new();
-    // Installed before anything else, so that a SIGTERM from the very first
-    // moment is a clean stop rather than the default kill.
-    tokio::spawn(cancel_on_signal(shutdown.clone())?);
-    match cli.command {
-        Command::Serve(config) => {
-            let listener = TcpListener::bind(&config.listen)
-                .await
-                .with_context(|| format!("cannot listen on {}", config.listen))?;
-            let addr = listener.local_addr()?;
-            let restaurant = Restaurant::open(config, shutdown).await?;
-            // Printed once the store and the counter are checked: tests and
-            // scripts read this line to know the server is up, and where.
-            println!("listening on http://{addr}");
-            restaurant.serve(listener).await
-        }
-        Command::Worker(config) => work(config, shutdown).await,
-        Command::Rush(config) => crate::rush::run(config, shutdown).await,
-    }
-}
-
-/// A future that cancels `shutdown` on Ctrl-C or SIGTERM; the handlers are
-/// in place once this returns.
-fn cancel_on_signal(shutdown: CancellationToken) -> anyhow::Result<impl Future<Output = ()>> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
-    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
-    Ok(async move {
-        tokio::select! {
-            _ = interrupt.recv() => {}
-            _ = terminate.recv() => {}
-        }
-        tracing::info!("shutting down");
-        shutdown.cancel();
-    })
-}
 
 /// Serves the restaurant on `listener` until `shutdown` is cancelled.
 pub async fn serve(
@@ -151,15 +112,15 @@ impl Restaurant {
         tasks.close();
 
         let summary = format!(
-            "{} workers, prep time {:?}, {}, data in {}",
-            config.workers,
+            "{}, prep time {:?}, {}, data dir {}",
+            workers(config.workers),
             kitchen.prep_time,
             if broker.is_some() {
                 "orders queued in RabbitMQ"
             } else {
                 "orders queued in this process"
             },
-            dir.display()
+            shown(dir).display()
         );
         let state = AppState {
             front,
@@ -224,10 +185,10 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     start_cooks(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
     tasks.close();
     tracing::info!(
-        "{} workers, prep time {:?}, data in {}",
-        config.workers,
+        "{}, prep time {:?}, data dir {}",
+        workers(config.workers),
         kitchen.prep_time,
-        kitchen.data_dir.display()
+        shown(&kitchen.data_dir).display()
     );
     shutdown.cancelled().await;
     stop(tasks).await;
@@ -255,6 +216,23 @@ fn start_cooks(
             tasks.clone(),
         );
         tasks.spawn(cook.run(shutdown.clone()));
+    }
+}
+
+/// "1 worker", "2 workers", for the summary line.
+pub fn workers(n: usize) -> String {
+    match n {
+        1 => "1 worker".to_owned(),
+        n => format!("{n} workers"),
+    }
+}
+
+/// A directory as a person would type it: `./data` rather than `data`.
+fn shown(dir: &Path) -> std::borrow::Cow<'_, Path> {
+    if dir.is_absolute() || dir.starts_with(".") || dir.starts_with("..") {
+        dir.into()
+    } else {
+        Path::new(".").join(dir).into()
     }
 }
 

@@ -1,10 +1,16 @@
-//! The command line. Every flag also reads an environment variable, so the
-//! same binary is configured the same way by hand, by compose, or by a test.
+//! The command line, the top of the crate: `serve`, `worker` and (with the
+//! `rush` feature) `rush`. It parses the arguments, installs the signal
+//! handler, and hands each command to the part that runs it: [`crate::app`]
+//! for the restaurant, [`crate::rush`] for the load tester. Nothing below
+//! depends on this module.
 
-use std::path::PathBuf;
-use std::time::Duration;
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
 
-use clap::{Args, Parser, Subcommand};
+use crate::app::{self, Restaurant};
+use crate::config::{ServeConfig, WorkerConfig};
 
 /// A fast-food restaurant in one binary: customers order and get a ticket,
 /// the kitchen prepares orders from a queue, and a lobby board shows every
@@ -27,73 +33,85 @@ pub enum Command {
     Worker(WorkerConfig),
     /// Simulate a lunch rush against a running restaurant (--target) or one
     /// started in this process, and report how it coped.
+    #[cfg(feature = "rush")]
     Rush(crate::rush::RushConfig),
 }
 
-#[derive(Parser, Debug, Clone)]
-pub struct ServeConfig {
-    /// Address to listen on for HTTP (port 0 picks a free port).
-    #[arg(long, env = "FASTFOOD_LISTEN", default_value = "127.0.0.1:7777")]
-    pub listen: String,
-
-    /// Kitchen workers in this process; 0 for complex mode (needs --broker).
-    #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 2)]
-    pub workers: usize,
-
-    /// Most orders that may wait in the in-process queue; past it `/order`
-    /// answers 503.
-    #[arg(long, env = "FASTFOOD_QUEUE_CAPACITY", default_value_t = 100_000, value_parser = parse_capacity)]
-    pub queue_capacity: usize,
-
-    #[command(flatten)]
-    pub kitchen: KitchenConfig,
-}
-
-#[derive(Parser, Debug, Clone)]
-pub struct WorkerConfig {
-    /// Kitchen workers in this process, each preparing one order at a time.
-    #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 1)]
-    pub workers: usize,
-
-    #[command(flatten)]
-    pub kitchen: KitchenConfig,
-}
-
-/// What every process that touches orders needs.
-#[derive(Args, Debug, Clone)]
-pub struct KitchenConfig {
-    /// Directory of the counter and the order store, shared by every process
-    /// of one restaurant.
-    #[arg(long, env = "FASTFOOD_DATA_DIR", default_value = "data")]
-    pub data_dir: PathBuf,
-
-    /// How long preparing one order takes: `10s`, `250ms`, `0`.
-    #[arg(long, env = "FASTFOOD_PREP_TIME", default_value = "10s", value_parser = humantime::parse_duration)]
-    pub prep_time: Duration,
-
-    /// RabbitMQ to queue orders in, e.g. amqp://guest:guest@127.0.0.1:5672
-    /// (without it, orders wait in this process).
-    #[arg(long, env = "AMQP_URL")]
-    pub broker: Option<String>,
-
-    /// Chance (0 to 1) that a worker fails in the middle of an order and gives
-    /// it back, to watch redelivery happen.
-    #[arg(long, env = "FASTFOOD_FAIL_RATE", default_value_t = 0.0, value_parser = parse_rate)]
-    pub fail_rate: f64,
-}
-
-fn parse_rate(text: &str) -> Result<f64, String> {
-    match text.parse::<f64>() {
-        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
-        _ => Err(format!("{text:?} is not a rate between 0 and 1 (e.g. 0.1)")),
+impl Cli {
+    /// Parses the process's arguments, exiting with clap's message (and
+    /// status 2) on a bad one. Unlike [`Parser::parse`], `--help` shows
+    /// `[env: NAME]` for a variable that is not set, where clap would show an
+    /// empty `[env: NAME=]`, and never shows the broker URL (it may hold a
+    /// password).
+    pub fn parse_args() -> Cli {
+        let matches = env_shown(Cli::command()).get_matches();
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 }
 
-fn parse_capacity(text: &str) -> Result<usize, String> {
-    match text.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
-        _ => Err(format!(
-            "{text:?} is not a queue size: give a whole number from 1 up"
-        )),
+/// Hides the value of every environment variable that is unset (clap
+/// would print it as `NAME=`), and of `AMQP_URL`, in `cmd` and below.
+fn env_shown(cmd: clap::Command) -> clap::Command {
+    cmd.mut_args(|arg| {
+        let hide = match arg.get_env() {
+            Some(name) => name == "AMQP_URL" || std::env::var_os(name).is_none(),
+            None => false,
+        };
+        arg.hide_env_values(hide)
+    })
+    .mut_subcommands(env_shown)
+}
+
+impl Command {
+    /// The log filter when `RUST_LOG` is not set. lapin logs every
+    /// connection error itself; the broker module reports them once, in
+    /// words a student can act on (RUST_LOG=lapin=debug shows lapin's). A
+    /// rush keeps its embedded server quiet, so its progress line stays whole.
+    pub fn default_log_filter(&self) -> &'static str {
+        match self {
+            #[cfg(feature = "rush")]
+            Command::Rush(_) => "warn,lapin=off",
+            _ => "info,lapin=off",
+        }
     }
+}
+
+/// Runs the command until it fails or Ctrl-C / SIGTERM.
+pub async fn run(cli: Cli) -> anyhow::Result<()> {
+    let shutdown = CancellationToken::new();
+    // Installed before anything else, so that a SIGTERM from the very first
+    // moment is a clean stop rather than the default kill.
+    tokio::spawn(cancel_on_signal(shutdown.clone())?);
+    match cli.command {
+        Command::Serve(config) => {
+            let listener = TcpListener::bind(&config.listen)
+                .await
+                .with_context(|| format!("cannot listen on {}", config.listen))?;
+            let addr = listener.local_addr()?;
+            let restaurant = Restaurant::open(config, shutdown).await?;
+            // Printed once the store and the counter are checked: tests and
+            // scripts read this line to know the server is up, and where.
+            println!("listening on http://{addr}");
+            restaurant.serve(listener).await
+        }
+        Command::Worker(config) => app::work(config, shutdown).await,
+        #[cfg(feature = "rush")]
+        Command::Rush(config) => crate::rush::run(config, shutdown).await,
+    }
+}
+
+/// A future that cancels `shutdown` on Ctrl-C or SIGTERM; the handlers are
+/// in place once this returns.
+fn cancel_on_signal(shutdown: CancellationToken) -> anyhow::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut interrupt = signal(SignalKind::interrupt()).context("cannot handle Ctrl-C")?;
+    let mut terminate = signal(SignalKind::terminate()).context("cannot handle SIGTERM")?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+        tracing::info!("shutting down");
+        shutdown.cancel();
+    })
 }

@@ -6,7 +6,9 @@
 //!
 //! # Layout
 //!
-//! - [`cli`]: the command line (`serve`, `worker`, `rush`), every flag with an env var.
+//! - [`cli`]: the command line (`serve`, `worker`, `rush`) and the signal
+//!   handler; the top: nothing depends on it.
+//! - [`config`]: the settings of `serve` and `worker`, every flag with an env var.
 //! - [`app`]: assembles a mode from its configuration; starts and stops it.
 //! - [`order`]: an order and its one-way statuses. Pure.
 //! - [`ticket`]: the counter file; the only code that opens it.
@@ -20,18 +22,25 @@
 //! - [`kitchen`]: a worker: claim, prepare, mark ready, acknowledge.
 //! - [`web`]: routes, handlers, JSON errors, SSE, embedded pages.
 //! - [`crash`]: crash points the durability tests set by env var.
-//! - [`rush`]: `fastfood rush`, a simulated lunch rush that measures a restaurant.
+//! - `rush` (cargo feature `rush`, on by default): `fastfood rush`, a
+//!   simulated lunch rush that measures a restaurant, and `rush::sse`, the
+//!   one Server-Sent Events reader. It is a client on top: it may start an
+//!   embedded restaurant through [`app`], and nothing in the restaurant
+//!   depends on it. `cargo build --no-default-features` leaves it (and
+//!   reqwest, plotters, indicatif, hdrhistogram) out.
 
 pub mod app;
 pub mod board;
 pub mod broker;
 pub mod cli;
+pub mod config;
 pub mod crash;
 mod durable;
 pub mod front;
 pub mod kitchen;
 pub mod order;
 pub mod queue;
+#[cfg(feature = "rush")]
 pub mod rush;
 pub mod store;
 pub mod ticket;

@@ -1,28 +1,24 @@
 //! The `fastfood` binary: parse the command line, start logging, run.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
-use clap::Parser;
-use fastfood::cli::Command;
+use fastfood::cli::{self, Cli};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> ExitCode {
-    let cli = fastfood::cli::Cli::parse();
-    // lapin logs every connection error itself; the broker module reports
-    // them once, in words a student can act on. RUST_LOG=lapin=debug shows them.
-    // A rush keeps its embedded server quiet, so its progress bar stays whole.
-    let default = match cli.command {
-        Command::Rush(_) => "warn,lapin=off",
-        _ => "info,lapin=off",
-    };
+    let cli = Cli::parse_args();
+    let default = cli.command.default_log_filter();
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default)),
         )
         .with_writer(std::io::stderr)
+        // Colour for a person at a terminal; plain text in a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .init();
     let runtime = tokio::runtime::Runtime::new().expect("a Tokio runtime");
-    match runtime.block_on(fastfood::app::run(cli)) {
+    match runtime.block_on(cli::run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("fastfood: {e:#}");

@@ -12,7 +12,8 @@
 //! - `stats`: what is recorded while it runs (hdrhistogram, a timeline).
 //! - `report`: the summary, for a person or as JSON.
 //! - `chart`: the SVG chart of orders waiting and wait time.
-//! - [`sse`]: a small Server-Sent Events reader (also used by the examples).
+//! - [`sse`]: the crate's one Server-Sent Events reader (the examples and
+//!   tests use it too).
 
 mod chart;
 mod report;
@@ -36,9 +37,10 @@ use tokio_util::task::TaskTracker;
 
 pub use report::{Latency, Summary, per_second};
 
-use crate::cli::ServeConfig;
+use crate::app;
+use crate::config::{self, ServeConfig};
 use crate::order::Ticket;
-use stats::{BUCKET, Gauge, Stats};
+use stats::{BUCKET, Gauge, Request, Stats};
 use watch::Watch;
 
 /// Run a simulated lunch rush and report how the restaurant coped.
@@ -46,7 +48,7 @@ use watch::Watch;
 pub struct RushConfig {
     /// The restaurant to rush, e.g. http://127.0.0.1:7777. Without it, the
     /// rush starts its own in this process, with a temporary data directory.
-    #[arg(long, env = "FASTFOOD_RUSH_TARGET")]
+    #[arg(long, env = "FASTFOOD_RUSH_TARGET", value_parser = parse_target)]
     pub target: Option<String>,
 
     /// Customers arriving per second. They come whether or not the
@@ -111,7 +113,7 @@ pub struct RushConfig {
     pub workers: usize,
 
     /// Preparation time of the embedded restaurant: `10ms`, `0`.
-    #[arg(long, env = "FASTFOOD_RUSH_PREP_TIME", default_value = "10ms", value_parser = humantime::parse_duration)]
+    #[arg(long, env = "FASTFOOD_RUSH_PREP_TIME", default_value = "10ms", allow_hyphen_values = true, value_parser = config::parse_prep_time)]
     pub prep_time: Duration,
 
     /// Data directory of the embedded restaurant (kept afterwards); a
@@ -129,11 +131,30 @@ fn parse_rate(text: &str) -> Result<f64, String> {
     }
 }
 
+/// A restaurant's URL: `http://HOST:PORT` (a bare address is refused with a
+/// sentence, rather than reqwest's "relative URL without a base").
+fn parse_target(text: &str) -> Result<String, String> {
+    let url = text.trim_end_matches('/');
+    let rest = url
+        .strip_prefix("http://")
+        .or_else(|| url.strip_prefix("https://"));
+    match rest {
+        Some(host) if !host.is_empty() && reqwest::Url::parse(url).is_ok() => Ok(url.to_owned()),
+        Some(_) => Err(format!(
+            "{text:?} is not a URL of a restaurant: write it as http://HOST:PORT, e.g. http://127.0.0.1:7777"
+        )),
+        None => Err(format!(
+            "{text:?} needs its scheme: write http://{} (a URL that starts with http://)",
+            text.split("://").last().unwrap_or(text)
+        )),
+    }
+}
+
 /// Runs one rush and prints its summary (or JSON). Ctrl-C (`shutdown`) ends
 /// it early, and what was measured so far is still reported.
 pub async fn run(config: RushConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let (base, embedded) = match &config.target {
-        Some(url) => (url.trim_end_matches('/').to_owned(), None),
+        Some(url) => (url.clone(), None),
         None => {
             let embedded = Embedded::start(&config).await?;
             (embedded.url.clone(), Some(embedded))
@@ -141,8 +162,8 @@ pub async fn run(config: RushConfig, shutdown: CancellationToken) -> anyhow::Res
     };
     let label = match &embedded {
         Some(_) => format!(
-            "an embedded restaurant ({} workers, prep time {})",
-            config.workers,
+            "an embedded restaurant ({}, prep time {})",
+            app::workers(config.workers),
             humantime::format_duration(config.prep_time)
         ),
         None => base.clone(),
@@ -198,7 +219,7 @@ impl Embedded {
         ])
         .context("the embedded restaurant's settings")?;
         let stop = CancellationToken::new();
-        let mut task = tokio::spawn(crate::app::serve(serve, listener, stop.clone()));
+        let mut task = tokio::spawn(app::serve(serve, listener, stop.clone()));
         let url = format!("http://{addr}");
         // Ready when it answers; a restaurant that cannot start says why.
         let client = reqwest::Client::new();
@@ -297,7 +318,7 @@ impl Shop {
             Ok(response) => status_reason(response).await,
             Err(e) => error_reason(&e),
         };
-        self.stats.error(false, failure);
+        self.stats.error(Request::Order, failure);
         None
     }
 
@@ -341,9 +362,9 @@ impl Shop {
             }
             Ok(response) => {
                 let reason = status_reason(response).await;
-                self.stats.error(true, reason);
+                self.stats.error(Request::Collect, reason);
             }
-            Err(e) => self.stats.error(true, error_reason(&e)),
+            Err(e) => self.stats.error(Request::Collect, error_reason(&e)),
         }
     }
 

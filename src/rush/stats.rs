@@ -5,11 +5,11 @@
 //! without a lock.
 
 use std::collections::BTreeMap;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
+use parking_lot::Mutex;
 
 use crate::order::Ticket;
 
@@ -134,6 +134,15 @@ impl Recorder {
     }
 }
 
+/// The two requests a customer makes, for counting failures apart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request {
+    /// `POST /order`.
+    Order,
+    /// `POST /take`: collecting a READY order.
+    Collect,
+}
+
 /// Shared by every customer of one rush.
 pub struct Stats {
     pub start: Instant,
@@ -155,8 +164,8 @@ impl Stats {
         }
     }
 
-    pub fn lock(&self) -> std::sync::MutexGuard<'_, Recorder> {
-        self.recorder.lock().unwrap_or_else(|p| p.into_inner())
+    pub fn lock(&self) -> parking_lot::MutexGuard<'_, Recorder> {
+        self.recorder.lock()
     }
 
     pub fn since_start(&self, at: Instant) -> Duration {
@@ -174,12 +183,12 @@ impl Stats {
         bucket.cooking = cooking;
     }
 
-    pub fn error(&self, take: bool, reason: String) {
+    /// Counts a failed request of `kind`, by reason.
+    pub fn error(&self, kind: Request, reason: String) {
         let mut recorder = self.lock();
-        let map = if take {
-            &mut recorder.take_errors
-        } else {
-            &mut recorder.order_errors
+        let map = match kind {
+            Request::Collect => &mut recorder.take_errors,
+            Request::Order => &mut recorder.order_errors,
         };
         *map.entry(reason).or_default() += 1;
     }

@@ -9,17 +9,18 @@
 //! this screen might have missed.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use futures_util::StreamExt;
+use parking_lot::Mutex;
 use serde::Deserialize;
 use serde::de::IgnoredAny;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
-use super::sse::Events;
+use super::sse;
 use crate::order::{Status, Ticket};
 
 /// Largest event read: a board of about 300,000 orders.
@@ -111,8 +112,8 @@ impl Watch {
         self.lock().seen
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    fn lock(&self) -> parking_lot::MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 
     /// Takes in one event's data.
@@ -197,25 +198,21 @@ impl Watch {
             }
             connected_once = true;
             pause = Duration::from_millis(50);
-            let mut body = response.bytes_stream();
-            let mut events = Events::new(EVENT_LIMIT);
+            let mut events = std::pin::pin!(sse::events(response.bytes_stream(), EVENT_LIMIT));
             loop {
-                let chunk = tokio::select! {
+                let event = tokio::select! {
                     _ = stop.cancelled() => return Ok(()),
-                    c = body.next() => c,
+                    e = events.next() => e,
                 };
-                let Some(Ok(chunk)) = chunk else { break };
-                let at = Instant::now();
-                let mut failed = None;
-                events.push(&chunk, |data| {
-                    if failed.is_none()
-                        && let Err(e) = self.event(data, at)
-                    {
-                        failed = Some(e);
+                match event {
+                    Some(Ok(event)) => {
+                        if let Err(e) = self.event(event.data.as_bytes(), Instant::now()) {
+                            bail!("{url}: {e:#}");
+                        }
                     }
-                })?;
-                if let Some(e) = failed {
-                    bail!("{url}: {e:#}");
+                    // The connection ended or broke: reconnect.
+                    None | Some(Err(sse::Error::Transport(_))) => break,
+                    Some(Err(e)) => bail!("{url}: {e}"),
                 }
             }
         }

@@ -15,6 +15,7 @@ mod boards;
 mod broker;
 mod broker_outage;
 mod browser;
+mod cli;
 mod crash_points;
 mod durability;
 mod file_faults;

@@ -383,9 +383,10 @@ impl TestApp {
         let argv = ["serve", "--listen", "127.0.0.1:0", "--data-dir", data]
             .into_iter()
             .chain(args.iter().copied());
-        let command = fastfood::cli::ServeConfig::command().mut_args(|arg| arg.env(None));
+        let command = fastfood::config::ServeConfig::command().mut_args(|arg| arg.env(None));
         let matches = command.get_matches_from(argv);
-        let config = fastfood::cli::ServeConfig::from_arg_matches(&matches).expect("the options");
+        let config =
+            fastfood::config::ServeConfig::from_arg_matches(&matches).expect("the options");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("a free port");
         let base = format!("http://{}", listener.local_addr().unwrap());
         let token = CancellationToken::new();

@@ -36,7 +36,7 @@ pub const APP_ENV: &[&str] = &[
 ];
 
 /// `fastfood ARGS` with [`APP_ENV`] cleared, logs at `info`, then `env`.
-fn fastfood<I, S>(args: I, env: &[(&str, &str)]) -> Command
+pub fn fastfood<I, S>(args: I, env: &[(&str, &str)]) -> Command
 where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,

@@ -1,13 +1,14 @@
 //! A lobby screen's view of `GET /updates`: [`SseClient`] reads the stream
-//! with `eventsource-stream`, [`SseEvent`] is one event with its data parsed.
+//! with the library's one SSE reader (`fastfood::rush::sse`), [`SseEvent`]
+//! is one event with its data parsed.
 //! Every test that reads `/updates` (one screen, thousands, or a watcher
 //! that follows restarting servers) reads it through this one client.
 
 use std::pin::Pin;
 use std::time::Duration;
 
-pub use eventsource_stream::Event;
-use eventsource_stream::{EventStreamError, Eventsource};
+use fastfood::rush::sse;
+pub use fastfood::rush::sse::Event;
 use futures_util::{Stream, StreamExt};
 use serde_json::Value;
 
@@ -47,8 +48,11 @@ impl SseEvent {
     }
 }
 
-type EventStream =
-    Pin<Box<dyn Stream<Item = Result<Event, EventStreamError<reqwest::Error>>> + Send>>;
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, sse::Error>> + Send>>;
+
+/// The largest event a test screen accepts: a board of tens of thousands of
+/// orders fits.
+const EVENT_LIMIT: usize = 64 << 20;
 
 /// A lobby screen on `/updates`.
 pub struct SseClient {
@@ -93,7 +97,7 @@ impl SseClient {
             return Err(format!("content-type {content_type:?}"));
         }
         Ok(SseClient {
-            events: Box::pin(whole_events(response.bytes_stream()).eventsource()),
+            events: Box::pin(sse::events(response.bytes_stream(), EVENT_LIMIT)),
         })
     }
 
@@ -157,45 +161,4 @@ impl SseClient {
         .await
         .ok()
     }
-}
-
-/// Regroups a byte stream so each chunk ends at an event boundary (a blank
-/// line). eventsource-stream re-parses an unfinished line from its start on
-/// every chunk, which for a board of thousands of orders arriving in many
-/// small chunks costs far more than the test itself.
-fn whole_events<S>(inner: S) -> impl Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send
-where
-    S: Stream<Item = Result<bytes::Bytes, reqwest::Error>> + Send + Unpin,
-{
-    futures_util::stream::unfold((inner, Vec::new()), |(mut inner, mut buf)| async move {
-        loop {
-            match inner.next().await {
-                Some(Ok(chunk)) => {
-                    let from = buf.len().saturating_sub(1);
-                    buf.extend_from_slice(&chunk);
-                    if let Some(end) = after_last_blank_line(&buf[from..]) {
-                        let rest = buf.split_off(from + end);
-                        let whole = std::mem::replace(&mut buf, rest);
-                        return Some((Ok(whole.into()), (inner, buf)));
-                    }
-                }
-                Some(Err(e)) => return Some((Err(e), (inner, buf))),
-                None if buf.is_empty() => return None,
-                None => return Some((Ok(std::mem::take(&mut buf).into()), (inner, buf))),
-            }
-        }
-    })
-}
-
-/// Where the text after the last `\n\n` in `bytes` starts.
-fn after_last_blank_line(bytes: &[u8]) -> Option<usize> {
-    let mut offset = 0;
-    let mut found = None;
-    for chunk in bytes.utf8_chunks() {
-        if let Some(at) = chunk.valid().rfind("\n\n") {
-            found = Some(offset + at + 2);
-        }
-        offset += chunk.valid().len() + chunk.invalid().len();
-    }
-    found
 }
