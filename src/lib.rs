@@ -13,6 +13,7 @@
 //! - [`store`]: the order store's files; the only code that opens them.
 //! - `durable`: the file locks with a bounded wait, and directory fsyncs, that
 //!   the counter and the store share.
+//! - [`backoff`]: the one retry policy, with each retrying loop's constants.
 //! - [`front`]: the front counter: number, store and queue an order.
 //! - [`board`]: the live board and its fan-out to every screen.
 //! - [`queue`]: where orders wait for the kitchen.
@@ -23,6 +24,7 @@
 //! - [`rush`]: `fastfood rush`, a simulated lunch rush that measures a restaurant.
 
 pub mod app;
+pub mod backoff;
 pub mod board;
 pub mod broker;
 pub mod cli;

@@ -28,13 +28,12 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::state::{Record, State, TicketSet};
+use super::testing::compact_min;
 use crate::crash;
 use crate::durable;
 use crate::order::{Order, Status, Ticket};
@@ -43,77 +42,6 @@ pub const SNAPSHOT: &str = "orders.json";
 pub const LOG: &str = "orders.log";
 pub const LOCK: &str = "orders.lock";
 pub const HISTORY: &str = "history.jsonl";
-
-/// Fewest changes in the log before it is worth compacting.
-const COMPACT_MIN_RECORDS: usize = 20_000;
-/// [`COMPACT_MIN_RECORDS`] unless a test lowered it with [`compact_sooner`].
-static COMPACT_MIN: AtomicUsize = AtomicUsize::new(COMPACT_MIN_RECORDS);
-
-/// A test knob, read once: `FASTFOOD_COMPACT_AFTER=N` in a process's
-/// environment does what [`compact_sooner`]`(N)` does in a test's own, so the
-/// crash tests see a child process compact after a few orders. Not a flag:
-/// nobody should need it in a restaurant.
-const COMPACT_AFTER_ENV: &str = "FASTFOOD_COMPACT_AFTER";
-
-/// For tests only: compact once the log holds `records` changes (and twice
-/// the live orders) instead of 20,000, for every store this process opens
-/// from now on, so a property test sees compactions without writing 20,000
-/// changes. The program never calls it.
-pub fn compact_sooner(records: usize) {
-    compact_after_env();
-    COMPACT_MIN.store(records.max(1), Ordering::Relaxed);
-}
-
-fn compact_min() -> usize {
-    compact_after_env();
-    COMPACT_MIN.load(Ordering::Relaxed)
-}
-
-/// Applies [`COMPACT_AFTER_ENV`] the first time it is called.
-fn compact_after_env() {
-    static READ: Once = Once::new();
-    READ.call_once(|| {
-        let Ok(value) = std::env::var(COMPACT_AFTER_ENV) else {
-            return;
-        };
-        match value.trim().parse::<usize>() {
-            Ok(records) => {
-                tracing::warn!(
-                    "{COMPACT_AFTER_ENV}={records}: compacting the order log after {records} changes (a test knob)"
-                );
-                COMPACT_MIN.store(records.max(1), Ordering::Relaxed);
-            }
-            Err(_) => tracing::warn!(
-                "{COMPACT_AFTER_ENV}={value:?} is not a number of changes; ignored"
-            ),
-        }
-    });
-}
-
-/// What [`check`] found in a store's files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
-    /// The number of the last change.
-    pub version: u64,
-    /// Orders still in the restaurant.
-    pub live: usize,
-    /// The highest ticket number any file mentions.
-    pub highest: Ticket,
-}
-
-/// Loads the store's files in `dir` under the lock, exactly as opening the
-/// store does (so it creates a new store where there is none, and cuts off a
-/// last line a crash left half written), without starting anything: what
-/// they hold, or the error that would stop the program. For the fuzz targets
-/// and tests of the loading path.
-pub fn check(dir: &Path) -> Result<Checked, StoreError> {
-    let (_, _, state) = open(dir)?;
-    Ok(Checked {
-        version: state.version,
-        live: state.live.len(),
-        highest: state.highest,
-    })
-}
 
 /// Opens `orders.lock` (creating it) and loads the other files while holding
 /// it. Returns the lock file, for every later cycle to lock again.
@@ -159,7 +87,8 @@ struct HistoryLine {
 
 #[derive(Deserialize)]
 struct HistoryOrder {
-    order: Ticket,
+    #[serde(rename = "order")]
+    ticket: Ticket,
     status: Status,
 }
 
@@ -185,9 +114,9 @@ pub struct Disk {
 }
 
 fn io_error(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+    move |error| StoreError::Io {
         path: path.to_owned(),
-        source: source.into(),
+        error: error.into(),
     }
 }
 
@@ -226,8 +155,8 @@ impl Disk {
             (Some(snapshot), log) => {
                 state.version = snapshot.version;
                 for order in snapshot.orders {
-                    state.highest = state.highest.max(order.order);
-                    state.live.insert(order.order, order);
+                    state.highest = state.highest.max(order.ticket);
+                    state.live.insert(order.ticket, order);
                 }
                 match log {
                     Some(log) => log,
@@ -482,14 +411,14 @@ fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<Snapshot, StoreError> {
                 path,
                 format!(
                     "order {} is {}, but the snapshot holds only orders still in the restaurant",
-                    order.order, order.status
+                    order.ticket, order.status
                 ),
             ));
         }
-        if seen.contains(order.order) {
-            return Err(corrupt(path, format!("holds order {} twice", order.order)));
+        if seen.contains(order.ticket) {
+            return Err(corrupt(path, format!("holds order {} twice", order.ticket)));
         }
-        seen.insert(order.order);
+        seen.insert(order.ticket);
     }
     Ok(snapshot)
 }
@@ -578,9 +507,9 @@ fn read_history(dir: &Path, state: &mut State, settled: u64) -> Result<u64, Stor
         let entry: HistoryLine = serde_json::from_slice(line)
             .map_err(|e| corrupt(&path, format!("line {}: not a valid entry: {e}", i + 1)))?;
         if entry.order.status == Status::Collected && entry.version <= settled {
-            state.collected.insert(entry.order.order);
+            state.collected.insert(entry.order.ticket);
         }
-        state.highest = state.highest.max(entry.order.order);
+        state.highest = state.highest.max(entry.order.ticket);
         last = last.max(entry.version);
     }
     Ok(last)

@@ -13,21 +13,28 @@
 //!
 //! Whoever wants to see changes (the board, the broker's fan-out) registers
 //! an [`Observer`]; it is called in version order, after the change is durable.
+//!
+//! The state sits behind a `parking_lot` lock that only the committer
+//! writes, for as long as applying a batch takes; a compaction's fsyncs run
+//! under a read lock, so `GET /orders/N` and the sweep never wait for them.
 
 mod disk;
 mod state;
+#[doc(hidden)]
+pub mod testing;
 
 use std::collections::BTreeMap;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, oneshot};
 
-pub use disk::{Checked, HISTORY, LOCK, LOG, SNAPSHOT, check, compact_sooner};
-pub use state::{Lookup, Outcome, Record};
+pub use disk::{HISTORY, LOG, SNAPSHOT};
+pub use state::{Lookup, Outcome, Record, Repeat};
 
 use crate::durable;
 use crate::order::{Order, Status, Ticket, Timestamp};
@@ -41,26 +48,42 @@ const INBOX: usize = 8192;
 /// How often to look for changes made by other processes.
 const FOLLOW_EVERY: Duration = Duration::from_millis(200);
 
+// The I/O errors are shown in the message and not returned as `source()`:
+// a report that prints the chain would print them twice.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {what}", path.display())]
     Corrupt { path: PathBuf, what: String },
+    #[error(
+        "{} is a file, not a directory: the data directory holds the order files and the ticket counter. \
+         Give --data-dir a directory (a missing one is created), or move that file out of the way",
+        path.display()
+    )]
+    NotADirectory { path: PathBuf },
     #[error("the order store is busy: {0}")]
     Busy(Arc<io::Error>),
-    #[error("{}: {source}", path.display())]
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        source: Arc<io::Error>,
+        error: Arc<io::Error>,
     },
     #[error("the order store has stopped")]
     Stopped,
 }
 
+/// Which process committed a change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// This process.
+    Here,
+    /// Another process sharing the data directory.
+    Elsewhere,
+}
+
 /// Sees every change to the store, in order, once it is durable.
 pub trait Observer: Send + Sync + 'static {
-    /// `records` were committed: by this process when `here`, else by another
-    /// process sharing the data directory.
-    fn committed(&self, records: &[Record], here: bool);
+    /// `records` were committed, by this process or another (`origin`).
+    fn committed(&self, records: &[Record], origin: Origin);
     /// The whole live set, at start-up and whenever the store had to reload
     /// from disk (it missed changes another process compacted away).
     fn reloaded(&self, version: u64, live: &BTreeMap<Ticket, Order>);
@@ -92,11 +115,17 @@ struct Shared {
 
 impl Store {
     /// Opens (or creates) the store in `dir`, checking every file. Must be
-    /// called inside a Tokio runtime, which runs the follower.
+    /// called inside a Tokio runtime, which runs the follower; it blocks on
+    /// the store's file lock, so async code calls it through `spawn_blocking`.
     pub fn open(dir: &Path, observers: Vec<Arc<dyn Observer>>) -> Result<Store, StoreError> {
+        if dir.exists() && !dir.is_dir() {
+            return Err(StoreError::NotADirectory {
+                path: dir.to_owned(),
+            });
+        }
         std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
             path: dir.to_owned(),
-            source: e.into(),
+            error: e.into(),
         })?;
         let (lock, disk, state) = disk::open(dir)?;
         for observer in &observers {
@@ -119,15 +148,15 @@ impl Store {
             .spawn(move || committer.run(inbox))
             .map_err(|e| StoreError::Io {
                 path: dir.to_owned(),
-                source: e.into(),
+                error: e.into(),
             })?;
         tokio::spawn(follow(jobs.downgrade()));
         Ok(Store { jobs, shared })
     }
 
     /// Records a new order, `TAKEN`.
-    pub async fn take(&self, ticket: Ticket, content: String) -> Result<Order, StoreError> {
-        match self.submit(Request::Take { ticket, content }).await? {
+    pub async fn record(&self, ticket: Ticket, content: String) -> Result<Order, StoreError> {
+        match self.submit(Request::Record { ticket, content }).await? {
             Outcome::Changed(order) => Ok(order),
             _ => Err(StoreError::Corrupt {
                 path: self.shared.dir.clone(),
@@ -139,19 +168,14 @@ impl Store {
     }
 
     /// Moves an order one step forward to `to`. `Unchanged` when it is already
-    /// there or past it and `idempotent` (a worker's redelivered order).
+    /// there or past it and `repeat` allows it (a worker's redelivered order).
     pub async fn advance(
         &self,
         ticket: Ticket,
         to: Status,
-        idempotent: bool,
+        repeat: Repeat,
     ) -> Result<Outcome, StoreError> {
-        self.submit(Request::Advance {
-            ticket,
-            to,
-            idempotent,
-        })
-        .await
+        self.submit(Request::Advance { ticket, to, repeat }).await
     }
 
     /// Notes that the broker confirmed it holds `ticket`.
@@ -201,7 +225,7 @@ impl Store {
             .live
             .values()
             .filter(|o| o.status == Status::Taken && !o.queued && o.taken_at.0 < before)
-            .map(|o| o.order)
+            .map(|o| o.ticket)
             .collect()
     }
 
@@ -215,8 +239,8 @@ impl Store {
         self.shared.writable.load(Ordering::Relaxed)
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.shared.read()
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.shared.state.read()
     }
 }
 
@@ -321,6 +345,9 @@ impl Committer {
                     .apply(record)
                     .expect("a change decided against this very state applies");
             }
+            // Compacting reads the state and fsyncs: under a read lock, so
+            // readers go on meanwhile (only this thread ever writes).
+            let state = RwLockWriteGuard::downgrade(state);
             self.disk.maybe_compact(&state);
         }
         drop(held);
@@ -330,10 +357,10 @@ impl Committer {
         let ours = if appended.is_ok() { ours } else { Vec::new() };
         for observer in &self.observers {
             if !theirs.is_empty() {
-                observer.committed(&theirs, false);
+                observer.committed(&theirs, Origin::Elsewhere);
             }
             if !ours.is_empty() {
-                observer.committed(&ours, true);
+                observer.committed(&ours, Origin::Here);
             }
         }
         appended.map(|()| outcomes)
@@ -376,15 +403,11 @@ impl Committer {
 }
 
 impl Shared {
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, State> {
-        self.state
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn read(&self) -> RwLockReadGuard<'_, State> {
+        self.state.read()
     }
 
-    fn write(&self) -> std::sync::RwLockWriteGuard<'_, State> {
-        self.state
-            .write()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn write(&self) -> RwLockWriteGuard<'_, State> {
+        self.state.write()
     }
 }

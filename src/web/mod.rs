@@ -25,7 +25,6 @@ pub use updates::KEEP_ALIVE;
 
 use crate::board::Board;
 use crate::front::Front;
-use crate::queue::Queue;
 
 /// Largest request body read. Orders are at most 1000 characters after
 /// trimming; this leaves room for generous whitespace and multi-byte text.
@@ -68,28 +67,25 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store can be written and, with a broker, it is connected.
+/// Ready when the store can be written and the queue can take orders.
 async fn readyz(State(app): State<AppState>) -> Response {
     let store = app.front.store.is_writable();
-    let broker = match &app.front.queue {
-        Queue::Amqp(broker) => Some(broker.is_connected()),
-        Queue::Memory(_) => None,
-    };
+    let queue = app.front.queue.health();
     let body = json!({
         "store": if store { "ok" } else { "failing" },
-        "broker": match broker { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
+        "broker": queue.state,
     });
-    if store && broker != Some(false) {
+    if store && queue.unavailable.is_none() {
         (
             StatusCode::OK,
             Json(json!({ "status": "ready", "checks": body })),
         )
             .into_response()
     } else {
-        let message = if !store {
-            "The order store cannot be written."
-        } else {
-            "The broker is not connected."
+        let message = match queue.unavailable {
+            _ if !store => "The order store cannot be written.".to_owned(),
+            Some(why) => format!("The kitchen's queue cannot take orders: {why}."),
+            None => unreachable!("ready"),
         };
         (
             StatusCode::SERVICE_UNAVAILABLE,
