@@ -89,10 +89,6 @@ impl Broker {
         }
     }
 
-    pub fn is_connected(&self) -> bool {
-        self.shared.session.borrow().is_some()
-    }
-
     /// The session to publish on, or why there is none fit for it.
     pub(super) fn publishable(&self) -> Result<Session, QueueError> {
         let Some(session) = self.shared.session.borrow().clone() else {
