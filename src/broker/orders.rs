@@ -155,44 +155,6 @@ impl OrderConsumer {
     }
 }
 
-impl OrderDelivery {
-    /// Done with: the broker forgets it.
-    async fn ack(mut self) -> Result<(), QueueError> {
-        let acker = self.acker.take().expect("settled once");
-        acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map(|_| ())
-            .map_err(|e| {
-                QueueError::Unavailable(format!("could not acknowledge order {}: {e}", self.ticket))
-            })
-    }
-
-    /// Not finished: published again at high priority, so it goes to the
-    /// front, then this copy is acknowledged. If that publish fails, the
-    /// broker takes this copy back instead (to where it was, near the front).
-    async fn give_back(mut self) -> Result<(), QueueError> {
-        let acker = self.acker.take().expect("settled once");
-        match self
-            .broker
-            .publish_order(self.ticket, PRIORITY_GIVEN_BACK)
-            .await
-        {
-            Ok(()) => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
-            Err(_) => acker
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..Default::default()
-                })
-                .await
-                .map(|_| ()),
-        }
-        .map_err(|e| {
-            QueueError::Unavailable(format!("could not give back order {}: {e}", self.ticket))
-        })
-    }
-}
-
 impl Drop for OrderDelivery {
     fn drop(&mut self) {
         if let Some(acker) = self.acker.take() {
@@ -263,11 +225,48 @@ impl BackendDelivery for OrderDelivery {
         self.ticket
     }
 
-    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
-        OrderDelivery::ack(*self).boxed()
+    /// Done with: the broker forgets it.
+    fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
+        async move {
+            let acker = self.acker.take().expect("settled once");
+            acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    QueueError::Unavailable(format!(
+                        "could not acknowledge order {}: {e}",
+                        self.ticket
+                    ))
+                })
+        }
+        .boxed()
     }
 
-    fn give_back(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
-        OrderDelivery::give_back(*self).boxed()
+    /// Not finished: published again at high priority, so it goes to the
+    /// front, then this copy is acknowledged. If that publish fails, the
+    /// broker takes this copy back instead (to where it was, near the front).
+    fn give_back(mut self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
+        async move {
+            let acker = self.acker.take().expect("settled once");
+            match self
+                .broker
+                .publish_order(self.ticket, PRIORITY_GIVEN_BACK)
+                .await
+            {
+                Ok(()) => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
+                Err(_) => acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ()),
+            }
+            .map_err(|e| {
+                QueueError::Unavailable(format!("could not give back order {}: {e}", self.ticket))
+            })
+        }
+        .boxed()
     }
 }
