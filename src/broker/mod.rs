@@ -1,15 +1,15 @@
 //! RabbitMQ. This is the only code that speaks AMQP (lapin); everything else
 //! sees a [`crate::queue::Queue`] and a store [`Observer`](crate::store::Observer).
-//! One module per job: [`connection`] keeps the connection up, [`orders`]
+//! One module per job: `connection` keeps the connection up, `orders`
 //! publishes and consumes orders (the broker's side of the queue), and
-//! [`changes`] publishes this process's commits and listens to the others'.
+//! `changes` publishes this process's commits and listens to the others'.
 //!
 //! # Topology
 //!
 //! - `orders`: a durable classic queue with `x-max-priority`. A message is one
 //!   ticket number, four big-endian bytes, persistent, like the original. New
 //!   orders have priority 0; an order a worker gives back is published again
-//!   with [`PRIORITY_GIVEN_BACK`], so it goes to the front of the line.
+//!   with `PRIORITY_GIVEN_BACK`, so it goes to the front of the line.
 //!   Workers take one at a time (prefetch 1) and acknowledge only once the
 //!   order is READY in the store, so a worker that dies loses nothing: the
 //!   broker hands its order to another worker.

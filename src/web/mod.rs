@@ -75,23 +75,22 @@ async fn readyz(State(app): State<AppState>) -> Response {
         "store": if store { "ok" } else { "failing" },
         "broker": queue.state,
     });
-    if store && queue.unavailable.is_none() {
-        (
+    let problem = match queue.unavailable {
+        _ if !store => Some("The order store cannot be written.".to_owned()),
+        Some(why) => Some(format!("The kitchen's queue cannot take orders: {why}.")),
+        None => None,
+    };
+    match problem {
+        None => (
             StatusCode::OK,
             Json(json!({ "status": "ready", "checks": body })),
         )
-            .into_response()
-    } else {
-        let message = match queue.unavailable {
-            _ if !store => "The order store cannot be written.".to_owned(),
-            Some(why) => format!("The kitchen's queue cannot take orders: {why}."),
-            None => unreachable!("ready"),
-        };
-        (
+            .into_response(),
+        Some(message) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "error": "not_ready", "message": message, "checks": body })),
         )
-            .into_response()
+            .into_response(),
     }
 }
 
