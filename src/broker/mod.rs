@@ -42,8 +42,8 @@ use tokio_util::sync::CancellationToken;
 
 pub use connection::BrokerError;
 
-pub const ORDERS_QUEUE: &str = "orders";
-pub const CHANGES_EXCHANGE: &str = "fastfood.changes";
+const ORDERS_QUEUE: &str = "orders";
+const CHANGES_EXCHANGE: &str = "fastfood.changes";
 /// The `orders` queue's `x-max-priority`: two levels are all we use.
 const MAX_PRIORITY: i32 = 2;
 /// The priority of an order given back by a worker that could not finish it.

@@ -19,9 +19,8 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use error::ApiError;
+use error::ApiError;
 pub use orders::{parse_take_query, parse_ticket};
-pub use updates::KEEP_ALIVE;
 
 use crate::board::Board;
 use crate::front::Front;
