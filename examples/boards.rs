@@ -154,7 +154,7 @@ async fn main() -> anyhow::Result<()> {
                 drop(t);
                 if sampled && let Ok(event) = serde_json::from_slice::<Event>(data) {
                     let stamped = event.change.and_then(|c| {
-                        let order = event.orders.iter().find(|o| o.order == c.order)?;
+                        let order = event.orders.iter().find(|o| o.ticket == c.order)?;
                         match c.status {
                             Status::Taken => Some(order.taken_at),
                             Status::Preparing => order.preparing_at,

@@ -3,7 +3,7 @@
 //! workers give back what they were preparing, and only then close the
 //! broker connection (giving an order back needs it).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,12 +16,12 @@ use crate::board::Board;
 use crate::broker::Broker;
 use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
-use crate::kitchen::Cook;
+use crate::kitchen::Worker;
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
 use crate::store::{Observer, Store};
-use crate::ticket::{self, CounterFile, Tickets};
+use crate::ticket::{CounterFile, Tickets};
 use crate::web::{self, AppState};
 
 /// How long shutdown waits for open connections and busy workers.
@@ -74,28 +74,28 @@ impl Restaurant {
         let board = Board::new();
         let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone()];
         observers.extend(broker.as_ref().map(Broker::change_publisher));
-        let store = Store::open(dir, observers).context("cannot open the order store")?;
-        let tickets = open_tickets(dir, &store)?;
+        let store = open_store(dir, observers).await?;
+        let tickets = open_tickets(dir, &store).await?;
 
         let queue = match &broker {
             Some(broker) => {
                 let follower = store.clone();
                 broker.on_changes(move || follower.follow_now(), shutdown.clone());
-                Queue::Amqp(broker.clone())
+                Queue::new(broker.clone())
             }
             None => {
                 let memory = MemoryQueue::new(config.queue_capacity);
                 let mut unfinished = store.unfinished();
                 // Orders that were being prepared go first: they were at the front.
-                unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.order));
+                unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.ticket));
                 if !unfinished.is_empty() {
                     tracing::info!(
                         "{} unfinished orders go back to the kitchen",
                         unfinished.len()
                     );
                 }
-                memory.restore(unfinished.iter().map(|o| o.order));
-                Queue::Memory(memory)
+                memory.restore(unfinished.iter().map(|o| o.ticket));
+                Queue::new(memory)
             }
         };
         let front = Front {
@@ -108,7 +108,7 @@ impl Restaurant {
         if queue.is_durable() {
             tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
         }
-        start_cooks(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
+        start_workers(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
         tasks.close();
 
         let summary = format!(
@@ -178,11 +178,10 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
         bail!("--workers 0 would start a worker process with nobody in it: give at least 1");
     }
     let broker = Broker::start(url, &format!("fastfood worker {}", std::process::id())).await?;
-    let store = Store::open(&kitchen.data_dir, vec![broker.change_publisher()])
-        .context("cannot open the order store")?;
-    let queue = Queue::Amqp(broker.clone());
+    let store = open_store(&kitchen.data_dir, vec![broker.change_publisher()]).await?;
+    let queue = Queue::new(broker.clone());
     let tasks = TaskTracker::new();
-    start_cooks(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
+    start_workers(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
     tasks.close();
     tracing::info!(
         "{}, prep time {:?}, data dir {}",
@@ -196,7 +195,7 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     Ok(())
 }
 
-fn start_cooks(
+fn start_workers(
     tasks: &TaskTracker,
     workers: usize,
     store: &Store,
@@ -207,7 +206,7 @@ fn start_cooks(
     for n in 1..=workers {
         let name = format!("worker {n} ({})", std::process::id());
         let orders = queue.consumer(&name);
-        let cook = Cook::new(
+        let worker = Worker::new(
             name,
             store.clone(),
             orders,
@@ -215,7 +214,7 @@ fn start_cooks(
             kitchen.fail_rate,
             tasks.clone(),
         );
-        tasks.spawn(cook.run(shutdown.clone()));
+        tasks.spawn(worker.run(shutdown.clone()));
     }
 }
 
@@ -245,29 +244,23 @@ async fn stop(tasks: TaskTracker) {
     }
 }
 
-/// Opens the counter, refusing one that would hand out a number the store
-/// already holds.
-fn open_tickets(dir: &Path, store: &Store) -> anyhow::Result<Tickets> {
+/// Opens the order store off the async threads: it waits for the store's
+/// file lock with a sleeping poll.
+async fn open_store(dir: &Path, observers: Vec<Arc<dyn Observer>>) -> anyhow::Result<Store> {
+    let dir = dir.to_owned();
+    tokio::task::spawn_blocking(move || Store::open(&dir, observers))
+        .await
+        .context("the task opening the order store failed")?
+        .context("cannot open the order store")
+}
+
+/// Opens the counter (off the async threads, like the store), refusing one
+/// that would hand out a number the store already holds.
+async fn open_tickets(dir: &Path, store: &Store) -> anyhow::Result<Tickets> {
     let highest = store.highest_ticket();
-    let path = dir.join(ticket::FILE_NAME);
-    if highest > 0 && !path.exists() {
-        bail!(
-            "{} is missing, but the order store holds orders up to {highest}; restore it from a backup, \
-             or write that number into it: printf '%08x' {highest} | xxd -r -p > {}",
-            path.display(),
-            path.display()
-        );
-    }
-    let counter = CounterFile::open(dir, true)?;
-    let last = counter.last()?;
-    if last < highest {
-        bail!(
-            "{} says the last ticket was {last}, but the order store holds order {highest}: counting on \
-             from there would repeat tickets. Restore it from a backup, or write the highest number into it: \
-             printf '%08x' {highest} | xxd -r -p > {}",
-            path.display(),
-            path.display()
-        );
-    }
+    let dir: PathBuf = dir.to_owned();
+    let counter = tokio::task::spawn_blocking(move || CounterFile::open_after(&dir, highest))
+        .await
+        .context("the task opening the ticket counter failed")??;
     Ok(Tickets::start(counter))
 }

@@ -20,14 +20,15 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 use imbl::OrdMap;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::watch;
 
 use crate::order::{Order, Status, Ticket};
-use crate::store::{Observer, Record};
+use crate::store::{Observer, Origin, Record};
 
 /// Most frames kept for screens that fall behind.
 pub const BACKLOG: usize = 256;
@@ -224,10 +225,8 @@ impl Board {
         self.sent.send_replace(inner.end());
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock()
     }
 }
 
@@ -264,7 +263,7 @@ impl Inner {
             .expect("an order serialises")
             .into();
         self.orders_bytes += json.len();
-        if let Some((_, old)) = self.orders.insert(order.order, (order.status, json)) {
+        if let Some((_, old)) = self.orders.insert(order.ticket, (order.status, json)) {
             self.orders_bytes -= old.len();
         }
     }
@@ -277,7 +276,7 @@ impl Inner {
 }
 
 impl Observer for Board {
-    fn committed(&self, records: &[Record], _here: bool) {
+    fn committed(&self, records: &[Record], _origin: Origin) {
         let mut inner = self.lock();
         let watched = self.screens() > 0;
         if !watched && !inner.ring.is_empty() {
@@ -288,15 +287,15 @@ impl Observer for Board {
         }
         for record in records {
             let order = &record.order;
-            let before = inner.orders.get(&order.order).map(|(status, _)| *status);
+            let before = inner.orders.get(&order.ticket).map(|(status, _)| *status);
             if order.status.is_live() {
                 inner.put(order);
             } else {
-                inner.remove(order.order);
+                inner.remove(order.ticket);
             }
             inner.version = record.version;
             if watched && before != Some(order.status) {
-                let entry = Entry::new(&inner, Some((order.order, order.status)));
+                let entry = Entry::new(&inner, Some((order.ticket, order.status)));
                 self.send(&mut inner, entry);
             }
         }
@@ -335,7 +334,7 @@ mod tests {
         let (first, mut cursor) = board.subscribe();
         assert_eq!(first.version, 0);
         for v in 1..=3 {
-            board.committed(&[taken(v, v as Ticket, "cola")], true);
+            board.committed(&[taken(v, v as Ticket, "cola")], Origin::Here);
         }
         for v in 1..=3 {
             match board.next(&mut cursor) {
@@ -352,7 +351,7 @@ mod tests {
         let (_, mut reader) = board.subscribe();
         let (_, _never_reads) = board.subscribe();
         for v in 1..=50 {
-            board.committed(&[taken(v, v as Ticket, "fries")], true);
+            board.committed(&[taken(v, v as Ticket, "fries")], Origin::Here);
         }
         let built = |board: &Board| {
             board
@@ -393,7 +392,7 @@ mod tests {
         // per order: 400 frames would be ~80 MB if all were kept.
         let text = "x".repeat(1000);
         for v in 1..=400 {
-            board.committed(&[taken(v, v as Ticket, &text)], true);
+            board.committed(&[taken(v, v as Ticket, &text)], Origin::Here);
             let inner = board.lock();
             assert!(inner.ring.len() <= BACKLOG);
             assert!(inner.ring_bytes <= BACKLOG_BYTES || inner.ring.len() == 1);

@@ -10,6 +10,8 @@ use std::io;
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::backoff;
+
 /// How long a request may wait for another process's lock before it fails.
 pub const LOCK_WAIT: Duration = Duration::from_secs(3);
 
@@ -27,7 +29,7 @@ impl Drop for Guard<'_> {
 /// Fails with `ErrorKind::WouldBlock` when another holder keeps it longer.
 pub fn exclusive(file: &File, wait: Duration) -> io::Result<Guard<'_>> {
     let deadline = Instant::now() + wait;
-    let mut pause = Duration::from_micros(50);
+    let mut backoff = backoff::LOCK_POLL;
     loop {
         match fs2::FileExt::try_lock_exclusive(file) {
             Ok(()) => return Ok(Guard(file)),
@@ -38,8 +40,7 @@ pub fn exclusive(file: &File, wait: Duration) -> io::Result<Guard<'_>> {
                         format!("another process held the lock for more than {wait:?}"),
                     ));
                 }
-                thread::sleep(pause);
-                pause = (pause * 2).min(Duration::from_millis(20));
+                thread::sleep(backoff.pause());
             }
             Err(e) => return Err(e),
         }

@@ -12,22 +12,23 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
-use crate::broker::PUBLISH_TIMEOUT;
+use crate::backoff;
 use crate::crash;
 use crate::order::{Order, Status, Ticket};
 use crate::queue::{Queue, QueueError};
-use crate::store::{Store, StoreError};
+use crate::store::{Repeat, Store, StoreError};
 use crate::ticket::{TicketError, Tickets};
 
-/// How often to retry cancelling an order the queue refused, and how long.
-const CANCEL_RETRY: Duration = Duration::from_secs(1);
+/// How many times to retry cancelling an order the queue refused
+/// ([`backoff::CANCEL_RETRY`] apart).
 const CANCEL_TRIES: u32 = 120;
 
 /// How often to look for orders that never reached the queue.
 const SWEEP_EVERY: Duration = Duration::from_secs(5);
-/// How old a TAKEN, unconfirmed order must be to count as lost on its way:
-/// any live server would have confirmed or cancelled it long before.
-const UNCONFIRMED_AFTER: Duration = Duration::from_secs(3 * PUBLISH_TIMEOUT.as_secs());
+/// How old a TAKEN, unconfirmed order must be, in the queue's confirm
+/// timeouts, to count as lost on its way: any live server would have
+/// confirmed or cancelled it long before.
+const UNCONFIRMED_AFTER_TIMEOUTS: u32 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FrontError {
@@ -49,28 +50,36 @@ pub struct Front {
 /// Cancels `ticket`, retrying while the store fails (a full disk, a lock
 /// held elsewhere); stops as soon as the order is anything but TAKEN.
 async fn cancel_until_done(store: Store, ticket: Ticket) {
+    let mut backoff = backoff::CANCEL_RETRY;
     for _ in 0..CANCEL_TRIES {
-        tokio::time::sleep(CANCEL_RETRY).await;
-        match store.advance(ticket, Status::Cancelled, false).await {
+        tokio::time::sleep(backoff.pause()).await;
+        match store
+            .advance(ticket, Status::Cancelled, Repeat::Refuse)
+            .await
+        {
             Ok(_) => return,
             Err(e) => tracing::debug!("order {ticket} still not cancelled: {e}"),
         }
     }
     tracing::error!(
-        "order {ticket} was refused but could not be cancelled for {CANCEL_TRIES} s; it may still be cooked"
+        "order {ticket} was refused but could not be cancelled in {CANCEL_TRIES} tries; it may still be cooked"
     );
 }
 
 impl Front {
-    /// Takes an order: number, store, queue.
-    pub async fn take(&self, content: String) -> Result<Order, FrontError> {
+    /// Places an order: number, record, queue.
+    pub async fn place(&self, content: String) -> Result<Order, FrontError> {
         let slot = self.queue.reserve()?;
         let ticket = self.tickets.next().await?;
         crash::here(crash::point::AFTER_TICKET);
-        let mut order = self.store.take(ticket, content).await?;
+        let mut order = self.store.record(ticket, content).await?;
         crash::here(crash::point::AFTER_STORE);
         if let Err(e) = slot.send(ticket).await {
-            if let Err(failed) = self.store.advance(ticket, Status::Cancelled, false).await {
+            let cancelled = self
+                .store
+                .advance(ticket, Status::Cancelled, Repeat::Refuse)
+                .await;
+            if let Err(failed) = cancelled {
                 // The customer is told no: the order must not be cooked later
                 // (by the sweep), so keep trying while the store recovers.
                 tracing::warn!(
@@ -95,13 +104,14 @@ impl Front {
     /// Sends again, every few seconds until `shutdown`, the orders whose
     /// server died before the broker confirmed them.
     pub async fn requeue_unconfirmed(self, shutdown: CancellationToken) {
+        let unconfirmed_after = self.queue.confirm_timeout() * UNCONFIRMED_AFTER_TIMEOUTS;
         let mut tick = tokio::time::interval(SWEEP_EVERY);
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
-            for ticket in self.store.unqueued(UNCONFIRMED_AFTER) {
+            for ticket in self.store.unqueued(unconfirmed_after) {
                 let Ok(slot) = self.queue.reserve() else {
                     break;
                 };

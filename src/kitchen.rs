@@ -1,4 +1,4 @@
-//! A kitchen worker: takes one order at a time from the queue and prepares
+//! A kitchen [`Worker`]: takes one order at a time from the queue and prepares
 //! it: claim it (TAKEN → PREPARING), wait the preparation time, mark it READY,
 //! and only then acknowledge it to the queue. The last two steps run in the
 //! background while the worker starts the next order, so the fsync that
@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use crate::crash;
 use crate::order::{Status, Ticket};
 use crate::queue::{Consumer, Delivery};
-use crate::store::{Outcome, Store};
+use crate::store::{Outcome, Repeat, Store};
 
 /// How long a worker pauses after giving an order back, before the next one.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
@@ -43,7 +43,8 @@ pub enum Prepared {
     GaveBack(Ticket),
 }
 
-pub struct Cook {
+/// One kitchen worker; its log lines say "worker N".
+pub struct Worker {
     name: String,
     store: Store,
     orders: Consumer,
@@ -56,7 +57,7 @@ pub struct Cook {
     finishing: Arc<Semaphore>,
 }
 
-impl Cook {
+impl Worker {
     pub fn new(
         name: String,
         store: Store,
@@ -66,7 +67,7 @@ impl Cook {
         tasks: TaskTracker,
     ) -> Self {
         let finishing = Arc::new(Semaphore::new(FINISHING_AT_ONCE));
-        Cook {
+        Worker {
             name,
             store,
             orders,
@@ -99,7 +100,11 @@ impl Cook {
     /// Claims and cooks one order, then hands it to [`finish`].
     pub async fn prepare(&self, delivery: Delivery, shutdown: &CancellationToken) -> Prepared {
         let ticket = delivery.ticket();
-        match self.store.advance(ticket, Status::Preparing, true).await {
+        match self
+            .store
+            .advance(ticket, Status::Preparing, Repeat::Allow)
+            .await
+        {
             Ok(Outcome::Changed(_)) => tracing::info!("{}: preparing order {ticket}", self.name),
             Ok(Outcome::Unchanged(order)) if order.status == Status::Preparing => {
                 tracing::info!(
@@ -137,7 +142,7 @@ impl Cook {
             return Prepared::GaveBack(ticket);
         }
 
-        // Cooked. Recording it READY takes an fsync; the cook starts the next
+        // Cooked. Recording it READY takes an fsync; the worker starts the next
         // order meanwhile (with RabbitMQ the next one only comes after the
         // acknowledgement anyway). If the process dies first, the order is
         // still PREPARING, unacknowledged, and gets prepared again.
@@ -159,7 +164,7 @@ impl Cook {
 /// Marks a cooked order READY and only then acknowledges it.
 pub async fn finish(store: &Store, name: &str, delivery: Delivery) -> Prepared {
     let ticket = delivery.ticket();
-    match store.advance(ticket, Status::Ready, true).await {
+    match store.advance(ticket, Status::Ready, Repeat::Allow).await {
         Ok(Outcome::Changed(_)) => {
             crash::here(crash::point::AFTER_READY);
             settle(name, delivery, Prepared::Ready(ticket)).await

@@ -15,6 +15,7 @@
 //! - [`store`]: the order store's files; the only code that opens them.
 //! - `durable`: the file locks with a bounded wait, and directory fsyncs, that
 //!   the counter and the store share.
+//! - [`backoff`]: the one retry policy, with each retrying loop's constants.
 //! - [`front`]: the front counter: number, store and queue an order.
 //! - [`board`]: the live board and its fan-out to every screen.
 //! - [`queue`]: where orders wait for the kitchen.
@@ -30,6 +31,7 @@
 //!   reqwest, plotters, indicatif, hdrhistogram) out.
 
 pub mod app;
+pub mod backoff;
 pub mod board;
 pub mod broker;
 pub mod cli;

@@ -25,17 +25,6 @@ pub enum Status {
 }
 
 impl Status {
-    /// How far along the line a status is; statuses only move to a higher rank.
-    pub fn rank(self) -> u8 {
-        match self {
-            Status::Taken => 0,
-            Status::Preparing => 1,
-            Status::Ready => 2,
-            Status::Collected => 3,
-            Status::Cancelled => 4,
-        }
-    }
-
     /// Whether an order may go from `self` to `next`. Statuses only move forward.
     pub fn can_become(self, next: Status) -> bool {
         use Status::*;
@@ -48,6 +37,18 @@ impl Status {
     /// Whether an order with this status is still in the restaurant (on the board).
     pub fn is_live(self) -> bool {
         matches!(self, Status::Taken | Status::Preparing | Status::Ready)
+    }
+
+    /// How far along the kitchen's line an order is: TAKEN 0, PREPARING 1,
+    /// READY 2, COLLECTED 3, CANCELLED 4 (out of the line, after everything).
+    pub fn rank(self) -> u8 {
+        match self {
+            Status::Taken => 0,
+            Status::Preparing => 1,
+            Status::Ready => 2,
+            Status::Collected => 3,
+            Status::Cancelled => 4,
+        }
     }
 
     pub fn as_str(self) -> &'static str {
@@ -97,7 +98,9 @@ impl<'de> Deserialize<'de> for Timestamp {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Order {
-    pub order: Ticket,
+    /// The ticket number; `order` in JSON, as the API has always called it.
+    #[serde(rename = "order")]
+    pub ticket: Ticket,
     pub status: Status,
     pub content: String,
     pub taken_at: Timestamp,
@@ -128,7 +131,7 @@ impl Order {
     /// A newly taken order.
     pub fn new(ticket: Ticket, content: String, at: Timestamp) -> Self {
         Order {
-            order: ticket,
+            ticket,
             status: Status::Taken,
             content,
             taken_at: at,
@@ -143,7 +146,7 @@ impl Order {
     pub fn advanced(&self, to: Status, at: Timestamp) -> Result<Order, IllegalStep> {
         if !self.status.can_become(to) {
             return Err(IllegalStep {
-                ticket: self.order,
+                ticket: self.ticket,
                 from: self.status,
                 to,
             });
@@ -235,7 +238,7 @@ mod tests {
         assert!(json.starts_with(r#"{"order":1,"status":"TAKEN","content":"cola","taken_at":""#));
         let back: Order = serde_json::from_str(&json).unwrap();
         // Milliseconds survive; finer precision is not kept.
-        assert_eq!(back.order, 1);
+        assert_eq!(back.ticket, 1);
         assert!(
             serde_json::from_str::<Order>(
                 r#"{"order":1,"status":"COOKING","content":"x","taken_at":"2026-01-01T00:00:00Z"}"#

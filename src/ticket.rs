@@ -8,6 +8,9 @@
 //! that arrive together share one lock/read/write/fsync cycle (group commit):
 //! `k` waiting customers get `k` consecutive numbers for the price of one
 //! fsync. Nothing is reserved ahead for customers who have not arrived.
+//!
+//! It also owns the one encoding of a ticket as four big-endian bytes
+//! ([`to_bytes`], [`from_bytes`]): the counter's, and the broker's messages.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
@@ -15,7 +18,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use byteorder::{BigEndian, ReadBytesExt, WriteBytesExt};
+use byteorder::{BigEndian, ByteOrder};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::durable;
@@ -27,21 +30,65 @@ pub const FILE_NAME: &str = "counter";
 /// Most requests served by one fsync.
 const MAX_BATCH: usize = 4096;
 
+/// A ticket number as four big-endian bytes: how the counter stores it and
+/// how a broker message carries it.
+pub fn to_bytes(ticket: Ticket) -> [u8; 4] {
+    let mut bytes = [0; 4];
+    BigEndian::write_u32(&mut bytes, ticket);
+    bytes
+}
+
+/// The ticket number in `bytes`, if they are exactly four.
+pub fn from_bytes(bytes: &[u8]) -> Option<Ticket> {
+    (bytes.len() == 4).then(|| BigEndian::read_u32(bytes))
+}
+
+// The I/O errors are shown in the message and not returned as `source()`:
+// a report that prints the chain would print them twice.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum TicketError {
     #[error("{path}: {what}")]
     Corrupt { path: PathBuf, what: String },
+    #[error(
+        "{path} is a directory, but the ticket counter is a 4-byte file: move the directory out of the way \
+         and start again (a new counter is made when the order store is empty; otherwise you are told what to write into it)"
+    )]
+    NotAFile { path: PathBuf },
+    #[error(
+        "{path} is missing, but the order store holds orders up to {highest}; restore it from a backup, \
+         or write that number into it: printf '%08x' {highest} | xxd -r -p > {path}"
+    )]
+    Missing { path: PathBuf, highest: Ticket },
+    #[error(
+        "{path} says the last ticket was {last}, but the order store holds order {highest}: counting on \
+         from there would repeat tickets. Restore it from a backup, or write the highest number into it: \
+         printf '%08x' {highest} | xxd -r -p > {path}"
+    )]
+    Behind {
+        path: PathBuf,
+        last: Ticket,
+        highest: Ticket,
+    },
     #[error("ticket numbers are used up: {path} is at {max}, the largest number a ticket can hold", max = u32::MAX)]
     Exhausted { path: PathBuf },
     #[error("the ticket counter is locked by another process: {0}")]
     Busy(Arc<io::Error>),
-    #[error("{path}: {source}")]
+    #[error("{path}: {error}")]
     Io {
         path: PathBuf,
-        source: Arc<io::Error>,
+        error: Arc<io::Error>,
     },
     #[error("the ticket counter has stopped")]
     Stopped,
+}
+
+/// Whether [`CounterFile::open`] may create a missing counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Create {
+    /// A missing counter is created at `0` (no orders exist yet).
+    IfMissing,
+    /// A missing counter is an error (orders may exist already).
+    MustExist,
 }
 
 /// A handle to the counter; cheap to clone.
@@ -60,29 +107,46 @@ impl CounterFile {
     /// Opens the counter in `dir`. A missing counter is created at `0` only when
     /// `create` says so (the caller knows whether orders exist already); a
     /// counter of any length but four bytes is refused, never rewritten.
-    pub fn open(dir: &Path, create: bool) -> Result<CounterFile, TicketError> {
+    pub fn open(dir: &Path, create: Create) -> Result<CounterFile, TicketError> {
         let path = dir.join(FILE_NAME);
-        if create && !path.exists() {
-            create_atomically(dir, &path).map_err(|source| TicketError::Io {
-                path: path.clone(),
-                source: source.into(),
-            })?;
+        if path.is_dir() {
+            return Err(TicketError::NotAFile { path });
+        }
+        let io = |error: io::Error| TicketError::Io {
+            path: dir.join(FILE_NAME),
+            error: error.into(),
+        };
+        if create == Create::IfMissing && !path.exists() {
+            create_atomically(dir, &path).map_err(io)?;
         }
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .open(&path)
-            .map_err(|source| TicketError::Io {
-                path: path.clone(),
-                source: source.into(),
-            })?;
+            .map_err(io)?;
         let counter = CounterFile { path, file };
         counter.read()?;
         Ok(counter)
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// Opens the counter beside an order store whose highest ticket is
+    /// `highest`, refusing one that would hand out a number the store holds
+    /// already (missing, or behind). Blocks on the counter's lock.
+    pub fn open_after(dir: &Path, highest: Ticket) -> Result<CounterFile, TicketError> {
+        let path = dir.join(FILE_NAME);
+        if highest > 0 && !path.exists() {
+            return Err(TicketError::Missing { path, highest });
+        }
+        let counter = CounterFile::open(dir, Create::IfMissing)?;
+        let last = counter.last()?;
+        if last < highest {
+            return Err(TicketError::Behind {
+                path,
+                last,
+                highest,
+            });
+        }
+        Ok(counter)
     }
 
     /// The last number handed out, read under the lock.
@@ -93,9 +157,9 @@ impl CounterFile {
     }
 
     fn read(&self) -> Result<Ticket, TicketError> {
-        let io = |source: io::Error| TicketError::Io {
+        let io = |error: io::Error| TicketError::Io {
             path: self.path.clone(),
-            source: source.into(),
+            error: error.into(),
         };
         let len = self.file.metadata().map_err(io)?.len();
         if len != 4 {
@@ -108,7 +172,7 @@ impl CounterFile {
         }
         let mut bytes = [0u8; 4];
         self.file.read_exact_at(&mut bytes, 0).map_err(io)?;
-        Ok((&bytes[..]).read_u32::<BigEndian>().expect("four bytes"))
+        Ok(from_bytes(&bytes).expect("four bytes"))
     }
 
     /// Hands out `count` consecutive numbers in one locked, fsynced step and
@@ -118,9 +182,9 @@ impl CounterFile {
     ///
     /// If `count` is 0: there would be no first number to return (it used to
     /// return the next number without handing it out, so the following
-    /// `take` handed it out again, and at `u32::MAX` it overflowed).
-    pub fn take(&self, count: u32) -> Result<Ticket, TicketError> {
-        assert!(count > 0, "take at least one ticket number");
+    /// `reserve` handed it out again, and at `u32::MAX` it overflowed).
+    pub fn reserve(&self, count: u32) -> Result<Ticket, TicketError> {
+        assert!(count > 0, "reserve at least one ticket number");
         let _lock = durable::exclusive(&self.file, durable::LOCK_WAIT)
             .map_err(|e| TicketError::Busy(e.into()))?;
         let last = self.read()?;
@@ -129,13 +193,11 @@ impl CounterFile {
                 path: self.path.clone(),
             });
         };
-        let io = |source: io::Error| TicketError::Io {
+        let io = |error: io::Error| TicketError::Io {
             path: self.path.clone(),
-            source: source.into(),
+            error: error.into(),
         };
-        let mut bytes = Vec::with_capacity(4);
-        bytes.write_u32::<BigEndian>(new_last).expect("vec write");
-        self.file.write_all_at(&bytes, 0).map_err(io)?;
+        self.file.write_all_at(&to_bytes(new_last), 0).map_err(io)?;
         self.file.sync_data().map_err(io)?;
         Ok(last + 1)
     }
@@ -147,7 +209,7 @@ impl CounterFile {
 fn create_atomically(dir: &Path, path: &Path) -> io::Result<()> {
     let temp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
     let mut file = File::create(&temp)?;
-    file.write_all(&[0, 0, 0, 0])?;
+    file.write_all(&to_bytes(0))?;
     file.sync_all()?;
     let linked = fs::hard_link(&temp, path);
     fs::remove_file(&temp)?;
@@ -169,7 +231,7 @@ impl Tickets {
                 let mut batch = Vec::with_capacity(MAX_BATCH);
                 while inbox.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
                     let count = batch.len() as u32;
-                    match counter.take(count) {
+                    match counter.reserve(count) {
                         Ok(first) => {
                             for (i, reply) in batch.drain(..).enumerate() {
                                 let _ = reply.send(Ok(first + i as u32));
@@ -206,10 +268,10 @@ mod tests {
     #[test]
     fn a_new_counter_starts_at_zero_and_counts_consecutively() {
         let dir = tempfile::tempdir().unwrap();
-        let counter = CounterFile::open(dir.path(), true).unwrap();
+        let counter = CounterFile::open(dir.path(), Create::IfMissing).unwrap();
         assert_eq!(counter.last().unwrap(), 0);
-        assert_eq!(counter.take(1).unwrap(), 1);
-        assert_eq!(counter.take(3).unwrap(), 2);
+        assert_eq!(counter.reserve(1).unwrap(), 1);
+        assert_eq!(counter.reserve(3).unwrap(), 2);
         assert_eq!(fs::read(dir.path().join(FILE_NAME)).unwrap(), [0, 0, 0, 4]);
     }
 
@@ -217,7 +279,7 @@ mod tests {
     fn a_missing_counter_is_not_created_unless_asked() {
         let dir = tempfile::tempdir().unwrap();
         assert!(matches!(
-            CounterFile::open(dir.path(), false),
+            CounterFile::open(dir.path(), Create::MustExist),
             Err(TicketError::Io { .. })
         ));
         assert!(!dir.path().join(FILE_NAME).exists());
@@ -228,7 +290,9 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         for bytes in [&[][..], &[0, 0, 1], &[0, 0, 0, 0, 1], &[0; 8]] {
             fs::write(dir.path().join(FILE_NAME), bytes).unwrap();
-            let err = CounterFile::open(dir.path(), true).err().expect("refused");
+            let err = CounterFile::open(dir.path(), Create::IfMissing)
+                .err()
+                .expect("refused");
             assert!(
                 err.to_string()
                     .contains(&format!("{} bytes long", bytes.len())),
@@ -242,10 +306,10 @@ mod tests {
     fn the_counter_never_wraps() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(FILE_NAME), (u32::MAX - 1).to_be_bytes()).unwrap();
-        let counter = CounterFile::open(dir.path(), false).unwrap();
-        assert_eq!(counter.take(1).unwrap(), u32::MAX);
+        let counter = CounterFile::open(dir.path(), Create::MustExist).unwrap();
+        assert_eq!(counter.reserve(1).unwrap(), u32::MAX);
         assert!(matches!(
-            counter.take(1),
+            counter.reserve(1),
             Err(TicketError::Exhausted { .. })
         ));
         assert_eq!(counter.last().unwrap(), u32::MAX);
@@ -254,7 +318,7 @@ mod tests {
     #[tokio::test]
     async fn concurrent_requests_get_distinct_consecutive_numbers() {
         let dir = tempfile::tempdir().unwrap();
-        let tickets = Tickets::start(CounterFile::open(dir.path(), true).unwrap());
+        let tickets = Tickets::start(CounterFile::open(dir.path(), Create::IfMissing).unwrap());
         let handles: Vec<_> = (0..500)
             .map(|_| {
                 tokio::spawn({

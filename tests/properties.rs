@@ -6,7 +6,7 @@
 //!   forward-only rules: every outcome matches, and after closing and
 //!   reopening from disk (`lookup`, `unfinished`, `highest_ticket`) it is
 //!   the model again. Compaction is lowered to every few changes
-//!   ([`store::compact_sooner`]) so it happens again and again, with two
+//!   ([`store::testing::compact_sooner`]) so it happens again and again, with two
 //!   handles on one directory (like two processes) following each other.
 //! - The counter against a `u32`, including near `u32::MAX`.
 //! - The loading path and the `/take` query parser on random bytes: the
@@ -19,8 +19,8 @@ use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fastfood::order::{Order, Status, Ticket};
-use fastfood::store::{self, Lookup, Outcome, Store, StoreError};
-use fastfood::ticket::{CounterFile, TicketError};
+use fastfood::store::{self, Lookup, Outcome, Repeat, Store, StoreError};
+use fastfood::ticket::{CounterFile, Create, TicketError};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 
@@ -204,7 +204,7 @@ fn step() -> impl Strategy<Value = Step> {
 /// What the store answered, in the model's terms.
 fn seen(ticket: Ticket, answer: Result<Outcome, StoreError>, content: Option<&str>) -> Expect {
     let check = |order: &Order| {
-        assert_eq!(order.order, ticket, "an answer about another order");
+        assert_eq!(order.ticket, ticket, "an answer about another order");
         if let Some(content) = content {
             assert_eq!(order.content, content);
         }
@@ -231,16 +231,27 @@ fn seen(ticket: Ticket, answer: Result<Outcome, StoreError>, content: Option<&st
     }
 }
 
+/// The store's name for a step that may repeat (a redelivery) or may not.
+fn repeat(idempotent: bool) -> Repeat {
+    if idempotent {
+        Repeat::Allow
+    } else {
+        Repeat::Refuse
+    }
+}
+
 async fn apply(store: &Store, op: &Op) -> Expect {
     match op {
         Op::Take(t, content) => {
             let answer = store
-                .take(*t, content.to_string())
+                .record(*t, content.to_string())
                 .await
                 .map(Outcome::Changed);
             seen(*t, answer, Some(content))
         }
-        Op::Advance(t, to, idempotent) => seen(*t, store.advance(*t, *to, *idempotent).await, None),
+        Op::Advance(t, to, idempotent) => {
+            seen(*t, store.advance(*t, *to, repeat(*idempotent)).await, None)
+        }
         Op::MarkQueued(t) => seen(*t, store.mark_queued(*t).await, None),
     }
 }
@@ -290,7 +301,7 @@ fn same_state(store: &Store, model: &Model, when: &str) -> Result<(), TestCaseEr
     let unfinished: Vec<(Ticket, Status)> = store
         .unfinished()
         .iter()
-        .map(|o| (o.order, o.status))
+        .map(|o| (o.ticket, o.status))
         .collect();
     let expected: Vec<(Ticket, Status)> = model
         .live
@@ -368,7 +379,7 @@ fn run_store_scenario(steps: &[Step]) -> Result<(), TestCaseError> {
 #[test]
 fn the_store_follows_the_model_across_batches_compactions_and_reopening() {
     // Compact after a handful of changes instead of 20,000.
-    store::compact_sooner(6);
+    store::testing::compact_sooner(6);
     let mut runner = runner(40);
     let steps = prop::collection::vec(step(), 1..60);
     runner
@@ -414,11 +425,12 @@ fn run_counter_scenario(start: u32, ops: &[CounterOp]) -> Result<(), TestCaseErr
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join(fastfood::ticket::FILE_NAME);
     std::fs::write(&path, start.to_be_bytes()).unwrap();
-    let mut counter = CounterFile::open(dir.path(), false).expect("a 4-byte counter opens");
+    let mut counter =
+        CounterFile::open(dir.path(), Create::MustExist).expect("a 4-byte counter opens");
     let mut model = start;
     for op in ops {
         match op {
-            CounterOp::Take(k) => match (model.checked_add(*k), counter.take(*k)) {
+            CounterOp::Take(k) => match (model.checked_add(*k), counter.reserve(*k)) {
                 (Some(last), Ok(first)) => {
                     prop_assert_eq!(first, model + 1, "take({}) from {}", k, model);
                     model = last;
@@ -436,7 +448,7 @@ fn run_counter_scenario(start: u32, ops: &[CounterOp]) -> Result<(), TestCaseErr
                 }
             },
             CounterOp::Reopen => {
-                counter = CounterFile::open(dir.path(), false).expect("it reopens");
+                counter = CounterFile::open(dir.path(), Create::MustExist).expect("it reopens");
             }
         }
         prop_assert_eq!(counter.last().unwrap(), model);
@@ -459,11 +471,11 @@ fn taking_no_ticket_is_refused_and_changes_nothing() {
     let dir = tempfile::tempdir().unwrap();
     for start in [0, 41, u32::MAX] {
         std::fs::write(dir.path().join("counter"), u32::to_be_bytes(start)).unwrap();
-        let counter = CounterFile::open(dir.path(), false).unwrap();
-        let taken = std::panic::catch_unwind(|| counter.take(0));
+        let counter = CounterFile::open(dir.path(), Create::MustExist).unwrap();
+        let taken = std::panic::catch_unwind(|| counter.reserve(0));
         assert!(taken.is_err(), "take(0) from {start} hands out nothing");
         assert_eq!(counter.last().unwrap(), start);
-        assert_eq!(counter.take(1).ok(), start.checked_add(1));
+        assert_eq!(counter.reserve(1).ok(), start.checked_add(1));
     }
 }
 
@@ -489,7 +501,7 @@ fn store_files(dir: &Path, data: &[u8]) {
 fn check_load(data: &[u8]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     store_files(dir.path(), data);
-    match store::check(dir.path()) {
+    match store::testing::check(dir.path()) {
         Ok(_) => {}
         Err(StoreError::Corrupt { path, what }) => {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");

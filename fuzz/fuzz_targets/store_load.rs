@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
             std::fs::write(dir.path().join(name), part).expect("write a store file");
         }
     }
-    match store::check(dir.path()) {
+    match store::testing::check(dir.path()) {
         Ok(_) => {}
         Err(StoreError::Corrupt { path, what }) => {
             let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");

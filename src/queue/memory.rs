@@ -3,11 +3,15 @@
 //! store's unfinished orders are put back with [`MemoryQueue::restore`].
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
+use std::time::Duration;
 
+use futures_util::FutureExt;
+use futures_util::future::BoxFuture;
+use parking_lot::{Mutex, MutexGuard};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::QueueError;
+use super::{Backend, BackendConsumer, BackendDelivery, BackendSlot, Health, QueueError};
 use crate::order::Ticket;
 
 #[derive(Clone)]
@@ -92,10 +96,8 @@ impl MemoryQueue {
 }
 
 impl Shared {
-    fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Ticket>> {
-        self.line
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    fn lock(&self) -> MutexGuard<'_, VecDeque<Ticket>> {
+        self.line.lock()
     }
 
     fn push(&self, ticket: Ticket, front: bool) {
@@ -139,6 +141,64 @@ impl Drop for Delivery {
         if !self.settled {
             self.shared.push(self.ticket, true);
         }
+    }
+}
+
+impl Backend for MemoryQueue {
+    fn reserve(&self) -> Result<Box<dyn BackendSlot>, QueueError> {
+        MemoryQueue::reserve(self).map(|slot| Box::new(slot) as Box<dyn BackendSlot>)
+    }
+
+    fn consumer(&self, _name: &str) -> Box<dyn BackendConsumer> {
+        Box::new(self.clone())
+    }
+
+    fn health(&self) -> Health {
+        Health {
+            state: "none",
+            unavailable: None,
+        }
+    }
+
+    fn depth(&self) -> Option<usize> {
+        Some(self.shared.lock().len())
+    }
+
+    fn is_durable(&self) -> bool {
+        false
+    }
+
+    fn confirm_timeout(&self) -> Duration {
+        Duration::ZERO
+    }
+}
+
+impl BackendSlot for Slot {
+    fn send(self: Box<Self>, ticket: Ticket) -> BoxFuture<'static, Result<(), QueueError>> {
+        Slot::send(*self, ticket);
+        std::future::ready(Ok(())).boxed()
+    }
+}
+
+impl BackendConsumer for MemoryQueue {
+    fn next(&mut self) -> BoxFuture<'_, Box<dyn BackendDelivery>> {
+        async move { Box::new(MemoryQueue::next(self).await) as Box<dyn BackendDelivery> }.boxed()
+    }
+}
+
+impl BackendDelivery for Delivery {
+    fn ticket(&self) -> Ticket {
+        self.ticket
+    }
+
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
+        Delivery::ack(*self);
+        std::future::ready(Ok(())).boxed()
+    }
+
+    fn give_back(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
+        Delivery::give_back(*self);
+        std::future::ready(Ok(())).boxed()
     }
 }
 

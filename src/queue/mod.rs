@@ -1,9 +1,14 @@
 //! Where orders wait between the counter and the kitchen: first in, first
 //! out, except that an order a worker gives back goes to the front.
 //!
-//! Two kinds behind one type: [`memory`], in this process (nothing to
-//! install; after a restart the store's unfinished orders are put back), and
-//! RabbitMQ ([`crate::broker`]: durable, shared by any number of processes).
+//! This module says what a queue does ([`Backend`] and the traits of its
+//! slots, consumers and deliveries), what goes wrong ([`QueueError`]) and what
+//! a queue tells about itself ([`Health`], depth); the handles the rest of
+//! the program holds ([`Queue`], [`Slot`], [`Consumer`], [`Delivery`]) work
+//! the same whatever is behind them. Two kinds implement it: [`memory`], in
+//! this process (nothing to install; after a restart the store's unfinished
+//! orders are put back), and the broker (RabbitMQ: durable, shared by any
+//! number of processes), which depends on this module, never the reverse.
 //!
 //! The server side calls [`Queue::reserve`] before an order is numbered, so a
 //! full or unreachable queue costs no ticket, then [`Slot::send`] once the
@@ -12,7 +17,11 @@
 
 pub mod memory;
 
-use crate::broker::{Broker, OrderConsumer, OrderDelivery};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+
 use crate::order::Ticket;
 
 #[derive(Debug, Clone, thiserror::Error)]
@@ -23,54 +32,95 @@ pub enum QueueError {
     Unavailable(String),
 }
 
-/// A queue of either kind; cheap to clone.
-#[derive(Clone)]
-pub enum Queue {
-    Memory(memory::MemoryQueue),
-    Amqp(Broker),
+/// What a queue can tell about itself right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Health {
+    /// One word for a readiness check: `none` (the queue is in this process:
+    /// nothing to reach), `connected`, `disconnected` or `blocked`.
+    pub state: &'static str,
+    /// Why an order cannot be queued now, or `None` when it can.
+    pub unavailable: Option<String>,
 }
 
-/// Room for one order, promised before it was numbered.
-pub enum Slot {
-    Memory(memory::Slot),
-    Amqp(Broker),
+/// A kind of queue.
+pub trait Backend: Send + Sync + 'static {
+    /// Room for one more order, or why there is none.
+    fn reserve(&self) -> Result<Box<dyn BackendSlot>, QueueError>;
+    /// A consumer for one worker.
+    fn consumer(&self, name: &str) -> Box<dyn BackendConsumer>;
+    /// Whether it can take orders now, and if not why.
+    fn health(&self) -> Health;
+    /// Orders waiting for a worker, or `None` if the queue cannot tell.
+    fn depth(&self) -> Option<usize>;
+    /// Whether the queue outlives this process (so it needs no restoring).
+    fn is_durable(&self) -> bool;
+    /// The longest [`Slot::send`] waits for the queue to confirm an order.
+    fn confirm_timeout(&self) -> Duration;
 }
 
-/// One worker's end of the queue.
-pub enum Consumer {
-    Memory(memory::MemoryQueue),
-    Amqp(OrderConsumer),
+/// Room for one order, promised by [`Backend::reserve`].
+pub trait BackendSlot: Send {
+    fn send(self: Box<Self>, ticket: Ticket) -> BoxFuture<'static, Result<(), QueueError>>;
+}
+
+/// One worker's end of a queue.
+pub trait BackendConsumer: Send + Sync {
+    fn next(&mut self) -> BoxFuture<'_, Box<dyn BackendDelivery>>;
 }
 
 /// An order handed to one worker. Dropping it unsettled gives it back.
-pub enum Delivery {
-    Memory(memory::Delivery),
-    Amqp(OrderDelivery),
+pub trait BackendDelivery: Send {
+    fn ticket(&self) -> Ticket;
+    fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
+    fn give_back(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
 }
 
+/// A queue of any kind; cheap to clone.
+#[derive(Clone)]
+pub struct Queue(Arc<dyn Backend>);
+
+/// Room for one order, promised before it was numbered.
+pub struct Slot(Box<dyn BackendSlot>);
+
+/// One worker's end of the queue.
+pub struct Consumer(Box<dyn BackendConsumer>);
+
+/// An order handed to one worker. Dropping it unsettled gives it back.
+pub struct Delivery(Box<dyn BackendDelivery>);
+
 impl Queue {
+    pub fn new(backend: impl Backend) -> Self {
+        Queue(Arc::new(backend))
+    }
+
     /// Room for one more order, or why there is none.
     pub fn reserve(&self) -> Result<Slot, QueueError> {
-        match self {
-            Queue::Memory(q) => q.reserve().map(Slot::Memory),
-            Queue::Amqp(broker) => match broker.unavailable() {
-                Some(e) => Err(e),
-                None => Ok(Slot::Amqp(broker.clone())),
-            },
-        }
+        self.0.reserve().map(Slot)
     }
 
     /// A consumer for one worker.
     pub fn consumer(&self, name: &str) -> Consumer {
-        match self {
-            Queue::Memory(q) => Consumer::Memory(q.clone()),
-            Queue::Amqp(broker) => Consumer::Amqp(broker.consumer(name)),
-        }
+        Consumer(self.0.consumer(name))
+    }
+
+    /// Whether it can take orders now, and if not why.
+    pub fn health(&self) -> Health {
+        self.0.health()
+    }
+
+    /// Orders waiting for a worker, or `None` if the queue cannot tell.
+    pub fn depth(&self) -> Option<usize> {
+        self.0.depth()
     }
 
     /// Whether the queue outlives this process (so it needs no restoring).
     pub fn is_durable(&self) -> bool {
-        matches!(self, Queue::Amqp(_))
+        self.0.is_durable()
+    }
+
+    /// The longest [`Slot::send`] waits for the queue to confirm an order.
+    pub fn confirm_timeout(&self) -> Duration {
+        self.0.confirm_timeout()
     }
 }
 
@@ -78,53 +128,29 @@ impl Slot {
     /// Queues `ticket` in the reserved room; with a broker, returns once the
     /// broker has confirmed it.
     pub async fn send(self, ticket: Ticket) -> Result<(), QueueError> {
-        match self {
-            Slot::Memory(slot) => {
-                slot.send(ticket);
-                Ok(())
-            }
-            Slot::Amqp(broker) => broker.publish_order(ticket, 0).await,
-        }
+        self.0.send(ticket).await
     }
 }
 
 impl Consumer {
     /// The next order; waits until there is one.
     pub async fn next(&mut self) -> Delivery {
-        match self {
-            Consumer::Memory(q) => Delivery::Memory(q.next().await),
-            Consumer::Amqp(c) => Delivery::Amqp(c.next().await),
-        }
+        Delivery(self.0.next().await)
     }
 }
 
 impl Delivery {
     pub fn ticket(&self) -> Ticket {
-        match self {
-            Delivery::Memory(d) => d.ticket(),
-            Delivery::Amqp(d) => d.ticket,
-        }
+        self.0.ticket()
     }
 
     /// The order is done with (READY, or nothing left to do): forget it.
     pub async fn ack(self) -> Result<(), QueueError> {
-        match self {
-            Delivery::Memory(d) => {
-                d.ack();
-                Ok(())
-            }
-            Delivery::Amqp(d) => d.ack().await,
-        }
+        self.0.ack().await
     }
 
     /// This worker could not finish it: back to the front of the line.
     pub async fn give_back(self) -> Result<(), QueueError> {
-        match self {
-            Delivery::Memory(d) => {
-                d.give_back();
-                Ok(())
-            }
-            Delivery::Amqp(d) => d.give_back().await,
-        }
+        self.0.give_back().await
     }
 }

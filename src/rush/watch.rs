@@ -21,6 +21,7 @@ use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
 use super::sse;
+use crate::backoff::Backoff;
 use crate::order::{Status, Ticket};
 
 /// Largest event read: a board of about 300,000 orders.
@@ -28,6 +29,9 @@ const EVENT_LIMIT: usize = 64 << 20;
 /// How long a READY nobody asked for is kept (another client's order, or a
 /// customer about to ask).
 const KEEP_UNCLAIMED: Duration = Duration::from_secs(30);
+/// How the board stream is followed again after it broke: soon, then less often.
+const STREAM_RECONNECT: Backoff =
+    Backoff::new(Duration::from_millis(50), Duration::from_secs(2), 2);
 
 #[derive(Deserialize)]
 struct Head {
@@ -175,7 +179,7 @@ impl Watch {
     ) -> anyhow::Result<()> {
         let url = format!("{base}/updates");
         let mut connected_once = false;
-        let mut pause = Duration::from_millis(50);
+        let mut backoff = STREAM_RECONNECT;
         while !stop.is_cancelled() {
             let response = tokio::select! {
                 _ = stop.cancelled() => return Ok(()),
@@ -188,8 +192,7 @@ impl Watch {
                 }
                 Err(e) => {
                     tracing::warn!("{url}: {e}; reconnecting");
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(2));
+                    tokio::time::sleep(backoff.pause()).await;
                     continue;
                 }
             };
@@ -197,7 +200,7 @@ impl Watch {
                 self.lock().seen.reconnects += 1;
             }
             connected_once = true;
-            pause = Duration::from_millis(50);
+            backoff.reset();
             let mut events = std::pin::pin!(sse::events(response.bytes_stream(), EVENT_LIMIT));
             loop {
                 let event = tokio::select! {

@@ -23,97 +23,28 @@
 //! for the fsync) is dropped with a warning. Anything else that does not parse
 //! or breaks the rules stops the program with the file name and the reason;
 //! nothing is ever reset.
+//!
+//! Each file's format is read and written by its own module: [`super::log`],
+//! [`super::snapshot`], [`super::history`]; [`super::compact`] rewrites them.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
-use std::sync::atomic::{AtomicUsize, Ordering};
-
-use serde::{Deserialize, Serialize};
 
 use super::StoreError;
-use super::state::{Record, State, TicketSet};
+use super::history::read_history;
+use super::log::{LogRead, create_log, read_log};
+use super::snapshot::{parse_snapshot, snapshot_bytes};
+use super::state::{Record, State};
+use super::testing::compact_min;
 use crate::crash;
 use crate::durable;
-use crate::order::{Order, Status, Ticket};
 
 pub const SNAPSHOT: &str = "orders.json";
 pub const LOG: &str = "orders.log";
 pub const LOCK: &str = "orders.lock";
 pub const HISTORY: &str = "history.jsonl";
-
-/// Fewest changes in the log before it is worth compacting.
-const COMPACT_MIN_RECORDS: usize = 20_000;
-/// [`COMPACT_MIN_RECORDS`] unless a test lowered it with [`compact_sooner`].
-static COMPACT_MIN: AtomicUsize = AtomicUsize::new(COMPACT_MIN_RECORDS);
-
-/// A test knob, read once: `FASTFOOD_COMPACT_AFTER=N` in a process's
-/// environment does what [`compact_sooner`]`(N)` does in a test's own, so the
-/// crash tests see a child process compact after a few orders. Not a flag:
-/// nobody should need it in a restaurant.
-const COMPACT_AFTER_ENV: &str = "FASTFOOD_COMPACT_AFTER";
-
-/// For tests only: compact once the log holds `records` changes (and twice
-/// the live orders) instead of 20,000, for every store this process opens
-/// from now on, so a property test sees compactions without writing 20,000
-/// changes. The program never calls it.
-pub fn compact_sooner(records: usize) {
-    compact_after_env();
-    COMPACT_MIN.store(records.max(1), Ordering::Relaxed);
-}
-
-fn compact_min() -> usize {
-    compact_after_env();
-    COMPACT_MIN.load(Ordering::Relaxed)
-}
-
-/// Applies [`COMPACT_AFTER_ENV`] the first time it is called.
-fn compact_after_env() {
-    static READ: Once = Once::new();
-    READ.call_once(|| {
-        let Ok(value) = std::env::var(COMPACT_AFTER_ENV) else {
-            return;
-        };
-        match value.trim().parse::<usize>() {
-            Ok(records) => {
-                tracing::warn!(
-                    "{COMPACT_AFTER_ENV}={records}: compacting the order log after {records} changes (a test knob)"
-                );
-                COMPACT_MIN.store(records.max(1), Ordering::Relaxed);
-            }
-            Err(_) => tracing::warn!(
-                "{COMPACT_AFTER_ENV}={value:?} is not a number of changes; ignored"
-            ),
-        }
-    });
-}
-
-/// What [`check`] found in a store's files.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Checked {
-    /// The number of the last change.
-    pub version: u64,
-    /// Orders still in the restaurant.
-    pub live: usize,
-    /// The highest ticket number any file mentions.
-    pub highest: Ticket,
-}
-
-/// Loads the store's files in `dir` under the lock, exactly as opening the
-/// store does (so it creates a new store where there is none, and cuts off a
-/// last line a crash left half written), without starting anything: what
-/// they hold, or the error that would stop the program. For the fuzz targets
-/// and tests of the loading path.
-pub fn check(dir: &Path) -> Result<Checked, StoreError> {
-    let (_, _, state) = open(dir)?;
-    Ok(Checked {
-        version: state.version,
-        live: state.live.len(),
-        highest: state.highest,
-    })
-}
 
 /// Opens `orders.lock` (creating it) and loads the other files while holding
 /// it. Returns the lock file, for every later cycle to lock again.
@@ -133,35 +64,6 @@ pub fn open(dir: &Path) -> Result<(File, Disk, State), StoreError> {
     };
     Ok((lock, disk, state))
 }
-/// How far back from the end of `history.jsonl` to look for its last line:
-/// far more than the longest line (a 1000-character order, all escaped).
-const HISTORY_TAIL: u64 = 64 * 1024;
-
-#[derive(Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Header {
-    base: u64,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Snapshot {
-    version: u64,
-    orders: Vec<Order>,
-}
-
-/// The little of a history line that loading needs.
-#[derive(Deserialize)]
-struct HistoryLine {
-    version: u64,
-    order: HistoryOrder,
-}
-
-#[derive(Deserialize)]
-struct HistoryOrder {
-    order: Ticket,
-    status: Status,
-}
 
 /// What a catch-up found in the log that this process did not write.
 pub enum News {
@@ -170,28 +72,29 @@ pub enum News {
     Reload,
 }
 
+/// The store's open files and how far this process has read them.
 pub struct Disk {
-    dir: PathBuf,
+    pub(super) dir: PathBuf,
     /// `orders.log`, open for reading and appending.
-    log: File,
+    pub(super) log: File,
     /// How much of `log` has been read and applied.
-    log_offset: u64,
+    pub(super) log_offset: u64,
     /// Changes in `log`, to decide when to compact.
-    log_records: usize,
+    pub(super) log_records: usize,
     /// Orders that left since the last compaction; history gets them then.
-    leaving: Vec<Record>,
+    pub(super) leaving: Vec<Record>,
     /// Compact no sooner than this many records (raised after a failure).
-    compact_at: usize,
+    pub(super) compact_at: usize,
 }
 
-fn io_error(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io {
+pub(super) fn io_error(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
+    move |error| StoreError::Io {
         path: path.to_owned(),
-        source: source.into(),
+        error: error.into(),
     }
 }
 
-fn corrupt(path: &Path, what: impl Into<String>) -> StoreError {
+pub(super) fn corrupt(path: &Path, what: impl Into<String>) -> StoreError {
     StoreError::Corrupt {
         path: path.to_owned(),
         what: what.into(),
@@ -226,8 +129,8 @@ impl Disk {
             (Some(snapshot), log) => {
                 state.version = snapshot.version;
                 for order in snapshot.orders {
-                    state.highest = state.highest.max(order.order);
-                    state.live.insert(order.order, order);
+                    state.highest = state.highest.max(order.ticket);
+                    state.live.insert(order.ticket, order);
                 }
                 match log {
                     Some(log) => log,
@@ -396,154 +299,16 @@ impl Disk {
         self.note_leaving(records);
         Ok(())
     }
-
-    /// Compacts when the log has grown enough. A failure (a full disk, say)
-    /// only postpones it: the log is still whole.
-    pub fn maybe_compact(&mut self, state: &State) {
-        if self.log_records < self.compact_at.max(2 * state.live.len()) {
-            return;
-        }
-        match self.compact(state) {
-            Ok(()) => self.compact_at = compact_min(),
-            Err(e) => {
-                tracing::warn!("compaction postponed: {e}");
-                self.compact_at = self.log_records + compact_min() / 4;
-            }
-        }
-    }
-
-    fn compact(&mut self, state: &State) -> Result<(), StoreError> {
-        let history_path = self.dir.join(HISTORY);
-        let io = io_error(&history_path);
-        let mut history = OpenOptions::new()
-            .read(true)
-            .append(true)
-            .create(true)
-            .open(&history_path)
-            .map_err(&io)?;
-        let written = history_tail(&history_path, &mut history)?;
-        let mut lines = Vec::new();
-        for record in self.leaving.iter().filter(|r| r.version > written) {
-            serde_json::to_writer(&mut lines, record).expect("a record serialises");
-            lines.push(b'\n');
-        }
-        history
-            .write_all(&lines)
-            .and_then(|()| history.sync_data())
-            .map_err(&io)?;
-        crash::here(crash::point::HISTORY_WRITTEN);
-
-        write_atomically(
-            &self.dir,
-            SNAPSHOT,
-            &snapshot_bytes(state),
-            &SNAPSHOT_CRASH_POINTS,
-        )?;
-        self.log = create_log(&self.dir, state.version, &LOG_CRASH_POINTS)?;
-        self.log_offset = self
-            .log
-            .metadata()
-            .map_err(io_error(&self.dir.join(LOG)))?
-            .len();
-        self.log_records = 0;
-        self.leaving.clear();
-        Ok(())
-    }
-}
-
-/// The snapshot of `state`, one order per line so it reads well and diffs well.
-fn snapshot_bytes(state: &State) -> Vec<u8> {
-    let mut out = format!("{{\"version\":{},\"orders\":[", state.version).into_bytes();
-    for (i, order) in state.live.values().enumerate() {
-        out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
-        serde_json::to_writer(&mut out, order).expect("an order serialises");
-    }
-    out.extend_from_slice(b"\n]}\n");
-    out
-}
-
-fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<Snapshot, StoreError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(corrupt(
-            path,
-            "is empty; even a new store holds {\"version\":0,\"orders\":[]}",
-        ));
-    }
-    let snapshot: Snapshot = serde_json::from_slice(bytes).map_err(|e| {
-        corrupt(
-            path,
-            format!("is not a valid order snapshot (truncated or damaged?): {e}"),
-        )
-    })?;
-    let mut seen = TicketSet::default();
-    for order in &snapshot.orders {
-        if !order.status.is_live() {
-            return Err(corrupt(
-                path,
-                format!(
-                    "order {} is {}, but the snapshot holds only orders still in the restaurant",
-                    order.order, order.status
-                ),
-            ));
-        }
-        if seen.contains(order.order) {
-            return Err(corrupt(path, format!("holds order {} twice", order.order)));
-        }
-        seen.insert(order.order);
-    }
-    Ok(snapshot)
-}
-
-/// What [`read_log`] found.
-struct LogRead {
-    /// The header's base (0 when reading past the header).
-    base: u64,
-    /// Each record with its line number (counted from where reading began).
-    records: Vec<(usize, Record)>,
-    /// Where the complete lines end.
-    end: u64,
-}
-
-/// Reads log lines from `offset` on (from the header when it is 0). A last
-/// line cut short by a crash is cut off the file.
-fn read_log(path: &Path, log: &mut File, offset: u64) -> Result<LogRead, StoreError> {
-    let io = io_error(path);
-    let mut bytes = Vec::new();
-    log.seek(SeekFrom::Start(offset)).map_err(&io)?;
-    log.read_to_end(&mut bytes).map_err(&io)?;
-    let complete = cut_torn_tail(path, log, offset, &bytes)?;
-    let mut lines = bytes[..complete].split(|b| *b == b'\n').enumerate();
-    let mut base = 0;
-    if offset == 0 {
-        let header = lines.next().map(|(_, l)| l).unwrap_or_default();
-        base = serde_json::from_slice::<Header>(header)
-            .map_err(|e| {
-                corrupt(
-                    path,
-                    format!("line 1 should be a header like {{\"base\":0}}: {e}"),
-                )
-            })?
-            .base;
-    }
-    let mut records = Vec::new();
-    for (i, line) in lines {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let record = serde_json::from_slice::<Record>(line)
-            .map_err(|e| corrupt(path, format!("line {}: not a valid change: {e}", i + 1)))?;
-        records.push((i + 1, record));
-    }
-    Ok(LogRead {
-        base,
-        records,
-        end: offset + complete as u64,
-    })
 }
 
 /// Where the last complete line of `bytes` (read at `offset`) ends. Anything
 /// after it is a write cut short by a crash: removed, with a warning.
-fn cut_torn_tail(path: &Path, file: &File, offset: u64, bytes: &[u8]) -> Result<usize, StoreError> {
+pub(super) fn cut_torn_tail(
+    path: &Path,
+    file: &File,
+    offset: u64,
+    bytes: &[u8],
+) -> Result<usize, StoreError> {
     let complete = bytes.iter().rposition(|b| *b == b'\n').map_or(0, |i| i + 1);
     if complete < bytes.len() {
         tracing::warn!(
@@ -558,88 +323,17 @@ fn cut_torn_tail(path: &Path, file: &File, offset: u64, bytes: &[u8]) -> Result<
     Ok(complete)
 }
 
-/// Reads `history.jsonl` into the collected set, up to change `settled` (the
-/// snapshot's); returns its last version.
-fn read_history(dir: &Path, state: &mut State, settled: u64) -> Result<u64, StoreError> {
-    let path = dir.join(HISTORY);
-    let mut file = match OpenOptions::new().read(true).write(true).open(&path) {
-        Ok(file) => file,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
-        Err(e) => return Err(io_error(&path)(e)),
-    };
-    let mut bytes = Vec::new();
-    file.read_to_end(&mut bytes).map_err(io_error(&path))?;
-    let complete = cut_torn_tail(&path, &file, 0, &bytes)?;
-    let mut last = 0;
-    for (i, line) in bytes[..complete].split(|b| *b == b'\n').enumerate() {
-        if line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        let entry: HistoryLine = serde_json::from_slice(line)
-            .map_err(|e| corrupt(&path, format!("line {}: not a valid entry: {e}", i + 1)))?;
-        if entry.order.status == Status::Collected && entry.version <= settled {
-            state.collected.insert(entry.order.order);
-        }
-        state.highest = state.highest.max(entry.order.order);
-        last = last.max(entry.version);
-    }
-    Ok(last)
-}
-
-/// The version of the last complete line of the history (0 when empty),
-/// cutting off a line a crash left half written.
-fn history_tail(path: &Path, file: &mut File) -> Result<u64, StoreError> {
-    let len = file.metadata().map_err(io_error(path))?.len();
-    let start = len.saturating_sub(HISTORY_TAIL);
-    let mut bytes = Vec::new();
-    file.seek(SeekFrom::Start(start)).map_err(io_error(path))?;
-    file.read_to_end(&mut bytes).map_err(io_error(path))?;
-    let complete = cut_torn_tail(path, file, start, &bytes)?;
-    let last_line = bytes[..complete]
-        .split(|b| *b == b'\n')
-        .rfind(|l| !l.iter().all(u8::is_ascii_whitespace));
-    match last_line {
-        None => Ok(0),
-        Some(line) => serde_json::from_slice::<HistoryLine>(line)
-            .map(|entry| entry.version)
-            .map_err(|e| corrupt(path, format!("the last line is not a valid entry: {e}"))),
-    }
-}
-
-/// A fresh log starting after change `base`, put in place atomically.
-fn create_log(dir: &Path, base: u64, points: &CrashPoints) -> Result<File, StoreError> {
-    let header = serde_json::to_string(&Header { base }).expect("a header serialises") + "\n";
-    write_atomically(dir, LOG, header.as_bytes(), points)?;
-    let path = dir.join(LOG);
-    OpenOptions::new()
-        .read(true)
-        .append(true)
-        .open(&path)
-        .map_err(io_error(&path))
-}
-
 /// The crash points of one [`write_atomically`]: after the temp file is
 /// written, after it is fsynced, after it is renamed (see [`crate::crash`]).
-type CrashPoints = [&'static str; 3];
+pub(super) type CrashPoints = [&'static str; 3];
 
-/// Compaction's snapshot and log rewrites: the crash tests stop there.
-const SNAPSHOT_CRASH_POINTS: CrashPoints = [
-    crash::point::SNAPSHOT_WRITTEN,
-    crash::point::SNAPSHOT_SYNCED,
-    crash::point::SNAPSHOT_RENAMED,
-];
-const LOG_CRASH_POINTS: CrashPoints = [
-    crash::point::LOG_WRITTEN,
-    crash::point::LOG_SYNCED,
-    crash::point::LOG_RENAMED,
-];
 /// The files written when a store is created or repaired at start-up (an
 /// empty point is never reached).
-const NO_CRASH_POINTS: CrashPoints = [""; 3];
+pub(super) const NO_CRASH_POINTS: CrashPoints = [""; 3];
 
 /// Replaces `dir/name` with `bytes` so that a crash leaves the old file or
 /// the new one, never a mix: temp file, fsync, rename, directory fsync.
-fn write_atomically(
+pub(super) fn write_atomically(
     dir: &Path,
     name: &str,
     bytes: &[u8],

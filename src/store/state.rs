@@ -91,7 +91,7 @@ impl State {
             });
         }
         let order = &record.order;
-        let t = order.order;
+        let t = order.ticket;
         match (self.live.get(&t), order.status) {
             (None, Status::Taken) if !self.collected.contains(t) => {}
             (None, Status::Taken) => return Err(ApplyError::TakenTwice(t)),
@@ -135,13 +135,14 @@ impl State {
 #[derive(Clone, Debug)]
 pub enum Request {
     /// A new order, `TAKEN`.
-    Take { ticket: Ticket, content: String },
-    /// One step forward to `to`. With `idempotent`, an order already at or past
-    /// `to` is left as it is and reported `Unchanged` (a redelivered order).
+    Record { ticket: Ticket, content: String },
+    /// One step forward to `to`. With [`Repeat::Allow`], an order already at
+    /// or past `to` is left as it is and reported `Unchanged` (a redelivered
+    /// order).
     Advance {
         ticket: Ticket,
         to: Status,
-        idempotent: bool,
+        repeat: Repeat,
     },
     /// The broker confirmed it holds this TAKEN order.
     MarkQueued(Ticket),
@@ -162,6 +163,15 @@ impl Request {
             }
         )
     }
+}
+
+/// What a step does to an order already at or past it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Repeat {
+    /// The step is refused: `WrongStatus` (a customer collecting twice).
+    Refuse,
+    /// The step is recognised as done: `Unchanged` (a redelivered order).
+    Allow,
 }
 
 /// What happened to a request.
@@ -207,28 +217,24 @@ impl<'s> Batch<'s> {
             version,
             order: order.clone(),
         });
-        self.changed.insert(order.order, order.clone());
+        self.changed.insert(order.ticket, order.clone());
         order
     }
 
     /// Decides one request against the state plus the changes planned so far.
     pub fn decide(&mut self, request: &Request, now: Timestamp) -> Outcome {
         match request {
-            Request::Take { ticket, content } => match self.lookup(*ticket) {
+            Request::Record { ticket, content } => match self.lookup(*ticket) {
                 Lookup::Unknown => {
                     Outcome::Changed(self.push(Order::new(*ticket, content.clone(), now)))
                 }
                 Lookup::Live(order) => Outcome::WrongStatus(order),
                 Lookup::Collected => Outcome::Collected,
             },
-            Request::Advance {
-                ticket,
-                to,
-                idempotent,
-            } => match self.lookup(*ticket) {
+            Request::Advance { ticket, to, repeat } => match self.lookup(*ticket) {
                 Lookup::Live(order) => match order.advanced(*to, now) {
                     Ok(next) => Outcome::Changed(self.push(next)),
-                    Err(_) if *idempotent && rank(order.status) >= rank(*to) => {
+                    Err(_) if *repeat == Repeat::Allow && order.status.rank() >= to.rank() => {
                         Outcome::Unchanged(order)
                     }
                     Err(_) => Outcome::WrongStatus(order),
@@ -251,25 +257,14 @@ impl<'s> Batch<'s> {
     }
 }
 
-/// How far along the kitchen's line an order is.
-fn rank(status: Status) -> u8 {
-    match status {
-        Status::Taken => 0,
-        Status::Preparing => 1,
-        Status::Ready => 2,
-        Status::Collected => 3,
-        Status::Cancelled => 4,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn take(state: &State, t: Ticket) -> Record {
+    fn record(state: &State, t: Ticket) -> Record {
         let mut batch = Batch::new(state);
         batch.decide(
-            &Request::Take {
+            &Request::Record {
                 ticket: t,
                 content: "x".into(),
             },
@@ -286,11 +281,11 @@ mod tests {
         let step = |to| Request::Advance {
             ticket: 1,
             to,
-            idempotent: false,
+            repeat: Repeat::Refuse,
         };
         assert!(matches!(
             batch.decide(
-                &Request::Take {
+                &Request::Record {
                     ticket: 1,
                     content: "x".into()
                 },
@@ -336,16 +331,16 @@ mod tests {
     #[test]
     fn a_redelivered_step_is_recognised_not_repeated() {
         let mut state = State::default();
-        state.apply(&take(&state, 9)).unwrap();
+        state.apply(&record(&state, 9)).unwrap();
         let claim = Request::Advance {
             ticket: 9,
             to: Status::Preparing,
-            idempotent: true,
+            repeat: Repeat::Allow,
         };
         let finish = Request::Advance {
             ticket: 9,
             to: Status::Ready,
-            idempotent: true,
+            repeat: Repeat::Allow,
         };
         let mut batch = Batch::new(&state);
         assert!(matches!(
@@ -374,7 +369,7 @@ mod tests {
     #[test]
     fn marking_an_order_queued_restates_it_once() {
         let mut state = State::default();
-        state.apply(&take(&state, 4)).unwrap();
+        state.apply(&record(&state, 4)).unwrap();
         let mut batch = Batch::new(&state);
         let mark = Request::MarkQueued(4);
         assert!(matches!(batch.decide(&mark, Timestamp::now()), Outcome::Changed(o) if o.queued));
@@ -387,7 +382,7 @@ mod tests {
         assert!(
             matches!(state.lookup(4), Lookup::Live(o) if o.queued && o.status == Status::Taken)
         );
-        let mut other = take(&State::default(), 4);
+        let mut other = record(&State::default(), 4);
         other.version = 3;
         other.order.content = "something else".into();
         assert_eq!(state.apply(&other), Err(ApplyError::TakenTwice(4)));
@@ -396,12 +391,12 @@ mod tests {
     #[test]
     fn replay_refuses_gaps_repeats_and_backward_steps() {
         let mut state = State::default();
-        let first = take(&state, 1);
+        let first = record(&state, 1);
         state.apply(&first).unwrap();
         let mut again = first.clone();
         again.version = 2;
         assert_eq!(state.apply(&again), Err(ApplyError::TakenTwice(1)));
-        let mut gap = take(&state, 2);
+        let mut gap = record(&state, 2);
         gap.version = 5;
         assert_eq!(
             state.apply(&gap),
@@ -423,7 +418,7 @@ mod tests {
         );
         let mut ghost = first;
         ghost.version = 2;
-        ghost.order.order = 3;
+        ghost.order.ticket = 3;
         ghost.order.status = Status::Preparing;
         assert_eq!(
             state.apply(&ghost),

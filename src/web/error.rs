@@ -24,7 +24,7 @@ pub enum ApiError {
     BadTicket(String),
     #[error("there is no order {0}")]
     NoSuchOrder(Ticket),
-    #[error("order {} is not ready yet: it is {}", .0.order, .0.status)]
+    #[error("order {} is not ready yet: it is {}", .0.ticket, .0.status)]
     NotReady(Order),
     #[error("order {0} was already collected")]
     AlreadyCollected(Ticket),
@@ -146,9 +146,11 @@ fn tickets_message(e: &TicketError) -> String {
         TicketError::Busy(_) | TicketError::Io { .. } => {
             "no ticket number can be handed out right now; please try again shortly".into()
         }
-        TicketError::Corrupt { .. } | TicketError::Stopped => {
-            "something went wrong on our side; it has been logged".into()
-        }
+        TicketError::Corrupt { .. }
+        | TicketError::NotAFile { .. }
+        | TicketError::Missing { .. }
+        | TicketError::Behind { .. }
+        | TicketError::Stopped => "something went wrong on our side; it has been logged".into(),
     }
 }
 

@@ -19,13 +19,11 @@ use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
-pub use error::ApiError;
+use error::ApiError;
 pub use orders::{parse_take_query, parse_ticket};
-pub use updates::KEEP_ALIVE;
 
 use crate::board::Board;
 use crate::front::Front;
-use crate::queue::Queue;
 
 /// Largest request body read. Orders are at most 1000 characters after
 /// trimming; this leaves room for generous whitespace and multi-byte text.
@@ -68,34 +66,30 @@ async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// Ready when the store can be written and, with a broker, it is connected.
+/// Ready when the store can be written and the queue can take orders.
 async fn readyz(State(app): State<AppState>) -> Response {
     let store = app.front.store.is_writable();
-    let broker = match &app.front.queue {
-        Queue::Amqp(broker) => Some(broker.is_connected()),
-        Queue::Memory(_) => None,
-    };
+    let queue = app.front.queue.health();
     let body = json!({
         "store": if store { "ok" } else { "failing" },
-        "broker": match broker { None => "none", Some(true) => "connected", Some(false) => "disconnected" },
+        "broker": queue.state,
     });
-    if store && broker != Some(false) {
-        (
+    let problem = match queue.unavailable {
+        _ if !store => Some("The order store cannot be written.".to_owned()),
+        Some(why) => Some(format!("The kitchen's queue cannot take orders: {why}.")),
+        None => None,
+    };
+    match problem {
+        None => (
             StatusCode::OK,
             Json(json!({ "status": "ready", "checks": body })),
         )
-            .into_response()
-    } else {
-        let message = if !store {
-            "The order store cannot be written."
-        } else {
-            "The broker is not connected."
-        };
-        (
+            .into_response(),
+        Some(message) => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "error": "not_ready", "message": message, "checks": body })),
         )
-            .into_response()
+            .into_response(),
     }
 }
 

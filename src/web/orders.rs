@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use super::AppState;
 use super::error::{ApiError, Result, rejected};
 use crate::order::{Order, Status, Ticket, parse_content};
-use crate::store::{Lookup, Outcome};
+use crate::store::{Lookup, Outcome, Repeat};
 
 /// `POST /order`: the body is the order, as text.
 pub async fn place(
@@ -22,11 +22,11 @@ pub async fn place(
     let content = parse_content(text)?;
     // Run to the end even if the customer hangs up: once an order is numbered
     // and stored, it must be queued (or cancelled), never left half-done.
-    let order = tokio::spawn(async move { app.front.take(content).await })
+    let order = tokio::spawn(async move { app.front.place(content).await })
         .await
         .map_err(|e| ApiError::Internal(format!("order task failed: {e}")))??;
     crate::crash::here(crate::crash::point::BEFORE_REPLY);
-    let location = format!("/orders/{}", order.order);
+    let location = format!("/orders/{}", order.ticket);
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
@@ -44,7 +44,7 @@ pub async fn collect(
     match app
         .front
         .store
-        .advance(ticket, Status::Collected, false)
+        .advance(ticket, Status::Collected, Repeat::Refuse)
         .await?
     {
         Outcome::Changed(order) => Ok(Json(order)),

@@ -17,7 +17,7 @@ use crate::support::invariants::{
 };
 use crate::support::{
     DEADLINE, Damage, ServerProcess, dir_contents, each_damage_is_refused, expect_error, header,
-    http_client, log_line, stored_order, write_store,
+    http_client, log_line, run_to_exit, stored_order, write_store,
 };
 
 /// How long `/order` may take to give up on a lock held elsewhere (the lock
@@ -393,6 +393,71 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
         ),
     ];
     each_damage_is_refused(cases).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_dir_that_is_a_file_or_a_counter_that_is_a_directory_gets_one_sentence() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("data");
+    std::fs::write(&file, "not a directory").unwrap();
+    let run = run_to_exit(&file, &["--prep-time", "0"]).await;
+    assert!(!run.status.success(), "it must not start\n{}", run.stderr);
+    for said in [&file.display().to_string(), "is a file, not a directory"] {
+        assert!(
+            run.stderr.contains(said),
+            "stderr says {said:?}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        !run.stderr.contains("os error"),
+        "no raw OS error:\n{}",
+        run.stderr
+    );
+    assert_eq!(
+        std::fs::read(&file).unwrap(),
+        b"not a directory",
+        "left alone"
+    );
+
+    // Below a file: the OS error is the sentence, said once.
+    let below = file.join("data");
+    let run = run_to_exit(&below, &["--prep-time", "0"]).await;
+    assert!(!run.status.success(), "it must not start\n{}", run.stderr);
+    assert!(
+        run.stderr.contains(&below.display().to_string()),
+        "stderr names {}:\n{}",
+        below.display(),
+        run.stderr
+    );
+    assert_eq!(
+        run.stderr.matches("os error").count(),
+        1,
+        "the OS error once:\n{}",
+        run.stderr
+    );
+
+    let d = dir.path().join("store");
+    std::fs::create_dir(&d).unwrap();
+    write_store(&d);
+    std::fs::remove_file(d.join("counter")).unwrap();
+    std::fs::create_dir(d.join("counter")).unwrap();
+    let run = run_to_exit(&d, &["--prep-time", "0"]).await;
+    assert!(!run.status.success(), "it must not start\n{}", run.stderr);
+    let counter = d.join("counter").display().to_string();
+    for said in [counter.as_str(), "is a directory", "4-byte file"] {
+        assert!(
+            run.stderr.contains(said),
+            "stderr says {said:?}:\n{}",
+            run.stderr
+        );
+    }
+    assert!(
+        !run.stderr.contains("os error"),
+        "no raw OS error:\n{}",
+        run.stderr
+    );
+    assert!(d.join("counter").is_dir(), "left alone");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -216,7 +216,7 @@ impl StoreFiles {
         let mut fates = BTreeMap::new();
         let mut put = |order: &Order| {
             fates.insert(
-                order.order,
+                order.ticket,
                 Fate {
                     status: order.status,
                     content: order.content.clone(),
@@ -245,8 +245,8 @@ impl StoreFiles {
 
     /// The highest ticket number any file mentions.
     pub fn highest(&self) -> u32 {
-        let logged = self.log.iter().chain(&self.history).map(|l| l.order.order);
-        let live = self.snapshot.iter().map(|o| o.order);
+        let logged = self.log.iter().chain(&self.history).map(|l| l.order.ticket);
+        let live = self.snapshot.iter().map(|o| o.ticket);
         logged.chain(live).max().unwrap_or(0)
     }
 
@@ -295,14 +295,14 @@ pub fn check_files(files: &StoreFiles) {
     let mut seen = BTreeSet::new();
     for order in &files.snapshot {
         assert!(
-            seen.insert(order.order),
+            seen.insert(order.ticket),
             "F: order {} twice in orders.json",
-            order.order
+            order.ticket
         );
         assert!(
             order.status.is_live(),
             "F: orders.json holds only live orders, not {} {}",
-            order.order,
+            order.ticket,
             order.status
         );
     }
@@ -317,9 +317,9 @@ pub fn check_files(files: &StoreFiles) {
     }
     for line in &files.history {
         assert!(
-            seen.insert(line.order.order),
+            seen.insert(line.order.ticket),
             "F: order {} left twice in history.jsonl",
-            line.order.order
+            line.order.ticket
         );
         assert!(
             !line.order.status.is_live(),
@@ -403,7 +403,7 @@ pub fn check_forward_in_store(files: &StoreFiles) {
     }
     let mut last: BTreeMap<u32, (u64, Status)> = BTreeMap::new();
     let mut step = |version: u64, order: &Order| {
-        if let Some((at, from)) = last.get(&order.order).copied() {
+        if let Some((at, from)) = last.get(&order.ticket).copied() {
             let to = order.status;
             let ok = if to == Status::Cancelled {
                 from == Status::Taken || from == Status::Cancelled
@@ -413,10 +413,10 @@ pub fn check_forward_in_store(files: &StoreFiles) {
             assert!(
                 ok,
                 "M: order {} went from {from} (change {at}) to {to} (change {version})",
-                order.order
+                order.ticket
             );
         }
-        last.insert(order.order, (version, order.status));
+        last.insert(order.ticket, (version, order.status));
     };
     let mut snapshot_done = false;
     for (version, order) in &by_version {

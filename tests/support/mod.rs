@@ -34,7 +34,7 @@ pub use files::{
     Damage, dir_contents, each_damage_is_refused, log_line, read_counter, read_store, stored_order,
     write_store,
 };
-pub use process::{ServerProcess, WorkerProcess, proc_status_bytes};
+pub use process::{ServerProcess, WorkerProcess, proc_status_bytes, run_to_exit};
 pub use sse::{Event, SseClient, SseEvent, streams_client};
 
 /// The longest any single step of a test may take before it fails: generous,

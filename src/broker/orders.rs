@@ -1,0 +1,272 @@
+//! The broker's side of the queue: publishing an order to the `orders`
+//! queue (and waiting for RabbitMQ's confirm), and one worker's view of it:
+//! its own channel with prefetch 1 (so RabbitMQ hands each worker one order
+//! at a time, fairly), opened again after every reconnection. A message is a
+//! ticket number in [`crate::ticket`]'s encoding.
+
+use std::time::Duration;
+
+use futures_util::future::BoxFuture;
+use futures_util::{FutureExt, StreamExt};
+use lapin::options::{
+    BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
+    BasicRejectOptions,
+};
+use lapin::types::FieldTable;
+use lapin::{Acker, BasicProperties, Confirmation};
+
+use super::{Broker, ORDERS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT, Session};
+use crate::backoff;
+use crate::order::Ticket;
+use crate::queue::{Backend, BackendConsumer, BackendDelivery, BackendSlot, Health, QueueError};
+use crate::ticket;
+
+impl Broker {
+    /// Publishes `ticket` to the `orders` queue and waits until RabbitMQ has
+    /// confirmed it (persisted, routed, not returned), within [`PUBLISH_TIMEOUT`].
+    async fn publish_order(&self, ticket: Ticket, priority: u8) -> Result<(), QueueError> {
+        let session = self.publishable()?;
+        let properties = BasicProperties::default()
+            .with_delivery_mode(2)
+            .with_priority(priority);
+        let confirmed = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            session
+                .publisher
+                .basic_publish(
+                    "".into(),
+                    ORDERS_QUEUE.into(),
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..Default::default()
+                    },
+                    &ticket::to_bytes(ticket),
+                    properties,
+                )
+                .await?
+                .await
+        })
+        .await;
+        match confirmed {
+            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(_)) => Err(QueueError::Unavailable(format!(
+                "the message broker refused order {ticket}"
+            ))),
+            Ok(Err(e)) => Err(QueueError::Unavailable(format!(
+                "the message broker failed: {e}"
+            ))),
+            Err(_) => Err(QueueError::Unavailable(format!(
+                "the message broker did not confirm within {PUBLISH_TIMEOUT:?}"
+            ))),
+        }
+    }
+}
+
+/// One worker's end of the `orders` queue.
+struct OrderConsumer {
+    broker: Broker,
+    name: String,
+    /// The consumer of the current session, if one is open.
+    current: Option<(u64, lapin::Consumer)>,
+    /// The pause before opening a consumer again after it failed.
+    reopen: backoff::Backoff,
+}
+
+/// An order delivered to this worker. If dropped unsettled, it is handed
+/// back to the broker, which puts it back where it was: near the front.
+struct OrderDelivery {
+    ticket: Ticket,
+    broker: Broker,
+    acker: Option<Acker>,
+}
+
+impl OrderConsumer {
+    fn new(broker: Broker, name: &str) -> Self {
+        OrderConsumer {
+            broker,
+            name: name.to_owned(),
+            current: None,
+            reopen: backoff::REOPEN,
+        }
+    }
+
+    /// The next order; waits through outages.
+    async fn next(&mut self) -> OrderDelivery {
+        loop {
+            let session = self.broker.connected().await;
+            if self
+                .current
+                .as_ref()
+                .is_none_or(|(id, _)| *id != session.id)
+            {
+                match self.open(&session).await {
+                    Ok(consumer) => {
+                        self.reopen.reset();
+                        self.current = Some((session.id, consumer));
+                    }
+                    Err(e) => {
+                        tracing::debug!("{}: could not consume orders: {e}", self.name);
+                        self.current = None;
+                        tokio::time::sleep(self.reopen.pause()).await;
+                        continue;
+                    }
+                }
+            }
+            let (_, consumer) = self.current.as_mut().expect("just opened");
+            match consumer.next().await {
+                Some(Ok(delivery)) => {
+                    let Some(ticket) = ticket::from_bytes(&delivery.data) else {
+                        tracing::warn!(
+                            "{}: dropping a message that is not a ticket number ({} bytes)",
+                            self.name,
+                            delivery.data.len()
+                        );
+                        let _ = delivery
+                            .acker
+                            .reject(BasicRejectOptions { requeue: false })
+                            .await;
+                        continue;
+                    };
+                    return OrderDelivery {
+                        ticket,
+                        broker: self.broker.clone(),
+                        acker: Some(delivery.acker),
+                    };
+                }
+                Some(Err(e)) => {
+                    tracing::debug!("{}: the order consumer stopped: {e}", self.name);
+                    self.current = None;
+                }
+                None => self.current = None,
+            }
+        }
+    }
+
+    async fn open(&self, session: &Session) -> Result<lapin::Consumer, lapin::Error> {
+        let channel = session.connection.create_channel().await?;
+        channel.basic_qos(1, BasicQosOptions::default()).await?;
+        channel
+            .basic_consume(
+                ORDERS_QUEUE.into(),
+                self.name.as_str().into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+    }
+}
+
+impl Drop for OrderDelivery {
+    fn drop(&mut self) {
+        if let Some(acker) = self.acker.take() {
+            tokio::spawn(async move {
+                let _ = acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await;
+            });
+        }
+    }
+}
+
+/// Room for an order: with a broker, nothing to hold, only a check that it
+/// can be published now.
+struct BrokerSlot(Broker);
+
+impl Backend for Broker {
+    fn reserve(&self) -> Result<Box<dyn BackendSlot>, QueueError> {
+        self.publishable()?;
+        Ok(Box::new(BrokerSlot(self.clone())))
+    }
+
+    fn consumer(&self, name: &str) -> Box<dyn BackendConsumer> {
+        Box::new(OrderConsumer::new(self.clone(), name))
+    }
+
+    fn health(&self) -> Health {
+        let unavailable = self.publishable().err().map(|e| e.to_string());
+        let state = match (&unavailable, self.is_blocked()) {
+            (None, _) => "connected",
+            (Some(_), true) => "blocked",
+            (Some(_), false) => "disconnected",
+        };
+        Health { state, unavailable }
+    }
+
+    fn depth(&self) -> Option<usize> {
+        // Only RabbitMQ knows, and asking it costs a round trip.
+        None
+    }
+
+    fn is_durable(&self) -> bool {
+        true
+    }
+
+    fn confirm_timeout(&self) -> Duration {
+        PUBLISH_TIMEOUT
+    }
+}
+
+impl BackendSlot for BrokerSlot {
+    fn send(self: Box<Self>, ticket: Ticket) -> BoxFuture<'static, Result<(), QueueError>> {
+        async move { self.0.publish_order(ticket, 0).await }.boxed()
+    }
+}
+
+impl BackendConsumer for OrderConsumer {
+    fn next(&mut self) -> BoxFuture<'_, Box<dyn BackendDelivery>> {
+        async move { Box::new(OrderConsumer::next(self).await) as Box<dyn BackendDelivery> }.boxed()
+    }
+}
+
+impl BackendDelivery for OrderDelivery {
+    fn ticket(&self) -> Ticket {
+        self.ticket
+    }
+
+    /// Done with: the broker forgets it.
+    fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
+        async move {
+            let acker = self.acker.take().expect("settled once");
+            acker
+                .ack(BasicAckOptions::default())
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    QueueError::Unavailable(format!(
+                        "could not acknowledge order {}: {e}",
+                        self.ticket
+                    ))
+                })
+        }
+        .boxed()
+    }
+
+    /// Not finished: published again at high priority, so it goes to the
+    /// front, then this copy is acknowledged. If that publish fails, the
+    /// broker takes this copy back instead (to where it was, near the front).
+    fn give_back(mut self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
+        async move {
+            let acker = self.acker.take().expect("settled once");
+            match self
+                .broker
+                .publish_order(self.ticket, PRIORITY_GIVEN_BACK)
+                .await
+            {
+                Ok(()) => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
+                Err(_) => acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+                    .map(|_| ()),
+            }
+            .map_err(|e| {
+                QueueError::Unavailable(format!("could not give back order {}: {e}", self.ticket))
+            })
+        }
+        .boxed()
+    }
+}
