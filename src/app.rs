@@ -169,10 +169,7 @@ impl Restaurant {
 pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
     let kitchen = &config.kitchen;
     let Some(url) = &kitchen.broker else {
-        bail!(
-            "a worker process takes its orders from RabbitMQ: give it --broker amqp://guest:guest@127.0.0.1:5672 \
-             (or AMQP_URL), and the same --data-dir as the server"
-        );
+        bail!(crate::config::WORKER_NEEDS_BROKER);
     };
     if config.workers == 0 {
         bail!("--workers 0 would start a worker process with nobody in it: give at least 1");

@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Restaurant};
-use crate::config::{ServeConfig, WorkerConfig};
+use crate::config::{ServeConfig, WORKER_NEEDS_BROKER, WorkerConfig};
 
 /// A fast-food restaurant in one binary: customers order and get a ticket,
 /// the kitchen prepares orders from a queue, and a lobby board shows every
@@ -44,7 +44,17 @@ impl Cli {
     /// empty `[env: NAME=]`, and never shows the broker URL (it may hold a
     /// password).
     pub fn parse_args() -> Cli {
-        let matches = env_shown(Cli::command()).get_matches();
+        let matches = env_shown(Cli::command())
+            .try_get_matches()
+            .unwrap_or_else(|e| {
+                // clap names the missing flag; say what it is for, too.
+                if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
+                    && e.to_string().contains("--broker")
+                {
+                    eprintln!("fastfood: {WORKER_NEEDS_BROKER}");
+                }
+                e.exit()
+            });
         Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit())
     }
 }

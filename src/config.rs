@@ -33,6 +33,10 @@ pub struct ServeConfig {
     pub kitchen: KitchenConfig,
 }
 
+/// What a worker process started without a broker is told.
+pub const WORKER_NEEDS_BROKER: &str = "a worker process takes its orders from RabbitMQ: give it \
+     --broker amqp://guest:guest@127.0.0.1:5672 (or AMQP_URL), and the same --data-dir as the server";
+
 /// `fastfood worker`: kitchen workers in their own process (complex mode),
 /// so `--broker` is required here.
 #[derive(Parser, Debug, Clone)]

@@ -408,12 +408,10 @@ async fn without_a_broker_orders_get_503_and_the_rest_keeps_working() {
 #[tokio::test]
 async fn complex_mode_refuses_to_start_without_what_it_needs() {
     let dir = tempfile::tempdir().unwrap();
-    let run = |args: &[&str]| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_fastfood"))
-            .args(args)
-            .env_remove("AMQP_URL")
-            .env_remove("FASTFOOD_WORKERS")
+    let run = async |args: &[&str]| {
+        crate::support::process::fastfood(args, &[])
             .output()
+            .await
             .unwrap()
     };
     let data = dir.path().to_str().unwrap();
@@ -425,12 +423,13 @@ async fn complex_mode_refuses_to_start_without_what_it_needs() {
         "0",
         "--data-dir",
         data,
-    ]);
+    ])
+    .await;
     assert!(!serve.status.success());
     assert!(String::from_utf8_lossy(&serve.stderr).contains("needs a broker: add --broker"));
-    let worker = run(&["worker", "--data-dir", data]);
+    let worker = run(&["worker", "--data-dir", data]).await;
     assert!(!worker.status.success());
     assert!(String::from_utf8_lossy(&worker.stderr).contains("give it --broker"));
-    let bad = run(&["worker", "--data-dir", data, "--broker", "http://nope"]);
+    let bad = run(&["worker", "--data-dir", data, "--broker", "http://nope"]).await;
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a broker URL"));
 }
