@@ -22,8 +22,14 @@
   const WATCHDOG_MS = 20000;
   /** Upper bound of tiles put in the DOM before measuring what fits. */
   const MAX_TILES = 300;
-  /** A number READY for longer than this is marked, like a kitchen display's overdue colour. */
-  const OVERDUE_MS = 3 * 60 * 1000;
+  /**
+   * A number READY for longer than this is marked, like a kitchen display's
+   * overdue colour: 3 minutes, or `?overdue=SECONDS` (for tests).
+   */
+  const OVERDUE_MS = (() => {
+    const asked = Number(new URLSearchParams(location.search).get("overdue"));
+    return (Number.isFinite(asked) && asked > 0 ? asked : 180) * 1000;
+  })();
   /** Every ready number is on screen at least once in this time, however many pages. */
   const ROTATION_MS = 9000;
   /** No page of ready numbers is shown for less than this. */
@@ -564,7 +570,9 @@
     resizeFrame = requestAnimationFrame(render);
   });
 
-  el.overdueLegend.textContent = `waiting over ${Math.round(OVERDUE_MS / 60000)} min`;
+  el.overdueLegend.textContent = `waiting over ${
+    OVERDUE_MS % 60000 === 0 ? `${OVERDUE_MS / 60000} min` : `${OVERDUE_MS / 1000} s`
+  }`;
   tick();
   setInterval(tick, 1000);
   // Numbers cross the overdue threshold with no event: look again now and then.

@@ -39,7 +39,6 @@
     content: $("ticket-content"),
     status: $("ticket-status"),
     wait: $("wait"),
-    ticketError: $("ticket-error"),
     done: $("done"),
     resetNote: $("reset-note"),
   };
@@ -182,7 +181,6 @@
     ticket = o;
     el.orderView.hidden = true;
     el.ticketView.hidden = false;
-    el.ticketError.textContent = "";
     el.number.textContent = String(o.order);
     el.content.textContent = o.content ?? "";
     const code = typeof o.pickup_code === "string" ? o.pickup_code : "";
@@ -257,7 +255,7 @@
     following?.stop();
     following = null;
     ticket = null;
-    for (const e of [el.number, el.code, el.content, el.status, el.wait, el.ticketError, el.resetNote]) {
+    for (const e of [el.number, el.code, el.content, el.status, el.wait, el.resetNote]) {
       e.textContent = "";
     }
     el.qr.replaceChildren();

@@ -121,6 +121,7 @@
     if (order.status !== "TAKEN") delete order.ahead;
     if (FINAL.has(order.status) || order.status === "READY") delete order.estimated_ready_at;
     render();
+    if (FINAL.has(order.status)) el.liveNote.textContent = ""; // nothing more will change
     if (order.status === "READY" && was !== "READY") readyNow(was !== undefined);
   }
 
