@@ -105,7 +105,7 @@
     el.confirmYes.disabled = blocked;
 
     el.codeView.hidden = Boolean(code) || FINAL.has(s);
-    el.codeLine.hidden = !code;
+    el.codeLine.hidden = !code || FINAL.has(s);
     el.code.textContent = formatCode(code);
     document.title = order ? `${s === "READY" ? "Ready: " : ""}#${n} · fastfood` : "Your order · fastfood";
   }
