@@ -336,9 +336,9 @@
     list.dataset.pages = String(pages);
 
     const now = Date.now();
+    const byKey = new Map(shown.map((o) => [String(o.order), o]));
     for (const li of list.children) {
-      const o = items.find((x) => String(x.order) === li.dataset.key);
-      const readyAt = Date.parse(o?.ready_at ?? "");
+      const readyAt = Date.parse(byKey.get(li.dataset.key)?.ready_at ?? "");
       li.classList.toggle("overdue", Number.isFinite(readyAt) && now - readyAt > OVERDUE_MS);
     }
 

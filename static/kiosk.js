@@ -46,7 +46,7 @@
   const STATUS_TEXT = {
     TAKEN: "In line.",
     PREPARING: "Being prepared…",
-    READY: "Ready! Collect it at the counter.",
+    READY: "Ready! Collect it at the counter with your pickup code.",
     COLLECTED: "Collected. Enjoy your meal!",
     CANCELLED: "This order was cancelled.",
     GONE: "This order is no longer on the board.",

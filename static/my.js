@@ -117,6 +117,10 @@
 
   function onOrder(update) {
     const was = order?.status;
+    if (update.status === "GONE" && was === undefined) {
+      // Never seen: not an order that left, but a number that is not one.
+      STATUS_TEXT.GONE = `There is no order ${n} here. Please check the number on your ticket.`;
+    }
     order = { ...(order ?? {}), ...update };
     if (order.status !== "TAKEN") delete order.ahead;
     if (FINAL.has(order.status) || order.status === "READY") delete order.estimated_ready_at;
