@@ -5,6 +5,11 @@
 // "draw exactly what the last event says"; `change` and a diff against the
 // previous board only decide what to highlight and announce.
 //
+// The ready column never hides a number: its tiles shrink (down to a size
+// still readable across a room) until every READY number fits; beyond that,
+// pages of numbers rotate so each is on screen at least every ROTATION_MS.
+// The other two columns may summarise ("+105 waiting").
+//
 // No framework, no build step, no external resources.
 "use strict";
 
@@ -17,6 +22,18 @@
   const WATCHDOG_MS = 20000;
   /** Upper bound of tiles put in the DOM before measuring what fits. */
   const MAX_TILES = 300;
+  /**
+   * A number READY for longer than this is marked, like a kitchen display's
+   * overdue colour: 3 minutes, or `?overdue=SECONDS` (for tests).
+   */
+  const OVERDUE_MS = (() => {
+    const asked = Number(new URLSearchParams(location.search).get("overdue"));
+    return (Number.isFinite(asked) && asked > 0 ? asked : 180) * 1000;
+  })();
+  /** Every ready number is on screen at least once in this time, however many pages. */
+  const ROTATION_MS = 9000;
+  /** No page of ready numbers is shown for less than this. */
+  const MIN_PAGE_MS = 1500;
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -26,11 +43,10 @@
     staleText: $("stale-text"),
     clock: $("clock"),
     lastUpdate: $("last-update"),
-    statWaiting: $("stat-waiting"),
-    statPreparing: $("stat-preparing"),
-    statReady: $("stat-ready"),
     statWait: $("stat-wait"),
-    statWaitLabel: $("stat-wait-label"),
+    columns: $("columns"),
+    readyPage: $("ready-page"),
+    overdueLegend: $("overdue-legend"),
     announcer: $("ready-announcer"),
     chime: $("chime-toggle"),
     voice: $("voice-toggle"),
@@ -62,6 +78,8 @@
     waits: new Map(),
     /** Has a board been drawn yet? Tiles drawn at page load do not animate in. */
     drawn: false,
+    /** Which page of ready numbers is on screen (0-based), when they need pages. */
+    readyPage: 0,
   };
 
   // ---------------------------------------------------------------- stream
@@ -213,18 +231,17 @@
   function render() {
     const byStatus = { TAKEN: [], PREPARING: [], READY: [] };
     for (const o of state.orders) byStatus[o.status]?.push(o);
+    for (const list of Object.values(byStatus)) list.sort((a, b) => a.order - b.order);
+    giveRoomToReady(byStatus.READY.length);
 
     for (const col of columns) {
-      const items = byStatus[col.status].sort((a, b) => a.order - b.order);
-      renderColumn(col.list, items, state.drawn);
+      const items = byStatus[col.status];
+      if (col.status === "READY") renderReady(col.list, items, state.drawn);
+      else renderColumn(col.list, items, state.drawn, col.status === "TAKEN" ? "waiting" : "more");
       col.count.textContent = state.haveBoard ? String(items.length) : "";
       col.empty.hidden = !state.haveBoard || items.length > 0;
     }
 
-    const count = (list) => (state.haveBoard ? String(list.length) : "–");
-    el.statWaiting.textContent = count(byStatus.TAKEN);
-    el.statPreparing.textContent = count(byStatus.PREPARING);
-    el.statReady.textContent = count(byStatus.READY);
     renderAverageWait();
     state.drawn = state.haveBoard;
 
@@ -236,17 +253,107 @@
     if (next !== Infinity) freshTimer = setTimeout(render, next - now + 50);
   }
 
+  /** Same label, always; "–" until one order has gone from ticket to ready. */
   function renderAverageWait() {
     const samples = [...state.waits.values()];
     if (samples.length === 0) {
-      el.statWaitLabel.textContent = "Average wait";
       el.statWait.textContent = "–";
       return;
     }
     const avg = samples.reduce((sum, s) => sum + s.wait, 0) / samples.length;
-    el.statWaitLabel.textContent =
-      samples.length === 1 ? "Wait, last order" : `Average wait (last ${samples.length})`;
     el.statWait.textContent = formatDuration(avg);
+  }
+
+  /**
+   * The more numbers are ready, the more of the screen their column gets
+   * (the other two summarise what does not fit). Each layout (landscape,
+   * portrait, phone) reads the weights it uses.
+   */
+  function giveRoomToReady(ready) {
+    const busy = Math.min(1, Math.max(0, (ready - 24) / 60));
+    const set = (name, value) => el.columns.style.setProperty(name, `${value.toFixed(3)}fr`);
+    set("--fr-taken", 1 - 0.15 * busy);
+    set("--fr-preparing", 1.45 - 0.4 * busy);
+    set("--fr-ready", 2.2 + 1.6 * busy);
+    set("--fr-ready-row", 1.3 + 1.2 * busy);
+    set("--fr-ready-phone", 1.5 + 1.5 * busy);
+  }
+
+  // ---------------------------------------------------------------- ready column
+
+  let rotateTimer = 0;
+
+  /**
+   * The largest tiles with which all `n` numbers fit the list; if even the
+   * smallest readable size does not hold them all, that size and as many
+   * pages as needed (few enough that each page stays up MIN_PAGE_MS).
+   */
+  function fitReady(list, n, digits) {
+    const cs = getComputedStyle(list);
+    const width = list.clientWidth - parseFloat(cs.paddingLeft) - parseFloat(cs.paddingRight) - 1;
+    const height = list.clientHeight - parseFloat(cs.paddingTop) - parseFloat(cs.paddingBottom) - 1;
+    const gap = parseFloat(cs.rowGap) || 8;
+    const wide = Math.sqrt(digits / 3);
+    const vmin = Math.min(innerWidth, innerHeight);
+    // Readable across a room: 4.4% of the screen's short side (48 px on a
+    // 1080p TV), never under 24 px; as large as 10.5% of its height.
+    const readable = Math.max(24, 0.044 * vmin);
+    const largest = Math.max(readable, Math.min(136, 0.105 * innerHeight));
+    const grid = (num) => {
+      const cols = Math.max(1, Math.floor((width + gap) / (num * 2 * wide + gap)));
+      const rows = Math.max(1, Math.floor((height + gap) / (num * 1.35 + gap)));
+      return { num, cols, rows, perPage: cols * rows };
+    };
+    for (let num = Math.floor(largest); num >= readable; num -= 1) {
+      const g = grid(num);
+      if (g.perPage >= n) return g;
+    }
+    // Pages, then: keep the rotation's pages long enough to read, even if
+    // that takes tiles a little under the readable size.
+    const maxPages = Math.floor(ROTATION_MS / MIN_PAGE_MS);
+    let g = grid(readable);
+    for (let num = Math.floor(readable); num >= 16 && Math.ceil(n / g.perPage) > maxPages; num -= 1) {
+      g = grid(num);
+    }
+    return g;
+  }
+
+  /** Every READY number, by number: all at once, or page by page. */
+  function renderReady(list, items, animate) {
+    let digits = 3;
+    for (const o of items) digits = Math.max(digits, String(o.order).length);
+    list.style.setProperty("--wide", Math.sqrt(digits / 3).toFixed(3));
+    const g = fitReady(list, items.length, digits);
+    list.style.setProperty("--num", `${g.num}px`);
+    list.style.gridTemplateColumns = `repeat(${g.cols}, minmax(0, 1fr))`;
+    list.style.gridAutoRows = `${(g.num * 1.35).toFixed(2)}px`;
+
+    const pages = Math.max(1, Math.ceil(items.length / g.perPage));
+    if (state.readyPage >= pages) state.readyPage = 0;
+    const shown = items.slice(state.readyPage * g.perPage, (state.readyPage + 1) * g.perPage);
+    drawTiles(list, shown, 0, animate && pages === 1, "");
+    el.readyPage.textContent = pages > 1 ? `page ${state.readyPage + 1} of ${pages}` : "";
+    list.dataset.pages = String(pages);
+
+    const now = Date.now();
+    const byKey = new Map(shown.map((o) => [String(o.order), o]));
+    for (const li of list.children) {
+      const readyAt = Date.parse(byKey.get(li.dataset.key)?.ready_at ?? "");
+      li.classList.toggle("overdue", Number.isFinite(readyAt) && now - readyAt > OVERDUE_MS);
+    }
+
+    if (pages > 1 && !rotateTimer) {
+      const dwell = Math.max(MIN_PAGE_MS, ROTATION_MS / pages);
+      rotateTimer = setTimeout(() => {
+        rotateTimer = 0;
+        state.readyPage += 1; // wraps to 0 in renderReady
+        render();
+      }, dwell);
+    } else if (pages === 1) {
+      clearTimeout(rotateTimer);
+      rotateTimer = 0;
+      state.readyPage = 0;
+    }
   }
 
   /** list element -> { size: its size when measured, fit: how many tiles fit }. */
@@ -257,7 +364,7 @@
    * when they do not all fit, show the oldest that do and a "+N more" tile.
    * Numbers that just became ready are shown first (see pickShown).
    */
-  function renderColumn(list, items, animate) {
+  function renderColumn(list, items, animate, moreWord) {
     // Tiles are sized for three digits. Longer numbers (the counter never
     // resets) get wider tiles and a smaller font, half each, so they stay
     // readable without leaving only one tile per row.
@@ -271,14 +378,14 @@
     const known = capacity.get(list);
     if (known && known.size === size && items.length > known.fit) {
       const shown = pickShown(items, Math.max(0, known.fit - 1));
-      drawTiles(list, shown, items.length - shown.length, animate);
+      drawTiles(list, shown, items.length - shown.length, animate, moreWord);
       list.classList.add("full");
       return;
     }
 
     list.classList.remove("full");
     const first = items.slice(0, MAX_TILES);
-    drawTiles(list, first, items.length - first.length, animate);
+    drawTiles(list, first, items.length - first.length, animate, moreWord);
     if (list.scrollHeight <= list.clientHeight + 1) return;
 
     // How many tiles fit entirely? (Tiles are all the same size, laid out in
@@ -291,7 +398,7 @@
     }
     capacity.set(list, { size, fit });
     const shown = pickShown(items, Math.max(0, fit - 1));
-    drawTiles(list, shown, items.length - shown.length, animate);
+    drawTiles(list, shown, items.length - shown.length, animate, moreWord);
     list.classList.add("full");
   }
 
@@ -316,11 +423,11 @@
   }
 
   /**
-   * Make `list` show exactly `items` (+ a "+N more" tile when more > 0),
+   * Make `list` show exactly `items` (+ a "+N waiting" tile when more > 0),
    * reusing existing tiles so their animations do not restart. New tiles
    * animate in when `animate`.
    */
-  function drawTiles(list, items, more, animate) {
+  function drawTiles(list, items, more, animate, moreWord) {
     const keys = items.map((o) => String(o.order));
     if (more > 0) keys.push("more");
     const wanted = new Set(keys);
@@ -345,8 +452,8 @@
       }
       if (key === "more") {
         li.replaceChildren(`+${more}`, document.createElement("small"));
-        li.lastChild.textContent = "more";
-        li.setAttribute("aria-label", `and ${more} more`);
+        li.lastChild.textContent = moreWord;
+        li.setAttribute("aria-label", `and ${more} more ${moreWord === "waiting" ? "waiting" : ""}`.trim());
       } else {
         li.classList.toggle("fresh", isFresh(items[i]));
       }
@@ -388,26 +495,7 @@
     return on;
   }
 
-  /** A two-note "ding-dong" made with WebAudio: no sound file needed. */
-  function chime() {
-    if (!audio) return;
-    const t0 = audio.currentTime + 0.02;
-    [
-      [987.77, 0], // B5
-      [1318.51, 0.22], // E6
-    ].forEach(([freq, delay]) => {
-      const osc = audio.createOscillator();
-      const gain = audio.createGain();
-      osc.type = "sine";
-      osc.frequency.value = freq;
-      gain.gain.setValueAtTime(0.0001, t0 + delay);
-      gain.gain.exponentialRampToValueAtTime(0.35, t0 + delay + 0.02);
-      gain.gain.exponentialRampToValueAtTime(0.0001, t0 + delay + 1.2);
-      osc.connect(gain).connect(audio.destination);
-      osc.start(t0 + delay);
-      osc.stop(t0 + delay + 1.3);
-    });
-  }
+  const chime = () => window.Fastfood.chime(audio);
 
   function speak(text) {
     if (!("speechSynthesis" in window)) return;
@@ -421,15 +509,13 @@
   // Browsers only allow sound after a click, hence the toggles.
   el.chime.addEventListener("click", () => {
     if (toggle(el.chime)) {
-      const Ctx = window.AudioContext || window.webkitAudioContext;
-      if (!Ctx) {
+      audio ??= window.Fastfood.newAudio();
+      if (!audio) {
         el.chime.setAttribute("aria-pressed", "false");
         el.chime.disabled = true;
         el.chime.title = "This browser cannot play sounds";
         return;
       }
-      audio ??= new Ctx();
-      audio.resume();
       chime(); // so whoever switched it on hears what it sounds like
     }
   });
@@ -484,8 +570,13 @@
     resizeFrame = requestAnimationFrame(render);
   });
 
+  el.overdueLegend.textContent = `waiting over ${
+    OVERDUE_MS % 60000 === 0 ? `${OVERDUE_MS / 60000} min` : `${OVERDUE_MS / 1000} s`
+  }`;
   tick();
   setInterval(tick, 1000);
+  // Numbers cross the overdue threshold with no event: look again now and then.
+  setInterval(() => state.haveBoard && render(), 5000);
   setInterval(watchdog, WATCHDOG_MS / 2);
   render();
   connect();

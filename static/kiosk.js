@@ -1,15 +1,24 @@
-// fastfood customer kiosk.
+// fastfood customer kiosk: a SHARED screen in the lobby.
 //
-// 1. Say what you want (type it, or tap items), POST /order, get a number.
-// 2. Watch that number live through GET /updates (Server-Sent Events).
-// 3. When it is READY, collect it: POST /take?order=N.
+// 1. Say what you want (type it, or tap items), POST /order.
+// 2. For a short while (RESET_S seconds, or ?reset=N for tests), show the
+//    number, the pickup code and a QR code of the customer's own page
+//    (/my/N#code=C, drawn by POST /qr), with the wait in words, live.
+// 3. Then clear everything and show a fresh order screen by itself.
 //
+// Nothing of an order is ever written to localStorage or sessionStorage: a
+// reload, or the next customer, never sees someone else's number or code.
 // API errors are shown as the sentence in the JSON error's `message` field.
 "use strict";
 
 (() => {
   const MAX_CHARS = 1000;
-  const STORAGE_KEY = "fastfood.ticket";
+  const { OFFLINE, errorSentence, retryAfter, formatCode, waitWords, follow } = window.Fastfood;
+  /** How long a ticket stays on screen, in seconds; `?reset=3` shortens it. */
+  const RESET_S = (() => {
+    const asked = Number(new URLSearchParams(location.search).get("reset"));
+    return Number.isFinite(asked) && asked > 0 ? asked : 30;
+  })();
 
   const $ = (id) => document.getElementById(id);
   const el = {
@@ -23,56 +32,28 @@
     orderError: $("order-error"),
     ticketView: $("ticket-view"),
     number: $("ticket-number"),
+    codeBlock: $("code-block"),
+    code: $("pickup-code"),
+    qrBlock: $("qr-block"),
+    qr: $("qr"),
     content: $("ticket-content"),
-    steps: $("steps"),
     status: $("ticket-status"),
-    collect: $("collect"),
-    ticketError: $("ticket-error"),
-    liveNote: $("live-note"),
-    newOrder: $("new-order"),
+    wait: $("wait"),
+    done: $("done"),
+    resetNote: $("reset-note"),
   };
-
-  /** Statuses only move forward; CANCELLED and GONE are final like COLLECTED. */
-  const RANK = { TAKEN: 0, PREPARING: 1, READY: 2, COLLECTED: 3, CANCELLED: 3, GONE: 3 };
-  const FINAL = new Set(["COLLECTED", "CANCELLED", "GONE"]);
 
   const STATUS_TEXT = {
-    TAKEN: "In line. The kitchen starts on it soon.",
+    TAKEN: "In line.",
     PREPARING: "Being prepared…",
-    READY: "Ready! Collect it at the counter.",
+    READY: "Ready! Collect it at the counter with your pickup code.",
     COLLECTED: "Collected. Enjoy your meal!",
-    CANCELLED:
-      "Sorry, this order was withdrawn: the kitchen could not take it. Please place it again.",
-    GONE: "This order is no longer on the board: it was collected or withdrawn.",
+    CANCELLED: "This order was cancelled.",
+    GONE: "This order is no longer on the board.",
   };
 
-  /** The current ticket: { order, content, status } or null. */
+  /** The ticket on screen: { order, status, … } or null. */
   let ticket = null;
-
-  // ---------------------------------------------------------------- API
-
-  /**
-   * Turn a failed response into a sentence for a person. The server's JSON
-   * errors carry one in `message`; anything else gets a sentence from us.
-   */
-  async function errorSentence(res) {
-    try {
-      const body = await res.json();
-      if (body && typeof body.message === "string" && body.message.trim()) {
-        return body.message.trim();
-      }
-    } catch {
-      // not JSON (a proxy's error page, say): fall through
-    }
-    if (res.status === 413) return `That order is too long: please keep it under ${MAX_CHARS} characters.`;
-    if (res.status === 429 || res.status === 503) {
-      return "The kitchen is very busy right now. Please try again in a moment.";
-    }
-    if (res.status >= 500) return "Something went wrong on our side. Please try again.";
-    return "The restaurant could not handle that request. Please try again.";
-  }
-
-  const OFFLINE = "The restaurant cannot be reached right now. Check the connection and try again.";
 
   // ---------------------------------------------------------------- ordering
 
@@ -115,8 +96,6 @@
     el.count.classList.toggle("over", n > MAX_CHARS);
   }
 
-  let audio = null;
-
   async function placeOrder(event) {
     event.preventDefault();
     el.orderError.textContent = "";
@@ -127,13 +106,6 @@
       el.text.focus();
       return;
     }
-    // A click is the only moment a page may start audio: prepare a chime for READY.
-    try {
-      audio ??= new (window.AudioContext || window.webkitAudioContext)();
-    } catch {
-      audio = null;
-    }
-
     setBusy(true);
     let res;
     try {
@@ -161,16 +133,16 @@
       setBusy(false);
       el.text.value = "";
       updateCount();
-      showTicket({ order: o.order, content: o.content ?? text, status: o.status ?? "TAKEN" });
+      showTicket({ ...o, content: o.content ?? text, status: o.status ?? "TAKEN" });
       return;
     }
 
     const sentence = await errorSentence(res);
-    const retryAfter = Number.parseInt(res.headers.get("Retry-After") ?? "", 10);
-    if (res.status === 503 && retryAfter > 0) {
+    const after = retryAfter(res);
+    if (res.status === 503 && after > 0) {
       // Keep the text; let them try again once the server says it may work.
-      el.orderError.textContent = `${sentence} You can try again in ${retryAfter} s.`;
-      countdown(retryAfter);
+      el.orderError.textContent = `${sentence} You can try again in ${after} s.`;
+      countdown(after);
     } else {
       el.orderError.textContent = sentence;
       setBusy(false);
@@ -200,204 +172,101 @@
 
   // ---------------------------------------------------------------- ticket
 
-  function showTicket(t) {
-    ticket = t;
-    save();
+  let following = null;
+  let resetAt = 0;
+  let tickTimer = 0;
+
+  /** Show a just-placed order (the 201's body) until the screen resets. */
+  function showTicket(o) {
+    ticket = o;
     el.orderView.hidden = true;
     el.ticketView.hidden = false;
-    el.ticketError.textContent = "";
-    el.number.textContent = String(t.order);
-    el.content.textContent = t.content ?? "";
-    renderStatus();
+    el.number.textContent = String(o.order);
+    el.content.textContent = o.content ?? "";
+    const code = typeof o.pickup_code === "string" ? o.pickup_code : "";
+    el.code.textContent = formatCode(code);
+    el.codeBlock.hidden = !code;
+    el.qr.replaceChildren();
+    el.qrBlock.hidden = true;
+    if (code) drawQr(o.order, code);
+    renderTicket();
     el.number.focus();
-    if (!FINAL.has(t.status)) startStream();
+    document.title = `#${o.order} · fastfood`;
+
+    following = follow(o.order, {
+      onOrder: (update) => {
+        if (!ticket || update.order !== ticket.order) return;
+        ticket = { ...ticket, ...update };
+        renderTicket();
+      },
+      onLink: () => {},
+    });
+    resetAt = Date.now() + RESET_S * 1000;
+    tick();
   }
 
+  /** The QR code of the customer's own page, code in the fragment. */
+  async function drawQr(order, code) {
+    const url = `${location.origin}/my/${order}#code=${encodeURIComponent(code)}`;
+    try {
+      const res = await fetch("/qr", {
+        method: "POST",
+        headers: { "Content-Type": "text/plain; charset=utf-8" },
+        body: url,
+      });
+      if (!res.ok || !ticket || ticket.order !== order) return;
+      const svg = new DOMParser().parseFromString(await res.text(), "image/svg+xml").documentElement;
+      if (svg.nodeName !== "svg") return;
+      svg.setAttribute("role", "img");
+      svg.setAttribute("aria-label", `QR code: order ${order} on your phone`);
+      svg.removeAttribute("width");
+      svg.removeAttribute("height");
+      el.qr.replaceChildren(document.importNode(svg, true));
+      el.qrBlock.hidden = false;
+    } catch {
+      // No QR code: the number and the code are on screen all the same.
+    }
+  }
+
+  function renderTicket() {
+    const s = ticket.status;
+    el.ticketView.dataset.status = s;
+    el.status.textContent = STATUS_TEXT[s] ?? s;
+    el.wait.textContent = waitWords(ticket);
+  }
+
+  /** Once a second: the countdown, the wait's words, and the reset itself. */
+  function tick() {
+    clearTimeout(tickTimer);
+    if (!ticket) return;
+    const left = Math.ceil((resetAt - Date.now()) / 1000);
+    if (left <= 0) {
+      showForm();
+      return;
+    }
+    el.resetNote.textContent = `This screen clears in ${left} s for the next customer.`;
+    el.wait.textContent = waitWords(ticket);
+    tickTimer = setTimeout(tick, 1000);
+  }
+
+  /** A fresh order screen: every trace of the last ticket is removed. */
   function showForm() {
-    stopStream();
+    clearTimeout(tickTimer);
+    following?.stop();
+    following = null;
     ticket = null;
-    save();
+    for (const e of [el.number, el.code, el.content, el.status, el.wait, el.resetNote]) {
+      e.textContent = "";
+    }
+    el.qr.replaceChildren();
+    el.codeBlock.hidden = true;
+    el.qrBlock.hidden = true;
+    delete el.ticketView.dataset.status;
     document.title = "Order here · fastfood";
     el.ticketView.hidden = true;
     el.orderView.hidden = false;
     el.orderError.textContent = "";
     el.text.focus();
-  }
-
-  /** Apply a status for our ticket; statuses never go backward. */
-  function setStatus(status) {
-    if (!ticket || !(status in RANK) || FINAL.has(ticket.status)) return;
-    if (RANK[status] <= RANK[ticket.status]) return;
-    const becameReady = status === "READY";
-    ticket.status = status;
-    save();
-    renderStatus();
-    if (becameReady) notifyReady();
-    if (FINAL.has(status)) {
-      stopStream();
-      sessionStorage.removeItem(STORAGE_KEY); // nothing left to follow after a reload
-    }
-  }
-
-  function renderStatus() {
-    const s = ticket.status;
-    el.ticketView.dataset.status = s;
-    el.status.textContent = STATUS_TEXT[s] ?? s;
-    const rank = RANK[s];
-    for (const li of el.steps.children) {
-      const r = RANK[li.dataset.step];
-      li.classList.toggle("done", r < rank || (r === rank && s === "COLLECTED"));
-      if (r === rank && s !== "COLLECTED" && !FINAL.has(s)) li.setAttribute("aria-current", "step");
-      else li.removeAttribute("aria-current");
-    }
-    const ready = s === "READY";
-    el.collect.disabled = !ready;
-    el.collect.classList.toggle("go", ready);
-    el.collect.hidden = FINAL.has(s);
-    el.collect.textContent = ready ? "Collect my order" : "Collect (when ready)";
-    el.newOrder.textContent = FINAL.has(s) ? "Place another order" : "Start a new order";
-    document.title = `${ready ? "Ready: " : ""}#${ticket.order} · fastfood`;
-  }
-
-  function notifyReady() {
-    navigator.vibrate?.([200, 100, 200]);
-    if (audio) {
-      audio.resume();
-      const t0 = audio.currentTime + 0.02;
-      [
-        [987.77, 0],
-        [1318.51, 0.22],
-      ].forEach(([freq, delay]) => {
-        const osc = audio.createOscillator();
-        const gain = audio.createGain();
-        osc.frequency.value = freq;
-        gain.gain.setValueAtTime(0.0001, t0 + delay);
-        gain.gain.exponentialRampToValueAtTime(0.3, t0 + delay + 0.02);
-        gain.gain.exponentialRampToValueAtTime(0.0001, t0 + delay + 1.1);
-        osc.connect(gain).connect(audio.destination);
-        osc.start(t0 + delay);
-        osc.stop(t0 + delay + 1.2);
-      });
-    }
-  }
-
-  async function collect() {
-    if (!ticket || ticket.status !== "READY") return;
-    el.ticketError.textContent = "";
-    el.collect.disabled = true;
-    let res;
-    try {
-      res = await fetch(`/take?order=${encodeURIComponent(ticket.order)}`, { method: "POST" });
-    } catch {
-      el.ticketError.textContent = OFFLINE;
-      el.collect.disabled = false;
-      return;
-    }
-    if (res.ok) {
-      setStatus("COLLECTED");
-      el.newOrder.focus(); // the collect button is gone: keep focus somewhere useful
-      return;
-    }
-    el.ticketError.textContent = await errorSentence(res);
-    if (res.status === 410) setStatus("COLLECTED");
-    else if (res.status === 404) setStatus("GONE");
-    else {
-      el.collect.disabled = ticket.status !== "READY";
-      refresh();
-    }
-  }
-
-  /** Ask the server where our order is (after a resync that does not list it, or a reload). */
-  async function refresh() {
-    if (!ticket) return;
-    const asked = ticket.order;
-    try {
-      const res = await fetch(`/orders/${encodeURIComponent(asked)}`, { cache: "no-store" });
-      if (!ticket || ticket.order !== asked) return;
-      if (res.ok) {
-        const o = await res.json();
-        setStatus(o.status);
-      } else if (res.status === 404) {
-        setStatus("GONE");
-      }
-    } catch {
-      // offline: the stream's own note says so
-    }
-  }
-
-  function save() {
-    try {
-      if (ticket && !FINAL.has(ticket.status)) {
-        sessionStorage.setItem(STORAGE_KEY, JSON.stringify(ticket));
-      } else {
-        sessionStorage.removeItem(STORAGE_KEY);
-      }
-    } catch {
-      // storage disabled: the page still works, it just forgets on reload
-    }
-  }
-
-  // ---------------------------------------------------------------- live updates
-
-  let source = null;
-  let retryTimer = 0;
-  let retryDelay = 1000;
-
-  function startStream() {
-    stopStream();
-    setLive("connecting");
-    source = new EventSource("/updates");
-    source.onmessage = (ev) => {
-      let data;
-      try {
-        data = JSON.parse(ev.data);
-      } catch {
-        return;
-      }
-      retryDelay = 1000;
-      setLive("live");
-      onBoard(data);
-    };
-    source.onerror = () => {
-      setLive("down");
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser will not retry by itself: do it, backing off.
-        retryTimer = setTimeout(startStream, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 30000);
-      }
-    };
-  }
-
-  function stopStream() {
-    clearTimeout(retryTimer);
-    if (source) source.close();
-    source = null;
-    el.liveNote.textContent = "";
-    el.liveNote.classList.remove("down");
-  }
-
-  function setLive(state) {
-    el.liveNote.classList.toggle("down", state === "down");
-    el.liveNote.textContent =
-      state === "live"
-        ? "Live: this page updates by itself."
-        : state === "down"
-          ? "Connection lost: the status above may be out of date. Reconnecting…"
-          : "Connecting…";
-  }
-
-  /** One SSE event: `{version, change, orders}`; `orders` is the whole board. */
-  function onBoard(data) {
-    if (!ticket) return;
-    const orders = Array.isArray(data.orders) ? data.orders : [];
-    const mine = orders.find((o) => o.order === ticket.order);
-    if (mine) {
-      setStatus(mine.status);
-    } else if (data.change && data.change.order === ticket.order) {
-      setStatus(data.change.status); // COLLECTED or CANCELLED: it left the board
-    } else if (!FINAL.has(ticket.status)) {
-      refresh(); // not on the board and we missed why (e.g. while offline): ask
-    }
   }
 
   // ---------------------------------------------------------------- wiring
@@ -417,20 +286,13 @@
     el.text.focus();
   });
   el.form.addEventListener("submit", placeOrder);
-  el.collect.addEventListener("click", collect);
-  el.newOrder.addEventListener("click", showForm);
+  el.done.addEventListener("click", showForm);
 
   updateCount();
-
-  // A reload keeps following the order placed in this tab.
-  let saved = null;
+  // Earlier versions of this page kept the last ticket across reloads: drop it.
   try {
-    saved = JSON.parse(sessionStorage.getItem(STORAGE_KEY) ?? "null");
+    sessionStorage.removeItem("fastfood.ticket");
   } catch {
-    saved = null;
-  }
-  if (saved && Number.isInteger(saved.order) && saved.status in RANK) {
-    showTicket(saved);
-    refresh();
+    // storage disabled: nothing was kept either
   }
 })();

@@ -2,16 +2,21 @@
 //! (WebDriver) with fantoccini, against the real `fastfood` binary.
 //!
 //! One customer's journey across two windows, the lobby board and the kiosk:
-//! order, see the number on the board, see it move to "Ready for pickup",
-//! collect it, see it leave. Then the board when the server dies and comes
-//! back, and screenshots of both pages at TV (1920×1080) and phone (390×844)
-//! sizes in `target/screenshots/`, checked to be neither blank nor overflowing.
+//! order, see the number on the board, see it move to "Ready for pickup".
+//! Then the board when the server dies and comes back. Then: 120 orders ready
+//! at once, every number on the board (TV, portrait TV, phone); the shared
+//! kiosk clearing itself and keeping nothing; the customer's own phone page
+//! following an order, cancelling another, collecting with the pickup code,
+//! and the number leaving the board. Screenshots of every page at TV
+//! (1920×1080, 1080×1920) and phone (390×844) sizes go to `target/screenshots/`,
+//! checked to be neither blank nor overflowing.
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: `apt-get install
 //! chromium chromium-driver`). Without them the test prints `SKIPPED: ...` and
 //! passes, unless `FASTFOOD_REQUIRE_BROWSER=1`, where it fails.
 
 use std::collections::HashSet;
+use std::future::Future;
 use std::io::Cursor;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -22,11 +27,12 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-use crate::support::{Api, ServerProcess, wait_for};
+use crate::support::{Api, ServerProcess, place_orders, wait_for};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const TV: (u32, u32) = (1920, 1080);
+const PORTRAIT_TV: (u32, u32) = (1080, 1920);
 const PHONE: (u32, u32) = (390, 844);
 /// The longest any wait for a page to show something may take.
 const WAIT: Duration = Duration::from_secs(20);
@@ -37,26 +43,12 @@ async fn board_and_kiosk_in_a_real_browser() {
         return;
     }
     let data = tempfile::tempdir().expect("temp dir");
-    let profiles = tempfile::tempdir().expect("temp dir");
     let server = ServerProcess::spawn(data.path(), &["--prep-time", "2s"]).await;
-    let (_driver, driver_url) = start_chromedriver();
-    let tv = open_browser(&driver_url, TV, &profiles.path().join("tv")).await;
-    let phone = open_browser(&driver_url, PHONE, &profiles.path().join("phone")).await;
-
-    // Run the checks in a task so that a failure still closes both browsers
-    // (dropping chromedriver alone could leave Chromium running).
-    let outcome = tokio::spawn(journey(
-        tv.clone(),
-        phone.clone(),
-        server,
-        data.path().to_owned(),
-    ))
+    let data_dir = data.path().to_owned();
+    in_browsers(&[TV, PHONE], move |clients| {
+        journey(clients[0].clone(), clients[1].clone(), server, data_dir)
+    })
     .await;
-    let _ = tv.close().await;
-    let _ = phone.close().await;
-    if let Err(e) = outcome {
-        std::panic::resume_unwind(e.into_panic());
-    }
 }
 
 async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir: PathBuf) {
@@ -94,7 +86,8 @@ async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir:
     // ------------------------------------------------------------ the kiosk
     let kiosk = tv.new_window(false).await.expect("new window").handle;
     tv.switch_to_window(kiosk.clone()).await.expect("switch");
-    goto(&tv, &format!("{base}/kiosk")).await;
+    // (The ticket stays on screen long enough for the whole journey.)
+    goto(&tv, &format!("{base}/kiosk?reset=300")).await;
 
     // An empty order is refused in a sentence, before anything is sent.
     click(&tv, "#place").await;
@@ -187,35 +180,22 @@ async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir:
     assert_offline(&tv, "board").await;
     screenshot(&tv, "board", TV).await;
 
-    // ------------------------------------------------------------ collect
+    // ------------------------------------------------------------ the ticket, live
+    // The kiosk follows the order while it shows it. Collecting is for the
+    // customer's own page, with the pickup code (see the phone page's test,
+    // which also sees the collected number leave the board).
     tv.switch_to_window(kiosk.clone()).await.expect("switch");
     wait_js(
         &tv,
-        "the kiosk to show the order ready, with the collect button on",
+        "the kiosk to show the order ready",
         "return document.querySelector('#ticket-view').dataset.status === 'READY'\
-         && !document.querySelector('#collect').disabled",
+         && /Ready/.test(document.querySelector('#ticket-status').textContent)",
     )
     .await;
     assert_fits(&tv, "kiosk").await;
     assert_offline(&tv, "kiosk").await;
     screenshot(&tv, "kiosk", TV).await;
-    click(&tv, "#collect").await;
-    wait_js(
-        &tv,
-        "the kiosk to show the order collected",
-        "return document.querySelector('#ticket-view').dataset.status === 'COLLECTED'",
-    )
-    .await;
-    let after = server.order_json(number as u32).await;
-    assert_eq!(after["status"], "COLLECTED");
-
     tv.switch_to_window(board.clone()).await.expect("switch");
-    wait_js(
-        &tv,
-        "the collected number to leave the board",
-        &format!("return !document.querySelector('#columns li[data-order=\"{number}\"]')"),
-    )
-    .await;
 
     // ------------------------------------------------------------ on a phone
     goto(&phone, &format!("{base}/")).await;
@@ -229,7 +209,7 @@ async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir:
     assert_fits(&phone, "board").await;
     screenshot(&phone, "board", PHONE).await;
 
-    goto(&phone, &format!("{base}/kiosk")).await;
+    goto(&phone, &format!("{base}/kiosk?reset=300")).await;
     click(&phone, "button[data-item='cola']").await;
     assert_fits(&phone, "kiosk").await;
     screenshot(&phone, "kiosk", PHONE).await;
@@ -265,6 +245,386 @@ async fn journey(tv: Client, phone: Client, mut server: ServerProcess, data_dir:
          && document.querySelectorAll('#columns li[data-order]').length > 0",
     )
     .await;
+}
+
+// ---------------------------------------------------------------- a rush of ready orders
+
+/// 120 orders READY and never collected: the board shows every number, on a
+/// TV (landscape and portrait) and a phone. Where they do not all fit at a
+/// readable size, pages rotate: each number must show up within one rotation
+/// (read from the page every 500 ms). No tile is cut off or unreadably small,
+/// and the ready column never summarises ("+N").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_ready_number_is_on_the_board() {
+    if !browser_available() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::spawn(data.path(), &["--prep-time", "0"]).await;
+    let tickets = place_orders(&[&server.base], 120, 8).await;
+    server.wait_all_ready(&tickets).await;
+
+    in_browsers(&[TV, PORTRAIT_TV, PHONE], move |clients| async move {
+        let base = server.base.clone();
+        for (client, size) in clients.iter().zip([TV, PORTRAIT_TV, PHONE]) {
+            goto(client, &format!("{base}/")).await;
+            wait_js(
+                client,
+                "the board to show ready numbers",
+                "return document.body.dataset.conn === 'live'\
+                 && document.querySelectorAll('#col-ready li[data-order]').length > 0",
+            )
+            .await;
+            let pages = every_number_within_a_rotation(client, &tickets, size).await;
+            if size == TV {
+                assert_eq!(pages, 1, "120 ready numbers fit a 1920×1080 TV at once");
+            }
+            if size == PHONE {
+                assert!(pages > 1, "a phone shows 120 ready numbers page by page");
+            }
+            assert_fits(client, "board").await;
+            screenshot(client, "board-120-ready", size).await;
+        }
+
+        // The legend says when a number counts as waiting long, and those
+        // numbers are marked (a short threshold, for the test).
+        let tv = &clients[0];
+        goto(tv, &format!("{base}/?overdue=2")).await;
+        wait_js(
+            tv,
+            "ready numbers marked as waiting over 2 s",
+            "return document.querySelector('#overdue-legend').textContent === 'waiting over 2 s'\
+             && document.querySelectorAll('#col-ready li.overdue').length === 120",
+        )
+        .await;
+        goto(tv, &format!("{base}/")).await;
+        wait_js(
+            tv,
+            "the default threshold in the legend",
+            "return document.querySelector('#overdue-legend').textContent === 'waiting over 3 min'",
+        )
+        .await;
+    })
+    .await;
+}
+
+/// Reads the ready column every 500 ms until every one of `tickets` was on
+/// screen (at most 25 s, more than a rotation). Every reading: tiles inside
+/// their column, digits inside their tile, a readable size, no "+N" tile.
+/// Returns how many pages the numbers take.
+async fn every_number_within_a_rotation(client: &Client, tickets: &[u32], size: (u32, u32)) -> u64 {
+    let wanted: HashSet<u64> = tickets.iter().map(|&t| u64::from(t)).collect();
+    let mut seen = HashSet::new();
+    let mut pages = 0;
+    let readable = (0.035 * f64::from(size.0.min(size.1))).max(20.0);
+    let deadline = Instant::now() + Duration::from_secs(25);
+    while !wanted.is_subset(&seen) {
+        assert!(
+            Instant::now() < deadline,
+            "at {}×{}, after 25 s, never saw ready numbers {:?}",
+            size.0,
+            size.1,
+            wanted.difference(&seen).collect::<Vec<_>>()
+        );
+        let look = js(
+            client,
+            "const list = document.querySelector('#col-ready');\
+             const box = list.getBoundingClientRect();\
+             const tiles = [...list.children];\
+             const out = tiles.filter(li => { const r = li.getBoundingClientRect();\
+               return r.top < box.top - 1 || r.bottom > box.bottom + 1\
+                 || r.left < box.left - 1 || r.right > box.right + 1\
+                 || r.bottom > innerHeight || li.scrollWidth > li.clientWidth + 1; });\
+             return { shown: tiles.map(li => Number(li.dataset.order)),\
+               summary: tiles.filter(li => !li.dataset.order).length,\
+               cut: out.map(li => li.textContent),\
+               font: Math.min(...tiles.map(li => parseFloat(getComputedStyle(li).fontSize))),\
+               pages: Number(list.dataset.pages),\
+               page: document.querySelector('#ready-page').textContent }",
+        )
+        .await;
+        assert_eq!(look["summary"], 0, "the ready column summarised: {look}");
+        assert_eq!(look["cut"], json!([]), "tiles cut off: {look}");
+        let font = look["font"].as_f64().unwrap_or_default();
+        assert!(
+            font >= readable,
+            "ready numbers at {font} px, under {readable} px"
+        );
+        pages = look["pages"].as_u64().unwrap_or_default();
+        let page = look["page"].as_str().unwrap_or_default();
+        if pages > 1 {
+            assert!(
+                page.starts_with("page ") && page.ends_with(&format!(" of {pages}")),
+                "no \"page N of {pages}\" but {page:?}"
+            );
+        } else {
+            assert_eq!(page, "", "one page needs no page number");
+        }
+        for n in look["shown"].as_array().expect("numbers") {
+            seen.insert(n.as_u64().expect("a number"));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    pages
+}
+
+// ---------------------------------------------------------------- the shared kiosk
+
+/// The kiosk is a shared screen: after an order it shows the number (with the
+/// pickup code and a QR code of the customer's page, when the server gives a
+/// code), then clears itself; a reload shows nothing of an earlier order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kiosk_clears_itself_and_keeps_nothing() {
+    if !browser_available() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::spawn(data.path(), &["--workers", "1", "--prep-time", "20s"]).await;
+    // Someone ahead, so there is a wait to tell.
+    server.place("a big family order").await;
+
+    in_browsers(&[TV, PHONE], move |clients| async move {
+        let base = server.base.clone();
+        for (client, size) in clients.iter().zip([TV, PHONE]) {
+            goto(client, &format!("{base}/kiosk?reset=4")).await;
+            click(client, "button[data-item='burger']").await;
+            click(client, "#place").await;
+            let placed = Instant::now();
+            let number = wait_js(
+                client,
+                "a ticket number on the kiosk",
+                "const n = document.querySelector('#ticket-number').textContent.trim();\
+                 return !document.querySelector('#ticket-view').hidden && /^[0-9]+$/.test(n) && Number(n)",
+            )
+            .await
+            .as_u64()
+            .expect("ticket number") as u32;
+            let order = server.order_json(number).await;
+            assert!(
+                order.get("pickup_code").is_none(),
+                "GET /orders/N shows the pickup code: {order}"
+            );
+
+            // The code and the QR code, when the server gives codes: wait for
+            // the QR code (it is drawn by a second request).
+            let code = text(client, "#pickup-code").await;
+            if !code.is_empty() {
+                let re_code = code.len() == 7
+                    && code.chars().enumerate().all(|(i, c)| if i == 3 { c == ' ' } else { c.is_ascii_digit() });
+                assert!(re_code, "the pickup code shown as \"123 456\", not {code:?}");
+                wait_js(
+                    client,
+                    "the QR code of the customer's page",
+                    "return !!document.querySelector('#qr svg path')",
+                )
+                .await;
+            }
+            // The wait in words, when the server says how long.
+            if order.get("ahead").is_some() || order.get("estimated_ready_at").is_some() {
+                let words = wait_text(client, "#wait", "the wait in words").await;
+                assert!(
+                    words.contains("ahead of you") || words.contains("You are next") || words.contains("ready"),
+                    "the wait in words: {words:?}"
+                );
+            }
+            assert_fits(client, "kiosk ticket").await;
+            assert_offline(client, "kiosk ticket").await;
+            screenshot(client, "kiosk-ticket", size).await;
+
+            // By itself, after about 4 s: a fresh order screen, no trace left.
+            wait_js(
+                client,
+                "the kiosk to return to a fresh order screen",
+                "return document.querySelector('#ticket-view').hidden\
+                 && !document.querySelector('#order-view').hidden",
+            )
+            .await;
+            let after = placed.elapsed();
+            assert!(
+                after >= Duration::from_secs(3),
+                "the ticket stayed only {after:?}, not about 4 s"
+            );
+            let leftovers = |code: &str| {
+                format!(
+                    "return [document.querySelector('#ticket-number').textContent,\
+                       document.querySelector('#pickup-code').textContent,\
+                       document.querySelector('#qr').childElementCount,\
+                       {code} !== '' && document.body.innerText.includes({code}),\
+                       localStorage.length + sessionStorage.length]",
+                    code = json!(code)
+                )
+            };
+            assert_eq!(
+                js(client, &leftovers(&code)).await,
+                json!(["", "", 0, false, 0]),
+                "the kiosk kept something of order {number}"
+            );
+            client.refresh().await.expect("reload");
+            wait_js(
+                client,
+                "the reloaded kiosk to show the order screen",
+                "return !document.querySelector('#order-view').hidden",
+            )
+            .await;
+            assert_eq!(
+                js(client, &leftovers(&code)).await,
+                json!(["", "", 0, false, 0]),
+                "after a reload the kiosk shows something of order {number}"
+            );
+            assert!(
+                js(client, "return document.querySelector('#ticket-view').hidden").await == json!(true),
+                "after a reload the kiosk shows a ticket"
+            );
+        }
+    })
+    .await;
+}
+
+// ---------------------------------------------------------------- the phone page
+
+/// The customer's own page on a phone: without a code it asks for one;
+/// with the code (from the QR code's URL fragment) it cancels an order still
+/// in line, follows another to READY, refuses a wrong code in a sentence,
+/// and collects with the right one; the board sees the number leave.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_page_follows_an_order_to_ready_and_collects_it() {
+    if !browser_available() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let server = ServerProcess::spawn(data.path(), &["--workers", "1", "--prep-time", "6s"]).await;
+
+    in_browsers(&[PHONE, TV], move |clients| async move {
+        let (phone, tv) = (&clients[0], &clients[1]);
+        let base = server.base.clone();
+        let first: Value = server.order("1 burger").await.json().await.expect("JSON");
+        let second: Value = server.order("1 cola").await.json().await.expect("JSON");
+        let (a, b) = (
+            first["order"].as_u64().expect("a number"),
+            second["order"].as_u64().expect("a number"),
+        );
+
+        // Without the code in the address: a form, no buttons that act.
+        goto(phone, &format!("{base}/my/{a}")).await;
+        wait_js(
+            phone,
+            "the phone page to ask for the pickup code",
+            "return !document.querySelector('#code-view').hidden\
+             && document.querySelector('#collect').hidden\
+             && document.querySelector('#cancel').hidden",
+        )
+        .await;
+        assert_eq!(text(phone, "#number").await, a.to_string());
+        click(phone, "#code-form button[type=submit]").await;
+        let said = wait_text(phone, "#code-error", "a sentence about the missing code").await;
+        assert!(said.ends_with('.'), "not a sentence: {said:?}");
+
+        let code_of = |order: &Value| {
+            order["pickup_code"].as_str().map(str::to_owned).unwrap_or_else(|| {
+                panic!("needs pickup codes from the backend: POST /order answered {order} without a pickup_code")
+            })
+        };
+        let (code_a, code_b) = (code_of(&first), code_of(&second));
+
+        // Cancel the second while it is still in line.
+        goto(phone, &format!("{base}/my/{b}#code={code_b}")).await;
+        wait_js(
+            phone,
+            "Cancel while in line",
+            "return document.querySelector('#ticket').dataset.status === 'TAKEN'\
+             && !document.querySelector('#cancel').hidden",
+        )
+        .await;
+        click(phone, "#cancel").await;
+        click(phone, "#confirm-yes").await;
+        wait_js(
+            phone,
+            "the order to show as cancelled",
+            "return document.querySelector('#ticket').dataset.status === 'CANCELLED'",
+        )
+        .await;
+        assert_eq!(server.order_json(b as u32).await["status"], "CANCELLED");
+
+        // The board, to see the first number leave once collected.
+        goto(tv, &format!("{base}/")).await;
+
+        // Follow the first: the wait in words while in the kitchen, then READY.
+        let wrong = if code_a == "000000" { "111111" } else { "000000" };
+        goto(phone, &format!("{base}/my/{a}#code={wrong}")).await;
+        wait_js(
+            phone,
+            "the wait in words while the order is in the kitchen",
+            "const s = document.querySelector('#ticket').dataset.status;\
+             return s === 'READY' || /ready/.test(document.querySelector('#wait').textContent)",
+        )
+        .await;
+        wait_js(
+            phone,
+            "the phone page to say READY, show this at the counter",
+            "return document.querySelector('#ticket').dataset.status === 'READY'\
+             && !document.querySelector('#ready-banner').hidden\
+             && /show this at the counter/.test(document.querySelector('#ready-banner').textContent)\
+             && !document.querySelector('#collect').hidden",
+        )
+        .await;
+        assert_eq!(
+            js(phone, "return document.querySelector('#status').getAttribute('aria-live')").await,
+            json!("polite")
+        );
+
+        // A wrong code: refused in a sentence, and the page asks again.
+        click(phone, "#collect").await;
+        let refused = wait_text(phone, "#code-error", "the wrong code refused").await;
+        assert!(refused.ends_with('.'), "not a sentence: {refused:?}");
+        assert_eq!(server.order_json(a as u32).await["status"], "READY");
+
+        // The right one, typed into the form: collected.
+        let input = phone.find(Locator::Css("#code-input")).await.expect("code box");
+        input.send_keys(&code_a).await.expect("typing");
+        click(phone, "#code-form button[type=submit]").await;
+        assert_fits(phone, "phone page").await;
+        assert_offline(phone, "phone page").await;
+        screenshot(phone, "my-ready", PHONE).await;
+        click(phone, "#collect").await;
+        wait_js(
+            phone,
+            "the phone page to show the order collected",
+            "return document.querySelector('#ticket').dataset.status === 'COLLECTED'",
+        )
+        .await;
+        assert_eq!(server.order_json(a as u32).await["status"], "COLLECTED");
+        wait_js(
+            tv,
+            "the collected number to leave the board",
+            &format!("return document.body.dataset.conn === 'live'\
+                      && !document.querySelector('#columns li[data-order=\"{a}\"]')"),
+        )
+        .await;
+    })
+    .await;
+}
+
+/// Starts chromedriver and one headless Chromium per size, runs `body` with
+/// them in a task, then closes every browser whatever happened (dropping
+/// chromedriver alone could leave Chromium running).
+async fn in_browsers<F, Fut>(sizes: &[(u32, u32)], body: F)
+where
+    F: FnOnce(Vec<Client>) -> Fut,
+    Fut: Future<Output = ()> + Send + 'static,
+{
+    let profiles = tempfile::tempdir().expect("temp dir");
+    let (_driver, driver_url) = start_chromedriver();
+    let mut clients = Vec::new();
+    for (i, &size) in sizes.iter().enumerate() {
+        clients.push(open_browser(&driver_url, size, &profiles.path().join(i.to_string())).await);
+    }
+    let outcome = tokio::spawn(body(clients.clone())).await;
+    for client in clients {
+        let _ = client.close().await;
+    }
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
 }
 
 // ---------------------------------------------------------------- helpers
