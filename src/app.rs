@@ -28,7 +28,7 @@ use crate::web::{self, AppState, Throttle};
 /// How long shutdown waits for open connections and busy workers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 /// How often a server with a broker asks how many workers consume orders.
-const COUNT_WORKERS_EVERY: Duration = Duration::from_secs(1);
+const COUNT_WORKERS_EVERY: Duration = Duration::from_millis(500);
 
 /// Serves the restaurant on `listener` until `shutdown` is cancelled.
 pub async fn serve(
