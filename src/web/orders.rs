@@ -100,13 +100,14 @@ pub async fn cancel(State(app): State<AppState>, RawQuery(query): RawQuery) -> R
 /// codes were given for this order.
 async fn by_customer(app: &AppState, asked: &CustomerQuery, to: Status) -> Result<Outcome> {
     let ticket = asked.ticket;
-    let attempt = app
-        .throttle
-        .begin(ticket)
-        .map_err(|retry_after| ApiError::TooManyAttempts {
-            ticket,
-            retry_after,
-        })?;
+    let attempt =
+        app.throttle
+            .begin(ticket)
+            .await
+            .map_err(|retry_after| ApiError::TooManyAttempts {
+                ticket,
+                retry_after,
+            })?;
     let code = asked.code.as_deref().and_then(PickupCode::parse);
     let outcome = app.front.store.by_customer(ticket, to, code).await;
     let wrong = matches!(outcome, Ok(Outcome::WrongCode));

@@ -9,10 +9,13 @@
 //! at most [`MAX_ORDERS`] orders are followed at once (past that the
 //! followed order whose window started first is forgotten).
 //!
-//! Attempts in flight count against the limit too, so many requests sent
-//! at once cannot get more than [`LIMIT`] codes checked.
+//! Attempts on one order are checked one at a time (a lock per order), so
+//! many requests sent at once cannot get more than [`LIMIT`] wrong codes
+//! checked, while many customers with the right code at once are simply
+//! answered in turn.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use parking_lot::Mutex;
@@ -41,14 +44,42 @@ struct Attempts {
     /// When the first wrong code of this window came.
     since: Instant,
     wrong: u32,
+    /// Attempts begun and not finished (waiting for `turn` or holding it).
     in_flight: u32,
+    /// Held by the attempt being checked.
+    turn: Arc<tokio::sync::Mutex<()>>,
 }
 
-/// An attempt allowed to be checked; report how it went with
-/// [`Throttle::finish`].
+/// An attempt allowed to be checked, holding its order's turn; report how
+/// it went with [`Throttle::finish`]. Dropped without (the customer hung
+/// up), it counts as not wrong.
 #[must_use]
-pub struct Attempt {
+pub struct Attempt<'t> {
+    throttle: &'t Throttle,
     ticket: Ticket,
+    wrong: bool,
+    _turn: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl Drop for Attempt<'_> {
+    /// Counts the attempt while it still holds the turn, so the next one
+    /// sees it.
+    fn drop(&mut self) {
+        let now = Instant::now();
+        let mut orders = self.throttle.orders.lock();
+        let Some(a) = orders.get_mut(&self.ticket) else {
+            return;
+        };
+        a.in_flight -= 1;
+        if self.wrong {
+            if a.wrong == 0 {
+                a.since = now;
+            }
+            a.wrong += 1;
+        } else if a.wrong == 0 && a.in_flight == 0 {
+            orders.remove(&self.ticket);
+        }
+    }
 }
 
 impl Throttle {
@@ -79,48 +110,52 @@ impl Throttle {
         }
     }
 
-    /// Whether a code for `ticket` may be checked now; if not, how long
-    /// until it may.
-    pub fn begin(&self, ticket: Ticket) -> Result<Attempt, Duration> {
+    /// Waits for `ticket`'s turn, then says whether a code for it may be
+    /// checked now; if not, how long until it may.
+    pub async fn begin(&self, ticket: Ticket) -> Result<Attempt<'_>, Duration> {
+        let turn = {
+            let now = Instant::now();
+            let mut orders = self.orders.lock();
+            if let Some(a) = orders.get(&ticket)
+                && now >= a.since + self.window
+                && a.in_flight == 0
+            {
+                orders.remove(&ticket);
+            }
+            if !orders.contains_key(&ticket) && orders.len() >= MAX_ORDERS {
+                self.make_room(&mut orders, now);
+            }
+            let a = orders.entry(ticket).or_insert_with(|| Attempts {
+                since: now,
+                wrong: 0,
+                in_flight: 0,
+                turn: Arc::default(),
+            });
+            a.in_flight += 1;
+            a.turn.clone()
+        };
+        let turn = turn.lock_owned().await;
         let now = Instant::now();
         let mut orders = self.orders.lock();
-        if let Some(a) = orders.get(&ticket)
-            && now >= a.since + self.window
-            && a.in_flight == 0
-        {
-            orders.remove(&ticket);
-        }
-        if !orders.contains_key(&ticket) && orders.len() >= MAX_ORDERS {
-            self.make_room(&mut orders, now);
-        }
-        let a = orders.entry(ticket).or_insert(Attempts {
-            since: now,
-            wrong: 0,
-            in_flight: 0,
-        });
-        if a.wrong + a.in_flight >= LIMIT {
+        let a = orders.get_mut(&ticket).expect("kept while in flight");
+        if a.wrong >= LIMIT && now < a.since + self.window {
+            a.in_flight -= 1;
             return Err((a.since + self.window).saturating_duration_since(now));
         }
-        a.in_flight += 1;
-        Ok(Attempt { ticket })
+        if a.wrong >= LIMIT {
+            a.wrong = 0; // the window passed while this attempt waited
+        }
+        Ok(Attempt {
+            throttle: self,
+            ticket,
+            wrong: false,
+            _turn: turn,
+        })
     }
 
     /// How the attempt went: `wrong` when the code was missing or wrong.
-    pub fn finish(&self, attempt: Attempt, wrong: bool) {
-        let now = Instant::now();
-        let mut orders = self.orders.lock();
-        let Some(a) = orders.get_mut(&attempt.ticket) else {
-            return;
-        };
-        a.in_flight -= 1;
-        if wrong {
-            if a.wrong == 0 {
-                a.since = now;
-            }
-            a.wrong += 1;
-        } else if a.wrong == 0 && a.in_flight == 0 {
-            orders.remove(&attempt.ticket);
-        }
+    pub fn finish(&self, mut attempt: Attempt<'_>, wrong: bool) {
+        attempt.wrong = wrong;
     }
 
     /// Forgets the orders whose window passed; if none did, the oldest.
@@ -146,29 +181,47 @@ mod tests {
     async fn five_wrong_codes_close_an_order_until_the_window_passes() {
         let throttle = Throttle::new(Duration::from_secs(60));
         for _ in 0..LIMIT {
-            let attempt = throttle.begin(7).unwrap();
+            let attempt = throttle.begin(7).await.unwrap();
             throttle.finish(attempt, true);
         }
-        assert_eq!(throttle.begin(7).err(), Some(Duration::from_secs(60)));
+        assert_eq!(throttle.begin(7).await.err(), Some(Duration::from_secs(60)));
         // Other orders are not affected.
-        let other = throttle.begin(8).unwrap();
+        let other = throttle.begin(8).await.unwrap();
         throttle.finish(other, false);
         tokio::time::advance(Duration::from_secs(59)).await;
-        assert_eq!(throttle.begin(7).err(), Some(Duration::from_secs(1)));
+        assert_eq!(throttle.begin(7).await.err(), Some(Duration::from_secs(1)));
         tokio::time::advance(Duration::from_secs(1)).await;
-        let attempt = throttle.begin(7).unwrap();
+        let attempt = throttle.begin(7).await.unwrap();
         throttle.finish(attempt, false);
         assert!(throttle.orders.lock().is_empty(), "nothing left to follow");
     }
 
     #[tokio::test(start_paused = true)]
-    async fn attempts_in_flight_count_too() {
-        let throttle = Throttle::new(Duration::from_secs(60));
-        let held: Vec<_> = (0..LIMIT).map(|_| throttle.begin(3).unwrap()).collect();
-        assert!(throttle.begin(3).is_err());
-        for attempt in held {
-            throttle.finish(attempt, false);
-        }
-        assert!(throttle.begin(3).is_ok());
+    async fn attempts_at_once_are_checked_in_turn() {
+        let throttle = Arc::new(Throttle::new(Duration::from_secs(60)));
+        // Twenty wrong codes at once: five are checked, fifteen refused.
+        let tries = (0..20).map(|_| {
+            let throttle = throttle.clone();
+            tokio::spawn(async move {
+                let attempt = throttle.begin(3).await?;
+                tokio::task::yield_now().await;
+                throttle.finish(attempt, true);
+                Ok::<(), Duration>(())
+            })
+        });
+        let checked = futures_util::future::join_all(tries)
+            .await
+            .into_iter()
+            .filter(|r| r.as_ref().unwrap().is_ok())
+            .count();
+        assert_eq!(checked, LIMIT as usize);
+        // Right codes at once all get their turn.
+        let tries = (0..8).map(|_| {
+            let throttle = throttle.clone();
+            tokio::spawn(async move { throttle.begin(4).await.is_ok() })
+        });
+        let all = futures_util::future::join_all(tries).await;
+        assert!(all.into_iter().all(|r| r.unwrap()));
+        assert!(!throttle.orders.lock().contains_key(&4), "forgotten");
     }
 }
