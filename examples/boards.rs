@@ -222,7 +222,11 @@ async fn main() -> anyhow::Result<()> {
             }
             let ticket: serde_json::Value = response.json().await?;
             placed.fetch_add(1, Ordering::Relaxed);
-            let url = format!("{base}/take?order={}", ticket["order"]);
+            let url = format!(
+                "{base}/take?order={}&code={}",
+                ticket["order"],
+                ticket["pickup_code"].as_str().unwrap_or_default()
+            );
             for _ in 0..500 {
                 tokio::time::sleep(Duration::from_millis(10)).await;
                 if driver.post(&url).send().await?.status().is_success() {

@@ -46,7 +46,14 @@ async fn main() -> Result<(), Error> {
     let ticket = body["order"]
         .as_u64()
         .ok_or("the reply has no ticket number")?;
-    println!("ticket {ticket}: {wanted}");
+    let code = body["pickup_code"]
+        .as_str()
+        .ok_or("the reply has no pickup code")?
+        .to_owned();
+    println!(
+        "ticket {ticket}, pickup code {code}: {wanted} ({} orders ahead, ready about {})",
+        body["ahead"], body["estimated_ready_at"]
+    );
 
     let mut last = String::new();
     while let Some(event) = events.next().await {
@@ -70,7 +77,7 @@ async fn main() -> Result<(), Error> {
     }
 
     let response = client
-        .post(format!("{base}/take?order={ticket}"))
+        .post(format!("{base}/take?order={ticket}&code={code}"))
         .send()
         .await?;
     let status = response.status();

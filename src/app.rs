@@ -22,10 +22,13 @@ use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
 use crate::store::{Observer, Store};
 use crate::ticket::{CounterFile, Tickets};
-use crate::web::{self, AppState};
+use crate::wait::Wait;
+use crate::web::{self, AppState, Throttle};
 
 /// How long shutdown waits for open connections and busy workers.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+/// How often a server with a broker asks how many workers consume orders.
+const COUNT_WORKERS_EVERY: Duration = Duration::from_millis(500);
 
 /// Serves the restaurant on `listener` until `shutdown` is cancelled.
 pub async fn serve(
@@ -72,7 +75,8 @@ impl Restaurant {
             None => None,
         };
         let board = Board::new();
-        let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone()];
+        let wait = Arc::new(Wait::new(config.workers, kitchen.prep_time));
+        let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone(), wait.clone()];
         observers.extend(broker.as_ref().map(Broker::change_publisher));
         let store = open_store(dir, observers).await?;
         let tickets = open_tickets(dir, &store).await?;
@@ -108,6 +112,14 @@ impl Restaurant {
         if queue.is_durable() {
             tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
         }
+        if let Some(broker) = &broker {
+            // Worker processes are not configured here: RabbitMQ knows them.
+            tasks.spawn(count_workers(
+                broker.clone(),
+                wait.clone(),
+                shutdown.clone(),
+            ));
+        }
         start_workers(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
         tasks.close();
 
@@ -125,6 +137,8 @@ impl Restaurant {
         let state = AppState {
             front,
             board,
+            wait,
+            throttle: Arc::new(Throttle::from_env()),
             shutdown,
         };
         Ok(Restaurant {
@@ -190,6 +204,25 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     stop(tasks).await;
     broker.close().await;
     Ok(())
+}
+
+/// Keeps the wait's worker count at the number of consumers of the broker's
+/// `orders` queue, whichever processes they are in, until `shutdown`.
+async fn count_workers(broker: Broker, wait: Arc<Wait>, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(COUNT_WORKERS_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tick.tick() => {}
+        }
+        if let Some(workers) = broker.workers_at_work().await
+            && workers != wait.workers()
+        {
+            tracing::debug!("{} at work", self::workers(workers));
+            wait.set_workers(workers);
+        }
+    }
 }
 
 fn start_workers(

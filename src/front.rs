@@ -15,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::backoff;
 use crate::crash;
 use crate::order::{Order, Status, Ticket};
+use crate::pickup::PickupCode;
 use crate::queue::{Queue, QueueError};
 use crate::store::{Repeat, Store, StoreError};
 use crate::ticket::{TicketError, Tickets};
@@ -38,6 +39,13 @@ pub enum FrontError {
     Tickets(#[from] TicketError),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// A placed order, and the pickup code its customer needs to collect or
+/// cancel it: the only time anyone is told the code.
+pub struct Placed {
+    pub order: Order,
+    pub pickup_code: PickupCode,
 }
 
 #[derive(Clone)]
@@ -68,11 +76,11 @@ async fn cancel_until_done(store: Store, ticket: Ticket) {
 
 impl Front {
     /// Places an order: number, record, queue.
-    pub async fn place(&self, content: String) -> Result<Order, FrontError> {
+    pub async fn place(&self, content: String) -> Result<Placed, FrontError> {
         let slot = self.queue.reserve()?;
         let ticket = self.tickets.next().await?;
         crash::here(crash::point::AFTER_TICKET);
-        let mut order = self.store.record(ticket, content).await?;
+        let (mut order, pickup_code) = self.store.record(ticket, content).await?;
         crash::here(crash::point::AFTER_STORE);
         if let Err(e) = slot.send(ticket).await {
             let cancelled = self
@@ -98,7 +106,7 @@ impl Front {
             let store = self.store.clone();
             tokio::spawn(async move { store.mark_queued(ticket).await });
         }
-        Ok(order)
+        Ok(Placed { order, pickup_code })
     }
 
     /// Sends again, every few seconds until `shutdown`, the orders whose

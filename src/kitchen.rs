@@ -37,7 +37,9 @@ pub enum Prepared {
     Ready(Ticket),
     /// Someone else finished it (a redelivery): acknowledged, nothing done.
     AlreadyDone(Ticket),
-    /// The store does not know it (cancelled): acknowledged and dropped.
+    /// The customer cancelled it while it waited: acknowledged, not cooked.
+    Cancelled(Ticket),
+    /// The store does not know it: acknowledged and dropped.
     Unknown(Ticket),
     /// Given back to the front of the queue.
     GaveBack(Ticket),
@@ -115,7 +117,17 @@ impl Worker {
             Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => {
                 return settle(&self.name, delivery, Prepared::AlreadyDone(ticket)).await;
             }
-            Ok(Outcome::NotFound) | Ok(Outcome::WrongStatus(_)) => {
+            // The store decided the race: the cancel came first, so this
+            // claim did nothing, and the order is acknowledged uncooked
+            // (with RabbitMQ its message was still in the queue).
+            Ok(Outcome::Cancelled) => {
+                tracing::info!(
+                    "{}: order {ticket} was cancelled while waiting: skipped",
+                    self.name
+                );
+                return settle(&self.name, delivery, Prepared::Cancelled(ticket)).await;
+            }
+            Ok(Outcome::NotFound) | Ok(Outcome::WrongStatus(_)) | Ok(Outcome::WrongCode) => {
                 tracing::warn!(
                     "{}: order {ticket} is not in the store; dropping it",
                     self.name
@@ -178,7 +190,10 @@ pub async fn finish(store: &Store, name: &str, delivery: Delivery) -> Prepared {
             let why = format!("it is still {}", order.status);
             give_back_after_a_pause(name, delivery, &why).await
         }
-        Ok(Outcome::NotFound) => settle(name, delivery, Prepared::Unknown(ticket)).await,
+        // A cancel never follows a claim; nor does a code come into it.
+        Ok(Outcome::NotFound) | Ok(Outcome::Cancelled) | Ok(Outcome::WrongCode) => {
+            settle(name, delivery, Prepared::Unknown(ticket)).await
+        }
         Err(e) => give_back_after_a_pause(name, delivery, &e.to_string()).await,
     }
 }

@@ -11,6 +11,8 @@
 //! - [`config`]: the settings of `serve` and `worker`, every flag with an env var.
 //! - [`app`]: assembles a mode from its configuration; starts and stops it.
 //! - [`order`]: an order and its one-way statuses. Pure.
+//! - [`pickup`]: pickup codes: drawn, parsed, compared. Pure but for the
+//!   CSPRNG.
 //! - [`ticket`]: the counter file; the only code that opens it.
 //! - [`store`]: the order store's files; the only code that opens them.
 //! - `durable`: the file locks with a bounded wait, and directory fsyncs, that
@@ -21,6 +23,8 @@
 //! - [`queue`]: where orders wait for the kitchen.
 //! - [`broker`]: RabbitMQ, the only code that speaks AMQP (lapin).
 //! - [`kitchen`]: a worker: claim, prepare, mark ready, acknowledge.
+//! - [`wait`]: how long an order should wait: the line and the kitchen's
+//!   pace, learnt from the store's changes.
 //! - [`web`]: routes, handlers, JSON errors, SSE, embedded pages.
 //! - [`crash`]: crash points the durability tests set by env var.
 //! - `rush` (cargo feature `rush`, on by default): `fastfood rush`, a
@@ -41,9 +45,11 @@ mod durable;
 pub mod front;
 pub mod kitchen;
 pub mod order;
+pub mod pickup;
 pub mod queue;
 #[cfg(feature = "rush")]
 pub mod rush;
 pub mod store;
 pub mod ticket;
+pub mod wait;
 pub mod web;

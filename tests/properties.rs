@@ -3,7 +3,8 @@
 //! public API only.
 //!
 //! - The store, in a temp dir, against a map of ticket → status with the
-//!   forward-only rules: every outcome matches, and after closing and
+//!   forward-only rules, and customers' steps with the right pickup code,
+//!   a wrong one or none: every outcome matches, and after closing and
 //!   reopening from disk (`lookup`, `unfinished`, `highest_ticket`) it is
 //!   the model again. Compaction is lowered to every few changes
 //!   ([`store::testing::compact_sooner`]) so it happens again and again, with two
@@ -14,11 +15,13 @@
 //!
 //! `PROPTEST_CASES` sets the number of cases (default below).
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fastfood::order::{Order, Status, Ticket};
+use fastfood::pickup::PickupCode;
 use fastfood::store::{self, Lookup, Outcome, Repeat, Store, StoreError};
 use fastfood::ticket::{CounterFile, Create, TicketError};
 use proptest::prelude::*;
@@ -50,13 +53,18 @@ struct Modelled {
     content: String,
 }
 
-/// The store as it should be: what is in the restaurant, what was collected,
-/// and the highest number ever seen. Cancelled orders are forgotten.
+/// The store as it should be: what is in the restaurant, what was collected
+/// or cancelled, and the highest number ever seen; and which orders' codes
+/// the customers hold (those taken in an earlier step).
 #[derive(Default, Debug)]
 struct Model {
     live: BTreeMap<Ticket, Modelled>,
     collected: BTreeSet<Ticket>,
+    cancelled: BTreeSet<Ticket>,
     highest: Ticket,
+    known: BTreeSet<Ticket>,
+    /// Taken in this step: their codes are known from the next step on.
+    known_next: BTreeSet<Ticket>,
 }
 
 /// What an operation should answer.
@@ -66,7 +74,9 @@ enum Expect {
     Unchanged(Status),
     WrongStatus(Status),
     Collected,
+    Cancelled,
     NotFound,
+    WrongCode,
     /// `take` of a number the store already holds: refused with an error.
     Refused,
 }
@@ -94,9 +104,13 @@ fn order_rank(status: Status) -> u8 {
 
 impl Model {
     fn take(&mut self, ticket: Ticket, content: &str) -> Expect {
-        if self.live.contains_key(&ticket) || self.collected.contains(&ticket) {
+        if self.live.contains_key(&ticket)
+            || self.collected.contains(&ticket)
+            || self.cancelled.contains(&ticket)
+        {
             return Expect::Refused;
         }
+        self.known_next.insert(ticket);
         self.live.insert(
             ticket,
             Modelled {
@@ -113,6 +127,9 @@ impl Model {
         if self.collected.contains(&ticket) {
             return Expect::Collected;
         }
+        if self.cancelled.contains(&ticket) {
+            return Expect::Cancelled;
+        }
         let Some(order) = self.live.get_mut(&ticket) else {
             return Expect::NotFound;
         };
@@ -127,6 +144,7 @@ impl Model {
                 }
                 Status::Cancelled => {
                     self.live.remove(&ticket);
+                    self.cancelled.insert(ticket);
                 }
                 _ => {}
             }
@@ -138,9 +156,27 @@ impl Model {
         }
     }
 
+    /// A customer collects or cancels, with the code they hold (`right`
+    /// and known), or a wrong one.
+    fn customer(&mut self, ticket: Ticket, to: Status, right: bool) -> Expect {
+        let live = self.live.contains_key(&ticket);
+        if live && !(right && self.known.contains(&ticket)) {
+            return Expect::WrongCode;
+        }
+        self.advance(ticket, to, false)
+    }
+
+    /// The step is over: the codes taken in it are in the customers' hands.
+    fn step_done(&mut self) {
+        self.known.append(&mut self.known_next);
+    }
+
     fn mark_queued(&mut self, ticket: Ticket) -> Expect {
         if self.collected.contains(&ticket) {
             return Expect::Collected;
+        }
+        if self.cancelled.contains(&ticket) {
+            return Expect::Cancelled;
         }
         match self.live.get_mut(&ticket) {
             None => Expect::NotFound,
@@ -158,6 +194,9 @@ enum Op {
     Take(Ticket, &'static str),
     Advance(Ticket, Status, bool),
     MarkQueued(Ticket),
+    /// A customer's step (COLLECTED or CANCELLED) with the right code (or a
+    /// wrong one).
+    Customer(Ticket, Status, bool),
 }
 
 /// A step of a scenario: operations on handle `0` or `1`.
@@ -189,7 +228,9 @@ fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (ticket.clone(), prop::sample::select(CONTENTS)).prop_map(|(t, c)| Op::Take(t, c)),
         6 => (ticket.clone(), status, any::<bool>()).prop_map(|(t, s, i)| Op::Advance(t, s, i)),
-        1 => ticket.prop_map(Op::MarkQueued),
+        1 => ticket.clone().prop_map(Op::MarkQueued),
+        3 => (ticket, prop_oneof![Just(Status::Collected), Just(Status::Cancelled)], prop::bool::weighted(0.8))
+            .prop_map(|(t, s, right)| Op::Customer(t, s, right)),
     ]
 }
 
@@ -223,7 +264,9 @@ fn seen(ticket: Ticket, answer: Result<Outcome, StoreError>, content: Option<&st
             Expect::WrongStatus(order.status)
         }
         Ok(Outcome::Collected) => Expect::Collected,
+        Ok(Outcome::Cancelled) => Expect::Cancelled,
         Ok(Outcome::NotFound) => Expect::NotFound,
+        Ok(Outcome::WrongCode) => Expect::WrongCode,
         Err(StoreError::Corrupt { what, .. }) if what.contains("handed out twice") => {
             Expect::Refused
         }
@@ -240,14 +283,35 @@ fn repeat(idempotent: bool) -> Repeat {
     }
 }
 
-async fn apply(store: &Store, op: &Op) -> Expect {
+/// The codes the customers got, by ticket.
+type Codes = Mutex<HashMap<Ticket, PickupCode>>;
+
+async fn apply(store: &Store, codes: &Codes, op: &Op) -> Expect {
     match op {
         Op::Take(t, content) => {
             let answer = store
                 .record(*t, content.to_string())
                 .await
-                .map(Outcome::Changed);
+                .map(|(order, code)| {
+                    codes.lock().unwrap().insert(*t, code);
+                    Outcome::Changed(order)
+                });
             seen(*t, answer, Some(content))
+        }
+        Op::Customer(t, to, right) => {
+            let held = codes.lock().unwrap().get(t).copied();
+            let code = match (right, held) {
+                (true, held) => held,
+                // A wrong code: the right one with its last digit changed.
+                (false, Some(code)) => {
+                    let mut text = code.to_string();
+                    let last = text.pop().unwrap();
+                    text.push(if last == '0' { '1' } else { '0' });
+                    PickupCode::parse(&text)
+                }
+                (false, None) => PickupCode::parse("000000"),
+            };
+            seen(*t, store.by_customer(*t, *to, code).await, None)
         }
         Op::Advance(t, to, idempotent) => {
             seen(*t, store.advance(*t, *to, repeat(*idempotent)).await, None)
@@ -261,6 +325,7 @@ fn expect(model: &mut Model, op: &Op) -> Expect {
         Op::Take(t, content) => model.take(*t, content),
         Op::Advance(t, to, idempotent) => model.advance(*t, *to, *idempotent),
         Op::MarkQueued(t) => model.mark_queued(*t),
+        Op::Customer(t, to, right) => model.customer(*t, *to, *right),
     }
 }
 
@@ -289,11 +354,13 @@ fn same_state(store: &Store, model: &Model, when: &str) -> Result<(), TestCaseEr
         let expected = match model.live.get(&t) {
             Some(m) => format!("live {} queued={} {:?}", m.status, m.queued, m.content),
             None if model.collected.contains(&t) => "collected".into(),
+            None if model.cancelled.contains(&t) => "cancelled".into(),
             None => "unknown".into(),
         };
         let got = match store.lookup(t) {
             Lookup::Live(o) => format!("live {} queued={} {:?}", o.status, o.queued, o.content),
             Lookup::Collected => "collected".into(),
+            Lookup::Cancelled => "cancelled".into(),
             Lookup::Unknown => "unknown".into(),
         };
         prop_assert_eq!(got, expected, "{}: order {}", when, t);
@@ -336,23 +403,28 @@ fn run_store_scenario(steps: &[Step]) -> Result<(), TestCaseError> {
     let dir = tempfile::tempdir().unwrap();
     runtime.block_on(async {
         let mut model = Model::default();
+        let codes = Codes::default();
         let mut stores = open(dir.path());
         for (i, step) in steps.iter().enumerate() {
             match step {
                 Step::One(h, op) => {
                     let want = expect(&mut model, op);
-                    let got = apply(&stores[*h], op).await;
+                    let got = apply(&stores[*h], &codes, op).await;
                     prop_assert_eq!(got, want, "step {}: {:?}", i, op);
+                    model.step_done();
                 }
                 Step::Together(h, ops) => {
                     let wants: Vec<Expect> = ops.iter().map(|op| expect(&mut model, op)).collect();
                     // join_all polls in order, so they reach the committer in order.
-                    let gots =
-                        futures_util::future::join_all(ops.iter().map(|op| apply(&stores[*h], op)))
-                            .await;
+                    let gots = futures_util::future::join_all(
+                        ops.iter().map(|op| apply(&stores[*h], &codes, op)),
+                    )
+                    .await;
                     prop_assert_eq!(gots, wants, "step {}: {:?}", i, ops);
+                    model.step_done();
                 }
                 Step::Reopen => {
+                    model.step_done();
                     drop(stores);
                     stores = open(dir.path());
                     for store in &stores {
@@ -575,7 +647,7 @@ fn any_take_query_is_a_ticket_or_a_400() {
     runner
         .run(&query, |q| {
             let result = fastfood::web::parse_take_query(Some(&q));
-            // The oracle: exactly one `order` pair, no other key, its value
+            // The oracle: exactly one `order` pair, no key but `order` and `code`, its value
             // all ASCII digits, from 1 to u32::MAX.
             let pairs: Vec<(String, String)> = url_pairs(&q);
             let orders: Vec<&String> = pairs
@@ -583,7 +655,7 @@ fn any_take_query_is_a_ticket_or_a_400() {
                 .filter(|(k, _)| k == "order")
                 .map(|(_, v)| v)
                 .collect();
-            let only_order = pairs.iter().all(|(k, _)| k == "order");
+            let only_order = pairs.iter().all(|(k, _)| k == "order" || k == "code");
             let expected = match (orders.as_slice(), only_order) {
                 ([v], true) if !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()) => v
                     .trim_start_matches('0')
@@ -594,7 +666,7 @@ fn any_take_query_is_a_ticket_or_a_400() {
                 _ => None,
             };
             match result {
-                Ok(t) => prop_assert_eq!(Some(t), expected, "{:?}", q),
+                Ok(asked) => prop_assert_eq!(Some(asked.ticket), expected, "{:?}", q),
                 Err(e) => {
                     prop_assert_eq!(None, expected, "{:?}: {}", q, e);
                     let response = axum::response::IntoResponse::into_response(e);

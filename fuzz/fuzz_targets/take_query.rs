@@ -27,7 +27,11 @@ fuzz_target!(|data: &[u8]| {
     // The query: whatever it holds, a ticket (then `order=` with it is in
     // there) or a 400.
     match fastfood::web::parse_take_query(Some(&text)) {
-        Ok(t) => assert!(t >= 1 && text.contains("="), "{text:?} gave {t}"),
+        Ok(asked) => assert!(
+            asked.ticket >= 1 && text.contains("="),
+            "{text:?} gave {}",
+            asked.ticket
+        ),
         Err(e) => assert_eq!(e.into_response().status(), 400, "{text:?}"),
     }
 });

@@ -2,7 +2,8 @@
 //! queue (and waiting for RabbitMQ's confirm), and one worker's view of it:
 //! its own channel with prefetch 1 (so RabbitMQ hands each worker one order
 //! at a time, fairly), opened again after every reconnection. A message is a
-//! ticket number in [`crate::ticket`]'s encoding.
+//! ticket number in [`crate::ticket`]'s encoding. And how many workers
+//! consume the queue, which only RabbitMQ knows in complex mode.
 
 use std::time::Duration;
 
@@ -10,7 +11,7 @@ use futures_util::future::BoxFuture;
 use futures_util::{FutureExt, StreamExt};
 use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
-    BasicRejectOptions,
+    BasicRejectOptions, QueueDeclareOptions,
 };
 use lapin::types::FieldTable;
 use lapin::{Acker, BasicProperties, Confirmation};
@@ -22,6 +23,26 @@ use crate::queue::{Backend, BackendConsumer, BackendDelivery, BackendSlot, Healt
 use crate::ticket;
 
 impl Broker {
+    /// How many workers consume the `orders` queue now, in every process
+    /// (a passive declare: it asks, it changes nothing); `None` while
+    /// disconnected or when RabbitMQ does not answer.
+    pub async fn workers_at_work(&self) -> Option<usize> {
+        let session = self.shared.session.borrow().clone()?;
+        let channel = session.connection.create_channel().await.ok()?;
+        let declared = channel
+            .queue_declare(
+                ORDERS_QUEUE.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..Default::default()
+                },
+                FieldTable::default(),
+            )
+            .await;
+        let _ = channel.close(200, "bye".into()).await;
+        declared.ok().map(|queue| queue.consumer_count() as usize)
+    }
+
     /// Publishes `ticket` to the `orders` queue and waits until RabbitMQ has
     /// confirmed it (persisted, routed, not returned), within [`PUBLISH_TIMEOUT`].
     async fn publish_order(&self, ticket: Ticket, priority: u8) -> Result<(), QueueError> {

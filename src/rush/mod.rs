@@ -284,9 +284,12 @@ struct Shop {
     leave: CancellationToken,
 }
 
+/// The part of a `201` a customer keeps: the number, and the pickup code
+/// that collecting needs.
 #[derive(Deserialize)]
 struct Ticketed {
     order: Ticket,
+    pickup_code: String,
 }
 
 #[derive(Deserialize)]
@@ -295,8 +298,9 @@ struct ErrorBody {
 }
 
 impl Shop {
-    /// Orders; the ticket and when it was in hand, or `None` (recorded).
-    async fn order(&self, n: u64, arrival: Instant) -> Option<(Ticket, Instant)> {
+    /// Orders; the ticket (with its code) and when it was in hand, or
+    /// `None` (recorded).
+    async fn order(&self, n: u64, arrival: Instant) -> Option<(Ticketed, Instant)> {
         let line = Gauge::up(&self.stats.in_line);
         let body = MENU[n as usize % MENU.len()];
         let sent = self.orders.post(&self.order_url).body(body).send().await;
@@ -310,7 +314,7 @@ impl Shop {
                             self.stats.since_start(at),
                             at.saturating_duration_since(arrival),
                         );
-                        return Some((t.order, at));
+                        return Some((t, at));
                     }
                     Err(e) => format!("201 without a ticket: {e}"),
                 }
@@ -323,10 +327,14 @@ impl Shop {
     }
 
     /// Watches the board for `ticket`, then collects it.
-    async fn wait_and_collect(&self, ticket: Ticket, ticketed: Instant, arrival: Instant) {
+    async fn wait_and_collect(&self, ticket: Ticketed, ticketed: Instant, arrival: Instant) {
         if !self.board {
             return;
         }
+        let Ticketed {
+            order: ticket,
+            pickup_code: code,
+        } = ticket;
         let ready = {
             let _cooking = Gauge::up(&self.stats.cooking);
             let ready = self.watch.ready(ticket);
@@ -350,7 +358,7 @@ impl Shop {
         let sent = Instant::now();
         let answer = tokio::select! {
             _ = self.leave.cancelled() => return,
-            answer = self.takes.post(format!("{}/take?order={ticket}", self.base)).send() => answer,
+            answer = self.takes.post(format!("{}/take?order={ticket}&code={code}", self.base)).send() => answer,
         };
         match answer {
             Ok(response) if response.status().is_success() => {

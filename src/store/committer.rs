@@ -10,8 +10,8 @@ use parking_lot::RwLockWriteGuard;
 use tokio::sync::mpsc;
 
 use super::disk::{Disk, News};
-use super::state::{ApplyError, Batch, Request};
-use super::{FOLLOW_EVERY, Job, LOG, Observer, Origin, Outcome, Record, Reply, Shared, StoreError};
+use super::state::{ApplyError, Batch, Change, Request};
+use super::{FOLLOW_EVERY, Job, LOG, Observer, Origin, Outcome, Reply, Shared, StoreError};
 use crate::durable;
 use crate::order::Timestamp;
 
@@ -128,7 +128,12 @@ impl Committer {
 
         // Their changes are in the state even when ours failed to append:
         // observers must see them now, or the board misses them for good.
-        let ours = if appended.is_ok() { ours } else { Vec::new() };
+        // Observers get the records without their pickup codes.
+        let ours: Vec<_> = match appended {
+            Ok(()) => ours.iter().map(Change::record).collect(),
+            Err(_) => Vec::new(),
+        };
+        let theirs: Vec<_> = theirs.iter().map(Change::record).collect();
         for observer in &self.observers {
             if !theirs.is_empty() {
                 observer.committed(&theirs, Origin::Elsewhere);
@@ -142,7 +147,7 @@ impl Committer {
 
     /// Applies what other processes committed since our last cycle. The
     /// caller holds the lock.
-    fn catch_up(&mut self) -> Result<Vec<Record>, StoreError> {
+    fn catch_up(&mut self) -> Result<Vec<Change>, StoreError> {
         let version = self.shared.read().version;
         if let News::Records(theirs) = self.disk.catch_up(version)? {
             let mut state = self.shared.write();

@@ -5,9 +5,11 @@
 //!   exclusive lock on it. It is never renamed, so the lock always means the
 //!   same file, whatever happens to the others.
 //! - `orders.json`: a snapshot, `{"version": V, "orders": [...]}`: the orders
-//!   in the restaurant after change `V`, one per line, shaped like `GET /orders`.
+//!   in the restaurant after change `V`, one per line, shaped like `GET /orders`,
+//!   and `"pickup_codes"`, the codes of those orders by ticket.
 //! - `orders.log`: the changes since the snapshot: a header line
-//!   `{"base": V}`, then one line per change, `{"version": N, "order": {...}}`.
+//!   `{"base": V}`, then one line per change, `{"version": N, "order": {...}}`;
+//!   the line that takes a new order adds its `"pickup_code"`.
 //!   A write appends a few lines and fsyncs, so its cost does not grow with the
 //!   orders in the restaurant.
 //! - `history.jsonl`: every order that left (collected or cancelled), in the
@@ -36,7 +38,7 @@ use super::StoreError;
 use super::history::read_history;
 use super::log::{LogRead, create_log, read_log};
 use super::snapshot::{parse_snapshot, snapshot_bytes};
-use super::state::{Record, State};
+use super::state::{Change, Record, State};
 use super::testing::compact_min;
 use crate::crash;
 use crate::durable;
@@ -67,7 +69,7 @@ pub fn open(dir: &Path) -> Result<(File, Disk, State), StoreError> {
 
 /// What a catch-up found in the log that this process did not write.
 pub enum News {
-    Records(Vec<Record>),
+    Records(Vec<Change>),
     /// Changes were compacted away before we read them: load everything again.
     Reload,
 }
@@ -132,6 +134,7 @@ impl Disk {
                     state.highest = state.highest.max(order.ticket);
                     state.live.insert(order.ticket, order);
                 }
+                state.codes = snapshot.pickup_codes;
                 match log {
                     Some(log) => log,
                     None => create_log(dir, state.version, &NO_CRASH_POINTS)?,
@@ -191,7 +194,7 @@ impl Disk {
                 .apply(&record)
                 .map_err(|e| corrupt(&log_path, format!("line {line}: {e}")))?;
             if !record.order.status.is_live() && record.version > history_version {
-                leaving.push(record);
+                leaving.push(record.record());
             }
         }
         let disk = Disk {
@@ -261,18 +264,18 @@ impl Disk {
         Ok(News::Records(news))
     }
 
-    fn note_leaving(&mut self, records: &[Record]) {
+    fn note_leaving(&mut self, records: &[Change]) {
         self.leaving.extend(
             records
                 .iter()
                 .filter(|r| !r.order.status.is_live())
-                .cloned(),
+                .map(Change::record),
         );
     }
 
     /// Appends changes to the log and fsyncs. On failure the log is cut back
     /// to where it was, so nothing unacknowledged is left behind.
-    pub fn append(&mut self, records: &[Record]) -> Result<(), StoreError> {
+    pub fn append(&mut self, records: &[Change]) -> Result<(), StoreError> {
         let log_path = self.dir.join(LOG);
         let mut lines = Vec::with_capacity(records.len() * 192);
         for record in records {

@@ -49,8 +49,12 @@ pub(super) fn read_history(dir: &Path, state: &mut State, settled: u64) -> Resul
         }
         let entry: HistoryLine = serde_json::from_slice(line)
             .map_err(|e| corrupt(&path, format!("line {}: not a valid entry: {e}", i + 1)))?;
-        if entry.order.status == Status::Collected && entry.version <= settled {
-            state.collected.insert(entry.order.ticket);
+        if entry.version <= settled {
+            match entry.order.status {
+                Status::Collected => state.collected.insert(entry.order.ticket),
+                Status::Cancelled => state.cancelled.insert(entry.order.ticket),
+                _ => {}
+            }
         }
         state.highest = state.highest.max(entry.order.ticket);
         last = last.max(entry.version);

@@ -1,5 +1,6 @@
 //! `orders.log`: a header line `{"base": V}`, then one line per change
-//! since the snapshot, `{"version": N, "order": {...}}`. Appending is
+//! since the snapshot, `{"version": N, "order": {...}}` (plus
+//! `"pickup_code"` on the line that takes a new order). Appending is
 //! [`super::disk::Disk`]'s; this module reads it and writes a fresh one.
 
 use std::fs::{File, OpenOptions};
@@ -10,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::StoreError;
 use super::disk::{CrashPoints, LOG, corrupt, cut_torn_tail, io_error, write_atomically};
-use super::state::Record;
+use super::state::Change;
 
 #[derive(Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -23,7 +24,7 @@ pub(super) struct LogRead {
     /// The header's base (0 when reading past the header).
     pub(super) base: u64,
     /// Each record with its line number (counted from where reading began).
-    pub(super) records: Vec<(usize, Record)>,
+    pub(super) records: Vec<(usize, Change)>,
     /// Where the complete lines end.
     pub(super) end: u64,
 }
@@ -54,7 +55,7 @@ pub(super) fn read_log(path: &Path, log: &mut File, offset: u64) -> Result<LogRe
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        let record = serde_json::from_slice::<Record>(line)
+        let record = serde_json::from_slice::<Change>(line)
             .map_err(|e| corrupt(path, format!("line {}: not a valid change: {e}", i + 1)))?;
         records.push((i + 1, record));
     }

@@ -44,6 +44,7 @@ pub use disk::{HISTORY, LOG, SNAPSHOT};
 pub use state::{Lookup, Outcome, Record, Repeat};
 
 use crate::order::{Order, Status, Ticket};
+use crate::pickup::PickupCode;
 use committer::{Committer, follow};
 use state::{Request, State};
 
@@ -73,6 +74,8 @@ pub enum StoreError {
     },
     #[error("the order store has stopped")]
     Stopped,
+    #[error("{0}")]
+    NoRandomness(String),
 }
 
 /// Which process committed a change.
@@ -158,10 +161,23 @@ impl Store {
         Ok(Store { jobs, shared })
     }
 
-    /// Records a new order, `TAKEN`.
-    pub async fn record(&self, ticket: Ticket, content: String) -> Result<Order, StoreError> {
-        match self.submit(Request::Record { ticket, content }).await? {
-            Outcome::Changed(order) => Ok(order),
+    /// Records a new order, `TAKEN`, with a new pickup code: the order and
+    /// its code, which the store keeps and never shows again.
+    pub async fn record(
+        &self,
+        ticket: Ticket,
+        content: String,
+    ) -> Result<(Order, PickupCode), StoreError> {
+        let code = PickupCode::generate().map_err(|e| StoreError::NoRandomness(e.to_string()))?;
+        match self
+            .submit(Request::Record {
+                ticket,
+                content,
+                code,
+            })
+            .await?
+        {
+            Outcome::Changed(order) => Ok((order, code)),
             _ => Err(StoreError::Corrupt {
                 path: self.shared.dir.clone(),
                 what: format!(
@@ -180,6 +196,19 @@ impl Store {
         repeat: Repeat,
     ) -> Result<Outcome, StoreError> {
         self.submit(Request::Advance { ticket, to, repeat }).await
+    }
+
+    /// A customer's step on their order, `to` COLLECTED or CANCELLED, with
+    /// the pickup code they gave: decided with the step, in the same cycle,
+    /// so a code is checked against the order exactly as the step finds it.
+    /// `WrongCode` when the code is missing or wrong (and the order has one).
+    pub async fn by_customer(
+        &self,
+        ticket: Ticket,
+        to: Status,
+        code: Option<PickupCode>,
+    ) -> Result<Outcome, StoreError> {
+        self.submit(Request::Customer { ticket, to, code }).await
     }
 
     /// Notes that the broker confirmed it holds `ticket`.

@@ -1,7 +1,11 @@
 //! `orders.json`: the orders in the restaurant after change `V`,
-//! `{"version": V, "orders": [...]}`, one order per line, shaped like
-//! `GET /orders`.
+//! `{"version": V, "orders": [...], "pickup_codes": {...}}`, one order per
+//! line, shaped like `GET /orders`, then the pickup codes of those orders by
+//! ticket number on the last line (kept apart from the orders so that an
+//! order read from here is exactly what the API shows). A snapshot written
+//! before there were codes has no `pickup_codes`: its orders need none.
 
+use std::collections::HashMap;
 use std::path::Path;
 
 use serde::Deserialize;
@@ -9,13 +13,16 @@ use serde::Deserialize;
 use super::StoreError;
 use super::disk::corrupt;
 use super::state::{State, TicketSet};
-use crate::order::Order;
+use crate::order::{Order, Ticket};
+use crate::pickup::PickupCode;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(super) struct Snapshot {
     pub(super) version: u64,
     pub(super) orders: Vec<Order>,
+    #[serde(default)]
+    pub(super) pickup_codes: HashMap<Ticket, PickupCode>,
 }
 
 /// The snapshot of `state`, one order per line so it reads well and diffs well.
@@ -25,7 +32,15 @@ pub(super) fn snapshot_bytes(state: &State) -> Vec<u8> {
         out.extend_from_slice(if i == 0 { b"\n" } else { b",\n" });
         serde_json::to_writer(&mut out, order).expect("an order serialises");
     }
-    out.extend_from_slice(b"\n]}\n");
+    out.extend_from_slice(b"\n],\n\"pickup_codes\":");
+    // By ticket, so the same state always writes the same bytes.
+    let codes: std::collections::BTreeMap<_, _> = state
+        .codes
+        .iter()
+        .filter(|(t, _)| state.live.contains_key(t))
+        .collect();
+    serde_json::to_writer(&mut out, &codes).expect("codes serialise");
+    out.extend_from_slice(b"}\n");
     out
 }
 
@@ -57,6 +72,12 @@ pub(super) fn parse_snapshot(path: &Path, bytes: &[u8]) -> Result<Snapshot, Stor
             return Err(corrupt(path, format!("holds order {} twice", order.ticket)));
         }
         seen.insert(order.ticket);
+    }
+    if let Some(t) = snapshot.pickup_codes.keys().find(|t| !seen.contains(**t)) {
+        return Err(corrupt(
+            path,
+            format!("holds a pickup code for order {t}, which it does not hold"),
+        ));
     }
     Ok(snapshot)
 }

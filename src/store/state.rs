@@ -8,9 +8,11 @@ use std::collections::{BTreeMap, HashMap};
 use serde::{Deserialize, Serialize};
 
 use crate::order::{Order, Status, Ticket, Timestamp};
+use crate::pickup::PickupCode;
 
-/// One line of the change log (and of the history): the order as it is after
-/// change number `version`.
+/// A change as everyone else sees it (the observers, the board, the broker's
+/// notices, the history): the order as it is after change number `version`.
+/// It has no room for a pickup code, so none can leak through it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Record {
@@ -18,11 +20,43 @@ pub struct Record {
     pub order: Order,
 }
 
+/// One line of the change log: a [`Record`], plus the pickup code when the
+/// change took a new order. Only the store's files hold it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Change {
+    pub version: u64,
+    pub order: Order,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pickup_code: Option<PickupCode>,
+}
+
+impl Change {
+    /// The change without its code, for everyone outside the store.
+    pub fn record(&self) -> Record {
+        Record {
+            version: self.version,
+            order: self.order.clone(),
+        }
+    }
+}
+
+impl From<Record> for Change {
+    fn from(record: Record) -> Change {
+        Change {
+            version: record.version,
+            order: record.order,
+            pickup_code: None,
+        }
+    }
+}
+
 /// What the store knows of one ticket number.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Lookup {
     Live(Order),
     Collected,
+    Cancelled,
     Unknown,
 }
 
@@ -69,6 +103,11 @@ pub struct State {
     /// Every order still in the restaurant, by ticket.
     pub live: BTreeMap<Ticket, Order>,
     pub collected: TicketSet,
+    pub cancelled: TicketSet,
+    /// The pickup code of each live order that has one (orders taken before
+    /// there were codes have none). Private to the store: nothing outside
+    /// it reads the codes, it only asks the store to check one.
+    pub codes: HashMap<Ticket, PickupCode>,
     /// The highest ticket number any record mentions.
     pub highest: Ticket,
 }
@@ -78,12 +117,18 @@ impl State {
         match self.live.get(&t) {
             Some(order) => Lookup::Live(order.clone()),
             None if self.collected.contains(t) => Lookup::Collected,
+            None if self.cancelled.contains(t) => Lookup::Cancelled,
             None => Lookup::Unknown,
         }
     }
 
+    /// Whether a ticket number was ever used (live, collected or cancelled).
+    fn used(&self, t: Ticket) -> bool {
+        self.live.contains_key(&t) || self.collected.contains(t) || self.cancelled.contains(t)
+    }
+
     /// Applies the next change, refusing one that breaks the rules.
-    pub fn apply(&mut self, record: &Record) -> Result<(), ApplyError> {
+    pub fn apply(&mut self, record: &Change) -> Result<(), ApplyError> {
         if record.version != self.version + 1 {
             return Err(ApplyError::Gap {
                 expected_after: self.version,
@@ -93,7 +138,7 @@ impl State {
         let order = &record.order;
         let t = order.ticket;
         match (self.live.get(&t), order.status) {
-            (None, Status::Taken) if !self.collected.contains(t) => {}
+            (None, Status::Taken) if !self.used(t) => {}
             (None, Status::Taken) => return Err(ApplyError::TakenTwice(t)),
             (None, to) => return Err(ApplyError::NeverTaken { ticket: t, to }),
             // A TAKEN order restated (marked queued) is the same order. Only
@@ -115,13 +160,19 @@ impl State {
         }
         self.version = record.version;
         self.highest = self.highest.max(t);
+        if let Some(code) = record.pickup_code {
+            self.codes.insert(t, code);
+        }
         match order.status {
             Status::Collected => {
                 self.live.remove(&t);
+                self.codes.remove(&t);
                 self.collected.insert(t);
             }
             Status::Cancelled => {
                 self.live.remove(&t);
+                self.codes.remove(&t);
+                self.cancelled.insert(t);
             }
             _ => {
                 self.live.insert(t, order.clone());
@@ -134,8 +185,12 @@ impl State {
 /// What a request asks the store to do.
 #[derive(Clone, Debug)]
 pub enum Request {
-    /// A new order, `TAKEN`.
-    Record { ticket: Ticket, content: String },
+    /// A new order, `TAKEN`, with the code its customer will need.
+    Record {
+        ticket: Ticket,
+        content: String,
+        code: PickupCode,
+    },
     /// One step forward to `to`. With [`Repeat::Allow`], an order already at
     /// or past `to` is left as it is and reported `Unchanged` (a redelivered
     /// order).
@@ -146,6 +201,14 @@ pub enum Request {
     },
     /// The broker confirmed it holds this TAKEN order.
     MarkQueued(Ticket),
+    /// A customer's step (collect: READY → COLLECTED, cancel: TAKEN →
+    /// CANCELLED), allowed only with the order's pickup code. `code` is what
+    /// the customer gave (`None`: nothing, or nothing like a code).
+    Customer {
+        ticket: Ticket,
+        to: Status,
+        code: Option<PickupCode>,
+    },
 }
 
 impl Request {
@@ -182,7 +245,10 @@ pub enum Outcome {
     /// The step does not apply to an order in this status.
     WrongStatus(Order),
     Collected,
+    Cancelled,
     NotFound,
+    /// A customer's step with a missing or wrong pickup code: nothing done.
+    WrongCode,
 }
 
 /// The changes planned in one group commit, seen on top of the state they
@@ -190,7 +256,9 @@ pub enum Outcome {
 pub struct Batch<'s> {
     state: &'s State,
     changed: HashMap<Ticket, Order>,
-    pub records: Vec<Record>,
+    /// Codes of the orders this batch takes.
+    codes: HashMap<Ticket, PickupCode>,
+    pub records: Vec<Change>,
 }
 
 impl<'s> Batch<'s> {
@@ -198,6 +266,7 @@ impl<'s> Batch<'s> {
         Batch {
             state,
             changed: HashMap::new(),
+            codes: HashMap::new(),
             records: Vec::new(),
         }
     }
@@ -205,52 +274,87 @@ impl<'s> Batch<'s> {
     fn lookup(&self, t: Ticket) -> Lookup {
         match self.changed.get(&t) {
             Some(order) if order.status == Status::Collected => Lookup::Collected,
-            Some(order) if order.status == Status::Cancelled => Lookup::Unknown,
+            Some(order) if order.status == Status::Cancelled => Lookup::Cancelled,
             Some(order) => Lookup::Live(order.clone()),
             None => self.state.lookup(t),
         }
     }
 
-    fn push(&mut self, order: Order) -> Order {
+    fn push(&mut self, order: Order, pickup_code: Option<PickupCode>) -> Order {
         let version = self.state.version + self.records.len() as u64 + 1;
-        self.records.push(Record {
+        self.records.push(Change {
             version,
             order: order.clone(),
+            pickup_code,
         });
+        if let Some(code) = pickup_code {
+            self.codes.insert(order.ticket, code);
+        }
         self.changed.insert(order.ticket, order.clone());
         order
+    }
+
+    /// Whether `given` opens order `t`: its code, compared in constant time.
+    /// An order taken before there were codes has none and needs none.
+    fn code_fits(&self, t: Ticket, given: Option<&PickupCode>) -> bool {
+        let Some(code) = self.codes.get(&t).or_else(|| self.state.codes.get(&t)) else {
+            return true;
+        };
+        given.is_some_and(|given| code.matches(given))
     }
 
     /// Decides one request against the state plus the changes planned so far.
     pub fn decide(&mut self, request: &Request, now: Timestamp) -> Outcome {
         match request {
-            Request::Record { ticket, content } => match self.lookup(*ticket) {
-                Lookup::Unknown => {
-                    Outcome::Changed(self.push(Order::new(*ticket, content.clone(), now)))
-                }
+            Request::Record {
+                ticket,
+                content,
+                code,
+            } => match self.lookup(*ticket) {
+                Lookup::Unknown => Outcome::Changed(
+                    self.push(Order::new(*ticket, content.clone(), now), Some(*code)),
+                ),
                 Lookup::Live(order) => Outcome::WrongStatus(order),
                 Lookup::Collected => Outcome::Collected,
+                Lookup::Cancelled => Outcome::Cancelled,
             },
             Request::Advance { ticket, to, repeat } => match self.lookup(*ticket) {
                 Lookup::Live(order) => match order.advanced(*to, now) {
-                    Ok(next) => Outcome::Changed(self.push(next)),
+                    Ok(next) => Outcome::Changed(self.push(next, None)),
                     Err(_) if *repeat == Repeat::Allow && order.status.rank() >= to.rank() => {
                         Outcome::Unchanged(order)
                     }
                     Err(_) => Outcome::WrongStatus(order),
                 },
                 Lookup::Collected => Outcome::Collected,
+                Lookup::Cancelled => Outcome::Cancelled,
                 Lookup::Unknown => Outcome::NotFound,
             },
             Request::MarkQueued(ticket) => match self.lookup(*ticket) {
                 Lookup::Live(order) if order.status == Status::Taken && !order.queued => {
-                    Outcome::Changed(self.push(Order {
-                        queued: true,
-                        ..order
-                    }))
+                    Outcome::Changed(self.push(
+                        Order {
+                            queued: true,
+                            ..order
+                        },
+                        None,
+                    ))
                 }
                 Lookup::Live(order) => Outcome::Unchanged(order),
                 Lookup::Collected => Outcome::Collected,
+                Lookup::Cancelled => Outcome::Cancelled,
+                Lookup::Unknown => Outcome::NotFound,
+            },
+            // The code is checked first: without it, nobody learns anything
+            // a board does not show already.
+            Request::Customer { ticket, to, code } => match self.lookup(*ticket) {
+                Lookup::Live(_) if !self.code_fits(*ticket, code.as_ref()) => Outcome::WrongCode,
+                Lookup::Live(order) => match order.advanced(*to, now) {
+                    Ok(next) => Outcome::Changed(self.push(next, None)),
+                    Err(_) => Outcome::WrongStatus(order),
+                },
+                Lookup::Collected => Outcome::Collected,
+                Lookup::Cancelled => Outcome::Cancelled,
                 Lookup::Unknown => Outcome::NotFound,
             },
         }
@@ -261,12 +365,17 @@ impl<'s> Batch<'s> {
 mod tests {
     use super::*;
 
-    fn record(state: &State, t: Ticket) -> Record {
+    fn code() -> PickupCode {
+        PickupCode::parse("123456").unwrap()
+    }
+
+    fn record(state: &State, t: Ticket) -> Change {
         let mut batch = Batch::new(state);
         batch.decide(
             &Request::Record {
                 ticket: t,
                 content: "x".into(),
+                code: code(),
             },
             Timestamp::now(),
         );
@@ -287,7 +396,8 @@ mod tests {
             batch.decide(
                 &Request::Record {
                     ticket: 1,
-                    content: "x".into()
+                    content: "x".into(),
+                    code: code(),
                 },
                 now
             ),

@@ -28,6 +28,19 @@ pub enum ApiError {
     NotReady(Order),
     #[error("order {0} was already collected")]
     AlreadyCollected(Ticket),
+    #[error("order {0} was cancelled")]
+    AlreadyCancelled(Ticket),
+    #[error(
+        "that is not the pickup code of order {0}: it is the six digits on the receipt (/take?order={0}&code=482913)"
+    )]
+    WrongCode(Ticket),
+    #[error("too many wrong pickup codes for order {ticket}; try again in {} seconds", retry_after_secs(.retry_after))]
+    TooManyAttempts {
+        ticket: Ticket,
+        retry_after: std::time::Duration,
+    },
+    #[error("order {} can no longer be cancelled: it is {}", .0.ticket, .0.status)]
+    TooLate(Order),
     #[error("the kitchen cannot take more orders right now ({0}); please try again shortly")]
     QueueUnavailable(#[from] QueueError),
     #[error("the order book is busy or cannot be written right now; please try again shortly")]
@@ -83,6 +96,12 @@ impl ApiError {
             ApiError::NoSuchOrder(_) => (StatusCode::NOT_FOUND, "unknown_order"),
             ApiError::NotReady(_) => (StatusCode::CONFLICT, "not_ready"),
             ApiError::AlreadyCollected(_) => (StatusCode::GONE, "already_collected"),
+            ApiError::AlreadyCancelled(_) => (StatusCode::GONE, "already_cancelled"),
+            ApiError::WrongCode(_) => (StatusCode::FORBIDDEN, "wrong_code"),
+            ApiError::TooManyAttempts { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
+            }
+            ApiError::TooLate(_) => (StatusCode::CONFLICT, "too_late"),
             ApiError::QueueUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable"),
             ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::NoTickets(TicketError::Busy(_) | TicketError::Io { .. }) => {
@@ -118,10 +137,16 @@ impl IntoResponse for ApiError {
             _ => self.to_string(),
         };
         let mut body = json!({ "error": code, "message": capitalise(&message) });
-        if let ApiError::NotReady(order) = &self {
+        if let ApiError::NotReady(order) | ApiError::TooLate(order) = &self {
             body["status"] = json!(order.status);
         }
         let mut response = (status, axum::Json(body)).into_response();
+        if let ApiError::TooManyAttempts { retry_after, .. } = &self {
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(retry_after_secs(retry_after)),
+            );
+        }
         // Worth retrying: the queue, the store or the counter is busy or down
         // for a while. Running out of ticket numbers is not.
         let exhausted = matches!(self, ApiError::NoTickets(TicketError::Exhausted { .. }));
@@ -132,6 +157,11 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+/// Whole seconds to wait, rounded up, at least one.
+fn retry_after_secs(wait: &std::time::Duration) -> u64 {
+    (wait.as_millis().div_ceil(1000) as u64).max(1)
 }
 
 /// What a customer is told when no ticket can be had; the file and the

@@ -6,6 +6,7 @@ mod error;
 mod guard;
 mod orders;
 mod pages;
+mod throttle;
 mod updates;
 
 use std::sync::Arc;
@@ -20,10 +21,12 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use error::ApiError;
-pub use orders::{parse_take_query, parse_ticket};
+pub use orders::{CustomerQuery, parse_take_query, parse_ticket};
+pub use throttle::Throttle;
 
 use crate::board::Board;
 use crate::front::Front;
+use crate::wait::Wait;
 
 /// Largest request body read. Orders are at most 1000 characters after
 /// trimming; this leaves room for generous whitespace and multi-byte text.
@@ -34,6 +37,10 @@ const BODY_LIMIT: usize = 64 * 1024;
 pub struct AppState {
     pub front: Front,
     pub board: Arc<Board>,
+    /// How long each order should wait.
+    pub wait: Arc<Wait>,
+    /// Wrong pickup codes, per order, in this process.
+    pub throttle: Arc<Throttle>,
     /// Cancelled on shutdown: ends the SSE streams.
     pub shutdown: CancellationToken,
 }
@@ -42,6 +49,7 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/order", post(orders::place))
         .route("/take", post(orders::collect))
+        .route("/cancel", post(orders::cancel))
         .route("/orders", get(orders::board))
         .route("/orders/{ticket}", get(orders::show))
         .route("/updates", get(updates::stream))

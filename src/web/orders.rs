@@ -1,4 +1,6 @@
-//! The customer's side: order, look, collect.
+//! The customer's side: order, look, collect, cancel. Collecting and
+//! cancelling need the order's pickup code; the store checks it, and
+//! [`super::throttle`] limits the wrong ones.
 
 use axum::Json;
 use axum::body::Bytes;
@@ -6,11 +8,35 @@ use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 
 use super::AppState;
 use super::error::{ApiError, Result, rejected};
 use crate::order::{Order, Status, Ticket, parse_content};
-use crate::store::{Lookup, Outcome, Repeat};
+use crate::pickup::PickupCode;
+use crate::store::{Lookup, Outcome};
+use crate::wait::Estimate;
+
+/// The `201` of `POST /order`: the order, its pickup code (the only time it
+/// is shown) and the wait.
+#[derive(Serialize)]
+struct Placed {
+    #[serde(flatten)]
+    order: Order,
+    pickup_code: PickupCode,
+    #[serde(flatten)]
+    wait: Option<Estimate>,
+}
+
+/// `GET /orders/N` while the order is in the restaurant: the order, and
+/// while it is TAKEN or PREPARING its wait.
+#[derive(Serialize)]
+struct Shown {
+    #[serde(flatten)]
+    order: Order,
+    #[serde(flatten)]
+    wait: Option<Estimate>,
+}
 
 /// `POST /order`: the body is the order, as text.
 pub async fn place(
@@ -22,35 +48,84 @@ pub async fn place(
     let content = parse_content(text)?;
     // Run to the end even if the customer hangs up: once an order is numbered
     // and stored, it must be queued (or cancelled), never left half-done.
-    let order = tokio::spawn(async move { app.front.place(content).await })
+    let front = app.front.clone();
+    let placed = tokio::spawn(async move { front.place(content).await })
         .await
         .map_err(|e| ApiError::Internal(format!("order task failed: {e}")))??;
     crate::crash::here(crate::crash::point::BEFORE_REPLY);
-    let location = format!("/orders/{}", order.ticket);
+    let location = format!("/orders/{}", placed.order.ticket);
+    let wait = app.wait.estimate(&placed.order);
+    let body = Placed {
+        order: placed.order,
+        pickup_code: placed.pickup_code,
+        wait,
+    };
     Ok((
         StatusCode::CREATED,
         [(header::LOCATION, location)],
-        Json(order),
+        Json(body),
     )
         .into_response())
 }
 
-/// `POST /take?order=N`: the customer collects a READY order.
+/// `POST /take?order=N&code=C`: the customer collects a READY order.
 pub async fn collect(
     State(app): State<AppState>,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Order>> {
-    let ticket = parse_take_query(query.as_deref())?;
-    match app
-        .front
-        .store
-        .advance(ticket, Status::Collected, Repeat::Refuse)
-        .await?
-    {
+    let asked = parse_take_query(query.as_deref())?;
+    match by_customer(&app, &asked, Status::Collected).await? {
         Outcome::Changed(order) => Ok(Json(order)),
         Outcome::WrongStatus(order) | Outcome::Unchanged(order) => Err(ApiError::NotReady(order)),
-        Outcome::Collected => Err(ApiError::AlreadyCollected(ticket)),
-        Outcome::NotFound => Err(ApiError::NoSuchOrder(ticket)),
+        other => Err(refusal(asked.ticket, other)),
+    }
+}
+
+/// `POST /cancel?order=N&code=C`: the customer cancels an order the kitchen
+/// has not started. The store decides against a worker's claim: of the two,
+/// exactly one happens.
+pub async fn cancel(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Order>> {
+    let asked = parse_take_query(query.as_deref())?;
+    match by_customer(&app, &asked, Status::Cancelled).await? {
+        Outcome::Changed(order) => {
+            tracing::info!("order {} was cancelled by its customer", order.ticket);
+            Ok(Json(order))
+        }
+        Outcome::WrongStatus(order) | Outcome::Unchanged(order) => Err(ApiError::TooLate(order)),
+        other => Err(refusal(asked.ticket, other)),
+    }
+}
+
+/// A customer's step, through the throttle: `429` once too many wrong
+/// codes were given for this order.
+async fn by_customer(app: &AppState, asked: &CustomerQuery, to: Status) -> Result<Outcome> {
+    let ticket = asked.ticket;
+    let attempt =
+        app.throttle
+            .begin(ticket)
+            .await
+            .map_err(|retry_after| ApiError::TooManyAttempts {
+                ticket,
+                retry_after,
+            })?;
+    let code = asked.code.as_deref().and_then(PickupCode::parse);
+    let outcome = app.front.store.by_customer(ticket, to, code).await;
+    let wrong = matches!(outcome, Ok(Outcome::WrongCode));
+    app.throttle.finish(attempt, wrong);
+    Ok(outcome?)
+}
+
+/// The answer to a customer's step that did not happen for a reason other
+/// than the order's status.
+fn refusal(ticket: Ticket, outcome: Outcome) -> ApiError {
+    match outcome {
+        Outcome::WrongCode => ApiError::WrongCode(ticket),
+        Outcome::Collected => ApiError::AlreadyCollected(ticket),
+        Outcome::Cancelled => ApiError::AlreadyCancelled(ticket),
+        Outcome::NotFound => ApiError::NoSuchOrder(ticket),
+        Outcome::Changed(o) | Outcome::Unchanged(o) | Outcome::WrongStatus(o) => {
+            ApiError::Internal(format!("order {}: unexpected outcome", o.ticket))
+        }
     }
 }
 
@@ -68,9 +143,16 @@ pub async fn show(
     })?;
     let ticket = parse_ticket(&raw)?;
     match app.front.store.lookup(ticket) {
-        Lookup::Live(order) => Ok(Json(order).into_response()),
+        Lookup::Live(order) => {
+            let wait = app.wait.estimate(&order);
+            Ok(Json(Shown { order, wait }).into_response())
+        }
         Lookup::Collected => Ok(Json(
             serde_json::json!({ "order": ticket, "status": Status::Collected }),
+        )
+        .into_response()),
+        Lookup::Cancelled => Ok(Json(
+            serde_json::json!({ "order": ticket, "status": Status::Cancelled }),
         )
         .into_response()),
         Lookup::Unknown => Err(ApiError::NoSuchOrder(ticket)),
@@ -86,29 +168,47 @@ pub async fn board(State(app): State<AppState>) -> Response {
         .into_response()
 }
 
-/// The query of `POST /take` (what follows the `?`, still percent-encoded;
-/// `None` when there is no `?`): exactly one `order` parameter holding a
-/// ticket number, and nothing else. Public so the fuzz targets reach it.
+/// What `/take` and `/cancel` are asked: an order, and the pickup code given
+/// for it (as typed; the store decides whether it is the code).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CustomerQuery {
+    pub ticket: Ticket,
+    /// `None` when no `code` was given, or more than one.
+    pub code: Option<String>,
+}
+
+/// The query of `POST /take` and `POST /cancel` (what follows the `?`,
+/// still percent-encoded; `None` when there is no `?`): exactly one `order`
+/// parameter holding a ticket number, a `code`, and nothing else. Public so
+/// the fuzz targets reach it.
 ///
 /// An unknown parameter is refused rather than ignored: collecting hands
 /// food over, so a request the server does not fully understand (a typo like
-/// `/take?order=7&ordr=8`) must not collect anything.
-pub fn parse_take_query(query: Option<&str>) -> Result<Ticket> {
+/// `/take?order=7&ordr=8`) must not collect anything. A missing `code` is
+/// not refused here: the store answers that, as for a wrong one.
+pub fn parse_take_query(query: Option<&str>) -> Result<CustomerQuery> {
     // Percent-decoding that yields invalid UTF-8 becomes U+FFFD, which is
     // then refused as not a ticket number.
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
         .map(|(k, v)| (k.into_owned(), v.into_owned()))
         .collect();
     let ticket = ticket_param(&pairs)?;
-    if let Some((key, _)) = pairs.iter().find(|(k, _)| k != "order") {
+    if let Some((key, _)) = pairs.iter().find(|(k, _)| k != "order" && k != "code") {
         let shown: String = key.chars().take(24).flat_map(char::escape_debug).collect();
         return Err(ApiError::Rejected {
             status: StatusCode::BAD_REQUEST,
             code: "unknown_parameter",
-            message: format!("/take takes only the order number (/take?order=42), not \"{shown}\""),
+            message: format!(
+                "/take and /cancel take only the order number and its pickup code (?order=42&code=482913), not \"{shown}\""
+            ),
         });
     }
-    Ok(ticket)
+    let mut codes = pairs.iter().filter(|(k, _)| k == "code").map(|(_, v)| v);
+    let code = match (codes.next(), codes.next()) {
+        (Some(code), None) => Some(code.clone()),
+        _ => None,
+    };
+    Ok(CustomerQuery { ticket, code })
 }
 
 /// The `order` parameter: exactly once, a ticket number.
@@ -116,7 +216,7 @@ fn ticket_param(pairs: &[(String, String)]) -> Result<Ticket> {
     let mut values = pairs.iter().filter(|(k, _)| k == "order").map(|(_, v)| v);
     match (values.next(), values.next()) {
         (None, _) => Err(ApiError::BadTicket(
-            "say which order to collect: /take?order=42".into(),
+            "say which order: /take?order=42&code=482913".into(),
         )),
         (Some(_), Some(_)) => Err(ApiError::BadTicket(
             "give the order number once, not several times".into(),
@@ -179,8 +279,21 @@ mod tests {
             ticket_param(&pairs(&[("x", "y"), ("order", "7")])).unwrap(),
             7
         );
-        assert_eq!(parse_take_query(Some("order=7")).unwrap(), 7);
-        assert_eq!(parse_take_query(Some("ord%65r=%37")).unwrap(), 7);
+        assert_eq!(parse_take_query(Some("order=7")).unwrap().ticket, 7);
+        assert_eq!(parse_take_query(Some("ord%65r=%37")).unwrap().ticket, 7);
+        assert_eq!(
+            parse_take_query(Some("code=482+913&order=7")).unwrap(),
+            CustomerQuery {
+                ticket: 7,
+                code: Some("482 913".into())
+            }
+        );
+        assert_eq!(
+            parse_take_query(Some("order=7&code=1&code=2"))
+                .unwrap()
+                .code,
+            None
+        );
         for bad in [
             None,
             Some(""),

@@ -72,6 +72,7 @@ async fn two_boards_both_see_every_change_of_an_order_in_order() {
         order["taken_at"].as_str().is_some_and(|t| t.ends_with('Z')),
         "{order}"
     );
+    let code = order["pickup_code"].as_str().unwrap().to_owned();
 
     let mut seen = [Vec::new(), Vec::new()];
     for (board, seen) in boards.iter_mut().zip(&mut seen) {
@@ -79,7 +80,7 @@ async fn two_boards_both_see_every_change_of_an_order_in_order() {
             seen.push(board.next_event().await);
         }
     }
-    let collected = app.take(1).await;
+    let collected = app.take(1, &code).await;
     assert_eq!(collected.status(), 200);
     let collected: Value = collected.json().await.unwrap();
     assert_eq!(collected["order"], 1);
@@ -125,11 +126,12 @@ async fn updates_before_the_first_order_answers_at_once_with_an_empty_board() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn order_and_board_shapes() {
     let app = TestApp::spawn(&["--prep-time", "0"]).await;
-    let tickets = [
-        app.place("cola").await,
-        app.place("fries").await,
-        app.place("ice cream").await,
+    let placed = [
+        app.place_coded("cola").await,
+        app.place_coded("fries").await,
+        app.place_coded("ice cream").await,
     ];
+    let tickets = placed.clone().map(|p| p.ticket);
     assert_eq!(tickets, [1, 2, 3]);
     let board = app.wait_all_ready(&tickets).await;
 
@@ -177,7 +179,7 @@ async fn order_and_board_shapes() {
             "GET /orders shows each order as GET /orders/N does"
         );
     }
-    let collected = app.take(2).await;
+    let collected = app.take(2, &placed[1].code).await;
     assert_eq!(collected.status(), 200);
     let collected: Value = collected.json().await.unwrap();
     assert!(collected["closed_at"].is_string(), "{collected}");
@@ -271,20 +273,28 @@ async fn take_checks_its_ticket_and_the_order_status() {
         twice["message"].as_str().unwrap().contains("once"),
         "{twice}"
     );
-    let unknown = expect_error(app.take(4_294_967_295).await, 404, "unknown_order").await;
+    let unknown = expect_error(
+        app.take(4_294_967_295, "123456").await,
+        404,
+        "unknown_order",
+    )
+    .await;
     assert!(
         unknown["message"].as_str().unwrap().contains("4294967295"),
         "{unknown}"
     );
 
-    assert_eq!(app.place("burger").await, 1);
-    assert_eq!(app.place("fries").await, 2);
+    let codes = [
+        app.place_coded("burger").await.code,
+        app.place_coded("fries").await.code,
+    ];
     wait_until(DEADLINE, "order 1 is PREPARING", || async {
         app.order_json(1).await["status"] == "PREPARING"
     })
     .await;
     for (ticket, status) in [(1, "PREPARING"), (2, "TAKEN")] {
-        let body = expect_error(app.take(ticket).await, 409, "not_ready").await;
+        let code = &codes[ticket as usize - 1];
+        let body = expect_error(app.take(ticket, code).await, 409, "not_ready").await;
         assert!(
             body["message"].as_str().unwrap().contains(status),
             "the message says its status: {body}"
@@ -296,17 +306,18 @@ async fn take_checks_its_ticket_and_the_order_status() {
             "a refused collection changes nothing"
         );
     }
-    expect_error(app.take(3).await, 404, "unknown_order").await;
+    expect_error(app.take(3, &codes[0]).await, 404, "unknown_order").await;
     app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_collected_once() {
     let app = TestApp::spawn(&["--prep-time", "0"]).await;
-    let ticket = app.place("milkshake").await;
+    let placed = app.place_coded("milkshake").await;
+    let (ticket, code) = (placed.ticket, placed.code);
     app.wait_all_ready(&[ticket]).await;
-    assert_eq!(app.take(ticket).await.status(), 200);
-    let gone = expect_error(app.take(ticket).await, 410, "already_collected").await;
+    assert_eq!(app.take(ticket, &code).await.status(), 200);
+    let gone = expect_error(app.take(ticket, &code).await, 410, "already_collected").await;
     assert!(
         gone["message"]
             .as_str()
@@ -314,7 +325,7 @@ async fn an_order_is_collected_once() {
             .contains(&ticket.to_string()),
         "{gone}"
     );
-    expect_error(app.take(ticket).await, 410, "already_collected").await;
+    expect_error(app.take(ticket, &code).await, 410, "already_collected").await;
     app.shutdown().await;
 }
 
@@ -553,7 +564,8 @@ async fn order_text_round_trips_exactly() {
     board.next_event().await;
     let text = "two \"specials\",\nno onions\r\n\t½ cola 🍔 \u{2028} end\\ \u{0} </script>";
     let response = app.order(format!("  {text}\n")).await;
-    let ticket = crate::support::ticket_of(response).await;
+    let placed = crate::support::placed_of(response).await;
+    let ticket = placed.ticket;
     assert_eq!(app.order_json(ticket).await["content"], text);
     let event = board.next_event().await;
     assert_eq!(event.change(), Some((ticket, "TAKEN".to_owned())));
@@ -567,7 +579,7 @@ async fn order_text_round_trips_exactly() {
     // And as the log replays it.
     let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0"]).await;
     assert_eq!(app.order_json(ticket).await["content"], text);
-    let collected: Value = app.take(ticket).await.json().await.unwrap();
+    let collected: Value = app.take(ticket, &placed.code).await.json().await.unwrap();
     assert_eq!(collected["content"], text);
     app.shutdown().await;
 }
@@ -577,7 +589,8 @@ async fn the_last_ticket_number_is_handed_out_once() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("counter"), (u32::MAX - 1).to_be_bytes()).unwrap();
     let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0", "--queue-capacity", "1"]).await;
-    assert_eq!(app.place("the last one").await, u32::MAX);
+    let last = app.place_coded("the last one").await;
+    assert_eq!(last.ticket, u32::MAX);
     app.wait_all_ready(&[u32::MAX]).await;
     for _ in 0..3 {
         expect_error(app.order("one too many").await, 503, "tickets_exhausted").await;
@@ -592,6 +605,6 @@ async fn the_last_ticket_number_is_handed_out_once() {
         board.statuses().keys().copied().collect::<Vec<_>>(),
         [u32::MAX]
     );
-    assert_eq!(app.take(u32::MAX).await.status(), 200);
+    assert_eq!(app.take(u32::MAX, &last.code).await.status(), 200);
     app.shutdown().await;
 }

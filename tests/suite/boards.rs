@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use crate::support::invariants::Forward;
 use crate::support::{
-    DEADLINE, ServerProcess, SseClient, SseEvent, TestApp, http_client, place_orders,
-    proc_status_bytes, streams_client,
+    DEADLINE, Placed, ServerProcess, SseClient, SseEvent, TestApp, http_client, place_orders,
+    placed_orders, proc_status_bytes, streams_client,
 };
 use fastfood::order::Status;
 use futures_util::StreamExt;
@@ -93,15 +93,15 @@ impl Watcher {
     }
 }
 
-/// `POST /take?order=N` for each ticket, expecting 200s.
-async fn collect_all(base: &str, tickets: &[u32]) {
+/// `POST /take?order=N&code=C` for each order, expecting 200s.
+async fn collect_all(base: &str, placed: &[Placed]) {
     let client = http_client();
-    futures_util::stream::iter(tickets.iter().copied())
-        .map(|t| {
+    futures_util::stream::iter(placed.iter().map(|p| (p.ticket, p.code.clone())))
+        .map(|(t, code)| {
             let client = client.clone();
             async move {
                 let response = client
-                    .post(format!("{base}/take?order={t}"))
+                    .post(format!("{base}/take?order={t}&code={code}"))
                     .send()
                     .await
                     .unwrap();
@@ -137,11 +137,11 @@ async fn a_board_that_never_reads_costs_bounded_memory_over_ten_thousand_changes
         (watch, last)
     });
 
-    let tickets = place_orders(&[&server.base], ORDERS, 32).await;
-    let mut sorted = tickets.clone();
+    let placed = placed_orders(&[&server.base], ORDERS, 32).await;
+    let mut sorted: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     sorted.sort_unstable();
     server.wait_all_ready(&sorted).await;
-    collect_all(&server.base, &sorted).await;
+    collect_all(&server.base, &placed).await;
     let board = server.board().await;
     assert_eq!((board.version, board.orders.len()), (CHANGES, 0));
     let after = proc_status_bytes(server.pid, "VmRSS");
@@ -256,7 +256,11 @@ async fn five_thousand_boards_each_get_the_board_then_every_change() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn any_last_event_id_still_starts_with_the_whole_board() {
     let app = TestApp::spawn(&["--prep-time", "0"]).await;
-    let tickets = [app.place("cola").await, app.place("fries").await];
+    let placed = [
+        app.place_coded("cola").await,
+        app.place_coded("fries").await,
+    ];
+    let tickets = [placed[0].ticket, placed[1].ticket];
     let board = app.wait_all_ready(&tickets).await;
     assert_eq!(board.version, 6);
 
@@ -308,7 +312,7 @@ async fn any_last_event_id_still_starts_with_the_whole_board() {
 
     // Then they carry on like any board.
     let next = app.place("ice cream").await;
-    app.take(tickets[0]).await;
+    app.take(tickets[0], &placed[0].code).await;
     for (id, screen, watch) in &mut screens {
         let mut changes = Vec::new();
         while changes.len() < 4 {

@@ -10,7 +10,8 @@ use std::path::Path;
 use crate::support::WorkerProcess;
 use crate::support::rabbit::Rabbit;
 use crate::support::{
-    DEADLINE, ServerProcess, SseClient, TestApp, expect_error, place_orders, wait_until,
+    DEADLINE, ServerProcess, SseClient, TestApp, code_for, expect_error, place_orders,
+    placed_orders, wait_until,
 };
 use fastfood::order::Status;
 use serde_json::Value;
@@ -75,7 +76,8 @@ async fn simple_mode_queues_orders_in_the_broker() {
         "the whole board comes first"
     );
 
-    let tickets = place_orders(std::slice::from_ref(&app.base), 5, 5).await;
+    let placed = placed_orders(std::slice::from_ref(&app.base), 5, 5).await;
+    let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     let seen = follow(&mut board, &tickets, "READY").await;
     for ticket in &tickets {
         assert_eq!(
@@ -83,7 +85,8 @@ async fn simple_mode_queues_orders_in_the_broker() {
             ["TAKEN", "PREPARING", "READY"],
             "order {ticket}"
         );
-        let taken: Value = app.take(*ticket).await.json().await.unwrap();
+        let code = code_for(&placed, *ticket);
+        let taken: Value = app.take(*ticket, code).await.json().await.unwrap();
         assert_eq!(taken["status"], "COLLECTED");
     }
     rabbit.wait_drained("orders").await;

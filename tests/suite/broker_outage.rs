@@ -17,7 +17,7 @@ use crate::support::invariants::{
 };
 use crate::support::rabbit::{Rabbit, rabbitmqctl};
 use crate::support::{
-    DEADLINE, ServerProcess, expect_error, http_client, place_orders, wait_until,
+    DEADLINE, ServerProcess, expect_error, http_client, placed_orders, wait_until,
 };
 
 /// How long RabbitMQ may take to start again (after a kill -9 it recovers
@@ -88,7 +88,8 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
     let server =
         ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
     let _cook = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "20ms"], &[]).await;
-    let before = place_orders(std::slice::from_ref(&server.base), 10, 2).await;
+    let placed = placed_orders(std::slice::from_ref(&server.base), 10, 2).await;
+    let before: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     server.wait_all_ready(&before).await;
 
     // Customers keep ordering all through the outage.
@@ -136,7 +137,7 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
         before.iter().all(|t| statuses[t] == "READY"),
         "the board stays up: {statuses:?}"
     );
-    let collected = server.take(before[0]).await;
+    let collected = server.take(before[0], &placed[0].code).await;
     assert_eq!(collected.status(), 200, "/take works without the broker");
 
     rabbitmqctl(&["start_app"]).await.expect("start_app");

@@ -166,7 +166,7 @@ async fn rush(server: &ServerProcess, tag: &str, rounds: usize) -> (Vec<Accepted
         if i == 0 {
             continue;
         }
-        let take = server.url(&format!("/take?order={}", order.ticket));
+        let take = server.url(&format!("/take?order={}&code={}", order.ticket, order.code));
         match client.post(&take).send().await {
             Ok(response) if response.status() == 200 => collected.push(order.ticket),
             Ok(response) => panic!("{take}: {}", response.status()),

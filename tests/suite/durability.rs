@@ -5,8 +5,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use crate::support::{
-    Damage, ServerProcess, each_damage_is_refused, log_line, place_orders, read_counter,
-    read_store, stored_order, write_store,
+    Damage, ServerProcess, code_for, each_damage_is_refused, log_line, place_orders, placed_orders,
+    read_counter, read_store, stored_order, write_store,
 };
 use serde_json::{Value, json};
 
@@ -42,7 +42,8 @@ fn check_store_files(dir: &Path) -> Vec<Value> {
 async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
     let dir = tempfile::tempdir().unwrap();
     let mut server = ServerProcess::spawn(dir.path(), &["--prep-time", "500ms"]).await;
-    let tickets = place_orders(&[&server.base], 20, 20).await;
+    let placed = placed_orders(&[&server.base], 20, 20).await;
+    let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
     assert_eq!(sorted, (1..=20).collect::<Vec<_>>());
@@ -77,7 +78,8 @@ async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
         3 * 20,
         "each step recorded once, across the crash"
     );
-    assert_eq!(server.take(1).await.status(), 200);
+    let code = code_for(&placed, 1);
+    assert_eq!(server.take(1, code).await.status(), 200);
     assert_eq!(
         server.place("after the restart").await,
         21,
@@ -365,7 +367,8 @@ async fn a_crash_in_the_middle_of_a_compaction_leaves_a_store_that_loads() {
         server.order_json(1).await,
         json!({"order": 1, "status": "COLLECTED"})
     );
-    let again = server.take(1).await;
+    // Collected: whatever the code, there is nothing left to hand over.
+    let again = server.take(1, "000000").await;
     crate::support::expect_error(again, 410, "already_collected").await;
     assert_eq!(server.place("after the crash").await, 3);
 }
@@ -396,7 +399,8 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
     assert_eq!(board.next_event().await.version(), version);
 
     // Process A's next changes cross the line and it compacts; B follows.
-    let new = [a.place("fries").await, a.place("cola").await];
+    let placed = [a.place_coded("fries").await, a.place_coded("cola").await];
+    let new = [placed[0].ticket, placed[1].ticket];
     assert_eq!(new, [OLD + 1, OLD + 2]);
     let final_version = version + 6;
     for server in [&a, &b] {
@@ -439,9 +443,10 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
     );
 
     // B writes to the new log; A sees it.
-    let taken = b.take(new[0]).await;
+    let taken = b.take(new[0], &placed[0].code).await;
     assert_eq!(taken.status(), 200);
-    let old = b.take(1).await;
+    // Taken before there were codes, and collected: 410 whatever the code.
+    let old = b.take(1, "000000").await;
     crate::support::expect_error(old, 410, "already_collected").await;
     crate::support::wait_until(crate::support::DEADLINE, "A sees B's change", || async {
         a.board()
@@ -511,7 +516,8 @@ async fn an_order_is_collected_once_whichever_processes_customers_ask() {
     let dir = tempfile::tempdir().unwrap();
     let a = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
     let b = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
-    let tickets = place_orders(&[&a.base, &b.base], 20, 20).await;
+    let placed = placed_orders(&[&a.base, &b.base], 20, 20).await;
+    let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
     a.wait_all_ready(&sorted).await;
@@ -522,7 +528,10 @@ async fn an_order_is_collected_once_whichever_processes_customers_ask() {
         .iter()
         .flat_map(|t| [(t, &a.base), (t, &b.base)])
         .map(|(t, base)| {
-            let request = client.post(format!("{base}/take?order={t}")).send();
+            let code = code_for(&placed, *t);
+            let request = client
+                .post(format!("{base}/take?order={t}&code={code}"))
+                .send();
             async move { (*t, request.await.unwrap().status().as_u16()) }
         });
     let answers = futures_util::future::join_all(attempts).await;
@@ -554,11 +563,15 @@ async fn memory_follows_the_orders_not_the_ticket_numbers() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("counter"), (u32::MAX - 2).to_be_bytes()).unwrap();
     let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
-    let tickets = [server.place("one").await, server.place("two").await];
+    let placed = [
+        server.place_coded("one").await,
+        server.place_coded("two").await,
+    ];
+    let tickets = [placed[0].ticket, placed[1].ticket];
     assert_eq!(tickets, [u32::MAX - 1, u32::MAX]);
     server.wait_all_ready(&tickets).await;
-    for ticket in tickets {
-        assert_eq!(server.take(ticket).await.status(), 200);
+    for p in &placed {
+        assert_eq!(server.take(p.ticket, &p.code).await.status(), 200);
     }
     assert_eq!(server.order_json(u32::MAX).await["status"], "COLLECTED");
     let peak = crate::support::proc_status_bytes(server.pid, "VmHWM");

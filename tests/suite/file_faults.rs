@@ -111,9 +111,9 @@ async fn a_full_disk_answers_503_keeps_the_store_whole_and_recovers() {
         accepted.push(accept(&client, &server.base, &format!("before {i}")).await);
     }
     wait_settled(&d, &accepted, DEADLINE).await;
-    let first = accepted[0].ticket;
+    let (first, code) = (accepted[0].ticket, &accepted[0].code);
     let taken = client
-        .post(server.url(&format!("/take?order={first}")))
+        .post(server.url(&format!("/take?order={first}&code={code}")))
         .send()
         .await
         .unwrap();
@@ -486,6 +486,7 @@ async fn a_counter_at_the_last_number_starts_and_refuses_orders_for_good() {
         server.board().await.all_ready(&[1, 2, 3]),
         "the board stays"
     );
+    // A store written before there were pickup codes: its orders need none.
     let taken = client
         .post(server.url("/take?order=1"))
         .send()

@@ -63,11 +63,14 @@ impl Ledger {
         order
     }
 
-    /// A READY order on the board, to aim bad requests at.
-    async fn ready_order(&mut self) -> u32 {
-        self.accept("a burger to aim at").await["order"]
-            .as_u64()
-            .unwrap() as u32
+    /// A READY order on the board, to aim bad requests at, and its pickup
+    /// code.
+    async fn ready_order(&mut self) -> (u32, String) {
+        let order = self.accept("a burger to aim at").await;
+        (
+            order["order"].as_u64().unwrap() as u32,
+            order["pickup_code"].as_str().unwrap().to_owned(),
+        )
     }
 
     /// Invariant E after a rejected request: nothing changed, and the next
@@ -176,7 +179,7 @@ async fn take_refuses_every_malformed_order_parameter() {
     let mut ledger = Ledger::new().await;
     // Every query below that holds a number names this READY order, so a
     // wrongly accepted one would collect it and show.
-    let ready = ledger.ready_order().await;
+    let (ready, code) = ledger.ready_order().await;
     assert_eq!(ready, 1);
     let client = ledger.app.client.clone();
 
@@ -241,7 +244,10 @@ async fn take_refuses_every_malformed_order_parameter() {
 
     // Leading zeros and percent-encoded digits are the same number: this one
     // does collect (the positive control for every refusal above).
-    let ok = ledger.app.take_query("order=0%31").await;
+    let ok = ledger
+        .app
+        .take_query(&format!("order=0%31&code={code}"))
+        .await;
     assert_eq!(ok.status(), 200);
     let collected: Value = ok.json().await.unwrap();
     assert_eq!(
@@ -254,7 +260,7 @@ async fn take_refuses_every_malformed_order_parameter() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bytes_that_are_not_text_in_a_query_or_a_path() {
     let mut ledger = Ledger::new().await;
-    let ready = ledger.ready_order().await;
+    let (ready, _) = ledger.ready_order().await;
     // Percent-encoded bytes that are not UTF-8, and broken escapes.
     for query in [
         "order=%FF",
@@ -312,10 +318,10 @@ async fn bytes_that_are_not_text_in_a_query_or_a_path() {
 async fn concurrent_takes_of_one_ready_order_collect_it_once() {
     let mut ledger = Ledger::new().await;
     for round in 0..10 {
-        let ticket = ledger.ready_order().await;
+        let (ticket, code) = ledger.ready_order().await;
         // Two customers at once, then (every other round) eight.
         let customers = if round % 2 == 0 { 2 } else { 8 };
-        let takes = (0..customers).map(|_| ledger.app.take(ticket));
+        let takes = (0..customers).map(|_| ledger.app.take(ticket, &code));
         let answers = futures_util::future::join_all(takes).await;
         let mut collected = 0;
         for response in answers {
@@ -518,7 +524,7 @@ fn assert_no_cors(response: &reqwest::Response, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_page_of_another_site_can_neither_ask_nor_order() {
     let mut ledger = Ledger::new().await;
-    let ready = ledger.ready_order().await;
+    let (ready, code) = ledger.ready_order().await;
     let client = ledger.app.client.clone();
     let evil = "http://evil.example";
     let options = reqwest::Method::OPTIONS;
@@ -607,7 +613,7 @@ async fn a_page_of_another_site_can_neither_ask_nor_order() {
     ledger.taken += 1;
     ledger.before = ledger.app.wait_all_ready(&ledger.live).await;
     let take = client
-        .post(ledger.url(&format!("/take?order={ready}")))
+        .post(ledger.url(&format!("/take?order={ready}&code={code}")))
         .header("Origin", &ledger.app.base)
         .send()
         .await

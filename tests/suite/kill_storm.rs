@@ -99,7 +99,7 @@ impl Crowd {
                 }
             }
             let Ok(response) = client
-                .post(format!("{base}/take?order={ticket}"))
+                .post(format!("{base}/take?order={ticket}&code={}", accepted.code))
                 .send()
                 .await
             else {

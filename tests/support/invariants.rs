@@ -40,19 +40,24 @@ use tokio_util::sync::CancellationToken;
 use super::sse::{SseClient, streams_client};
 use super::{Board, header};
 
-/// An order that got a `201`: its number and what the customer asked for.
+/// An order that got a `201`: its number, what the customer asked for, and
+/// the pickup code they got.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Accepted {
     pub ticket: u32,
     pub content: String,
+    pub code: String,
 }
 
-/// One line of the log or of the history.
+/// One line of the log or of the history (the line that takes an order
+/// also holds its pickup code).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Line {
     pub version: u64,
     pub order: Order,
+    #[serde(default)]
+    pub pickup_code: Option<String>,
 }
 
 /// Everything in a data directory, read under the store's lock. Reading it
@@ -122,6 +127,9 @@ fn read_files_unlocked(dir: &Path) -> StoreFiles {
     struct Snapshot {
         version: u64,
         orders: Vec<Order>,
+        #[serde(default)]
+        #[allow(dead_code)]
+        pickup_codes: BTreeMap<u32, String>,
     }
     let snapshot: Snapshot = serde_json::from_str(&text)
         .unwrap_or_else(|e| panic!("F: orders.json does not parse ({e}):\n{text}"));
@@ -584,9 +592,14 @@ pub async fn order_once(
         assert_eq!(location, format!("/orders/{ticket}"), "{body}");
         assert_eq!(value["status"], "TAKEN", "{body}");
         assert_eq!(value["content"], content, "U: the 201 is for this order");
+        let code = value["pickup_code"]
+            .as_str()
+            .expect("a 201 has a pickup code")
+            .to_owned();
         return Attempt::Accepted(Accepted {
             ticket,
             content: content.to_owned(),
+            code,
         });
     }
     let (status, code) = check_error(status, &content_type, &body, allowed);

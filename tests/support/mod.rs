@@ -124,9 +124,23 @@ pub fn header(response: &reqwest::Response, name: &str) -> String {
         .unwrap_or_default()
 }
 
+/// A `201` to `POST /order`: the ticket, its pickup code, and the body.
+#[derive(Debug, Clone)]
+pub struct Placed {
+    pub ticket: u32,
+    pub code: String,
+    pub body: Value,
+}
+
 /// Reads a `201` answer to `POST /order`: its ticket number, checking the
 /// `Location` header and the body's shape.
 pub async fn ticket_of(response: reqwest::Response) -> u32 {
+    placed_of(response).await.ticket
+}
+
+/// Reads a `201` answer to `POST /order`, checking the `Location` header and
+/// the body's shape: the ticket, its six-digit pickup code and the wait.
+pub async fn placed_of(response: reqwest::Response) -> Placed {
     let status = response.status().as_u16();
     let location = header(&response, "location");
     let text = response.text().await.expect("an order body");
@@ -141,7 +155,22 @@ pub async fn ticket_of(response: reqwest::Response) -> u32 {
         "the Location of {text}"
     );
     assert_eq!(body["status"], "TAKEN", "{text}");
-    ticket
+    let code = body["pickup_code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no pickup_code in {text}"))
+        .to_owned();
+    assert!(
+        code.len() == 6 && code.bytes().all(|b| b.is_ascii_digit()),
+        "a pickup code is six digits: {text}"
+    );
+    assert!(body["ahead"].is_u64(), "ahead in {text}");
+    assert!(
+        body["estimated_ready_at"]
+            .as_str()
+            .is_some_and(|t| humantime::parse_rfc3339(t).is_ok()),
+        "estimated_ready_at in {text}"
+    );
+    Placed { ticket, code, body }
 }
 
 /// `POST /order` to one of `bases` (round robin), `count` orders with at most
@@ -153,6 +182,28 @@ pub async fn place_orders<S: AsRef<str>>(
     count: usize,
     concurrency: usize,
 ) -> Vec<u32> {
+    placed_orders(bases, count, concurrency)
+        .await
+        .into_iter()
+        .map(|p| p.ticket)
+        .collect()
+}
+
+/// The pickup code `placed` got for `ticket`.
+pub fn code_for(placed: &[Placed], ticket: u32) -> &str {
+    &placed
+        .iter()
+        .find(|p| p.ticket == ticket)
+        .unwrap_or_else(|| panic!("order {ticket} was not placed here"))
+        .code
+}
+
+/// [`place_orders`], with each order's pickup code.
+pub async fn placed_orders<S: AsRef<str>>(
+    bases: &[S],
+    count: usize,
+    concurrency: usize,
+) -> Vec<Placed> {
     let client = http_client();
     futures_util::stream::iter(0..count)
         .map(|i| {
@@ -165,7 +216,7 @@ pub async fn place_orders<S: AsRef<str>>(
                     .send()
                     .await
                     .unwrap_or_else(|e| panic!("POST {url}: {e}"));
-                ticket_of(response).await
+                placed_of(response).await
             }
         })
         .buffered(concurrency)
@@ -259,9 +310,30 @@ impl Api {
         ticket_of(self.order(text.to_owned()).await).await
     }
 
-    /// `POST /take?order=N`.
-    pub async fn take(&self, ticket: u32) -> reqwest::Response {
-        self.take_query(&format!("order={ticket}")).await
+    /// `POST /order`, expecting a `201`; the ticket and its pickup code.
+    pub async fn place_coded(&self, text: &str) -> Placed {
+        placed_of(self.order(text.to_owned()).await).await
+    }
+
+    /// `POST /take?order=N&code=C`: collects with the pickup code.
+    pub async fn take(&self, ticket: u32, code: &str) -> reqwest::Response {
+        self.take_query(&format!("order={ticket}&code={code}"))
+            .await
+    }
+
+    /// `POST /cancel?order=N&code=C`.
+    pub async fn cancel(&self, ticket: u32, code: &str) -> reqwest::Response {
+        self.cancel_query(&format!("order={ticket}&code={code}"))
+            .await
+    }
+
+    /// `POST /cancel?QUERY`.
+    pub async fn cancel_query(&self, query: &str) -> reqwest::Response {
+        self.client
+            .post(self.url(&format!("/cancel?{query}")))
+            .send()
+            .await
+            .expect("POST /cancel")
     }
 
     /// `POST /take?QUERY`, for queries that are not a plain number.

@@ -32,6 +32,7 @@ pub const APP_ENV: &[&str] = &[
     "AMQP_URL",
     "FASTFOOD_CRASH_AT",
     "FASTFOOD_COMPACT_AFTER",
+    "FASTFOOD_CODE_WINDOW",
     "RUST_LOG",
 ];
 
