@@ -494,8 +494,14 @@ impl Summary {
                         );
                     }
                     None if closed => {}
-                    None => {
+                    None if self.capacity_is_lower_bound == Some(true) => {
                         let _ = write!(text, "; they kept up");
+                    }
+                    None => {
+                        let _ = write!(
+                            text,
+                            "; they did not keep up, and no order was ready to tell how many would have"
+                        );
                     }
                 }
                 text
@@ -880,6 +886,28 @@ pub(crate) mod tests {
         assert!(!text.contains("0 food ready"), "{text}");
         assert!(!text.contains("0.0 orders/s ready"), "{text}");
         assert!(!text.contains("busiest moment   0"), "{text}");
+    }
+
+    #[test]
+    fn a_kitchen_that_served_nobody_is_not_said_to_keep_up() {
+        let mut r = Recorder::default();
+        for i in 0..50u64 {
+            let at = Duration::from_millis(100 * i);
+            r.arrived += 1;
+            r.ordered(at, Duration::from_millis(1));
+            r.bucket(at).cooking = i + 1;
+            r.unserved(
+                Some((i as u32 + 1, Duration::from_secs(1))),
+                Duration::from_secs(1),
+            );
+        }
+        let s = summary_of(&r, true, Some(1));
+        assert_eq!((s.ready, s.workers_needed), (Some(0), None));
+        assert_eq!(s.capacity_is_lower_bound, Some(false));
+        let text = s.text();
+        assert!(!text.contains("kept up;"), "{text}");
+        assert!(!text.contains("they kept up"), "{text}");
+        assert!(text.contains("no order was ready"), "{text}");
     }
 
     #[test]
