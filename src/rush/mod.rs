@@ -10,8 +10,11 @@
 //!
 //! - `watch`: the one `/updates` stream a rush follows, fanned out to its customers.
 //! - `stats`: what is recorded while it runs (hdrhistogram, a timeline).
-//! - `report`: the summary, for a person or as JSON.
-//! - `chart`: the SVG chart of orders waiting and wait time.
+//! - `report`: the summary, for a person or as JSON. Every customer counts:
+//!   one still waiting when the rush ends counts with the time waited so far,
+//!   and a figure the rush did not watch is "not measured", never 0.
+//! - `chart`: the SVG chart: arrival and ready rates, orders waiting, waits
+//!   (the unserved shown apart).
 //! - [`sse`]: the crate's one Server-Sent Events reader (the examples and
 //!   tests use it too).
 
