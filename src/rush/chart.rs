@@ -1,148 +1,465 @@
-//! The chart of a rush, as SVG: orders waiting (above) and how long customers
-//! waited for their food (below), across the rush, in 100 ms slices.
+//! The chart of a rush, as SVG, for a manager: how fast customers came and
+//! how fast food was ready (top), how many orders were waiting (middle), and
+//! how long customers waited for their food (bottom), across the rush in
+//! 100 ms slices. The title says the arrival rate and how many customers were
+//! never served; the unserved show in every panel that can show them (the
+//! line still waiting at the end, and their waits so far, as a bar at the end
+//! of the wait panel). A figure the rush did not measure says so in its
+//! panel instead of drawing a flat zero.
 
 use std::path::Path;
 
 use anyhow::anyhow;
+use plotters::coord::Shift;
+use plotters::coord::types::RangedCoordf64;
 use plotters::prelude::*;
 
-use super::stats::{BUCKET, Bucket};
+use super::report::{Summary, number};
+use super::stats::{BUCKET, Bucket, Recorder};
 
-/// Draws `timeline` into `path` (SVG).
-pub fn draw(path: &Path, title: &str, timeline: &[Bucket]) -> anyhow::Result<()> {
-    let secs = |i: usize| (i as f64 + 1.0) * BUCKET.as_secs_f64();
-    let end = secs(timeline.len().max(1));
+/// Width of the window the rates are counted over.
+const RATE_WINDOW: usize = 10;
+/// Waits longer than this are drawn in seconds, shorter in milliseconds.
+const SECONDS_FROM_MS: f64 = 2000.0;
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// Draws the rush `r` summarised by `s` into `path` (SVG); `label` names the
+/// restaurant.
+pub fn draw(path: &Path, label: &str, r: &Recorder, s: &Summary) -> anyhow::Result<()> {
+    let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
+    let root = SVGBackend::new(path, (1000, 1060)).into_drawing_area();
+    root.fill(&WHITE).map_err(|e| fail(&e))?;
+    let (head, body) = root.split_vertically(70);
+    heading(&head, label, s).map_err(|e| fail(&e))?;
+    let panels = body.split_evenly((3, 1));
+    let end = (r.timeline.len().max(1) as f64 * BUCKET.as_secs_f64()).max(s.elapsed_s);
+    let timeline = &r.timeline;
+    rates(&panels[0], timeline, s, end).map_err(|e| fail(&e))?;
+    waiting(&panels[1], timeline, s, end).map_err(|e| fail(&e))?;
+    waits(&panels[2], r, s, end).map_err(|e| fail(&e))?;
+    root.present().map_err(|e| fail(&e))?;
+    Ok(())
+}
+
+type Drawn = Result<(), Box<dyn std::error::Error>>;
+
+/// The title (what was asked of the restaurant) and the outcome in one line.
+fn heading(area: &Area, label: &str, s: &Summary) -> Drawn {
+    let how = match (s.rate, s.connections) {
+        (Some(rate), _) => format!(
+            "{} customers arriving per second for {:.0} s",
+            trim(rate),
+            s.arrivals_s
+        ),
+        (_, Some(n)) => format!(
+            "{n} counters ordering back to back for {:.0} s",
+            s.arrivals_s
+        ),
+        _ => String::new(),
+    };
+    area.draw(&Text::new(
+        format!("Lunch rush: {how}"),
+        (14, 8),
+        ("sans-serif", 24).into_font().color(&BLACK),
+    ))?;
+    let outcome = match (s.ready, s.unserved) {
+        (Some(ready), Some(0)) => {
+            format!("{label}: all {ready} customers who got in line had their food")
+        }
+        (Some(ready), Some(unserved)) => format!(
+            "{label}: {ready} of {} customers had their food; {unserved} were still waiting when the rush ended",
+            s.arrived
+        ),
+        _ => format!(
+            "{label}: {} tickets; food ready not measured (--no-board)",
+            s.ordered
+        ),
+    };
+    let colour = if s.unserved.unwrap_or(0) > 0 {
+        RED
+    } else {
+        BLACK
+    };
+    area.draw(&Text::new(
+        outcome,
+        (14, 40),
+        ("sans-serif", 16).into_font().color(&colour),
+    ))?;
+    Ok(())
+}
+
+/// `x` without a trailing `.0`.
+fn trim(x: f64) -> String {
+    if x.fract() == 0.0 {
+        format!("{x:.0}")
+    } else {
+        format!("{x}")
+    }
+}
+
+fn secs(i: usize) -> f64 {
+    (i as f64 + 1.0) * BUCKET.as_secs_f64()
+}
+
+/// Events per second over the last [`RATE_WINDOW`] slices, at each slice.
+fn rate(timeline: &[Bucket], field: fn(&Bucket) -> u64) -> Vec<(f64, f64)> {
+    let mut sum = 0u64;
+    (0..timeline.len())
+        .map(|i| {
+            sum += field(&timeline[i]);
+            if i >= RATE_WINDOW {
+                sum -= field(&timeline[i - RATE_WINDOW]);
+            }
+            let window = (i + 1).min(RATE_WINDOW) as f64 * BUCKET.as_secs_f64();
+            (secs(i), sum as f64 / window)
+        })
+        .collect()
+}
+
+/// A vertical line where the arrivals stopped, labelled.
+fn arrivals_end(chart: &mut Chart, at: f64, top: f64) -> Drawn {
+    chart.draw_series(std::iter::once(PathElement::new(
+        vec![(at, 0.0), (at, top)],
+        BLACK.mix(0.4).stroke_width(1),
+    )))?;
+    // Left of the line when it is near the right edge, so it stays on the chart.
+    let end = chart.x_range().end;
+    let x = match at > end * 0.85 {
+        true => at - end * 0.09,
+        false => at + end * 0.005,
+    };
+    chart.draw_series(std::iter::once(Text::new(
+        "arrivals end",
+        (x, top),
+        ("sans-serif", 13).into_font().color(&BLACK.mix(0.6)),
+    )))?;
+    Ok(())
+}
+
+fn legend<'a>(chart: &mut Chart<'a, 'a>) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(SeriesLabelPosition::UpperLeft)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.3))
+        .label_font(("sans-serif", 14))
+        .draw()?;
+    Ok(())
+}
+
+/// Customers arriving and food ready, per second, and the kitchen's capacity.
+fn rates(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
+    let arrivals = rate(timeline, |b| b.arrived);
+    let ready = rate(timeline, |b| b.ready);
+    let mut top = arrivals
+        .iter()
+        .chain(&ready)
+        .map(|p| p.1)
+        .fold(1.0, f64::max);
+    if let Some(c) = s.capacity_per_s {
+        top = top.max(c);
+    }
+    let top = top * 1.25;
+    let caption = match s.ready {
+        Some(_) => "Customers arriving and food ready, per second (over the last second)",
+        None => "Customers arriving per second (food ready: not measured, --no-board)",
+    };
+    let mut chart = ChartBuilder::on(area)
+        .margin(12)
+        .x_label_area_size(34)
+        .y_label_area_size(64)
+        .caption(caption, ("sans-serif", 17))
+        .build_cartesian_2d(0.0..end, 0.0..top)?;
+    chart
+        .configure_mesh()
+        .x_desc("seconds into the rush")
+        .y_desc("per second")
+        .y_label_formatter(&|v| format!("{v:.0}"))
+        .draw()?;
+    chart
+        .draw_series(LineSeries::new(arrivals, BLACK.stroke_width(2)))?
+        .label(format!(
+            "customers arriving ({}/s)",
+            number(s.arrivals_per_s)
+        ))
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
+    if s.ready.is_some() {
+        chart
+            .draw_series(LineSeries::new(ready, GREEN.stroke_width(2)))?
+            .label(format!(
+                "food ready ({}/s on average)",
+                number(s.ready_per_s.unwrap_or(0.0))
+            ))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], GREEN.stroke_width(2)));
+    }
+    if let Some(c) = s.capacity_per_s {
+        let at_least = if s.capacity_is_lower_bound == Some(true) {
+            "at least "
+        } else {
+            ""
+        };
+        chart
+            .draw_series(DashedLineSeries::new(
+                [(0.0, c), (end, c)],
+                6,
+                4,
+                MAGENTA.stroke_width(1),
+            ))?
+            .label(format!(
+                "kitchen capacity while busy: {at_least}{}/s",
+                number(c)
+            ))
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], MAGENTA.stroke_width(1)));
+    }
+    arrivals_end(&mut chart, s.arrivals_s, top)?;
+    legend(&mut chart)
+}
+
+/// Orders waiting: in line for a ticket, and with a ticket, food not ready.
+fn waiting(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
     let peak = timeline
         .iter()
         .map(|b| b.in_line.max(b.cooking))
         .max()
         .unwrap_or(0)
         .max(1) as f64;
-    let wait_ms = |us: u64| us as f64 / 1000.0;
-    let longest = timeline
-        .iter()
-        .map(|b| wait_ms(b.wait_max))
-        .fold(1.0, f64::max);
-
-    let root = SVGBackend::new(path, (1000, 700)).into_drawing_area();
-    let fail = |e: &dyn std::fmt::Display| anyhow!("cannot draw {}: {e}", path.display());
-    root.fill(&WHITE).map_err(|e| fail(&e))?;
-    let root = root
-        .titled(title, ("sans-serif", 22))
-        .map_err(|e| fail(&e))?;
-    let (top, bottom) = root.split_vertically(340);
-
-    let mut chart = ChartBuilder::on(&top)
+    let top = peak * 1.25;
+    let caption = match s.ready {
+        Some(_) => "Orders waiting",
+        None => "Customers waiting for a ticket (orders in the kitchen: not measured, --no-board)",
+    };
+    let mut chart = ChartBuilder::on(area)
         .margin(12)
-        .x_label_area_size(36)
+        .x_label_area_size(34)
         .y_label_area_size(64)
-        .caption("Orders waiting", ("sans-serif", 17))
-        .build_cartesian_2d(0.0..end, 0.0..peak * 1.1)
-        .map_err(|e| fail(&e))?;
+        .caption(caption, ("sans-serif", 17))
+        .build_cartesian_2d(0.0..end, 0.0..top)?;
     chart
         .configure_mesh()
         .x_desc("seconds into the rush")
-        .y_desc("orders")
+        .y_desc(match s.ready {
+            Some(_) => "orders",
+            None => "customers",
+        })
         .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()
-        .map_err(|e| fail(&e))?;
-    let cooking = timeline
-        .iter()
-        .enumerate()
-        .map(|(i, b)| (secs(i), b.cooking as f64));
-    chart
-        .draw_series(LineSeries::new(cooking, BLUE.stroke_width(2)))
-        .map_err(|e| fail(&e))?
-        .label("with a ticket, food not ready")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+        .draw()?;
+    if s.ready.is_some() {
+        let cooking = timeline
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (secs(i), b.cooking as f64));
+        chart
+            .draw_series(LineSeries::new(cooking, BLUE.stroke_width(2)))?
+            .label("with a ticket, food not ready")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
+    }
     let in_line = timeline
         .iter()
         .enumerate()
         .map(|(i, b)| (secs(i), b.in_line as f64));
     chart
-        .draw_series(LineSeries::new(in_line, RED.stroke_width(2)))
-        .map_err(|e| fail(&e))?
+        .draw_series(LineSeries::new(in_line, RED.stroke_width(2)))?
         .label("in line for a ticket")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(|e| fail(&e))?;
+    if let Some(unserved) = s.unserved.filter(|u| *u > 0) {
+        let y = (unserved as f64).min(peak);
+        chart.draw_series(std::iter::once(Circle::new((end, y), 5, RED.filled())))?;
+        chart.draw_series(std::iter::once(Text::new(
+            format!("{unserved} still waiting at the end"),
+            (end * 0.72, (y - top * 0.1).max(top * 0.12)),
+            ("sans-serif", 14).into_font().color(&RED),
+        )))?;
+    }
+    arrivals_end(&mut chart, s.arrivals_s, top)?;
+    legend(&mut chart)
+}
 
-    let mut chart = ChartBuilder::on(&bottom)
+/// Waits from arrival to food ready, by when the food was ready; the
+/// unserved as a bar at the end, spanning the waits they had reached.
+fn waits(area: &Area, r: &Recorder, s: &Summary, end: f64) -> Drawn {
+    if s.ready.is_none() {
+        let mut chart = ChartBuilder::on(area)
+            .margin(12)
+            .caption(
+                "Wait from arrival to food ready: not measured (--no-board: nobody watched the board)",
+                ("sans-serif", 17),
+            )
+            .build_cartesian_2d(0.0..end, 0.0..1.0)?;
+        chart.configure_mesh().disable_mesh().draw()?;
+        return Ok(());
+    }
+    let unserved = &r.unserved_wait;
+    let longest_us = r
+        .timeline
+        .iter()
+        .map(|b| b.wait_max)
+        .max()
+        .unwrap_or(0)
+        .max(if unserved.is_empty() {
+            0
+        } else {
+            unserved.max()
+        });
+    let in_seconds = longest_us as f64 / 1000.0 > SECONDS_FROM_MS;
+    let (scale, unit) = match in_seconds {
+        true => (1e-6, "seconds"),
+        false => (1e-3, "milliseconds"),
+    };
+    let top = (longest_us as f64 * scale).max(1.0) * 1.25;
+    let mut chart = ChartBuilder::on(area)
         .margin(12)
-        .x_label_area_size(36)
+        .x_label_area_size(34)
         .y_label_area_size(64)
         .caption(
             "Wait from arrival to food ready, by when the food was ready",
             ("sans-serif", 17),
         )
-        .build_cartesian_2d(0.0..end, 0.0..longest * 1.1)
-        .map_err(|e| fail(&e))?;
+        .build_cartesian_2d(0.0..end, 0.0..top)?;
     chart
         .configure_mesh()
         .x_desc("seconds into the rush")
-        .y_desc("milliseconds")
-        .y_label_formatter(&|v| format!("{v:.0}"))
-        .draw()
-        .map_err(|e| fail(&e))?;
+        .y_desc(unit)
+        .y_label_formatter(&|v| {
+            if in_seconds {
+                format!("{v:.1}")
+            } else {
+                format!("{v:.0}")
+            }
+        })
+        .draw()?;
     let served = || {
-        timeline
+        r.timeline
             .iter()
             .enumerate()
             .filter(|(_, b)| b.wait_count > 0)
     };
-    let longest = served().map(|(i, b)| (secs(i), wait_ms(b.wait_max)));
+    let longest: Vec<(usize, f64)> = served()
+        .map(|(i, b)| (i, b.wait_max as f64 * scale))
+        .collect();
+    let mean: Vec<(usize, f64)> = served()
+        .map(|(i, b)| (i, (b.wait_sum / b.wait_count) as f64 * scale))
+        .collect();
+    // The longest is listed first and drawn last, over the average.
     chart
-        .draw_series(LineSeries::new(longest, RED.mix(0.7).stroke_width(1)))
-        .map_err(|e| fail(&e))?
-        .label("longest")
+        .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+        .label("longest wait among the food ready in that 100 ms")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
-    let mean = served().map(|(i, b)| (secs(i), wait_ms(b.wait_sum / b.wait_count)));
     chart
-        .draw_series(LineSeries::new(mean, BLUE.stroke_width(2)))
-        .map_err(|e| fail(&e))?
-        .label("average")
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
-    chart
-        .configure_series_labels()
-        .position(SeriesLabelPosition::UpperLeft)
-        .background_style(WHITE.mix(0.8))
-        .border_style(BLACK.mix(0.3))
-        .draw()
-        .map_err(|e| fail(&e))?;
-    root.present().map_err(|e| fail(&e))?;
+        .draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+        .label("average wait")
+        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(1)));
+    broken_line(&mut chart, &mean, BLUE.stroke_width(1))?;
+    broken_line(&mut chart, &longest, RED.stroke_width(2))?;
+    if !unserved.is_empty() {
+        let (low, high) = (unserved.min() as f64 * scale, unserved.max() as f64 * scale);
+        let median = unserved.value_at_quantile(0.5) as f64 * scale;
+        let x = end - (end * 0.004);
+        chart
+            .draw_series(std::iter::once(PathElement::new(
+                vec![(x, low), (x, high)],
+                RGBColor(230, 120, 0).stroke_width(6),
+            )))?
+            .label(format!(
+                "never served ({}): waited {} to {} so far, median {}",
+                unserved.len(),
+                amount(low, in_seconds),
+                amount(high, in_seconds),
+                amount(median, in_seconds)
+            ))
+            .legend(|(x, y)| {
+                PathElement::new(
+                    vec![(x, y), (x + 18, y)],
+                    RGBColor(230, 120, 0).stroke_width(6),
+                )
+            });
+        chart.draw_series(std::iter::once(Circle::new(
+            (x, median),
+            5,
+            RGBColor(230, 120, 0).filled(),
+        )))?;
+    }
+    legend(&mut chart)
+}
+
+/// A line through `points` (slice, value) that breaks where slices are
+/// missing (no food ready then), so a few servings do not read as a steady
+/// service; with few points, each is marked too.
+fn broken_line(chart: &mut Chart, points: &[(usize, f64)], style: ShapeStyle) -> Drawn {
+    let mut start = 0;
+    for end in 1..=points.len() {
+        if end == points.len() || points[end].0 != points[end - 1].0 + 1 {
+            let run = points[start..end].iter().map(|&(i, v)| (secs(i), v));
+            chart.draw_series(LineSeries::new(run, style))?;
+            start = end;
+        }
+    }
+    if points.len() <= 200 {
+        let dots = points
+            .iter()
+            .map(|&(i, v)| Circle::new((secs(i), v), 3, style.filled()));
+        chart.draw_series(dots)?;
+    }
     Ok(())
+}
+
+fn amount(x: f64, in_seconds: bool) -> String {
+    match in_seconds {
+        true => format!("{x:.1} s"),
+        false => format!("{x:.0} ms"),
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::rush::report::tests::summary_of;
 
     #[test]
-    fn a_chart_is_an_svg_file() {
+    fn a_chart_is_an_svg_file_that_shows_the_unserved() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rush.svg");
-        let timeline: Vec<Bucket> = (0..50)
-            .map(|i| Bucket {
-                cooking: i,
-                in_line: i / 2,
-                wait_sum: 1000 * i,
-                wait_count: 1,
-                wait_max: 2000 * i,
-                ..Bucket::default()
-            })
-            .collect();
-        draw(&path, "test rush", &timeline).unwrap();
+        let mut r = Recorder::default();
+        for i in 0..50u64 {
+            let at = Duration::from_millis(100 * i);
+            r.arrived += 1;
+            r.bucket(at).arrived += 1;
+            r.ordered(at, Duration::from_millis(3));
+            let b = r.bucket(at);
+            b.cooking = i;
+            b.in_line = i / 2;
+        }
+        for i in 1..=5 {
+            r.ready(
+                i,
+                Duration::from_secs(i as u64),
+                Duration::from_secs(1),
+                Duration::from_secs(i as u64),
+            );
+        }
+        for _ in 0..45 {
+            r.unserved(Some((9, Duration::from_secs(3))), Duration::from_secs(4));
+        }
+        let s = summary_of(&r, true, Some(1));
+        draw(&path, "test rush", &r, &s).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();
-        assert!(
-            svg.starts_with("<svg") && svg.contains("Orders waiting"),
-            "{}",
-            &svg[..200.min(svg.len())]
-        );
-        draw(&path, "empty rush", &[]).unwrap();
+        assert!(svg.starts_with("<svg"), "{}", &svg[..200.min(svg.len())]);
+        for text in [
+            "customers arriving per second",
+            "45 were still waiting when the rush ended",
+            "45 still waiting at the end",
+            "never served (45)",
+            "seconds",
+            "longest wait",
+        ] {
+            assert!(svg.contains(text), "the chart says {text:?}");
+        }
+        let quiet = summary_of(&Recorder::default(), false, None);
+        draw(&path, "empty rush", &Recorder::default(), &quiet).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        assert!(svg.contains("not measured"), "--no-board says so");
     }
 }

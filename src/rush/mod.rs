@@ -10,8 +10,11 @@
 //!
 //! - `watch`: the one `/updates` stream a rush follows, fanned out to its customers.
 //! - `stats`: what is recorded while it runs (hdrhistogram, a timeline).
-//! - `report`: the summary, for a person or as JSON.
-//! - `chart`: the SVG chart of orders waiting and wait time.
+//! - `report`: the summary, for a person or as JSON. Every customer counts:
+//!   one still waiting when the rush ends counts with the time waited so far,
+//!   and a figure the rush did not watch is "not measured", never 0.
+//! - `chart`: the SVG chart: arrival and ready rates, orders waiting, waits
+//!   (the unserved shown apart).
 //! - [`sse`]: the crate's one Server-Sent Events reader (the examples and
 //!   tests use it too).
 
@@ -22,8 +25,8 @@ mod stats;
 mod watch;
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -108,9 +111,13 @@ pub struct RushConfig {
     #[arg(long, env = "FASTFOOD_RUSH_JSON")]
     pub json: bool,
 
-    /// Kitchen workers of the embedded restaurant (without --target).
-    #[arg(long, env = "FASTFOOD_RUSH_WORKERS", default_value_t = 2)]
-    pub workers: usize,
+    /// Kitchen workers of the embedded restaurant (2 when not given). With
+    /// --target, how many the target has: the report then estimates the
+    /// workers that would have kept up (capacity while busy / workers = rate
+    /// per worker; arrival rate / rate per worker, rounded up = workers
+    /// needed). Without it, that estimate is "not measured".
+    #[arg(long, env = "FASTFOOD_RUSH_WORKERS")]
+    pub workers: Option<usize>,
 
     /// Preparation time of the embedded restaurant: `10ms`, `0`.
     #[arg(long, env = "FASTFOOD_RUSH_PREP_TIME", default_value = "10ms", allow_hyphen_values = true, value_parser = config::parse_prep_time)]
@@ -120,6 +127,13 @@ pub struct RushConfig {
     /// temporary one, removed at the end, when not given.
     #[arg(long, env = "FASTFOOD_RUSH_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+}
+
+impl RushConfig {
+    /// Workers of the restaurant the rush starts itself.
+    fn embedded_workers(&self) -> usize {
+        self.workers.unwrap_or(2)
+    }
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
@@ -163,7 +177,7 @@ pub async fn run(config: RushConfig, shutdown: CancellationToken) -> anyhow::Res
     let label = match &embedded {
         Some(_) => format!(
             "an embedded restaurant ({}, prep time {})",
-            app::workers(config.workers),
+            app::workers(config.embedded_workers()),
             humantime::format_duration(config.prep_time)
         ),
         None => base.clone(),
@@ -211,7 +225,7 @@ impl Embedded {
             "fastfood serve".to_owned(),
             format!("--listen={addr}"),
             format!("--data-dir={}", dir.display()),
-            format!("--workers={}", config.workers),
+            format!("--workers={}", config.embedded_workers()),
             format!(
                 "--prep-time={}",
                 humantime::format_duration(config.prep_time)
@@ -282,14 +296,26 @@ struct Shop {
     collect: bool,
     /// Cancelled when the rush ends: customers still waiting leave.
     leave: CancellationToken,
+    /// When the rush ended: a customer still waiting counts as having
+    /// waited until then.
+    ended: OnceLock<Instant>,
 }
 
-/// The part of a `201` a customer keeps: the number, and the pickup code
-/// that collecting needs.
 #[derive(Deserialize)]
 struct Ticketed {
     order: Ticket,
-    pickup_code: String,
+    /// The code `/take` asks for, on restaurants that hand one out.
+    #[serde(default)]
+    pickup_code: Option<serde_json::Value>,
+}
+
+/// What a customer holds once the restaurant took their order.
+struct Receipt {
+    ticket: Ticket,
+    /// `pickup_code` as `/take` wants it back (a string, or a number's digits).
+    code: Option<String>,
+    /// When it was in hand.
+    at: Instant,
 }
 
 #[derive(Deserialize)]
@@ -298,9 +324,8 @@ struct ErrorBody {
 }
 
 impl Shop {
-    /// Orders; the ticket (with its code) and when it was in hand, or
-    /// `None` (recorded).
-    async fn order(&self, n: u64, arrival: Instant) -> Option<(Ticketed, Instant)> {
+    /// Orders; the receipt, or `None` (recorded).
+    async fn order(&self, n: u64, arrival: Instant) -> Option<Receipt> {
         let line = Gauge::up(&self.stats.in_line);
         let body = MENU[n as usize % MENU.len()];
         let sent = self.orders.post(&self.order_url).body(body).send().await;
@@ -314,7 +339,15 @@ impl Shop {
                             self.stats.since_start(at),
                             at.saturating_duration_since(arrival),
                         );
-                        return Some((t, at));
+                        let code = t.pickup_code.map(|code| match code {
+                            serde_json::Value::String(code) => code,
+                            other => other.to_string(),
+                        });
+                        return Some(Receipt {
+                            ticket: t.order,
+                            code,
+                            at,
+                        });
                     }
                     Err(e) => format!("201 without a ticket: {e}"),
                 }
@@ -326,25 +359,33 @@ impl Shop {
         None
     }
 
-    /// Watches the board for `ticket`, then collects it.
-    async fn wait_and_collect(&self, ticket: Ticketed, ticketed: Instant, arrival: Instant) {
+    /// A customer leaves unserved as the rush ends: counted with the time
+    /// they waited until then (and since their ticket, if they had one).
+    fn unserved(&self, arrival: Instant, ticket: Option<(Ticket, Instant)>) {
+        let end = *self.ended.get_or_init(Instant::now);
+        self.stats.lock().unserved(
+            ticket.map(|(t, at)| (t, end.saturating_duration_since(at))),
+            end.saturating_duration_since(arrival),
+        );
+    }
+
+    /// Watches the board for the receipt's order, then collects it.
+    async fn wait_and_collect(&self, receipt: Receipt, arrival: Instant) {
         if !self.board {
             return;
         }
-        let Ticketed {
-            order: ticket,
-            pickup_code: code,
-        } = ticket;
+        let (ticket, ticketed) = (receipt.ticket, receipt.at);
         let ready = {
             let _cooking = Gauge::up(&self.stats.cooking);
             let ready = self.watch.ready(ticket);
             tokio::select! {
-                _ = self.leave.cancelled() => return,
-                at = ready => match at {
-                    Ok(at) => at,
-                    Err(_) => return,
-                },
+                _ = self.leave.cancelled() => None,
+                at = ready => at.ok(),
             }
+        };
+        let Some(ready) = ready else {
+            self.unserved(arrival, Some((ticket, ticketed)));
+            return;
         };
         self.stats.lock().ready(
             ticket,
@@ -356,15 +397,22 @@ impl Shop {
             return;
         }
         let sent = Instant::now();
+        let mut query = vec![("order", ticket.to_string())];
+        query.extend(receipt.code.map(|code| ("code", code)));
+        let take = self
+            .takes
+            .post(format!("{}/take", self.base))
+            .query(&query)
+            .send();
         let answer = tokio::select! {
             _ = self.leave.cancelled() => return,
-            answer = self.takes.post(format!("{}/take?order={ticket}&code={code}", self.base)).send() => answer,
+            answer = take => answer,
         };
         match answer {
             Ok(response) if response.status().is_success() => {
                 let mut recorder = self.stats.lock();
                 recorder
-                    .take_latency
+                    .collect_latency
                     .saturating_record(stats::micros(sent.elapsed()));
                 recorder.collected += 1;
             }
@@ -379,12 +427,15 @@ impl Shop {
     /// One customer, from arrival to leaving.
     async fn customer(self: Arc<Self>, n: u64, arrival: Instant) {
         let _inside = Gauge::up(&self.stats.inside);
-        let ticket = tokio::select! {
-            _ = self.leave.cancelled() => return,
-            ticket = self.order(n, arrival) => ticket,
+        let receipt = tokio::select! {
+            _ = self.leave.cancelled() => {
+                self.unserved(arrival, None);
+                return;
+            }
+            receipt = self.order(n, arrival) => receipt,
         };
-        if let Some((ticket, at)) = ticket {
-            self.wait_and_collect(ticket, at, arrival).await;
+        if let Some(receipt) = receipt {
+            self.wait_and_collect(receipt, arrival).await;
         }
     }
 }
@@ -437,6 +488,7 @@ impl Rush {
             board: !config.no_board,
             collect: !config.no_collect,
             leave: CancellationToken::new(),
+            ended: OnceLock::new(),
         };
         Ok(Rush {
             shop: Arc::new(shop),
@@ -474,12 +526,14 @@ impl Rush {
             _ = tokio::time::sleep(config.drain) => {}
             _ = shutdown.cancelled() => {}
         }
-        let elapsed = shop.stats.start.elapsed();
-        let unfinished = shop.stats.inside.load(Ordering::Relaxed);
-        shop.leave.cancel();
-        customers.wait().await;
+        let end = *shop.ended.get_or_init(Instant::now);
+        let elapsed = end.saturating_duration_since(shop.stats.start);
+        // The timeline stops here: the customers leaving next are the
+        // unserved, not a line that cleared.
         ticker_stop.cancel();
         let _ = ticker.await;
+        shop.leave.cancel();
+        customers.wait().await;
         progress.finish_and_clear();
         stop_board.cancel();
         if let Some(follower) = follower {
@@ -495,19 +549,11 @@ impl Rush {
             true => ("closed", None, Some(config.connections as usize)),
             false => ("open", Some(config.rate), None),
         };
-        let chart = if config.no_chart {
-            None
-        } else {
-            let title = format!("fastfood rush: {}", self.label);
-            match chart::draw(&config.chart, &title, &recorder.timeline) {
-                Ok(()) => Some(config.chart.display().to_string()),
-                Err(e) => {
-                    eprintln!("fastfood rush: {e:#}");
-                    None
-                }
-            }
+        let workers = match config.target {
+            Some(_) => config.workers,
+            None => Some(config.embedded_workers()),
         };
-        Ok(Summary::new(
+        let mut summary = Summary::new(
             &recorder,
             report::Context {
                 mode: mode.into(),
@@ -516,11 +562,21 @@ impl Rush {
                 connections,
                 arrivals,
                 elapsed,
-                unfinished,
+                board: shop.board,
+                collect: shop.collect,
+                workers,
+                max_inside: config.max_inside,
                 seen: shop.watch.seen(),
-                chart,
+                chart: None,
             },
-        ))
+        );
+        if !config.no_chart {
+            match chart::draw(&config.chart, &self.label, &recorder, &summary) {
+                Ok(()) => summary.chart = Some(config.chart.display().to_string()),
+                Err(e) => eprintln!("fastfood rush: {e:#}"),
+            }
+        }
+        Ok(summary)
     }
 
     /// Starts following `/updates` and waits for its first board.
@@ -576,6 +632,9 @@ impl Rush {
             {
                 let mut recorder = self.shop.stats.lock();
                 recorder.arrived += 1;
+                recorder
+                    .bucket(due.saturating_duration_since(start))
+                    .arrived += 1;
                 if inside >= config.max_inside {
                     recorder.turned_away += 1;
                     n += 1;
@@ -618,20 +677,27 @@ impl Rush {
                     if n >= limit {
                         break;
                     }
-                    shop.stats.lock().arrived += 1;
                     let arrival = Instant::now();
+                    {
+                        let mut recorder = shop.stats.lock();
+                        recorder.arrived += 1;
+                        recorder.bucket(shop.stats.since_start(arrival)).arrived += 1;
+                    }
                     let inside = Gauge::up(&shop.stats.inside);
-                    let ticket = tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        ticket = shop.order(n, arrival) => ticket,
+                    let receipt = tokio::select! {
+                        _ = shutdown.cancelled() => {
+                            shop.unserved(arrival, None);
+                            break;
+                        }
+                        receipt = shop.order(n, arrival) => receipt,
                     };
                     drop(inside);
-                    match ticket {
-                        Some((ticket, at)) if shop.board => {
+                    match receipt {
+                        Some(receipt) if shop.board => {
                             let shop = shop.clone();
                             customers.spawn(async move {
                                 let _inside = Gauge::up(&shop.stats.inside);
-                                shop.wait_and_collect(ticket, at, arrival).await;
+                                shop.wait_and_collect(receipt, arrival).await;
                             });
                         }
                         Some(_) => {}

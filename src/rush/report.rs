@@ -9,7 +9,7 @@ use std::time::Duration;
 use hdrhistogram::Histogram;
 use serde::Serialize;
 
-use super::stats::{BUCKET, Recorder};
+use super::stats::{BUCKET, Bucket, Recorder};
 use super::watch::Seen;
 
 /// Percentiles of one latency, in milliseconds.
@@ -53,7 +53,8 @@ pub fn per_second(count: u64, elapsed: Duration) -> f64 {
     }
 }
 
-/// The figures of one rush.
+/// The figures of one rush. A figure this rush could not measure is `None`
+/// (`null` in JSON, "not measured" in the text), never 0.
 #[derive(Debug, Clone, Serialize)]
 pub struct Summary {
     /// `open` (customers arrive at a rate) or `closed` (N connections back to back).
@@ -66,35 +67,80 @@ pub struct Summary {
     pub arrivals_s: f64,
     /// The whole rush, arrivals and the wait for the last orders, in seconds.
     pub elapsed_s: f64,
+    /// Every customer who came: turned away + refused + served + unserved.
     pub arrived: u64,
     pub turned_away: u64,
     pub ordered: u64,
-    pub ready: u64,
-    pub collected: u64,
-    /// Tickets still not READY (or not collected) when the rush ended.
-    pub unfinished: u64,
+    /// Customers whose `/order` failed (each counted once in `order_errors`).
+    pub refused: u64,
+    /// Customers whose food was READY (null with --no-board: not watched).
+    pub ready: Option<u64>,
+    /// Orders collected (null with --no-collect).
+    pub collected: Option<u64>,
+    /// Customers whose food was not READY when the rush ended, with a ticket
+    /// or still in line for one (null with --no-board).
+    pub unserved: Option<u64>,
+    /// Customers still waiting for a ticket (their `/order` unanswered) when
+    /// the rush ended.
+    pub unserved_without_ticket: u64,
     pub order_errors: BTreeMap<String, u64>,
     pub take_errors: BTreeMap<String, u64>,
+    /// Customers who arrived per second, measured, while they arrived.
+    pub arrivals_per_s: f64,
     /// Tickets handed out per second while customers arrived.
     pub orders_per_s: f64,
     /// Orders that became READY per second, from the start to the last READY.
-    pub ready_per_s: f64,
+    pub ready_per_s: Option<f64>,
+    /// The kitchen's capacity: orders READY per second over the time it had
+    /// orders waiting for it (`busy_s`).
+    pub capacity_per_s: Option<f64>,
+    /// True when the kitchen kept up: it was never pushed to its limit, so
+    /// its capacity is at least `capacity_per_s`, not exactly that.
+    pub capacity_is_lower_bound: Option<bool>,
+    /// Seconds of the rush during which orders were waiting for the kitchen.
+    pub busy_s: Option<f64>,
+    /// Orders waiting (in line for a ticket, or cooking; with --no-board in
+    /// line for a ticket only) early in the arrivals (the mean over their
+    /// first quarter) and as the arrivals ended.
+    pub waiting_at_start: f64,
+    pub waiting_at_end: u64,
+    /// The trend of orders waiting while customers arrived (least squares),
+    /// in orders per second, and whether the line grew without bound (it
+    /// gained at least max(5, a tenth of the arrivals) over the arrivals).
+    pub waiting_growth_per_s: f64,
+    pub line_grew: bool,
+    /// Kitchen workers of the restaurant, when known (embedded, or --workers).
+    pub workers: Option<usize>,
+    /// `capacity_per_s / workers`.
+    pub per_worker_per_s: Option<f64>,
+    /// Workers that would have kept up with the arrivals, when the kitchen did
+    /// not: `ceil(arrivals_per_s / per_worker_per_s)`, assuming each worker
+    /// adds as much (true while preparing, not the store, is the limit).
+    pub workers_needed: Option<u64>,
     /// Scheduled arrival → `201` (open loop), or send → `201` (closed loop).
     pub order_latency: Latency,
-    pub take_latency: Latency,
-    /// Ticket in hand → READY on the board.
-    pub ticket_to_ready: Latency,
-    /// Arrival → READY: how long a customer waited for food.
-    pub wait: Latency,
+    pub collect_latency: Option<Latency>,
+    /// Ticket in hand → READY on the board, for every customer with a
+    /// ticket: the unserved count with the time since their ticket.
+    pub ticket_to_ready: Option<Latency>,
+    /// Arrival → READY: how long each customer waited for food, every
+    /// customer who got in line: the unserved count with the time they had
+    /// waited when the rush ended (so, for them, at least that).
+    pub wait: Option<Latency>,
+    /// The longest wait, served or not: the order (null for a customer who
+    /// never got a ticket), how long, and whether their food came.
     pub longest_wait_order: Option<u32>,
-    pub longest_wait_ms: f64,
+    pub longest_wait_ms: Option<f64>,
+    pub longest_wait_served: Option<bool>,
     /// Most orders waiting (in line for a ticket, or cooking) at once, and when.
-    pub peak_waiting: u64,
-    pub peak_waiting_at_s: f64,
+    pub peak_waiting: Option<u64>,
+    pub peak_waiting_at_s: Option<f64>,
     pub board_events: u64,
     pub board_resyncs: u64,
     pub board_reconnects: u64,
     pub chart: Option<String>,
+    /// Why the figures that are null were not measured.
+    pub not_measured: Vec<String>,
 }
 
 /// What the rush knew besides the recorder.
@@ -105,13 +151,89 @@ pub struct Context {
     pub connections: Option<usize>,
     pub arrivals: Duration,
     pub elapsed: Duration,
-    pub unfinished: u64,
+    /// Whether customers watched the board (not --no-board) and collected.
+    pub board: bool,
+    pub collect: bool,
+    /// Kitchen workers, when known.
+    pub workers: Option<usize>,
+    /// Most customers inside at once (closed loop: reached when the kitchen
+    /// is the limit).
+    pub max_inside: u64,
     pub seen: Seen,
     pub chart: Option<String>,
 }
 
+/// What the timeline says about the line and the kitchen.
+struct Trend {
+    waiting_at_start: f64,
+    waiting_at_end: u64,
+    growth_per_s: f64,
+    grew: bool,
+    /// Orders READY, and seconds, in the slices that began with orders
+    /// waiting for the kitchen.
+    busy_ready: u64,
+    busy_s: f64,
+}
+
+fn trend(timeline: &[Bucket], arrivals: Duration, arrived: u64) -> Trend {
+    let waiting = |b: &Bucket| b.in_line + b.cooking;
+    let width = BUCKET.as_secs_f64();
+    let slices = ((arrivals.as_secs_f64() / width).ceil() as usize)
+        .max(1)
+        .min(timeline.len());
+    let during = &timeline[..slices];
+    let quarter = &during[..during.len().div_ceil(4)];
+    let waiting_at_start = match quarter.len() {
+        0 => 0.0,
+        n => quarter.iter().map(waiting).sum::<u64>() as f64 / n as f64,
+    };
+    let waiting_at_end = during.last().map_or(0, waiting);
+    // Least squares slope of orders waiting against time.
+    let n = during.len() as f64;
+    let (mut sx, mut sy, mut sxx, mut sxy) = (0.0, 0.0, 0.0, 0.0);
+    for (i, b) in during.iter().enumerate() {
+        let (x, y) = ((i as f64 + 1.0) * width, waiting(b) as f64);
+        sx += x;
+        sy += y;
+        sxx += x * x;
+        sxy += x * y;
+    }
+    let denominator = n * sxx - sx * sx;
+    let growth_per_s = if n >= 2.0 && denominator > 0.0 {
+        (n * sxy - sx * sy) / denominator
+    } else {
+        0.0
+    };
+    let gained = growth_per_s * arrivals.as_secs_f64();
+    let grew = gained >= (arrived as f64 / 10.0).max(5.0);
+    let (mut busy_ready, mut busy) = (0, 0u32);
+    for pair in timeline.windows(2) {
+        if pair[0].cooking > 0 {
+            busy_ready += pair[1].ready;
+            busy += 1;
+        }
+    }
+    Trend {
+        waiting_at_start,
+        waiting_at_end,
+        growth_per_s,
+        grew,
+        busy_ready,
+        busy_s: busy as f64 * width,
+    }
+}
+
 impl Summary {
     pub fn new(r: &Recorder, c: Context) -> Summary {
+        let mut not_measured = Vec::new();
+        if !c.board {
+            not_measured.push(
+                "food ready, waits, the kitchen and orders waiting in it: --no-board (nobody watched the board)".to_owned(),
+            );
+        }
+        if !c.collect {
+            not_measured.push("collection: --no-collect (nobody collected)".to_owned());
+        }
         let (peak_waiting, peak_at) = r
             .timeline
             .iter()
@@ -119,6 +241,31 @@ impl Summary {
             .map(|(i, b)| (b.in_line + b.cooking, i))
             .max_by_key(|(waiting, i)| (*waiting, std::cmp::Reverse(*i)))
             .unwrap_or((0, 0));
+        let t = trend(&r.timeline, c.arrivals, r.arrived);
+        let closed = c.mode == "closed";
+        // Open loop: the kitchen was at its limit if the line grew. Closed
+        // loop: the line cannot grow past --max-inside; the kitchen was the
+        // limit if the customers waiting for it came close to that.
+        let saturated = match closed {
+            true => peak_waiting as f64 >= 0.9 * c.max_inside as f64,
+            false => t.grew,
+        };
+        let capacity = (c.board && t.busy_s > 0.0).then(|| t.busy_ready as f64 / t.busy_s);
+        let arrivals_per_s = per_second(r.arrived, c.arrivals);
+        let per_worker = capacity
+            .zip(c.workers.filter(|w| *w > 0))
+            .map(|(capacity, w)| capacity / w as f64);
+        let workers_needed = match (closed, saturated, per_worker) {
+            (false, true, Some(each)) if each > 0.0 => Some((arrivals_per_s / each).ceil() as u64),
+            _ => None,
+        };
+        if c.board && c.workers.is_none() {
+            not_measured.push(
+                "the rate per worker and the workers needed: give the target's --workers N"
+                    .to_owned(),
+            );
+        }
+        let refused = r.order_errors.values().sum();
         Summary {
             mode: c.mode,
             target: c.target,
@@ -129,31 +276,52 @@ impl Summary {
             arrived: r.arrived,
             turned_away: r.turned_away,
             ordered: r.ordered,
-            ready: r.ready,
-            collected: r.collected,
-            unfinished: c.unfinished,
+            refused,
+            ready: c.board.then_some(r.ready),
+            collected: (c.board && c.collect).then_some(r.collected),
+            unserved: c.board.then_some(r.unserved),
+            unserved_without_ticket: r.unserved_in_line,
             order_errors: r.order_errors.clone(),
             take_errors: r.take_errors.clone(),
+            arrivals_per_s,
             orders_per_s: per_second(r.ordered, c.arrivals),
-            ready_per_s: per_second(r.ready, r.last_ready),
+            ready_per_s: c.board.then_some(per_second(r.ready, r.last_ready)),
+            capacity_per_s: capacity,
+            capacity_is_lower_bound: capacity.map(|_| !saturated),
+            busy_s: c.board.then_some(t.busy_s),
+            waiting_at_start: t.waiting_at_start,
+            waiting_at_end: t.waiting_at_end,
+            waiting_growth_per_s: t.growth_per_s,
+            line_grew: t.grew,
+            workers: c.workers,
+            per_worker_per_s: per_worker,
+            workers_needed,
             order_latency: Latency::of(&r.order_latency),
-            take_latency: Latency::of(&r.take_latency),
-            ticket_to_ready: Latency::of(&r.ticket_to_ready),
-            wait: Latency::of(&r.wait),
-            longest_wait_order: r.longest.map(|(t, _)| t),
-            longest_wait_ms: r.longest.map_or(0.0, |(_, us)| us as f64 / 1000.0),
-            peak_waiting,
-            peak_waiting_at_s: (BUCKET * (peak_at as u32 + 1)).as_secs_f64(),
+            collect_latency: (c.board && c.collect).then(|| Latency::of(&r.collect_latency)),
+            ticket_to_ready: c.board.then_some(Latency::of(&r.ticket_to_ready)),
+            wait: c.board.then_some(Latency::of(&r.wait)),
+            longest_wait_order: r.longest.filter(|_| c.board).and_then(|l| l.ticket),
+            longest_wait_ms: r
+                .longest
+                .filter(|_| c.board)
+                .map(|l| l.wait_us as f64 / 1000.0),
+            longest_wait_served: r.longest.filter(|_| c.board).map(|l| l.served),
+            peak_waiting: c.board.then_some(peak_waiting),
+            peak_waiting_at_s: c
+                .board
+                .then_some((BUCKET * (peak_at as u32 + 1)).as_secs_f64()),
             board_events: c.seen.events,
             board_resyncs: c.seen.resyncs,
             board_reconnects: c.seen.reconnects,
             chart: c.chart,
+            not_measured,
         }
     }
 
     /// The summary for a person.
     pub fn text(&self) -> String {
         let mut out = String::new();
+        let closed = self.mode == "closed";
         let how = match (self.rate, self.connections) {
             (Some(rate), _) => format!("{} customers arriving per second", number(rate)),
             (None, Some(n)) => format!("{n} counters ordering back to back (closed loop)"),
@@ -165,72 +333,253 @@ impl Summary {
             self.target,
             seconds(self.arrivals_s)
         );
+        let not_measured_board = "not measured: --no-board";
+        let served = match (self.ready, self.unserved) {
+            (Some(ready), Some(unserved)) => {
+                let mut line = format!("{} had their food", count(ready));
+                if unserved > 0 {
+                    let _ = write!(
+                        line,
+                        ", {} of {} customers were still waiting when the rush ended",
+                        count(unserved),
+                        count(self.arrived)
+                    );
+                    if self.unserved_without_ticket > 0 {
+                        let _ = write!(
+                            line,
+                            " ({} of them without a ticket yet)",
+                            count(self.unserved_without_ticket)
+                        );
+                    }
+                }
+                line
+            }
+            _ => format!("food ready {not_measured_board}"),
+        };
         let _ = writeln!(
             out,
-            "  customers        {} arrived, {} got a ticket, {} food ready, {} collected",
-            self.arrived, self.ordered, self.ready, self.collected
+            "  customers        {} arrived, {} got a ticket; {served}",
+            count(self.arrived),
+            count(self.ordered)
         );
+        if self.ready.is_none() && self.unserved_without_ticket > 0 {
+            let _ = writeln!(
+                out,
+                "                   {} were still waiting for a ticket when the rush ended",
+                count(self.unserved_without_ticket)
+            );
+        }
         if self.turned_away > 0 {
             let _ = writeln!(
                 out,
                 "                   {} turned away: too many customers inside already",
-                self.turned_away
+                count(self.turned_away)
             );
         }
-        if self.unfinished > 0 {
+        if self.refused > 0 {
             let _ = writeln!(
                 out,
-                "                   {} still waiting when the rush ended",
-                self.unfinished
+                "                   {} refused by /order (below): they left without food",
+                count(self.refused)
             );
+        }
+        match self.collected {
+            Some(collected) => {
+                let _ = writeln!(out, "  collected        {}", count(collected));
+            }
+            None if self.ready.is_some() => {
+                let _ = writeln!(out, "  collected        none: --no-collect");
+            }
+            None => {}
         }
         for (what, errors) in [("/order", &self.order_errors), ("/take", &self.take_errors)] {
             if !errors.is_empty() {
-                let list: Vec<String> = errors.iter().map(|(k, v)| format!("{v} × {k}")).collect();
+                let list: Vec<String> = errors
+                    .iter()
+                    .map(|(k, v)| format!("{} × {k}", count(*v)))
+                    .collect();
                 let _ = writeln!(out, "  failed {what:<9} {}", list.join(", "));
             }
         }
+        let arrivals = match (closed, self.rate) {
+            (false, Some(rate)) => format!(
+                "{}/s asked, {}/s came",
+                number(rate),
+                number(self.arrivals_per_s)
+            ),
+            _ => format!(
+                "{}/s (as fast as the counters were answered)",
+                number(self.arrivals_per_s)
+            ),
+        };
+        let _ = writeln!(out, "  arrivals         {arrivals}");
+        let ready = self
+            .ready_per_s
+            .map_or(format!("ready {not_measured_board}"), |r| {
+                format!("{} orders/s ready", number(r))
+            });
         let _ = writeln!(
             out,
-            "  throughput       {} orders/s taken, {} orders/s ready",
-            number(self.orders_per_s),
-            number(self.ready_per_s)
+            "  throughput       {} orders/s taken, {ready}",
+            number(self.orders_per_s)
         );
+        let kitchen = match (self.capacity_per_s, self.capacity_is_lower_bound) {
+            (Some(c), Some(true)) => format!(
+                "at least {} orders ready/s: it kept up, so its limit was not reached ({} with orders waiting for it)",
+                number(c),
+                seconds(self.busy_s.unwrap_or(0.0))
+            ),
+            (Some(c), _) => format!(
+                "{} orders ready/s at its limit ({} with orders waiting for it)",
+                number(c),
+                seconds(self.busy_s.unwrap_or(0.0))
+            ),
+            (None, _) if self.ready.is_none() => not_measured_board.to_owned(),
+            (None, _) => "no order was ever waiting for it".to_owned(),
+        };
+        let _ = writeln!(out, "  kitchen capacity {kitchen}");
+        let what_waits = match self.ready {
+            Some(_) => "orders waiting",
+            None => "customers waiting for a ticket",
+        };
+        let line = if closed {
+            format!(
+                "closed loop: customers come only as fast as they are answered, so the line cannot grow past --max-inside (most {what_waits}: {})",
+                self.peak_waiting
+                    .map_or(not_measured_board.to_owned(), count)
+            )
+        } else if self.line_grew {
+            format!(
+                "grew from {} to {} {what_waits} while customers arrived (+{}/s): {} did not keep up",
+                number(self.waiting_at_start),
+                count(self.waiting_at_end),
+                number(self.waiting_growth_per_s),
+                match self.ready {
+                    Some(_) => "the restaurant",
+                    None => "the front counter",
+                }
+            )
+        } else {
+            format!(
+                "stayed level: {} {what_waits} early on, {} as the arrivals ended; it kept up",
+                number(self.waiting_at_start),
+                count(self.waiting_at_end)
+            )
+        };
+        let _ = writeln!(out, "  the line         {line}");
+        let workers = match (self.workers, self.per_worker_per_s) {
+            _ if self.ready.is_none() => not_measured_board.to_owned(),
+            (None, _) => {
+                "not measured: with --target, give its worker count as --workers N".to_owned()
+            }
+            (Some(w), None) => format!("{w}: no rate per worker (the kitchen was never busy)"),
+            (Some(w), Some(each)) => {
+                let at_least = match self.capacity_is_lower_bound {
+                    Some(true) => "at least ",
+                    _ => "",
+                };
+                let mut text = format!(
+                    "{w} made {at_least}{} orders/s each (capacity / {w})",
+                    number(each)
+                );
+                match self.workers_needed {
+                    Some(needed) => {
+                        let _ = write!(
+                            text,
+                            "; {needed} would have kept up with {}/s arriving ({}/s / {}/s per worker, rounded up; \
+                             more if the store, not the workers, is the limit)",
+                            number(self.arrivals_per_s),
+                            number(self.arrivals_per_s),
+                            number(each)
+                        );
+                    }
+                    None if closed => {}
+                    None if self.capacity_is_lower_bound == Some(true) => {
+                        let _ = write!(text, "; they kept up");
+                    }
+                    None => {
+                        let _ = write!(
+                            text,
+                            "; they did not keep up, and no order was ready to tell how many would have"
+                        );
+                    }
+                }
+                text
+            }
+        };
+        let _ = writeln!(out, "  workers          {workers}");
+        let unserved = self.unserved.unwrap_or(0);
         let _ = writeln!(
             out,
             "  latency (ms)       p50      p90      p99    p99.9      max"
         );
-        for (name, l) in [
-            ("ticket → ready", &self.ticket_to_ready),
-            ("arrival → ready", &self.wait),
-            ("POST /order", &self.order_latency),
-            ("POST /take", &self.take_latency),
-        ] {
-            if l.count > 0 {
-                let _ = writeln!(
-                    out,
-                    "  {name:<16}{:>8}{:>9}{:>9}{:>9}{:>9}",
-                    ms(l.p50_ms),
-                    ms(l.p90_ms),
-                    ms(l.p99_ms),
-                    ms(l.p999_ms),
-                    ms(l.max_ms)
-                );
+        let star = if unserved > 0 { " *" } else { "" };
+        let rows = [
+            (format!("ticket → ready{star}"), self.ticket_to_ready),
+            (format!("arrival → ready{star}"), self.wait),
+            ("POST /order".to_owned(), Some(self.order_latency)),
+            ("POST /take".to_owned(), self.collect_latency),
+        ];
+        for (name, l) in rows {
+            match l {
+                Some(l) if l.count > 0 => {
+                    let _ = writeln!(
+                        out,
+                        "  {name:<17}{:>7}{:>9}{:>9}{:>9}{:>9}",
+                        ms(l.p50_ms),
+                        ms(l.p90_ms),
+                        ms(l.p99_ms),
+                        ms(l.p999_ms),
+                        ms(l.max_ms)
+                    );
+                }
+                None if name.contains("ready") => {
+                    let _ = writeln!(out, "  {name:<17}{not_measured_board}");
+                }
+                _ => {}
             }
         }
-        if let Some(order) = self.longest_wait_order {
+        if unserved > 0 {
             let _ = writeln!(
                 out,
-                "  longest wait     order {order}: {} from arrival to food ready",
-                seconds(self.longest_wait_ms / 1000.0)
+                "                   * counting the {} customers never served with the time they had waited when the rush ended",
+                count(unserved)
             );
         }
-        let _ = writeln!(
-            out,
-            "  busiest moment   {} orders waiting at {}",
-            self.peak_waiting,
-            seconds(self.peak_waiting_at_s)
-        );
+        match (self.longest_wait_ms, self.longest_wait_served) {
+            (Some(wait), Some(served)) => {
+                let who = match self.longest_wait_order {
+                    Some(order) => format!("order {order}"),
+                    None => "a customer who never got a ticket".to_owned(),
+                };
+                let what = if served {
+                    "from arrival to food ready"
+                } else {
+                    "and still waiting when the rush ended"
+                };
+                let _ = writeln!(
+                    out,
+                    "  longest wait     {who}: {} {what}",
+                    seconds(wait / 1000.0)
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  longest wait     {not_measured_board}");
+            }
+        }
+        match (self.peak_waiting, self.peak_waiting_at_s) {
+            (Some(peak), Some(at)) => {
+                let _ = writeln!(
+                    out,
+                    "  busiest moment   {} orders waiting at {}",
+                    count(peak),
+                    seconds(at)
+                );
+            }
+            _ => {
+                let _ = writeln!(out, "  busiest moment   {not_measured_board}");
+            }
+        }
         if self.board_resyncs > 0 || self.board_reconnects > 0 {
             let _ = writeln!(
                 out,
@@ -238,13 +587,25 @@ impl Summary {
                 self.board_events, self.board_resyncs, self.board_reconnects
             );
         }
-        if self.ticket_to_ready.count > 0 {
-            let _ = writeln!(
-                out,
-                "  In words: half the customers had their food within {} of getting their ticket, 99 in 100 within {}.",
-                seconds(self.ticket_to_ready.p50_ms / 1000.0),
-                seconds(self.ticket_to_ready.p99_ms / 1000.0)
-            );
+        if let Some(wait) = self.wait.filter(|w| w.count > 0) {
+            let words = if unserved == 0 {
+                format!(
+                    "every customer who got in line had their food: half within {} of arriving, 99 in 100 within {}.",
+                    seconds(wait.p50_ms / 1000.0),
+                    seconds(wait.p99_ms / 1000.0)
+                )
+            } else {
+                format!(
+                    "{} of {} customers were still waiting when the rush ended. Counting them with the time \
+                     they had waited so far, at least half the customers waited {} or more for their food, \
+                     and at least 1 in 100 waited {} or more.",
+                    count(unserved),
+                    count(self.arrived),
+                    seconds(wait.p50_ms / 1000.0),
+                    seconds(wait.p99_ms / 1000.0)
+                )
+            };
+            let _ = writeln!(out, "  In words: {words}");
         }
         if let Some(chart) = &self.chart {
             let _ = writeln!(out, "  chart            {chart}");
@@ -253,11 +614,28 @@ impl Summary {
     }
 }
 
-fn number(x: f64) -> String {
+/// A count with thousands separated: 45,637.
+fn count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A rate or a mean: whole from 100 up, two decimals below 1 (0.5/s is
+/// not 0.0/s), one between.
+pub(super) fn number(x: f64) -> String {
     if x >= 100.0 {
         format!("{x:.0}")
-    } else {
+    } else if x >= 1.0 || x == 0.0 {
         format!("{x:.1}")
+    } else {
+        format!("{x:.2}")
     }
 }
 
@@ -278,9 +656,31 @@ fn seconds(s: f64) -> String {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::rush::stats::{Recorder, histogram};
+
+    /// An open-loop summary of `r`: 10 customers/s for 5 s, `board` or
+    /// --no-board, with `workers` when known.
+    pub(crate) fn summary_of(r: &Recorder, board: bool, workers: Option<usize>) -> Summary {
+        Summary::new(
+            r,
+            Context {
+                mode: "open".into(),
+                target: "embedded".into(),
+                rate: Some(10.0),
+                connections: None,
+                arrivals: Duration::from_secs(5),
+                elapsed: Duration::from_secs(6),
+                board,
+                collect: board,
+                workers,
+                max_inside: 100_000,
+                seen: Seen::default(),
+                chart: None,
+            },
+        )
+    }
 
     #[test]
     fn percentiles_come_from_the_histogram_in_milliseconds() {
@@ -341,23 +741,181 @@ mod tests {
                 connections: None,
                 arrivals: s(2),
                 elapsed: s(4),
-                unfinished: 0,
+                board: true,
+                collect: true,
+                workers: Some(2),
+                max_inside: 100_000,
                 seen: Seen::default(),
                 chart: None,
             },
         );
         assert_eq!(summary.orders_per_s, 1.5);
         // Three READY by 4 s after the start.
-        assert_eq!(summary.ready_per_s, 0.75);
+        assert_eq!(summary.ready_per_s, Some(0.75));
         assert_eq!(summary.longest_wait_order, Some(2));
-        assert!((summary.longest_wait_ms - 3980.0).abs() < 4.0);
+        assert!((summary.longest_wait_ms.unwrap() - 3980.0).abs() < 4.0);
+        assert_eq!(summary.longest_wait_served, Some(true));
+        assert_eq!(summary.unserved, Some(0));
         // 9 and 4 + 5 tie: the earlier moment is the one named.
-        assert_eq!((summary.peak_waiting, summary.peak_waiting_at_s), (9, 2.1));
+        assert_eq!(
+            (summary.peak_waiting, summary.peak_waiting_at_s),
+            (Some(9), Some(2.1))
+        );
         assert_eq!(summary.order_latency.count, 3);
         assert!(
             summary.text().contains("order 2: 3.98 s"),
             "{}",
             summary.text()
         );
+    }
+
+    /// 50 customers, one every 100 ms for 5 s; the kitchen serves the first
+    /// 5 (one a second) and the line grows by 9 a second.
+    fn overloaded() -> Recorder {
+        let mut r = Recorder::default();
+        let ms = Duration::from_millis;
+        for i in 0..50u64 {
+            let at = ms(100 * i);
+            r.arrived += 1;
+            r.bucket(at).arrived += 1;
+            r.ordered(at, ms(2));
+            // Orders waiting at the end of each slice: all those ordered
+            // but the ones served by then.
+            r.bucket(at).cooking = i + 1 - (i / 10);
+        }
+        for i in 1..=5u32 {
+            let at = Duration::from_secs(i.into());
+            r.ready(
+                i,
+                at,
+                at - ms(100 * u64::from(i - 1)),
+                at - ms(100 * u64::from(i - 1)),
+            );
+        }
+        // The 45 never served: waited from their arrival to the end at 6 s.
+        for i in 5..50u64 {
+            r.unserved(Some((i as u32 + 1, ms(6000 - 100 * i))), ms(6000 - 100 * i));
+        }
+        r
+    }
+
+    #[test]
+    fn the_unserved_count_in_every_percentile_and_the_longest_wait() {
+        let r = overloaded();
+        let s = summary_of(&r, true, Some(1));
+        assert_eq!((s.ready, s.unserved), (Some(5), Some(45)));
+        let wait = s.wait.unwrap();
+        assert_eq!(wait.count, 50, "every customer is counted");
+        // Served waits are 1 s to 1.6 s; the unserved waited 1.1 s to 5.5 s.
+        assert!(wait.p50_ms > 3000.0, "{wait:?}");
+        assert!(wait.max_ms > 5400.0, "{wait:?}");
+        // Order 6 arrived at 0.5 s and was still waiting at 6 s.
+        assert!((s.longest_wait_ms.unwrap() - 5500.0).abs() < 10.0, "{s:?}");
+        assert_eq!(s.longest_wait_order, Some(6));
+        assert_eq!(s.longest_wait_served, Some(false));
+        assert_eq!(s.ticket_to_ready.unwrap().count, 50);
+        let text = s.text();
+        for words in [
+            "45 of 50 customers were still waiting when the rush ended",
+            "and still waiting when the rush ended",
+            "* counting the 45 customers never served",
+            "at least half the customers waited",
+        ] {
+            assert!(text.contains(words), "{words:?} in\n{text}");
+        }
+    }
+
+    #[test]
+    fn the_report_says_what_the_figures_mean_for_the_manager() {
+        let s = summary_of(&overloaded(), true, Some(1));
+        assert!(s.line_grew, "{s:?}");
+        assert!(s.waiting_growth_per_s > 5.0, "{s:?}");
+        assert!(s.waiting_at_end > 40, "{s:?}");
+        // One ready per second, while orders waited.
+        let capacity = s.capacity_per_s.unwrap();
+        assert!((capacity - 1.0).abs() < 0.2, "{s:?}");
+        assert_eq!(s.capacity_is_lower_bound, Some(false));
+        // 10 arriving a second, one worker making 1 a second: 10 workers.
+        assert_eq!(s.workers_needed, Some(10), "{s:?}");
+        let text = s.text();
+        for words in [
+            "10.0/s asked, 10.0/s came",
+            "at its limit",
+            "did not keep up",
+            "10 would have kept up",
+        ] {
+            assert!(text.contains(words), "{words:?} in\n{text}");
+        }
+        // Without the target's worker count, the estimate says it was not measured.
+        let s = summary_of(&overloaded(), true, None);
+        assert_eq!(s.workers_needed, None);
+        assert!(
+            s.text().contains("workers          not measured"),
+            "{}",
+            s.text()
+        );
+    }
+
+    #[test]
+    fn what_was_not_measured_says_so_instead_of_zero() {
+        let mut r = Recorder::default();
+        for i in 0..100 {
+            r.arrived += 1;
+            r.ordered(Duration::from_millis(10 * i), Duration::from_millis(1));
+        }
+        let s = summary_of(&r, false, Some(2));
+        assert_eq!(
+            (
+                s.ready,
+                s.unserved,
+                s.collected,
+                s.ready_per_s,
+                s.peak_waiting
+            ),
+            (None, None, None, None, None)
+        );
+        assert!(s.wait.is_none() && s.capacity_per_s.is_none());
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(
+            json["ready"].is_null() && json["unserved"].is_null(),
+            "{json}"
+        );
+        assert!(json["longest_wait_ms"].is_null(), "{json}");
+        let text = s.text();
+        assert!(text.contains("not measured: --no-board"), "{text}");
+        assert!(!text.contains("0 food ready"), "{text}");
+        assert!(!text.contains("0.0 orders/s ready"), "{text}");
+        assert!(!text.contains("busiest moment   0"), "{text}");
+    }
+
+    #[test]
+    fn a_kitchen_that_served_nobody_is_not_said_to_keep_up() {
+        let mut r = Recorder::default();
+        for i in 0..50u64 {
+            let at = Duration::from_millis(100 * i);
+            r.arrived += 1;
+            r.ordered(at, Duration::from_millis(1));
+            r.bucket(at).cooking = i + 1;
+            r.unserved(
+                Some((i as u32 + 1, Duration::from_secs(1))),
+                Duration::from_secs(1),
+            );
+        }
+        let s = summary_of(&r, true, Some(1));
+        assert_eq!((s.ready, s.workers_needed), (Some(0), None));
+        assert_eq!(s.capacity_is_lower_bound, Some(false));
+        let text = s.text();
+        assert!(!text.contains("kept up;"), "{text}");
+        assert!(!text.contains("they kept up"), "{text}");
+        assert!(text.contains("no order was ready"), "{text}");
+    }
+
+    #[test]
+    fn counts_are_grouped_by_thousands() {
+        assert_eq!(count(45_637), "45,637");
+        assert_eq!(count(1_986), "1,986");
+        assert_eq!(count(999), "999");
+        assert_eq!(count(1_000_000), "1,000,000");
+        assert_eq!(number(0.5), "0.50");
     }
 }

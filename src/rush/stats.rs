@@ -31,6 +31,8 @@ pub fn micros(d: Duration) -> u64 {
 /// One slice of the rush.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Bucket {
+    /// Customers who arrived (were due) in this slice, turned away or not.
+    pub arrived: u64,
     /// Orders that got a ticket in this slice.
     pub ordered: u64,
     /// Orders that became READY in this slice.
@@ -45,24 +47,42 @@ pub struct Bucket {
     pub wait_max: u64,
 }
 
+/// The customer who waited longest: their ticket (none if they never got
+/// one), how long (µs), and whether their food was READY in the end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Longest {
+    pub ticket: Option<Ticket>,
+    pub wait_us: u64,
+    pub served: bool,
+}
+
 /// Everything but the gauges, behind one lock.
 pub struct Recorder {
     /// Scheduled arrival (open loop) or send (closed loop) → `201`.
     pub order_latency: Histogram<u64>,
     /// `POST /take` sent → `200`.
-    pub take_latency: Histogram<u64>,
-    /// Ticket in hand → READY seen on the board.
+    pub collect_latency: Histogram<u64>,
+    /// Ticket in hand → READY seen on the board; a customer whose food was
+    /// not READY when the rush ended counts with the time waited until then.
     pub ticket_to_ready: Histogram<u64>,
-    /// Arrival → READY: the customer's whole wait for food.
+    /// Arrival → READY: the customer's whole wait for food, for every
+    /// customer who got in line; the unserved with their wait until the end.
     pub wait: Histogram<u64>,
-    /// The customer who waited longest (arrival → READY), and how long (µs).
-    pub longest: Option<(Ticket, u64)>,
+    /// Arrival → the end, of the customers never served (for the chart).
+    pub unserved_wait: Histogram<u64>,
+    /// The customer who waited longest, served or not.
+    pub longest: Option<Longest>,
     pub arrived: u64,
     /// Arrivals turned away because too many customers were inside already.
     pub turned_away: u64,
     pub ordered: u64,
     pub ready: u64,
     pub collected: u64,
+    /// Customers in line whose food was not READY when the rush ended
+    /// (with a ticket or still waiting for one).
+    pub unserved: u64,
+    /// Of those, the ones still waiting for their ticket.
+    pub unserved_in_line: u64,
     /// Failed orders by reason (`503`, `connection`, …).
     pub order_errors: BTreeMap<String, u64>,
     pub take_errors: BTreeMap<String, u64>,
@@ -70,37 +90,61 @@ pub struct Recorder {
     pub last_order: Duration,
     pub last_ready: Duration,
     pub timeline: Vec<Bucket>,
+    /// The last slice the gauges were written into.
+    last_sampled: Option<usize>,
 }
 
 impl Default for Recorder {
     fn default() -> Self {
         Recorder {
             order_latency: histogram(),
-            take_latency: histogram(),
+            collect_latency: histogram(),
             ticket_to_ready: histogram(),
             wait: histogram(),
+            unserved_wait: histogram(),
             longest: None,
             arrived: 0,
             turned_away: 0,
             ordered: 0,
             ready: 0,
             collected: 0,
+            unserved: 0,
+            unserved_in_line: 0,
             order_errors: BTreeMap::new(),
             take_errors: BTreeMap::new(),
             last_order: Duration::ZERO,
             last_ready: Duration::ZERO,
             timeline: Vec::new(),
+            last_sampled: None,
         }
     }
 }
 
 impl Recorder {
     pub fn bucket(&mut self, since_start: Duration) -> &mut Bucket {
-        let i = ((since_start.as_millis() / BUCKET.as_millis()) as usize).min(MAX_BUCKETS - 1);
+        let i = Self::index(since_start);
         if self.timeline.len() <= i {
             self.timeline.resize(i + 1, Bucket::default());
         }
         &mut self.timeline[i]
+    }
+
+    fn index(since_start: Duration) -> usize {
+        ((since_start.as_millis() / BUCKET.as_millis()) as usize).min(MAX_BUCKETS - 1)
+    }
+
+    /// Writes the gauges into the slice of `since_start`, and into any
+    /// slice since the last one written (a tick that came late, on a busy
+    /// machine): a gap reads as the line it was, not as an empty one.
+    pub fn gauges(&mut self, since_start: Duration, in_line: u64, cooking: u64) {
+        let i = Self::index(since_start);
+        self.bucket(since_start);
+        let from = self.last_sampled.map_or(0, |last| (last + 1).min(i));
+        for bucket in &mut self.timeline[from..=i] {
+            bucket.in_line = in_line;
+            bucket.cooking = cooking;
+        }
+        self.last_sampled = Some(i);
     }
 
     pub fn ordered(&mut self, at: Duration, latency: Duration) {
@@ -123,14 +167,36 @@ impl Recorder {
         self.ticket_to_ready
             .saturating_record(micros(ticket_to_ready));
         self.wait.saturating_record(wait);
-        if self.longest.is_none_or(|(_, longest)| wait > longest) {
-            self.longest = Some((ticket, wait));
-        }
+        self.longest_candidate(Some(ticket), wait, true);
         let bucket = self.bucket(at);
         bucket.ready += 1;
         bucket.wait_sum += wait;
         bucket.wait_count += 1;
         bucket.wait_max = bucket.wait_max.max(wait);
+    }
+
+    /// A customer still waiting when the rush ended: `wait` since arrival,
+    /// and, if they had a ticket, how long since they got it.
+    pub fn unserved(&mut self, ticket: Option<(Ticket, Duration)>, wait: Duration) {
+        let wait = micros(wait);
+        self.unserved += 1;
+        self.wait.saturating_record(wait);
+        self.unserved_wait.saturating_record(wait);
+        match ticket {
+            Some((_, since_ticket)) => self.ticket_to_ready.saturating_record(micros(since_ticket)),
+            None => self.unserved_in_line += 1,
+        }
+        self.longest_candidate(ticket.map(|(t, _)| t), wait, false);
+    }
+
+    fn longest_candidate(&mut self, ticket: Option<Ticket>, wait_us: u64, served: bool) {
+        if self.longest.is_none_or(|l| wait_us > l.wait_us) {
+            self.longest = Some(Longest {
+                ticket,
+                wait_us,
+                served,
+            });
+        }
     }
 }
 
@@ -177,10 +243,7 @@ impl Stats {
         let in_line = self.in_line.load(Ordering::Relaxed);
         let cooking = self.cooking.load(Ordering::Relaxed);
         let since = self.since_start(at);
-        let mut recorder = self.lock();
-        let bucket = recorder.bucket(since);
-        bucket.in_line = in_line;
-        bucket.cooking = cooking;
+        self.lock().gauges(since, in_line, cooking);
     }
 
     /// Counts a failed request of `kind`, by reason.
@@ -207,5 +270,19 @@ impl<'a> Gauge<'a> {
 impl Drop for Gauge<'_> {
     fn drop(&mut self) {
         self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_late_tick_fills_the_slices_it_missed() {
+        let mut r = Recorder::default();
+        r.gauges(Duration::from_millis(50), 1, 2);
+        r.gauges(Duration::from_millis(450), 7, 9);
+        let gauges: Vec<(u64, u64)> = r.timeline.iter().map(|b| (b.in_line, b.cooking)).collect();
+        assert_eq!(gauges, [(1, 2), (7, 9), (7, 9), (7, 9), (7, 9)]);
     }
 }

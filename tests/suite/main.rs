@@ -22,3 +22,4 @@ mod file_faults;
 mod hostile_input;
 mod kill_storm;
 mod restaurant;
+mod rush;
