@@ -6,6 +6,7 @@ mod error;
 mod guard;
 mod orders;
 mod pages;
+mod query;
 mod updates;
 
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use error::ApiError;
+pub use guard::{Hosts, foreign};
 pub use orders::{parse_take_query, parse_ticket};
 
 use crate::board::Board;
@@ -38,7 +40,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-pub fn router(state: AppState) -> Router {
+/// The whole API. `hosts`: the names this server answers to, for the
+/// cross-origin guard.
+pub fn router(state: AppState, hosts: Hosts) -> Router {
     Router::new()
         .route("/order", post(orders::place))
         .route("/take", post(orders::collect))
@@ -48,6 +52,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(pages::router())
+        .route_layer(middleware::from_fn(query::known_parameters))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -55,7 +60,10 @@ pub fn router(state: AppState) -> Router {
             BODY_LIMIT,
             guard::declared_length,
         ))
-        .layer(middleware::from_fn(guard::same_origin))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(hosts),
+            guard::same_origin,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
