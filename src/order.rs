@@ -203,7 +203,8 @@ pub enum ContentError {
 ///    C1) is refused, not stripped: on a screen or in a terminal log it
 ///    would hide or rewrite text, and stripping it would change the order
 ///    behind the customer's back;
-/// 4. whitespace around the order is trimmed; then it must hold something
+/// 4. whitespace (and any byte order mark) around the order is trimmed, so
+///    normalising twice gives the same text; then it must hold something
 ///    visible: not only whitespace, zero-width or other default-ignorable
 ///    characters (the BOM, joiners, variation selectors, Hangul fillers),
 ///    combining marks with nothing to sit on, or U+2800 (a blank braille
@@ -235,7 +236,7 @@ pub fn parse_content(content_type: Option<&[u8]>, body: &[u8]) -> Result<String,
             });
         }
     }
-    let text = text.trim();
+    let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
     if text.is_empty() {
         return Err(ContentError::Empty);
     }
@@ -328,7 +329,7 @@ mod tests {
         let parse = |text: &str| parse_content(None, text.as_bytes());
         for invisible in [
             "\u{200B}",
-            "\u{FEFF}\u{FEFF}",
+            "\u{FEFF}\u{200B}\u{FEFF}",
             " \u{200B}\u{200C}\u{200D}\u{2060} ",
             "\u{00AD}",
             "\u{3164}\u{115F}",
@@ -345,6 +346,12 @@ mod tests {
             );
         }
         assert_eq!(parse("\u{FEFF}"), Err(ContentError::Empty), "a BOM alone");
+        assert_eq!(
+            parse("\u{FEFF}\u{FEFF} "),
+            Err(ContentError::Empty),
+            "BOMs alone"
+        );
+        assert_eq!(parse("\u{FEFF} \u{FEFF}x\u{FEFF}"), Ok("x".into()));
         // Inside visible text, joiners and marks stay.
         assert_eq!(parse("👨\u{200D}🍳 ok"), Ok("👨\u{200D}🍳 ok".into()));
         assert_eq!(parse("cafe\u{0301}"), Ok("cafe\u{0301}".into()));
