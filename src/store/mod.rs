@@ -264,7 +264,8 @@ fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
         Some(p) => p,
         None => Path::new("/"),
     };
-    if !parent.is_dir() {
+    // A parent that is a file is left to `create_dir`, whose error says so.
+    if !parent.exists() {
         return Err(StoreError::NoParent {
             path: dir.to_owned(),
             parent: parent.to_owned(),

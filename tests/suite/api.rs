@@ -551,7 +551,11 @@ async fn order_text_round_trips_exactly() {
     let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0"]).await;
     let mut board = app.updates().await;
     board.next_event().await;
-    let text = "two \"specials\",\nno onions\r\n\t½ cola 🍔 \u{2028} end\\ \u{0} </script>";
+    let text = "two \"specials\",\nno onions\r\n\t½ cola 🍔 \u{2028} end\\ \u{200D} </script>";
+    // A NUL is a control character: refused, never stored (it used to
+    // round-trip like the rest).
+    let with_nul = app.order(format!("  {text} \u{0}\n")).await;
+    expect_error(with_nul, 400, "control_character").await;
     let response = app.order(format!("  {text}\n")).await;
     let ticket = crate::support::ticket_of(response).await;
     assert_eq!(app.order_json(ticket).await["content"], text);
