@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Short fuzz runs of the store's loading path and the ticket/query parsers
-# (fuzz/fuzz_targets). Exits non-zero on a crash, a panic or a hang; the
+# Short fuzz runs of the store's loading path, the ticket/query parsers, the
+# order text rule and the cross-origin guard (fuzz/fuzz_targets). Run by hand,
+# not in CI. Exits non-zero on a crash, a panic or a hang; the
 # input that did it is saved under fuzz/artifacts/TARGET/.
 #
 #   scripts/fuzz.sh            60 s per target
@@ -8,14 +9,15 @@
 #
 # Needs a nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz`).
 # Without a nightly toolchain it falls back to the stable, shorter version
-# of the same checks: the random-input property tests in tests/properties.rs,
-# run with many more cases.
+# of the store and query checks: the random-input property tests in
+# tests/properties.rs, run with many more cases (the text rule and the guard
+# have unit tests only there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 seconds="${FUZZ_SECONDS:-60}"
 targets=("$@")
-((${#targets[@]})) || targets=(store_load take_query)
+((${#targets[@]})) || targets=(store_load take_query order_text origin_guard)
 
 if ! rustup toolchain list 2>/dev/null | grep -q '^nightly'; then
   echo "fuzz.sh: no nightly toolchain; running the stable random-input tests instead" >&2

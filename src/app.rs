@@ -48,6 +48,8 @@ pub struct Restaurant {
     state: AppState,
     tasks: TaskTracker,
     broker: Option<Broker>,
+    /// `--allowed-hosts`, for the cross-origin guard once the address is known.
+    allowed_hosts: Vec<String>,
     /// What it is, for the log line once it serves.
     summary: String,
 }
@@ -145,6 +147,7 @@ impl Restaurant {
             state,
             tasks,
             broker,
+            allowed_hosts: config.allowed_hosts,
             summary,
         })
     }
@@ -155,14 +158,14 @@ impl Restaurant {
             state,
             tasks,
             broker,
+            allowed_hosts,
             summary,
         } = self;
         let shutdown = state.shutdown.clone();
-        tracing::info!(
-            "serving on http://{} with {summary}",
-            listener.local_addr()?
-        );
-        let server = axum::serve(listener, web::router(state))
+        let addr = listener.local_addr()?;
+        tracing::info!("serving on http://{addr} with {summary}");
+        let hosts = web::Hosts::new(addr, &allowed_hosts);
+        let server = axum::serve(listener, web::router(state, hosts))
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tokio::select! {
             served = server => served.context("the HTTP server failed")?,

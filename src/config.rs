@@ -20,14 +20,22 @@ pub struct ServeConfig {
     #[arg(long, env = "FASTFOOD_LISTEN", default_value = "127.0.0.1:7777", value_parser = parse_listen)]
     pub listen: String,
 
-    /// Kitchen workers in this process; 0 for complex mode (needs --broker).
-    #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 2)]
+    /// Kitchen workers in this process (at most 64); 0 for complex mode
+    /// (needs --broker).
+    #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 2, value_parser = parse_workers)]
     pub workers: usize,
 
-    /// Most orders that may wait in the in-process queue; past it `/order`
-    /// answers 503.
+    /// Most orders that may wait in the in-process queue (1 to 1000000);
+    /// past it `/order` answers 503.
     #[arg(long, env = "FASTFOOD_QUEUE_CAPACITY", default_value_t = 100_000, value_parser = parse_capacity)]
     pub queue_capacity: usize,
+
+    /// Host names the restaurant's pages are reached by, comma-separated
+    /// (e.g. restaurant.example): a browser may place and collect orders only
+    /// from a page of this server under one of these names, or of
+    /// localhost/127.0.0.1/[::1] when listening there.
+    #[arg(long, env = "FASTFOOD_ALLOWED_HOSTS", value_delimiter = ',', value_parser = parse_allowed_host)]
+    pub allowed_hosts: Vec<String>,
 
     #[command(flatten)]
     pub kitchen: KitchenConfig,
@@ -42,8 +50,9 @@ pub const WORKER_NEEDS_BROKER: &str = "a worker process takes its orders from Ra
 #[derive(Parser, Debug, Clone)]
 #[command(mut_arg("broker", |arg| arg.required(true)))]
 pub struct WorkerConfig {
-    /// Kitchen workers in this process, each preparing one order at a time.
-    #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 1)]
+    /// Kitchen workers in this process, each preparing one order at a time
+    /// (at most 64).
+    #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 1, value_parser = parse_workers)]
     pub workers: usize,
 
     #[command(flatten)]
@@ -54,11 +63,11 @@ pub struct WorkerConfig {
 #[derive(Args, Debug, Clone)]
 pub struct KitchenConfig {
     /// Directory of the counter and the order store, shared by every process
-    /// of one restaurant.
+    /// of one restaurant. Created if missing, but its parent must exist.
     #[arg(long, env = "FASTFOOD_DATA_DIR", default_value = "data")]
     pub data_dir: PathBuf,
 
-    /// How long preparing one order takes: `10s`, `250ms`, `0`.
+    /// How long preparing one order takes: `10s`, `250ms`, `0`; at most 1h.
     #[arg(long, env = "FASTFOOD_PREP_TIME", default_value = "10s", allow_hyphen_values = true, value_parser = parse_prep_time)]
     pub prep_time: Duration,
 
@@ -67,8 +76,8 @@ pub struct KitchenConfig {
     #[arg(long, env = "AMQP_URL")]
     pub broker: Option<String>,
 
-    /// Chance (0 to 1) that a worker fails in the middle of an order and gives
-    /// it back, to watch redelivery happen.
+    /// Chance (0 to 0.9) that a worker fails in the middle of an order and
+    /// gives it back, to watch redelivery happen.
     #[arg(long, env = "FASTFOOD_FAIL_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub fail_rate: f64,
 }
@@ -90,32 +99,79 @@ pub fn parse_listen(text: &str) -> Result<String, String> {
     }
 }
 
-/// A preparation time: `10s`, `250ms`, `0`; never negative.
+/// The longest preparation time: a kitchen that takes longer is a typo.
+pub const MAX_PREP_TIME: Duration = Duration::from_secs(3600);
+/// The most workers in one process: each is a task and a broker channel, and
+/// more than this many cooks in one kitchen is a typo. Start more
+/// `fastfood worker` processes to cook more at once.
+pub const MAX_WORKERS: usize = 64;
+/// The largest in-process queue: a million tickets waiting (a few MB).
+pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
+/// The highest failure rate: at 1 no order would ever be finished.
+pub const MAX_FAIL_RATE: f64 = 0.9;
+
+/// A preparation time: `10s`, `250ms`, `0`; never negative, at most an hour.
 pub fn parse_prep_time(text: &str) -> Result<Duration, String> {
     if text.trim_start().starts_with('-') {
         return Err(format!(
             "{text:?}: a preparation time cannot be negative; give 0 or more, e.g. 10s, 250ms or 0"
         ));
     }
-    humantime::parse_duration(text).map_err(|_| {
-        format!("{text:?} is not a preparation time: give a duration such as 10s, 250ms or 0")
-    })
+    match humantime::parse_duration(text) {
+        Ok(time) if time <= MAX_PREP_TIME => Ok(time),
+        Ok(_) => Err(format!(
+            "{text:?} is longer than a kitchen takes: give at most 1h (e.g. 10s, 250ms or 0)"
+        )),
+        Err(_) => Err(format!(
+            "{text:?} is not a preparation time: give a duration such as 10s, 250ms or 0, at most 1h"
+        )),
+    }
 }
 
 fn parse_rate(text: &str) -> Result<f64, String> {
     match text.parse::<f64>() {
-        Ok(rate) if (0.0..=1.0).contains(&rate) => Ok(rate),
-        _ => Err(format!("{text:?} is not a rate between 0 and 1 (e.g. 0.1)")),
+        Ok(rate) if (0.0..=MAX_FAIL_RATE).contains(&rate) => Ok(rate),
+        _ => Err(format!(
+            "{text:?} is not a failure rate between 0 and {MAX_FAIL_RATE} (e.g. 0.1); at 1 no order would ever be finished"
+        )),
     }
 }
 
 fn parse_capacity(text: &str) -> Result<usize, String> {
     match text.parse::<usize>() {
-        Ok(n) if n > 0 => Ok(n),
+        Ok(n) if (1..=MAX_QUEUE_CAPACITY).contains(&n) => Ok(n),
         _ => Err(format!(
-            "{text:?} is not a queue size: give a whole number from 1 up"
+            "{text:?} is not a queue size: give a whole number from 1 to {MAX_QUEUE_CAPACITY}"
         )),
     }
+}
+
+fn parse_workers(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if n <= MAX_WORKERS => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of workers: give a whole number from 0 to {MAX_WORKERS} \
+             (start more `fastfood worker` processes to cook more at once)"
+        )),
+    }
+}
+
+/// One name of `--allowed-hosts`: a host name or address, as a browser's
+/// address bar shows it, without a scheme or a path.
+pub fn parse_allowed_host(text: &str) -> Result<String, String> {
+    let host = text.trim();
+    let bad = host.is_empty()
+        || host.contains("://")
+        || host.chars().any(|c| {
+            c.is_whitespace() || c.is_control() || matches!(c, '/' | '@' | '?' | '#' | ',')
+        });
+    if bad {
+        return Err(format!(
+            "{text:?} is not a host name: give names such as restaurant.example or 192.168.1.20, \
+             comma-separated, without http:// or a path"
+        ));
+    }
+    Ok(host.to_owned())
 }
 
 #[cfg(test)]
@@ -148,5 +204,33 @@ mod tests {
                 .contains("cannot be negative")
         );
         assert!(parse_prep_time("soon").is_err());
+    }
+
+    #[test]
+    fn every_number_has_a_bound_that_the_refusal_names() {
+        assert_eq!(parse_prep_time("1h").unwrap(), MAX_PREP_TIME);
+        assert!(parse_prep_time("61min").unwrap_err().contains("at most 1h"));
+        assert!(parse_prep_time("500000000000y").unwrap_err().contains("1h"));
+        assert_eq!(parse_workers("64").unwrap(), 64);
+        assert!(parse_workers("65").unwrap_err().contains("0 to 64"));
+        assert!(parse_workers("100000").unwrap_err().contains("0 to 64"));
+        assert_eq!(parse_capacity("1000000").unwrap(), 1_000_000);
+        assert!(
+            parse_capacity("1000001")
+                .unwrap_err()
+                .contains("1 to 1000000")
+        );
+        assert!(parse_capacity("0").is_err());
+        assert_eq!(parse_rate("0.9").unwrap(), 0.9);
+        for bad in ["1", "0.95", "NaN", "-0.1", "inf"] {
+            assert!(parse_rate(bad).unwrap_err().contains("0 and 0.9"), "{bad}");
+        }
+        assert_eq!(
+            parse_allowed_host(" Restaurant.example ").unwrap(),
+            "Restaurant.example"
+        );
+        for bad in ["", "http://a.example", "a.example/x", "a b"] {
+            assert!(parse_allowed_host(bad).is_err(), "{bad:?}");
+        }
     }
 }

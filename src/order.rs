@@ -168,19 +168,114 @@ impl Order {
 pub enum ContentError {
     #[error("the order is empty: say what you would like")]
     Empty,
+    #[error(
+        "the order has nothing visible in it (only spaces, zero-width or other invisible characters): say what you would like"
+    )]
+    Invisible,
     #[error("the order is {0} characters long; at most {MAX_CONTENT_CHARS} fit on a ticket")]
     TooLong(usize),
+    #[error("the order must be text (UTF-8)")]
+    NotText,
+    #[error("the order must be sent as UTF-8, not {0}")]
+    Charset(String),
+    #[error(
+        "the order holds a control character (U+{code:04X}, character {at}): send plain text; new lines and tabs are fine"
+    )]
+    Control {
+        /// The character's code point.
+        code: u32,
+        /// Where it is, counted in characters from 1.
+        at: usize,
+    },
 }
 
-/// The text of an order as the customer typed it, trimmed and checked.
-pub fn parse_content(text: &str) -> Result<String, ContentError> {
-    let text = text.trim();
-    let chars = text.chars().count();
-    match chars {
-        0 => Err(ContentError::Empty),
+/// The text of an order as it arrives: the request body and its declared
+/// `Content-Type`, if any. This one function is every rule an order's text
+/// goes through, so the fuzz target and the unit tests check all of them:
+///
+/// 1. a `charset` other than UTF-8 (or US-ASCII, a part of it) is refused
+///    ([`ContentError::Charset`]): decoding it as UTF-8 would store mangled
+///    text;
+/// 2. the body must be UTF-8; a leading byte order mark is dropped (an
+///    editor's encoding marker, not part of the order);
+/// 3. new lines (`\n`, `\r\n`) and tabs are kept; any other control
+///    character (NUL, ESC and so ANSI escape sequences, a lone `\r`, DEL,
+///    C1) is refused, not stripped: on a screen or in a terminal log it
+///    would hide or rewrite text, and stripping it would change the order
+///    behind the customer's back;
+/// 4. whitespace (and any byte order mark) around the order is trimmed, so
+///    normalising twice gives the same text; then it must hold something
+///    visible: not only whitespace, zero-width or other default-ignorable
+///    characters (the BOM, joiners, variation selectors, Hangul fillers),
+///    combining marks with nothing to sit on, or U+2800 (a blank braille
+///    cell). Such characters are kept inside visible text (an emoji
+///    sequence needs its joiners);
+/// 5. at most [`MAX_CONTENT_CHARS`] characters remain.
+pub fn parse_content(content_type: Option<&[u8]>, body: &[u8]) -> Result<String, ContentError> {
+    if let Some(charset) = content_type.and_then(declared_charset)
+        && !["utf-8", "utf8", "us-ascii"]
+            .iter()
+            .any(|utf8| charset.eq_ignore_ascii_case(utf8))
+    {
+        let shown: String = charset
+            .chars()
+            .take(40)
+            .flat_map(char::escape_debug)
+            .collect();
+        return Err(ContentError::Charset(shown));
+    }
+    let text = std::str::from_utf8(body).map_err(|_| ContentError::NotText)?;
+    let text = text.strip_prefix('\u{FEFF}').unwrap_or(text);
+    let mut chars = text.chars().enumerate().peekable();
+    while let Some((i, c)) = chars.next() {
+        let line_end = c == '\r' && chars.peek().is_some_and(|(_, next)| *next == '\n');
+        if c.is_control() && !matches!(c, '\n' | '\t') && !line_end {
+            return Err(ContentError::Control {
+                code: c as u32,
+                at: i + 1,
+            });
+        }
+    }
+    let text = text.trim_matches(|c: char| c.is_whitespace() || c == '\u{FEFF}');
+    if text.is_empty() {
+        return Err(ContentError::Empty);
+    }
+    if !text.chars().any(visible) {
+        return Err(ContentError::Invisible);
+    }
+    match text.chars().count() {
         n if n > MAX_CONTENT_CHARS => Err(ContentError::TooLong(n)),
         _ => Ok(text.to_owned()),
     }
+}
+
+/// The `charset` parameter of a `Content-Type` value, unquoted.
+fn declared_charset(content_type: &[u8]) -> Option<String> {
+    let value = String::from_utf8_lossy(content_type);
+    value.split(';').skip(1).find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        name.trim()
+            .eq_ignore_ascii_case("charset")
+            .then(|| value.trim().trim_matches('"').to_owned())
+    })
+}
+
+/// Whether a character shows something on its own: not whitespace, not a
+/// control, not default-ignorable (Unicode's list of characters that render
+/// as nothing), not a combining mark, not a blank braille cell.
+fn visible(c: char) -> bool {
+    use icu_properties::props::{DefaultIgnorableCodePoint, GeneralCategory};
+    use icu_properties::{CodePointMapData, CodePointSetData};
+    !(c.is_whitespace()
+        || c.is_control()
+        || c == '\u{2800}'
+        || CodePointSetData::new::<DefaultIgnorableCodePoint>().contains(c)
+        || matches!(
+            CodePointMapData::<GeneralCategory>::new().get(c),
+            GeneralCategory::NonspacingMark
+                | GeneralCategory::EnclosingMark
+                | GeneralCategory::Format
+        ))
 }
 
 #[cfg(test)]
@@ -222,13 +317,98 @@ mod tests {
 
     #[test]
     fn content_is_trimmed_and_counted_in_characters() {
-        assert_eq!(parse_content("  burger \n"), Ok("burger".into()));
-        assert_eq!(parse_content(" \t\n"), Err(ContentError::Empty));
-        assert!(parse_content(&"é".repeat(1000)).is_ok());
+        let parse = |text: &str| parse_content(None, text.as_bytes());
+        assert_eq!(parse("  burger \n"), Ok("burger".into()));
+        assert_eq!(parse(" \t\n"), Err(ContentError::Empty));
+        assert!(parse(&"é".repeat(1000)).is_ok());
+        assert_eq!(parse(&"é".repeat(1001)), Err(ContentError::TooLong(1001)));
+    }
+
+    #[test]
+    fn an_order_must_show_something() {
+        let parse = |text: &str| parse_content(None, text.as_bytes());
+        for invisible in [
+            "\u{200B}",
+            "\u{FEFF}\u{200B}\u{FEFF}",
+            " \u{200B}\u{200C}\u{200D}\u{2060} ",
+            "\u{00AD}",
+            "\u{3164}\u{115F}",
+            "\u{FE0F}",
+            "\u{0301}\u{20DD}",
+            "\u{2800}",
+            "\u{202E}\u{2066}",
+            "\u{E0041}",
+        ] {
+            assert_eq!(
+                parse(invisible),
+                Err(ContentError::Invisible),
+                "{invisible:?}"
+            );
+        }
+        assert_eq!(parse("\u{FEFF}"), Err(ContentError::Empty), "a BOM alone");
         assert_eq!(
-            parse_content(&"é".repeat(1001)),
-            Err(ContentError::TooLong(1001))
+            parse("\u{FEFF}\u{FEFF} "),
+            Err(ContentError::Empty),
+            "BOMs alone"
         );
+        assert_eq!(parse("\u{FEFF} \u{FEFF}x\u{FEFF}"), Ok("x".into()));
+        // Inside visible text, joiners and marks stay.
+        assert_eq!(parse("👨\u{200D}🍳 ok"), Ok("👨\u{200D}🍳 ok".into()));
+        assert_eq!(parse("cafe\u{0301}"), Ok("cafe\u{0301}".into()));
+        assert_eq!(parse("❤\u{FE0F}"), Ok("❤\u{FE0F}".into()));
+    }
+
+    #[test]
+    fn a_leading_bom_goes_and_control_characters_are_refused() {
+        let parse = |text: &str| parse_content(None, text.as_bytes());
+        assert_eq!(parse("\u{FEFF}fries"), Ok("fries".into()));
+        assert_eq!(parse("fries\r\n cola\t2"), Ok("fries\r\n cola\t2".into()));
+        for (text, code, at) in [
+            ("fr\0ies", 0, 3),
+            ("\u{1b}[31mred\u{1b}[0m", 0x1b, 1),
+            ("a\rb", 0x0d, 2),
+            ("del\u{7f}", 0x7f, 4),
+            ("c1 \u{9b}31m", 0x9b, 4),
+            ("\u{FEFF}\u{7}", 7, 1),
+        ] {
+            assert_eq!(
+                parse(text),
+                Err(ContentError::Control { code, at }),
+                "{text:?}"
+            );
+        }
+        let err = parse("x\u{1b}").unwrap_err().to_string();
+        assert!(
+            err.contains("U+001B") && err.contains("character 2"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn only_utf8_is_read() {
+        let parse = |ct: &str, body: &[u8]| parse_content(Some(ct.as_bytes()), body);
+        assert_eq!(parse("text/plain", b"fries"), Ok("fries".into()));
+        assert_eq!(
+            parse("text/plain; charset=UTF-8", b"fries"),
+            Ok("fries".into())
+        );
+        assert_eq!(
+            parse("text/plain;charset=\"utf8\"", b"fries"),
+            Ok("fries".into())
+        );
+        assert_eq!(
+            parse("text/plain; charset=US-ASCII", b"fries"),
+            Ok("fries".into())
+        );
+        assert_eq!(
+            parse("text/plain; Charset=utf-16le", b"f\0r\0"),
+            Err(ContentError::Charset("utf-16le".into()))
+        );
+        assert_eq!(
+            parse("text/plain; charset=iso-8859-1", b"caf\xe9"),
+            Err(ContentError::Charset("iso-8859-1".into()))
+        );
+        assert_eq!(parse_content(None, b"caf\xe9"), Err(ContentError::NotText));
     }
 
     #[test]

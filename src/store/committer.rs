@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use parking_lot::RwLockWriteGuard;
 use tokio::sync::mpsc;
@@ -17,6 +18,13 @@ use crate::order::Timestamp;
 
 /// Most requests decided in one cycle.
 const MAX_BATCH: usize = 1024;
+/// How often a store that cannot write tries again by itself (a probe), so
+/// that readiness comes back soon after the disk has room again, even when
+/// nobody orders meanwhile.
+const PROBE_EVERY: Duration = Duration::from_secs(1);
+/// How long a probe waits for the lock: a moment, not the requests' wait;
+/// a probe that cannot have it fails, and the next one tries again.
+const PROBE_LOCK_WAIT: Duration = Duration::from_millis(500);
 
 /// Asks the committer to look for other processes' changes, until the store
 /// is dropped.
@@ -41,9 +49,22 @@ pub(super) struct Committer {
 }
 
 impl Committer {
+    /// Serves jobs until every handle is gone. Whether the store can write
+    /// (`Shared::writable`, what `/readyz` reports) changes only on evidence:
+    /// a failed cycle makes it false; only a cycle that really wrote and
+    /// fsynced, or a probe that did, makes it true again. A cycle with
+    /// nothing to write proves nothing either way, so readiness never
+    /// follows the luck of whatever happened to run last.
     pub(super) fn run(mut self, mut inbox: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
+        let mut last_probe = Instant::now();
+        // The follower's jobs wake this loop several times a second.
         while inbox.blocking_recv_many(&mut jobs, MAX_BATCH) > 0 {
+            if !self.shared.writable.load(Ordering::Relaxed) && last_probe.elapsed() >= PROBE_EVERY
+            {
+                last_probe = Instant::now();
+                self.probe();
+            }
             let mut requests = Vec::with_capacity(jobs.len());
             let mut replies = Vec::with_capacity(jobs.len());
             for job in jobs.drain(..) {
@@ -56,8 +77,10 @@ impl Committer {
                 continue;
             }
             match self.cycle(&requests, &mut replies) {
-                Ok(outcomes) => {
-                    self.shared.writable.store(true, Ordering::Relaxed);
+                Ok((outcomes, wrote)) => {
+                    if wrote {
+                        self.shared.writable.store(true, Ordering::Relaxed);
+                    }
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
                         if let Some(reply) = reply {
                             let _ = reply.send(Ok(outcome));
@@ -67,6 +90,7 @@ impl Committer {
                 Err(e) => {
                     tracing::error!("order store: {e}");
                     self.shared.writable.store(false, Ordering::Relaxed);
+                    last_probe = Instant::now();
                     for reply in replies.into_iter().flatten() {
                         let _ = reply.send(Err(e.clone()));
                     }
@@ -75,14 +99,31 @@ impl Committer {
         }
     }
 
+    /// Tries the disk as a write would: takes the lock, writes and fsyncs a
+    /// probe file. Writable again when it works.
+    fn probe(&mut self) {
+        let lock = self.lock.clone();
+        let probed = durable::exclusive(&lock, PROBE_LOCK_WAIT)
+            .map_err(|e| StoreError::Busy(e.into()))
+            .and_then(|_held| self.disk.probe());
+        match probed {
+            Ok(()) => {
+                tracing::info!("order store: writing works again");
+                self.shared.writable.store(true, Ordering::Relaxed);
+            }
+            Err(e) => tracing::debug!("order store: still cannot write: {e}"),
+        }
+    }
+
     /// One lock/catch-up/decide/append/fsync/unlock cycle. Replies to the
     /// requests that may be answered before their record is durable are sent
-    /// (and taken out of `replies`) as soon as they are decided.
+    /// (and taken out of `replies`) as soon as they are decided. With the
+    /// outcomes: whether it wrote anything (and so proved the disk works).
     fn cycle(
         &mut self,
         requests: &[Request],
         replies: &mut [Option<Reply>],
-    ) -> Result<Vec<Outcome>, StoreError> {
+    ) -> Result<(Vec<Outcome>, bool), StoreError> {
         let lock = self.lock.clone();
         let held = durable::exclusive(&lock, durable::LOCK_WAIT)
             .map_err(|e| StoreError::Busy(e.into()))?;
@@ -142,7 +183,8 @@ impl Committer {
                 observer.committed(&ours, Origin::Here);
             }
         }
-        appended.map(|()| outcomes)
+        let wrote = !ours.is_empty();
+        appended.map(|()| (outcomes, wrote))
     }
 
     /// Applies what other processes committed since our last cycle. The

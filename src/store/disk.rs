@@ -47,6 +47,11 @@ pub const SNAPSHOT: &str = "orders.json";
 pub const LOG: &str = "orders.log";
 pub const LOCK: &str = "orders.lock";
 pub const HISTORY: &str = "history.jsonl";
+/// Written, fsynced and removed to learn whether the disk takes writes again.
+pub const PROBE: &str = ".orders.probe";
+/// A probe's size: a page, as much as a log append of a few large orders may
+/// need. A disk that cannot take it cannot take an order either.
+const PROBE_BYTES: usize = 4096;
 
 /// Opens `orders.lock` (creating it) and loads the other files while holding
 /// it. Returns the lock file, for every later cycle to lock again.
@@ -301,6 +306,23 @@ impl Disk {
         self.log_records += records.len();
         self.note_leaving(records);
         Ok(())
+    }
+}
+
+impl Disk {
+    /// Writes and fsyncs a probe file, then removes it: whether the disk
+    /// takes a write now. The caller holds the lock.
+    pub fn probe(&self) -> Result<(), StoreError> {
+        let path = self.dir.join(PROBE);
+        let written = File::create(&path)
+            .and_then(|mut file| {
+                file.write_all(&[b'\n'; PROBE_BYTES])?;
+                file.sync_all()
+            })
+            .map_err(io_error(&path));
+        let removed = fs::remove_file(&path);
+        written?;
+        removed.map_err(io_error(&path))
     }
 }
 

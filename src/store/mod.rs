@@ -65,6 +65,13 @@ pub enum StoreError {
         path.display()
     )]
     NotADirectory { path: PathBuf },
+    #[error(
+        "cannot create the data directory {}: {} does not exist. Only the data directory itself is \
+         created, so that a typo does not build a tree of directories: create {} first, or give \
+         --data-dir a directory whose parent exists",
+        path.display(), parent.display(), parent.display()
+    )]
+    NoParent { path: PathBuf, parent: PathBuf },
     #[error("the order store is busy: {0}")]
     Busy(Arc<io::Error>),
     #[error("{}: {error}", path.display())]
@@ -116,7 +123,8 @@ pub struct Store {
 struct Shared {
     dir: PathBuf,
     state: RwLock<State>,
-    /// False while writes fail (a full disk, a lock held elsewhere too long).
+    /// False from a failed write (a full disk, a lock held elsewhere too
+    /// long) until a write or a probe succeeds; see the committer.
     writable: AtomicBool,
 }
 
@@ -130,10 +138,7 @@ impl Store {
                 path: dir.to_owned(),
             });
         }
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
-            path: dir.to_owned(),
-            error: e.into(),
-        })?;
+        create_data_dir(dir)?;
         let (lock, disk, state) = disk::open(dir)?;
         for observer in &observers {
             observer.reloaded(state.version, &state.live);
@@ -267,13 +272,41 @@ impl Store {
         self.read().highest
     }
 
-    /// Whether the last write cycle succeeded.
+    /// Whether the store can write: false from a failed write until a real
+    /// write, or a probe of the disk (every second meanwhile), succeeds.
     pub fn is_writable(&self) -> bool {
         self.shared.writable.load(Ordering::Relaxed)
     }
 
     fn read(&self) -> RwLockReadGuard<'_, State> {
         self.shared.state.read()
+    }
+}
+
+/// Creates the data directory itself when it is missing, never its parents.
+fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = match dir.parent() {
+        Some(p) if p.as_os_str().is_empty() => Path::new("."),
+        Some(p) => p,
+        None => Path::new("/"),
+    };
+    // A parent that is a file is left to `create_dir`, whose error says so.
+    if !parent.exists() {
+        return Err(StoreError::NoParent {
+            path: dir.to_owned(),
+            parent: parent.to_owned(),
+        });
+    }
+    match std::fs::create_dir(dir) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
+        Err(e) => Err(StoreError::Io {
+            path: dir.to_owned(),
+            error: e.into(),
+        }),
     }
 }
 

@@ -18,8 +18,6 @@ pub type Result<T, E = ApiError> = std::result::Result<T, E>;
 pub enum ApiError {
     #[error("{0}")]
     BadOrder(#[from] ContentError),
-    #[error("the order must be text (UTF-8)")]
-    NotText,
     #[error("{0}")]
     BadTicket(String),
     #[error("there is no order {0}")]
@@ -87,11 +85,19 @@ impl ApiError {
 
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
-            ApiError::BadOrder(ContentError::Empty) => (StatusCode::BAD_REQUEST, "empty_order"),
+            ApiError::BadOrder(ContentError::Empty | ContentError::Invisible) => {
+                (StatusCode::BAD_REQUEST, "empty_order")
+            }
             ApiError::BadOrder(ContentError::TooLong(_)) => {
                 (StatusCode::PAYLOAD_TOO_LARGE, "order_too_long")
             }
-            ApiError::NotText => (StatusCode::BAD_REQUEST, "not_text"),
+            ApiError::BadOrder(ContentError::NotText) => (StatusCode::BAD_REQUEST, "not_text"),
+            ApiError::BadOrder(ContentError::Control { .. }) => {
+                (StatusCode::BAD_REQUEST, "control_character")
+            }
+            ApiError::BadOrder(ContentError::Charset(_)) => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_charset")
+            }
             ApiError::BadTicket(_) => (StatusCode::BAD_REQUEST, "bad_ticket"),
             ApiError::NoSuchOrder(_) => (StatusCode::NOT_FOUND, "unknown_order"),
             ApiError::NotReady(_) => (StatusCode::CONFLICT, "not_ready"),

@@ -12,7 +12,7 @@
 //! a bounded time and number of bytes ([`LINGER`], [`LINGER_BYTES`]) after the
 //! answer has gone; then the connection is closed. Nothing is kept.
 //!
-//! # Other sites (CORS)
+//! # Other sites (CORS) and DNS rebinding
 //!
 //! The pages are served by this very server, so a browser never needs
 //! cross-origin access, and the server sends no `Access-Control-Allow-*`
@@ -22,18 +22,31 @@
 //! preflight); CORS only hides the answer from the foreign page. So a page of
 //! `http://evil.example` could place or collect orders from a visitor's
 //! browser. Every request that changes something (any method but GET and
-//! HEAD, preflights included) is therefore refused with `403` when the
-//! browser says where it comes from and that is not here:
+//! HEAD, preflights included) sent by a browser (it carries `Origin` or
+//! `Sec-Fetch-Site`) is therefore refused with `403` unless it comes from
+//! here:
 //!
-//! - `Sec-Fetch-Site` (sent by every current browser): `same-origin` and
+//! - its `Host` must be a name this server answers to ([`Hosts`]): the
+//!   loopback names and addresses (`localhost`, `127.0.0.0/8`, `[::1]`) when
+//!   it listens on loopback or on every interface, the address it listens on,
+//!   and the names given by `--allowed-hosts`. The `Host` header alone
+//!   proves nothing: with DNS rebinding, `evil.example` first serves a page
+//!   and then resolves to this server, and the browser, seeing one origin,
+//!   sends `Host: evil.example` and `Origin: http://evil.example`, both
+//!   agreeing. Only the list of names the server answers to tells them apart;
+//! - `Sec-Fetch-Site`, when sent (every current browser): `same-origin` and
 //!   `none` (typed by the user) pass; `same-site` (another port or
-//!   subdomain) and `cross-site` are refused.
-//! - Otherwise `Origin`: it passes only if its `host:port` is this request's
-//!   `Host` (so it works behind a proxy that keeps `Host`); `null` (a
-//!   sandboxed frame, a `file:` page) is refused.
-//! - Neither header: not a browser (curl, the rush, the examples): passes.
+//!   subdomain) and `cross-site` are refused;
+//! - `Origin`, when sent: its `host:port` must be the request's `Host` (so
+//!   it works behind a proxy that keeps `Host`); `null` (a sandboxed frame,
+//!   a `file:` page) is refused.
+//!
+//! Neither header: not a browser (curl, the rush, the examples), which no
+//! page can make send anything: passes. The decision is one pure function,
+//! [`foreign`], which the fuzz target calls too.
 
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -122,18 +135,80 @@ impl Drop for Lingering {
     }
 }
 
+/// The host names this server answers to; see the module.
+#[derive(Clone, Debug, Default)]
+pub struct Hosts {
+    /// `localhost` and the loopback addresses: it listens on loopback (or on
+    /// every interface, loopback included).
+    loopback: bool,
+    /// Lowercase names and addresses (IPv6 without brackets).
+    names: Vec<String>,
+}
+
+impl Hosts {
+    /// The names a server listening on `listen` answers to: loopback names
+    /// when it listens there, its own address when it is a particular one,
+    /// and `allowed` (from `--allowed-hosts`).
+    pub fn new(listen: std::net::SocketAddr, allowed: &[String]) -> Hosts {
+        let ip = listen.ip();
+        let mut names: Vec<String> = allowed.iter().map(|h| bare_host(h)).collect();
+        if !ip.is_loopback() && !ip.is_unspecified() {
+            names.push(ip.to_string());
+        }
+        Hosts {
+            loopback: ip.is_loopback() || ip.is_unspecified(),
+            names,
+        }
+    }
+
+    /// Whether `host` (a `Host` header or an origin's authority:
+    /// `name[:port]`, `[v6][:port]`) is one of these names.
+    pub fn answers_to(&self, host: &str) -> bool {
+        let name = bare_host(host);
+        if name.is_empty() {
+            return false;
+        }
+        if self.loopback && is_loopback(&name) {
+            return true;
+        }
+        self.names.contains(&name)
+    }
+}
+
+/// `Example.COM.:8080` → `example.com`, `[::1]:7777` → `::1`.
+fn bare_host(host: &str) -> String {
+    let host = host.trim();
+    let name = match host.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(inside, _)| inside),
+        None => match host.rsplit_once(':') {
+            Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+            _ => host,
+        },
+    };
+    name.trim_end_matches('.').to_ascii_lowercase()
+}
+
+fn is_loopback(name: &str) -> bool {
+    name == "localhost"
+        || name
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
 /// Refuses a change requested by a page of another site; see the module.
-pub async fn same_origin(request: Request, next: Next) -> Response {
+pub async fn same_origin(
+    State(hosts): State<Arc<Hosts>>,
+    request: Request,
+    next: Next,
+) -> Response {
     let method = request.method();
     if *method != Method::GET && *method != Method::HEAD {
         let authority = request.uri().authority().map(|a| a.as_str());
-        if let Some(from) = foreign(request.headers(), authority) {
+        if let Some(why) = foreign(request.headers(), authority, &hosts) {
             return ApiError::Rejected {
                 status: StatusCode::FORBIDDEN,
                 code: "cross_origin",
-                message: format!(
-                    "orders are placed and collected from this restaurant's own pages, not from {from}"
-                ),
+                message: why,
             }
             .into_response();
         }
@@ -141,31 +216,52 @@ pub async fn same_origin(request: Request, next: Next) -> Response {
     next.run(request).await
 }
 
-/// Where a browser says the request comes from, when that is another site.
-fn foreign(headers: &HeaderMap, authority: Option<&str>) -> Option<String> {
-    if let Some(site) = headers.get("sec-fetch-site") {
-        return match site.as_bytes() {
-            b"same-origin" | b"none" => None,
-            _ => Some(describe(
-                headers.get(header::ORIGIN),
-                "a page of another site",
-            )),
-        };
+/// Why a change is refused when a browser sent it from elsewhere (a
+/// sentence), or `None` when it may go on: the whole decision of the
+/// module's rules, pure, for the middleware and the fuzz target.
+pub fn foreign(headers: &HeaderMap, authority: Option<&str>, hosts: &Hosts) -> Option<String> {
+    let origin = headers.get(header::ORIGIN);
+    let site = headers.get("sec-fetch-site");
+    if origin.is_none() && site.is_none() {
+        return None;
     }
-    let origin = headers.get(header::ORIGIN)?;
-    let host = headers
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .or(authority);
-    let from = origin
-        .to_str()
-        .ok()
-        .and_then(|o| o.split_once("://"))
-        .map(|(_, rest)| rest);
-    match (from, host) {
-        (Some(from), Some(host)) if from.eq_ignore_ascii_case(host) => None,
-        _ => Some(describe(Some(origin), "a page of another site")),
+    let from_elsewhere = || {
+        Some(format!(
+            "orders are placed and collected from this restaurant's own pages, not from {}",
+            describe(origin, "a page of another site")
+        ))
+    };
+    let host = match headers.get(header::HOST) {
+        Some(host) => host.to_str().ok(),
+        None => authority,
+    };
+    let Some(host) = host.filter(|h| hosts.answers_to(h)) else {
+        let shown: String = host
+            .unwrap_or("")
+            .chars()
+            .take(80)
+            .flat_map(char::escape_debug)
+            .collect();
+        return Some(format!(
+            "orders are placed and collected from this restaurant's own pages, and \"{shown}\" is not a name it answers to (its operator lists them with --allowed-hosts)"
+        ));
+    };
+    if let Some(site) = site
+        && !matches!(site.as_bytes(), b"same-origin" | b"none")
+    {
+        return from_elsewhere();
     }
+    if let Some(origin) = origin {
+        let from = origin
+            .to_str()
+            .ok()
+            .and_then(|o| o.split_once("://"))
+            .map(|(_, rest)| rest);
+        if !from.is_some_and(|from| from.eq_ignore_ascii_case(host)) {
+            return from_elsewhere();
+        }
+    }
+    None
 }
 
 /// "a page of http://evil.example", kept short and printable.
@@ -190,10 +286,18 @@ mod tests {
             .collect()
     }
 
+    fn loopback() -> Hosts {
+        Hosts::new("127.0.0.1:7777".parse().unwrap(), &[])
+    }
+
     #[test]
     fn only_this_origin_passes() {
         let here = [("host", "127.0.0.1:7777")];
-        assert!(foreign(&headers(&here), None).is_none(), "no browser");
+        let hosts = loopback();
+        assert!(
+            foreign(&headers(&here), None, &hosts).is_none(),
+            "no browser"
+        );
         for ok in [
             vec![("origin", "http://127.0.0.1:7777")],
             vec![("origin", "https://127.0.0.1:7777")],
@@ -202,7 +306,7 @@ mod tests {
         ] {
             let mut h = headers(&here);
             h.extend(headers(&ok));
-            assert!(foreign(&h, None).is_none(), "{ok:?}");
+            assert!(foreign(&h, None, &hosts).is_none(), "{ok:?}");
         }
         for bad in [
             vec![("origin", "http://evil.example")],
@@ -215,14 +319,90 @@ mod tests {
                 ("sec-fetch-site", "cross-site"),
                 ("origin", "http://127.0.0.1:7777"),
             ],
+            vec![
+                ("sec-fetch-site", "same-origin"),
+                ("origin", "http://evil.example"),
+            ],
         ] {
             let mut h = headers(&here);
             h.extend(headers(&bad));
-            assert!(foreign(&h, None).is_some(), "{bad:?}");
+            assert!(foreign(&h, None, &hosts).is_some(), "{bad:?}");
         }
         assert!(
-            foreign(&headers(&[("origin", "http://a:1")]), Some("a:1")).is_none(),
+            foreign(
+                &headers(&[("origin", "http://localhost:1")]),
+                Some("localhost:1"),
+                &hosts
+            )
+            .is_none(),
             "no Host header: the request's authority"
         );
+    }
+
+    #[test]
+    fn a_rebound_name_is_refused_even_when_origin_and_host_agree() {
+        let hosts = loopback();
+        for (host, origin) in [
+            ("evil.example", "http://evil.example"),
+            ("evil.example:7777", "http://evil.example:7777"),
+            (
+                "127.0.0.1.evil.example:7777",
+                "http://127.0.0.1.evil.example:7777",
+            ),
+            ("localhost.evil.example", "http://localhost.evil.example"),
+            ("", "http://"),
+        ] {
+            let h = headers(&[("host", host), ("origin", origin)]);
+            let why = foreign(&h, None, &hosts).expect(host);
+            assert!(why.contains("not a name it answers to"), "{why}");
+            let h = headers(&[("host", host), ("sec-fetch-site", "same-origin")]);
+            assert!(foreign(&h, None, &hosts).is_some(), "{host}");
+        }
+        // Without a browser's headers, nothing changes: curl may say any Host.
+        assert!(foreign(&headers(&[("host", "evil.example")]), None, &hosts).is_none());
+    }
+
+    #[test]
+    fn the_names_a_server_answers_to() {
+        let on_loopback = loopback();
+        for name in [
+            "localhost",
+            "LOCALHOST:7777",
+            "localhost.",
+            "127.0.0.1",
+            "127.8.9.1:80",
+            "[::1]:7777",
+            "[::1]",
+        ] {
+            assert!(on_loopback.answers_to(name), "{name}");
+        }
+        for name in [
+            "evil.example",
+            "10.0.0.1:7777",
+            "[::2]",
+            "",
+            ":7777",
+            "[::1",
+            "localhost:x",
+        ] {
+            assert!(!on_loopback.answers_to(name), "{name}");
+        }
+        let public = Hosts::new(
+            "10.1.2.3:7777".parse().unwrap(),
+            &["Restaurant.Example".to_owned()],
+        );
+        for name in [
+            "restaurant.example:7777",
+            "RESTAURANT.example",
+            "10.1.2.3:7777",
+        ] {
+            assert!(public.answers_to(name), "{name}");
+        }
+        for name in ["localhost:7777", "127.0.0.1:7777", "evil.example"] {
+            assert!(!public.answers_to(name), "{name}");
+        }
+        let everywhere = Hosts::new("0.0.0.0:7777".parse().unwrap(), &["a.example".to_owned()]);
+        assert!(everywhere.answers_to("localhost:7777") && everywhere.answers_to("a.example"));
+        assert!(!everywhere.answers_to("0.0.0.0:7777") && !everywhere.answers_to("b.example"));
     }
 }

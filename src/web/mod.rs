@@ -6,6 +6,7 @@ mod error;
 mod guard;
 mod orders;
 mod pages;
+mod query;
 mod throttle;
 mod updates;
 
@@ -21,6 +22,7 @@ use tokio_util::sync::CancellationToken;
 use tower_http::catch_panic::CatchPanicLayer;
 
 use error::ApiError;
+pub use guard::{Hosts, foreign};
 pub use orders::{CustomerQuery, parse_take_query, parse_ticket};
 pub use throttle::Throttle;
 
@@ -45,7 +47,9 @@ pub struct AppState {
     pub shutdown: CancellationToken,
 }
 
-pub fn router(state: AppState) -> Router {
+/// The whole API. `hosts`: the names this server answers to, for the
+/// cross-origin guard.
+pub fn router(state: AppState, hosts: Hosts) -> Router {
     Router::new()
         .route("/order", post(orders::place))
         .route("/take", post(orders::collect))
@@ -56,6 +60,7 @@ pub fn router(state: AppState) -> Router {
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .merge(pages::router())
+        .route_layer(middleware::from_fn(query::known_parameters))
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
@@ -63,7 +68,10 @@ pub fn router(state: AppState) -> Router {
             BODY_LIMIT,
             guard::declared_length,
         ))
-        .layer(middleware::from_fn(guard::same_origin))
+        .layer(middleware::from_fn_with_state(
+            Arc::new(hosts),
+            guard::same_origin,
+        ))
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))

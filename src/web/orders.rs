@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection};
 use axum::extract::{Path, RawQuery, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
@@ -41,11 +41,12 @@ struct Shown {
 /// `POST /order`: the body is the order, as text.
 pub async fn place(
     State(app): State<AppState>,
+    headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
     let body = body.map_err(|e| rejected(e.status(), e.body_text()))?;
-    let text = std::str::from_utf8(&body).map_err(|_| ApiError::NotText)?;
-    let content = parse_content(text)?;
+    let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
+    let content = parse_content(content_type, &body)?;
     // Run to the end even if the customer hangs up: once an order is numbered
     // and stored, it must be queued (or cancelled), never left half-done.
     let front = app.front.clone();
@@ -188,12 +189,19 @@ pub struct CustomerQuery {
 /// not refused here: the store answers that, as for a wrong one.
 pub fn parse_take_query(query: Option<&str>) -> Result<CustomerQuery> {
     // Percent-decoding that yields invalid UTF-8 becomes U+FFFD, which is
-    // then refused as not a ticket number.
-    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.unwrap_or("").as_bytes())
-        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+    // then refused as not a ticket number. Each value keeps the text that
+    // was sent, so a refusal quotes it (`order=+1` decodes to " 1").
+    let query = query.unwrap_or("");
+    let sent = query
+        .split('&')
+        .filter(|part| !part.is_empty())
+        .map(|part| part.split_once('=').map_or("", |(_, v)| v));
+    let pairs: Vec<(String, String, &str)> = form_urlencoded::parse(query.as_bytes())
+        .zip(sent)
+        .map(|((k, v), sent)| (k.into_owned(), v.into_owned(), sent))
         .collect();
     let ticket = ticket_param(&pairs)?;
-    if let Some((key, _)) = pairs.iter().find(|(k, _)| k != "order" && k != "code") {
+    if let Some((key, _, _)) = pairs.iter().find(|(k, _, _)| k != "order" && k != "code") {
         let shown: String = key.chars().take(24).flat_map(char::escape_debug).collect();
         return Err(ApiError::Rejected {
             status: StatusCode::BAD_REQUEST,
@@ -203,7 +211,10 @@ pub fn parse_take_query(query: Option<&str>) -> Result<CustomerQuery> {
             ),
         });
     }
-    let mut codes = pairs.iter().filter(|(k, _)| k == "code").map(|(_, v)| v);
+    let mut codes = pairs
+        .iter()
+        .filter(|(k, _, _)| k == "code")
+        .map(|(_, v, _)| v);
     let code = match (codes.next(), codes.next()) {
         (Some(code), None) => Some(code.clone()),
         _ => None,
@@ -211,9 +222,10 @@ pub fn parse_take_query(query: Option<&str>) -> Result<CustomerQuery> {
     Ok(CustomerQuery { ticket, code })
 }
 
-/// The `order` parameter: exactly once, a ticket number.
-fn ticket_param(pairs: &[(String, String)]) -> Result<Ticket> {
-    let mut values = pairs.iter().filter(|(k, _)| k == "order").map(|(_, v)| v);
+/// The `order` parameter: exactly once, a ticket number. A refusal quotes
+/// the value as it was sent.
+fn ticket_param(pairs: &[(String, String, &str)]) -> Result<Ticket> {
+    let mut values = pairs.iter().filter(|(k, _, _)| k == "order");
     match (values.next(), values.next()) {
         (None, _) => Err(ApiError::BadTicket(
             "say which order: /take?order=42&code=482913".into(),
@@ -221,7 +233,12 @@ fn ticket_param(pairs: &[(String, String)]) -> Result<Ticket> {
         (Some(_), Some(_)) => Err(ApiError::BadTicket(
             "give the order number once, not several times".into(),
         )),
-        (Some(value), None) => parse_ticket(value),
+        (Some((_, value, sent)), None) => {
+            parse_ticket(value).map_err(|e| match parse_ticket(sent) {
+                Err(as_sent) if value != sent => as_sent,
+                _ => e,
+            })
+        }
     }
 }
 
@@ -268,9 +285,9 @@ mod tests {
         ] {
             assert!(parse_ticket(bad).is_err(), "{bad:?}");
         }
-        let pairs = |v: &[(&str, &str)]| {
+        let pairs = |v: &[(&'static str, &'static str)]| {
             v.iter()
-                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .map(|(a, b)| (a.to_string(), b.to_string(), *b))
                 .collect::<Vec<_>>()
         };
         assert!(ticket_param(&pairs(&[])).is_err());
@@ -302,6 +319,11 @@ mod tests {
             Some("order=%FF"),
         ] {
             assert!(parse_take_query(bad).is_err(), "{bad:?}");
+        }
+        // A refusal quotes what was sent, not what it decodes to.
+        for (query, quoted) in [("order=+1", "\"+1\""), ("order=%2B1", "\"%2B1\"")] {
+            let message = parse_take_query(Some(query)).unwrap_err().to_string();
+            assert!(message.starts_with(quoted), "{query}: {message}");
         }
     }
 }

@@ -562,7 +562,11 @@ async fn order_text_round_trips_exactly() {
     let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0"]).await;
     let mut board = app.updates().await;
     board.next_event().await;
-    let text = "two \"specials\",\nno onions\r\n\t½ cola 🍔 \u{2028} end\\ \u{0} </script>";
+    let text = "two \"specials\",\nno onions\r\n\t½ cola 🍔 \u{2028} end\\ \u{200D} </script>";
+    // A NUL is a control character: refused, never stored (it used to
+    // round-trip like the rest).
+    let with_nul = app.order(format!("  {text} \u{0}\n")).await;
+    expect_error(with_nul, 400, "control_character").await;
     let response = app.order(format!("  {text}\n")).await;
     let placed = crate::support::placed_of(response).await;
     let ticket = placed.ticket;

@@ -1,6 +1,7 @@
 //! The broker modes against the real RabbitMQ on 127.0.0.1:5672: simple mode
 //! with the broker, complex mode with worker processes, two servers sharing a
-//! restaurant, and workers killed at the worst moments. Each test has a vhost
+//! restaurant, workers killed at the worst moments, and broker passwords kept
+//! out of everything the program writes. Each test has a vhost
 //! of its own. Without a broker these tests skip with a loud message, unless
 //! `FASTFOOD_REQUIRE_BROKER=1` (as in CI) makes that a failure.
 
@@ -8,7 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::support::WorkerProcess;
-use crate::support::rabbit::Rabbit;
+use crate::support::process::fastfood;
+use crate::support::rabbit::{HOST, Rabbit, rabbitmqctl};
 use crate::support::{
     DEADLINE, ServerProcess, SseClient, TestApp, code_for, expect_error, place_orders,
     placed_orders, wait_until,
@@ -435,4 +437,175 @@ async fn complex_mode_refuses_to_start_without_what_it_needs() {
     assert!(String::from_utf8_lossy(&worker.stderr).contains("give it --broker"));
     let bad = run(&["worker", "--data-dir", data, "--broker", "http://nope"]).await;
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a broker URL"));
+}
+
+/// Everything a run of `fastfood ARGS` (with `env`) that stops by itself
+/// wrote, stdout and stderr.
+async fn all_output(args: &[&str], env: &[(&str, &str)]) -> String {
+    let output = tokio::time::timeout(DEADLINE, fastfood(args, env).output())
+        .await
+        .expect("it stops by itself")
+        .expect("run fastfood");
+    assert!(!output.status.success(), "{args:?} should fail");
+    String::from_utf8_lossy(&output.stdout).into_owned() + &String::from_utf8_lossy(&output.stderr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_password_never_shows_in_logs_metrics_or_answers() {
+    let Some(rabbit) = Rabbit::vhost("secret").await else {
+        return;
+    };
+    // A user of the test's own, with a password nothing else would print.
+    let user = format!("fastfood-secret-{}", std::process::id());
+    let password = "Pw7x-kumquat-93f1c2e8";
+    let wrong = "Pw7x-persimmon-5a0d7b64";
+    let _ = rabbitmqctl(&["delete_user", &user]).await;
+    rabbitmqctl(&["add_user", &user, password])
+        .await
+        .expect("add_user");
+    rabbitmqctl(&[
+        "set_permissions",
+        "-p",
+        &rabbit.vhost,
+        &user,
+        ".*",
+        ".*",
+        ".*",
+    ])
+    .await
+    .expect("set_permissions");
+    let url = |pass: &str| format!("amqp://{user}:{pass}@{HOST}/{}", rabbit.vhost);
+    let (right_url, wrong_url) = (url(password), url(wrong));
+    let mut seen = String::new();
+
+    // The right password: a server and a worker process run, at info and at
+    // debug level, take and cook an order, and answer every route.
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn_with_env(
+        dir.path(),
+        &["--workers", "0", "--broker", &right_url, "--prep-time", "0"],
+        &[("RUST_LOG", "debug,lapin=off")],
+    )
+    .await;
+    let worker = WorkerProcess::spawn(dir.path(), &right_url, &["--prep-time", "0"], &[]).await;
+    let ticket = server.place("fries, secretly").await;
+    server.wait_all_ready(&[ticket]).await;
+    for path in [
+        "/metrics",
+        "/readyz",
+        "/orders",
+        "/healthz",
+        &format!("/orders/{ticket}"),
+    ] {
+        let response = server.client.get(server.url(path)).send().await.unwrap();
+        seen += &response.text().await.unwrap();
+    }
+    // A refused credential mid-run is an error answer too: the broker drops
+    // the user, and the server says so.
+    rabbitmqctl(&["delete_user", &user])
+        .await
+        .expect("delete_user");
+    let _ = rabbitmqctl(&["close_all_connections", "-p", &rabbit.vhost, "test"]).await;
+    wait_until(
+        DEADLINE,
+        "the server to notice the broker is gone",
+        || async {
+            server
+                .client
+                .get(server.url("/readyz"))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                == 503
+        },
+    )
+    .await;
+    let refused = server
+        .client
+        .post(server.url("/order"))
+        .body("more fries")
+        .send()
+        .await
+        .unwrap();
+    seen += &refused.text().await.unwrap();
+    seen += &server
+        .client
+        .get(server.url("/readyz"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    seen += &server
+        .client
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    seen += &server.stderr();
+    seen += &worker.stderr();
+    drop(worker);
+    drop(server);
+
+    // The wrong password (the user is gone now: refused either way), in a
+    // flag and in AMQP_URL, for a server and a worker, at info and debug.
+    let other = tempfile::tempdir().unwrap();
+    let data = other.path().to_str().unwrap();
+    for log in ["info", "debug,lapin=off"] {
+        for pass in [wrong_url.as_str(), right_url.as_str()] {
+            seen += &all_output(
+                &[
+                    "serve",
+                    "--listen",
+                    "127.0.0.1:0",
+                    "--data-dir",
+                    data,
+                    "--broker",
+                    pass,
+                ],
+                &[("RUST_LOG", log)],
+            )
+            .await;
+            seen += &all_output(
+                &["serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+                &[("RUST_LOG", log), ("AMQP_URL", pass)],
+            )
+            .await;
+            seen += &all_output(
+                &["worker", "--data-dir", data, "--broker", pass],
+                &[("RUST_LOG", log)],
+            )
+            .await;
+        }
+    }
+    // `--help` shows the variable, never its value.
+    let help = fastfood(["serve", "--help"], &[("AMQP_URL", wrong_url.as_str())])
+        .output()
+        .await
+        .unwrap();
+    seen += &String::from_utf8_lossy(&help.stdout);
+
+    assert!(
+        seen.contains(&user),
+        "the output was read: the user name is in it"
+    );
+    assert!(
+        seen.contains("RabbitMQ refused"),
+        "the refusal was seen: {seen}"
+    );
+    for secret in [password, wrong] {
+        assert!(
+            !seen.contains(secret),
+            "a password shows in the output: {}",
+            seen.lines()
+                .filter(|l| l.contains(secret))
+                .collect::<Vec<_>>()
+                .join("\n")
+        );
+    }
 }

@@ -1,5 +1,7 @@
 //! The command line as a newcomer meets it, through the real binary: bad
-//! values are refused with a sentence that says what to write instead,
+//! values (and numbers past what a kitchen needs) are refused with a
+//! sentence that says what to write instead, a data directory is never
+//! created with a tree of missing parents,
 //! `--help` tells what is required and which variables are read, and logs
 //! written to a file carry no colour codes.
 
@@ -140,4 +142,69 @@ async fn logs_to_a_file_have_no_colour_and_the_summary_reads_well() {
         summary.contains(&format!("data dir {}", data.display())),
         "{summary}"
     );
+}
+
+#[tokio::test]
+async fn numbers_beyond_any_kitchen_are_refused_with_the_bound() {
+    for (args, bound) in [
+        (&["serve", "--prep-time", "500000000000y"][..], "at most 1h"),
+        (&["serve", "--prep-time", "61min"], "at most 1h"),
+        (&["serve", "--workers", "100000"], "from 0 to 64"),
+        (&["serve", "--workers", "65"], "from 0 to 64"),
+        (
+            &[
+                "worker",
+                "--broker",
+                "amqp://127.0.0.1",
+                "--workers",
+                "100000",
+            ],
+            "from 0 to 64",
+        ),
+        (
+            &["serve", "--queue-capacity", "100000000"],
+            "from 1 to 1000000",
+        ),
+        (&["serve", "--fail-rate", "1"], "between 0 and 0.9"),
+        (&["serve", "--fail-rate", "NaN"], "between 0 and 0.9"),
+        (
+            &["serve", "--allowed-hosts", "http://restaurant.example"],
+            "without http://",
+        ),
+    ] {
+        let stderr = refused(args).await;
+        assert!(stderr.contains(bound), "{args:?}: {stderr}");
+    }
+    // The same bounds hold for the environment variables.
+    let (output, _, stderr) = run(&["serve"], &[("FASTFOOD_WORKERS", "100000")]).await;
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("from 0 to 64"), "{stderr}");
+}
+
+#[tokio::test]
+async fn a_data_dir_is_created_but_never_its_missing_parents() {
+    let dir = tempfile::tempdir().unwrap();
+    let deep = dir.path().join("nonexistent/deep/dir");
+    let data = deep.to_str().unwrap();
+    let (output, _, stderr) = run(
+        &["serve", "--listen", "127.0.0.1:0", "--data-dir", data],
+        &[],
+    )
+    .await;
+    assert!(!output.status.success(), "{stderr}");
+    let missing = dir.path().join("nonexistent/deep");
+    assert!(
+        stderr.contains(&format!("{} does not exist", missing.display())),
+        "names the missing directory: {stderr}"
+    );
+    assert!(
+        !dir.path().join("nonexistent").exists(),
+        "nothing was created"
+    );
+
+    // The data directory itself is created when its parent exists.
+    let fresh = dir.path().join("fresh");
+    let server = ServerProcess::spawn(&fresh, &["--prep-time", "0"]).await;
+    assert!(fresh.join("counter").is_file());
+    drop(server);
 }

@@ -202,6 +202,90 @@ async fn a_full_disk_answers_503_keeps_the_store_whole_and_recovers() {
     drop(server);
 }
 
+/// `GET /readyz`: its status and its `checks.store`.
+async fn readiness(client: &reqwest::Client, server: &ServerProcess) -> (u16, String) {
+    let response = client.get(server.url("/readyz")).send().await.unwrap();
+    let status = response.status().as_u16();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (
+        status,
+        body["checks"]["store"].as_str().unwrap_or("").to_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_stays_503_while_the_disk_is_full_and_comes_back_after() {
+    let Some(tmpfs) = Tmpfs::mount("256k", "readiness_on_a_full_disk") else {
+        return;
+    };
+    let d = tmpfs.mount.join("data");
+    let server = ServerProcess::spawn(&d, &["--prep-time", "0"]).await;
+    let client = http_client();
+    let mut accepted = Vec::new();
+    for i in 0..3 {
+        accepted.push(accept(&client, &server.base, &format!("before {i}")).await);
+    }
+    wait_settled(&d, &accepted, DEADLINE).await;
+    assert_eq!(readiness(&client, &server).await, (200, "ok".to_owned()));
+
+    // Full: orders fail, and from then on readiness says so every time it is
+    // asked, though nothing else tries to write (the kitchen is idle, and
+    // the store's idle cycles have nothing to write).
+    let filler = tmpfs.mount.join("filler");
+    fill(&filler);
+    let full = [(503, "store_unavailable"), (503, "tickets_unavailable")];
+    let long = |i: usize| format!("{i}: {}", "a burger with everything on it, ".repeat(31));
+    // Three refusals in a row: full for anything the store would write (a
+    // refused group commit may have been refused for its size alone).
+    let mut refusals = 0;
+    for i in 0..200 {
+        match order_once(&client, &server.base, long(i).trim(), &full).await {
+            Attempt::Accepted(a) => {
+                accepted.push(a);
+                refusals = 0;
+            }
+            Attempt::Refused(..) => {
+                refusals += 1;
+                if refusals == 3 {
+                    break;
+                }
+            }
+            Attempt::NoAnswer(e) => panic!("the server answers: {e}"),
+        }
+    }
+    assert_eq!(refusals, 3, "a full disk refuses orders");
+    let mut answers = Vec::new();
+    for _ in 0..50 {
+        answers.push(readiness(&client, &server).await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        answers
+            .iter()
+            .all(|(status, store)| *status == 503 && store == "failing"),
+        "every /readyz on a full disk is 503 with the store failing: {answers:?}"
+    );
+
+    // Room again: ready within a few seconds, without any order to prove it.
+    std::fs::remove_file(&filler).unwrap();
+    let freed = Instant::now();
+    crate::support::wait_until(
+        Duration::from_secs(5),
+        "/readyz to answer 200 again",
+        || async { readiness(&client, &server).await.0 == 200 },
+    )
+    .await;
+    eprintln!("ready again {:?} after the disk had room", freed.elapsed());
+    assert!(
+        !d.join(".orders.probe").exists(),
+        "the probe leaves nothing behind"
+    );
+    accepted.push(accept(&client, &server.base, "after the disk had room").await);
+    wait_settled(&d, &accepted, DEADLINE).await;
+    assert_eq!(readiness(&client, &server).await, (200, "ok".to_owned()));
+    drop(server);
+}
+
 /// Runs `/order` while `hold` (a file in the data directory) is locked by
 /// this process for about 6 s: it answers `expected` (503 JSON) within
 /// [`LOCK_BOUND`], the board and the health check answer promptly all the

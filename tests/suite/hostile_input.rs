@@ -1,6 +1,8 @@
-//! Bad input: malformed `/take` queries, bodies
-//! too large or endless, unknown routes and methods, requests from a foreign
-//! site's page, bytes that are not text. Against the real app on port 0.
+//! Bad input: malformed `/take` queries, parameters a route does not take,
+//! bodies too large or endless, unknown routes and methods, requests from a
+//! foreign site's page or through DNS rebinding, bytes that are not text,
+//! text that shows nothing or holds control characters, other charsets.
+//! Against the real app on port 0.
 //!
 //! After every scenario, invariant **E** (docs/guarantees.md) is checked by a
 //! [`Ledger`]: each failure was a JSON error `{"error", "message"}` with the
@@ -637,7 +639,7 @@ async fn an_order_body_is_text_whatever_its_content_type() {
         ),
         ("multipart/form-data; boundary=x", "--x\r\nburger\r\n--x--"),
         ("application/octet-stream", "fries"),
-        ("text/html; charset=latin1", "<b>cola</b>"),
+        ("text/html; charset=utf-8", "<b>cola</b>"),
         ("nonsense", "ice cream"),
     ] {
         let expected = ledger.next_ticket();
@@ -674,5 +676,284 @@ async fn an_order_body_is_text_whatever_its_content_type() {
     ledger
         .unchanged("a JSON content type with bytes that are not text")
         .await;
+    ledger.app.shutdown().await;
+}
+
+/// A raw `METHOD PATH` with `Host: host` and `headers`, and a body.
+fn raw_request(
+    method: &str,
+    path: &str,
+    host: &str,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> Vec<u8> {
+    let mut request = format!("{method} {path} HTTP/1.1\r\nHost: {host}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    request.into_bytes()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebound_name_can_neither_order_nor_collect() {
+    let mut ledger = Ledger::new().await;
+    let (ready, code) = ledger.ready_order().await;
+    let port = ledger.app.base.rsplit(':').next().unwrap().to_owned();
+    // Even the right pickup code does not help a page of another site.
+    let take = format!("/take?order={ready}&code={code}");
+    // DNS rebinding: evil.example served the page, then resolved to this
+    // server. The browser sees one origin, so Origin and Host agree, and
+    // Sec-Fetch-Site says same-origin; only the name gives it away.
+    for name in [
+        "evil.example".to_owned(),
+        format!("evil.example:{port}"),
+        format!("127.0.0.1.nip.example:{port}"),
+    ] {
+        let origin = format!("http://{name}");
+        for headers in [
+            vec![("Origin", origin.as_str())],
+            vec![("Sec-Fetch-Site", "same-origin")],
+            vec![
+                ("Origin", origin.as_str()),
+                ("Sec-Fetch-Site", "same-origin"),
+            ],
+        ] {
+            for (path, body) in [("/order", "a burger for the attacker"), (take.as_str(), "")] {
+                let raw = raw_exchange(
+                    &ledger.app.base,
+                    &raw_request("POST", path, &name, &headers, body),
+                )
+                .await;
+                assert_eq!(raw.status, 403, "{path} as {name} with {headers:?}");
+                let json = raw.json();
+                assert_eq!(json["error"], "cross_origin", "{json}");
+                let message = json["message"].as_str().unwrap();
+                assert!(message.contains("not a name it answers to"), "{message}");
+            }
+        }
+        ledger.unchanged(&format!("POST as {name}")).await;
+    }
+    assert_eq!(ledger.app.order_json(ready).await["status"], "READY");
+
+    // The loopback names a browser on this machine uses pass.
+    for name in [
+        format!("localhost:{port}"),
+        format!("127.0.0.1:{port}"),
+        format!("[::1]:{port}"),
+    ] {
+        let origin = format!("http://{name}");
+        let headers = [
+            ("Origin", origin.as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
+        ];
+        let raw = raw_exchange(
+            &ledger.app.base,
+            &raw_request("POST", "/order", &name, &headers, "from this machine"),
+        )
+        .await;
+        assert_eq!(
+            raw.status,
+            201,
+            "as {name}: {:?}",
+            String::from_utf8_lossy(&raw.body)
+        );
+        let ticket = raw.json()["order"].as_u64().unwrap() as u32;
+        ledger.live.push(ticket);
+        ledger.taken += 1;
+        ledger.before = ledger.app.wait_all_ready(&ledger.live).await;
+    }
+
+    // curl and scripts (no Origin, no Sec-Fetch-Site) may say any Host.
+    let raw = raw_exchange(
+        &ledger.app.base,
+        &raw_request("POST", "/order", "evil.example", &[], "from a script"),
+    )
+    .await;
+    assert_eq!(raw.status, 201, "{:?}", String::from_utf8_lossy(&raw.body));
+    ledger
+        .live
+        .push(raw.json()["order"].as_u64().unwrap() as u32);
+    ledger.taken += 1;
+    ledger.before = ledger.app.wait_all_ready(&ledger.live).await;
+    ledger.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn allowed_hosts_name_the_pages_a_browser_may_order_from() {
+    let app = TestApp::spawn(&[
+        "--prep-time",
+        "0",
+        "--allowed-hosts",
+        "Restaurant.example,menu.example",
+    ])
+    .await;
+    for name in ["restaurant.example", "menu.example:8080"] {
+        let origin = format!("http://{name}");
+        let headers = [
+            ("Origin", origin.as_str()),
+            ("Sec-Fetch-Site", "same-origin"),
+        ];
+        let raw = raw_exchange(
+            &app.base,
+            &raw_request("POST", "/order", name, &headers, "fries"),
+        )
+        .await;
+        assert_eq!(
+            raw.status,
+            201,
+            "as {name}: {:?}",
+            String::from_utf8_lossy(&raw.body)
+        );
+    }
+    for (name, origin) in [
+        ("other.example", "http://other.example"),
+        ("restaurant.example", "http://other.example"),
+        (
+            "restaurant.example.evil.example",
+            "http://restaurant.example.evil.example",
+        ),
+    ] {
+        let raw = raw_exchange(
+            &app.base,
+            &raw_request("POST", "/order", name, &[("Origin", origin)], "fries"),
+        )
+        .await;
+        assert_eq!(raw.status, 403, "as {name} from {origin}");
+        assert_eq!(raw.json()["error"], "cross_origin");
+    }
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_that_shows_nothing_or_hides_controls_is_refused() {
+    let mut ledger = Ledger::new().await;
+    // Nothing visible: a ticket nobody could read.
+    for invisible in [
+        "\u{200B}",
+        " \u{200B}\u{200D}\u{2060}\u{FEFF} ",
+        "\u{FEFF}",
+        "\u{3164}",
+        "\u{2800}",
+        "\u{202E}",
+        "\u{0301}",
+    ] {
+        let response = ledger.app.order(invisible.to_owned()).await;
+        expect_error(response, 400, "empty_order").await;
+        ledger
+            .unchanged(&format!("an order of {invisible:?}"))
+            .await;
+    }
+    // Control characters: refused, never stored (the board and terminal
+    // logs would run them).
+    for hostile in [
+        "fries\0",
+        "\u{1b}[2J\u{1b}[31mfree burgers\u{1b}[0m",
+        "cola\rburger",
+        "bell\u{7}",
+        "c1 \u{9b}2J",
+    ] {
+        let response = ledger.app.order(hostile.to_owned()).await;
+        let body = expect_error(response, 400, "control_character").await;
+        assert!(body["message"].as_str().unwrap().contains("U+"), "{body}");
+        ledger.unchanged(&format!("an order of {hostile:?}")).await;
+    }
+    // A leading BOM goes; new lines, tabs and joiners inside visible text
+    // stay.
+    for (sent, stored) in [
+        ("\u{FEFF}burger", "burger"),
+        ("burger\r\nfries\tx2", "burger\r\nfries\tx2"),
+        ("👩\u{200D}🍳 special", "👩\u{200D}🍳 special"),
+    ] {
+        let order = ledger.accept(sent.to_owned()).await;
+        assert_eq!(order["content"], stored, "{sent:?}");
+    }
+    // A charset other than UTF-8 is not decoded as if it were.
+    let utf16: Vec<u8> = "fries".encode_utf16().flat_map(u16::to_le_bytes).collect();
+    for content_type in [
+        "text/plain; charset=utf-16le",
+        "text/plain;charset=\"UTF-16\"",
+        "text/html; charset=latin1",
+    ] {
+        let response = ledger
+            .app
+            .client
+            .post(ledger.url("/order"))
+            .header("Content-Type", content_type)
+            .body(utf16.clone())
+            .send()
+            .await
+            .unwrap();
+        let body = expect_error(response, 415, "unsupported_charset").await;
+        assert!(
+            body["message"].as_str().unwrap().contains("UTF-8"),
+            "{body}"
+        );
+        ledger.unchanged(content_type).await;
+    }
+    let response = ledger
+        .app
+        .client
+        .post(ledger.url("/order"))
+        .header("Content-Type", "text/plain; charset=UTF-8")
+        .body("fries")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    ledger.app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_route_refuses_a_parameter_it_does_not_take() {
+    let mut ledger = Ledger::new().await;
+    let (ready, code) = ledger.ready_order().await;
+    let client = ledger.app.client.clone();
+    let post = reqwest::Method::POST;
+    let get = reqwest::Method::GET;
+    let take = format!("/take?order={ready}&code={code}&ordr={ready}");
+    let orders_n = format!("/orders/{ready}?x=1");
+    for (method, path, quoted) in [
+        (&post, "/order?content=fries", "content"),
+        (&post, take.as_str(), "ordr"),
+        (&get, orders_n.as_str(), "x"),
+        (&get, "/orders?x", "x"),
+        (&get, "/updates?x", "x"),
+        (&get, "/healthz?x", "x"),
+        (&get, "/readyz?verbose=1", "verbose"),
+        (&get, "/orders?%78=1", "%78"),
+    ] {
+        let response = client
+            .request(method.clone(), ledger.url(path))
+            .body("fries")
+            .send()
+            .await
+            .unwrap();
+        let body = expect_error(response, 400, "unknown_parameter").await;
+        let message = body["message"].as_str().unwrap();
+        assert!(
+            message.contains(&format!("\"{quoted}\"")),
+            "{path}: {message}"
+        );
+        ledger.unchanged(&format!("{method} {path}")).await;
+    }
+    assert_eq!(ledger.app.order_json(ready).await["status"], "READY");
+    // A route's own parameters, and no query at all, are fine.
+    for path in ["/orders?", "/healthz", "/orders"] {
+        let response = client.get(ledger.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{path}");
+    }
+    // A refused ticket number is quoted as it was sent: `+` is not a space
+    // the customer typed.
+    for (query, quoted) in [("order=+1", "\"+1\""), ("order=%2B1", "\"%2B1\"")] {
+        let response = ledger.app.take_query(query).await;
+        let body = expect_error(response, 400, "bad_ticket").await;
+        let message = body["message"].as_str().unwrap();
+        assert!(message.starts_with(quoted), "{query}: {message}");
+        assert!(!message.contains("\" 1\""), "{query}: {message}");
+    }
+    ledger.unchanged("ticket numbers with a plus").await;
+    let take = ledger.app.take(ready, &code).await;
+    assert_eq!(take.status(), 200);
     ledger.app.shutdown().await;
 }

@@ -2,7 +2,7 @@
 //! several processes on one data directory. One launcher starts every form:
 //! a server ([`ServerProcess`]), a kitchen ([`WorkerProcess`]) and a run
 //! expected to stop by itself ([`run_to_exit`]), all with one environment
-//! policy ([`APP_ENV`]). A child is killed on drop, and what it wrote on
+//! policy ([`app_reads`]). A child is killed on drop, and what it wrote on
 //! stderr is printed if the test fails while it is alive.
 
 use std::ffi::OsStr;
@@ -18,25 +18,17 @@ use tokio::task::JoinHandle;
 
 use super::{Api, DEADLINE, POLL_EVERY, wait_until};
 
-/// Every environment variable the program reads (its options' `env` names,
-/// the crash point and the compaction knob, the log filter): a child starts
+/// Whether the program reads the environment variable `name`: every one of
+/// its own (`FASTFOOD_*`: options, the load tester's options, the crash
+/// point, the test knobs), the broker URL and the log filter. A child starts
 /// without any of them, so the environment the tests run in cannot change
 /// what it does. A test that wants one passes it explicitly.
-pub const APP_ENV: &[&str] = &[
-    "FASTFOOD_LISTEN",
-    "FASTFOOD_WORKERS",
-    "FASTFOOD_QUEUE_CAPACITY",
-    "FASTFOOD_DATA_DIR",
-    "FASTFOOD_PREP_TIME",
-    "FASTFOOD_FAIL_RATE",
-    "AMQP_URL",
-    "FASTFOOD_CRASH_AT",
-    "FASTFOOD_COMPACT_AFTER",
-    "FASTFOOD_CODE_WINDOW",
-    "RUST_LOG",
-];
+pub fn app_reads(name: &str) -> bool {
+    name.starts_with("FASTFOOD_") || name == "AMQP_URL" || name == "RUST_LOG"
+}
 
-/// `fastfood ARGS` with [`APP_ENV`] cleared, logs at `info`, then `env`.
+/// `fastfood ARGS` with what the program reads ([`app_reads`]) cleared, logs
+/// at `info`, then `env`.
 pub fn fastfood<I, S>(args: I, env: &[(&str, &str)]) -> Command
 where
     I: IntoIterator<Item = S>,
@@ -49,8 +41,10 @@ where
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for name in APP_ENV {
-        command.env_remove(name);
+    for (name, _) in std::env::vars_os() {
+        if name.to_str().is_some_and(app_reads) {
+            command.env_remove(name);
+        }
     }
     command.env("RUST_LOG", "info").envs(env.iter().copied());
     command
