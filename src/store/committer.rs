@@ -12,8 +12,8 @@ use tokio::sync::mpsc;
 use super::disk::{Disk, News};
 use super::state::{ApplyError, Batch, Request};
 use super::{FOLLOW_EVERY, Job, LOG, Observer, Origin, Outcome, Record, Reply, Shared, StoreError};
-use crate::durable;
 use crate::order::Timestamp;
+use crate::{durable, metrics};
 
 /// Most requests decided in one cycle.
 const MAX_BATCH: usize = 1024;
@@ -55,7 +55,12 @@ impl Committer {
             if requests.is_empty() && !self.disk.has_news() {
                 continue;
             }
-            match self.cycle(&requests, &mut replies) {
+            let started = std::time::Instant::now();
+            let cycled = self.cycle(&requests, &mut replies);
+            if !requests.is_empty() {
+                metrics::store_cycle(requests.len(), started.elapsed());
+            }
+            match cycled {
                 Ok(outcomes) => {
                     self.shared.writable.store(true, Ordering::Relaxed);
                     for (reply, outcome) in replies.into_iter().zip(outcomes) {
@@ -129,6 +134,7 @@ impl Committer {
         // Their changes are in the state even when ours failed to append:
         // observers must see them now, or the board misses them for good.
         let ours = if appended.is_ok() { ours } else { Vec::new() };
+        metrics::committed(ours.iter().map(|r| &r.order));
         for observer in &self.observers {
             if !theirs.is_empty() {
                 observer.committed(&theirs, Origin::Elsewhere);

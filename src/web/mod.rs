@@ -4,6 +4,7 @@
 
 mod error;
 mod guard;
+pub mod metrics;
 mod orders;
 mod pages;
 mod updates;
@@ -47,6 +48,7 @@ pub fn router(state: AppState) -> Router {
         .route("/updates", get(updates::stream))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .merge(pages::router())
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
@@ -59,6 +61,7 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
+        .layer(middleware::from_fn(metrics::timed))
         .with_state(state)
 }
 

@@ -21,3 +21,4 @@ mod durability;
 mod file_faults;
 mod hostile_input;
 mod kill_storm;
+mod metrics;
