@@ -23,6 +23,7 @@ use crate::queue::memory::MemoryQueue;
 use crate::store::{Observer, Store};
 use crate::ticket::{CounterFile, Tickets};
 use crate::wait::Wait;
+use crate::web::metrics::Scrape;
 use crate::web::{self, AppState, Throttle};
 
 /// How long shutdown waits for open connections and busy workers.
@@ -194,6 +195,9 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     let broker = Broker::start(url, &format!("fastfood worker {}", std::process::id())).await?;
     let store = open_store(&kitchen.data_dir, vec![broker.change_publisher()]).await?;
     let queue = Queue::new(broker.clone());
+    if let Some(addr) = &config.metrics {
+        serve_metrics(addr, Scrape::worker(&store, &queue), &shutdown).await?;
+    }
     let tasks = TaskTracker::new();
     start_workers(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
     tasks.close();
@@ -226,6 +230,26 @@ async fn count_workers(broker: Broker, wait: Arc<Wait>, shutdown: CancellationTo
             wait.set_workers(workers);
         }
     }
+}
+
+/// Serves a worker process's `GET /metrics` on `addr` until shutdown.
+async fn serve_metrics(
+    addr: &str,
+    scrape: Scrape,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr} for --metrics"))?;
+    tracing::info!("metrics on http://{}/metrics", listener.local_addr()?);
+    let server = axum::serve(listener, web::metrics::router(scrape))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::warn!("the metrics server stopped: {e}");
+        }
+    });
+    Ok(())
 }
 
 fn start_workers(

@@ -55,6 +55,11 @@ pub struct WorkerConfig {
     #[arg(long, env = "FASTFOOD_WORKERS", default_value_t = 1, value_parser = parse_workers)]
     pub workers: usize,
 
+    /// Serve GET /metrics for a Prometheus scraper on this address (e.g.
+    /// 0.0.0.0:9101); without it a worker process has no HTTP at all.
+    #[arg(long, env = "FASTFOOD_METRICS", value_parser = parse_listen)]
+    pub metrics: Option<String>,
+
     #[command(flatten)]
     pub kitchen: KitchenConfig,
 }

@@ -17,10 +17,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-use crate::crash;
 use crate::order::{Status, Ticket};
 use crate::queue::{Consumer, Delivery};
 use crate::store::{Outcome, Repeat, Store};
+use crate::{crash, metrics};
 
 /// How long a worker pauses after giving an order back, before the next one.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
@@ -109,12 +109,14 @@ impl Worker {
         {
             Ok(Outcome::Changed(_)) => tracing::info!("{}: preparing order {ticket}", self.name),
             Ok(Outcome::Unchanged(order)) if order.status == Status::Preparing => {
+                metrics::redelivered();
                 tracing::info!(
                     "{}: order {ticket} was left PREPARING; preparing it again",
                     self.name
                 );
             }
             Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => {
+                metrics::redelivered();
                 return settle(&self.name, delivery, Prepared::AlreadyDone(ticket)).await;
             }
             // The store decided the race: the cancel came first, so this

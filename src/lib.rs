@@ -27,6 +27,9 @@
 //!   pace, learnt from the store's changes.
 //! - [`web`]: routes, handlers, JSON errors, SSE, embedded pages.
 //! - [`crash`]: crash points the durability tests set by env var.
+//! - [`metrics`]: every Prometheus metric's name, help and buckets, the
+//!   process's recorder, and its text for `/metrics`. Depends on [`order`]
+//!   alone, so any module records with one call.
 //! - `rush` (cargo feature `rush`, on by default): `fastfood rush`, a
 //!   simulated lunch rush that measures a restaurant, and `rush::sse`, the
 //!   one Server-Sent Events reader. It is a client on top: it may start an
@@ -44,6 +47,7 @@ pub mod crash;
 mod durable;
 pub mod front;
 pub mod kitchen;
+pub mod metrics;
 pub mod order;
 pub mod pickup;
 pub mod queue;

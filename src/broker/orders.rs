@@ -220,6 +220,40 @@ impl Backend for Broker {
         None
     }
 
+    /// The `orders` queue's message count (ready to deliver; not those a
+    /// worker holds unacknowledged), from a passive declare on a channel of
+    /// its own: a failed declare closes its channel, never the publisher's.
+    fn count_waiting(&self) -> BoxFuture<'_, Option<usize>> {
+        async move {
+            let session = self.shared.session.borrow().clone()?;
+            let asked = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+                let channel = session.connection.create_channel().await?;
+                let queue = channel
+                    .queue_declare(
+                        ORDERS_QUEUE.into(),
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..Default::default()
+                        },
+                        FieldTable::default(),
+                    )
+                    .await;
+                let _ = channel.close(200, "counted".into()).await;
+                queue
+            })
+            .await;
+            match asked {
+                Ok(Ok(queue)) => Some(queue.message_count() as usize),
+                Ok(Err(e)) => {
+                    tracing::debug!("could not count the orders queue: {e}");
+                    None
+                }
+                Err(_) => None,
+            }
+        }
+        .boxed()
+    }
+
     fn is_durable(&self) -> bool {
         true
     }

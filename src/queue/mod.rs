@@ -52,6 +52,11 @@ pub trait Backend: Send + Sync + 'static {
     fn health(&self) -> Health;
     /// Orders waiting for a worker, or `None` if the queue cannot tell.
     fn depth(&self) -> Option<usize>;
+    /// Orders waiting for a worker, asked now even if that costs a round trip
+    /// to a broker (for a metrics scrape); by default [`Backend::depth`].
+    fn count_waiting(&self) -> BoxFuture<'_, Option<usize>> {
+        Box::pin(std::future::ready(self.depth()))
+    }
     /// Whether the queue outlives this process (so it needs no restoring).
     fn is_durable(&self) -> bool;
     /// The longest [`Slot::send`] waits for the queue to confirm an order.
@@ -113,6 +118,11 @@ impl Queue {
         self.0.depth()
     }
 
+    /// Orders waiting for a worker, asked now (a round trip to a broker).
+    pub async fn count_waiting(&self) -> Option<usize> {
+        self.0.count_waiting().await
+    }
+
     /// Whether the queue outlives this process (so it needs no restoring).
     pub fn is_durable(&self) -> bool {
         self.0.is_durable()
@@ -151,6 +161,7 @@ impl Delivery {
 
     /// This worker could not finish it: back to the front of the line.
     pub async fn give_back(self) -> Result<(), QueueError> {
+        crate::metrics::given_back();
         self.0.give_back().await
     }
 }

@@ -13,8 +13,8 @@ use tokio::sync::mpsc;
 use super::disk::{Disk, News};
 use super::state::{ApplyError, Batch, Change, Request};
 use super::{FOLLOW_EVERY, Job, LOG, Observer, Origin, Outcome, Reply, Shared, StoreError};
-use crate::durable;
 use crate::order::Timestamp;
+use crate::{durable, metrics};
 
 /// Most requests decided in one cycle.
 const MAX_BATCH: usize = 1024;
@@ -76,7 +76,12 @@ impl Committer {
             if requests.is_empty() && !self.disk.has_news() {
                 continue;
             }
-            match self.cycle(&requests, &mut replies) {
+            let started = std::time::Instant::now();
+            let cycled = self.cycle(&requests, &mut replies);
+            if !requests.is_empty() {
+                metrics::store_cycle(requests.len(), started.elapsed());
+            }
+            match cycled {
                 Ok((outcomes, wrote)) => {
                     if wrote {
                         self.shared.writable.store(true, Ordering::Relaxed);
@@ -175,6 +180,7 @@ impl Committer {
             Err(_) => Vec::new(),
         };
         let theirs: Vec<_> = theirs.iter().map(Change::record).collect();
+        metrics::committed(ours.iter().map(|r| &r.order));
         for observer in &self.observers {
             if !theirs.is_empty() {
                 observer.committed(&theirs, Origin::Elsewhere);

@@ -30,7 +30,7 @@ mod state;
 #[doc(hidden)]
 pub mod testing;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -265,6 +265,15 @@ impl Store {
             .filter(|o| o.status == Status::Taken && !o.queued && o.taken_at.0 < before)
             .map(|o| o.ticket)
             .collect()
+    }
+
+    /// How many orders in the restaurant have each status now.
+    pub fn live_counts(&self) -> HashMap<Status, usize> {
+        let mut counts = HashMap::new();
+        for order in self.read().live.values() {
+            *counts.entry(order.status).or_default() += 1;
+        }
+        counts
     }
 
     /// The highest ticket number the store has ever held.

@@ -4,6 +4,7 @@
 
 mod error;
 mod guard;
+pub mod metrics;
 mod orders;
 mod pages;
 mod query;
@@ -59,6 +60,7 @@ pub fn router(state: AppState, hosts: Hosts) -> Router {
         .route("/updates", get(updates::stream))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics::scrape))
         .merge(pages::router())
         .route_layer(middleware::from_fn(query::known_parameters))
         .fallback(no_route)
@@ -75,6 +77,7 @@ pub fn router(state: AppState, hosts: Hosts) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
+        .layer(middleware::from_fn(metrics::timed))
         .with_state(state)
 }
 

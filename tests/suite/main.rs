@@ -21,5 +21,6 @@ mod durability;
 mod file_faults;
 mod hostile_input;
 mod kill_storm;
+mod metrics;
 mod restaurant;
 mod rush;
