@@ -23,24 +23,42 @@ use crate::queue::{Backend, BackendConsumer, BackendDelivery, BackendSlot, Healt
 use crate::ticket;
 
 impl Broker {
-    /// How many workers consume the `orders` queue now, in every process
-    /// (a passive declare: it asks, it changes nothing); `None` while
-    /// disconnected or when RabbitMQ does not answer.
+    /// How many workers consume the `orders` queue now, in every process;
+    /// `None` while disconnected or when RabbitMQ does not answer.
     pub async fn workers_at_work(&self) -> Option<usize> {
+        Some(self.inspect_orders().await?.consumer_count() as usize)
+    }
+
+    /// The `orders` queue as RabbitMQ sees it now (its message and consumer
+    /// counts), from a passive declare on a channel of its own: it asks and
+    /// changes nothing, and a failed declare closes that channel, never the
+    /// publisher's. `None` while disconnected, or after [`PUBLISH_TIMEOUT`].
+    async fn inspect_orders(&self) -> Option<lapin::Queue> {
         let session = self.shared.session.borrow().clone()?;
-        let channel = session.connection.create_channel().await.ok()?;
-        let declared = channel
-            .queue_declare(
-                ORDERS_QUEUE.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await;
-        let _ = channel.close(200, "bye".into()).await;
-        declared.ok().map(|queue| queue.consumer_count() as usize)
+        let asked = tokio::time::timeout(PUBLISH_TIMEOUT, async {
+            let channel = session.connection.create_channel().await?;
+            let queue = channel
+                .queue_declare(
+                    ORDERS_QUEUE.into(),
+                    QueueDeclareOptions {
+                        passive: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await;
+            let _ = channel.close(200, "inspected".into()).await;
+            queue
+        })
+        .await;
+        match asked {
+            Ok(Ok(queue)) => Some(queue),
+            Ok(Err(e)) => {
+                tracing::debug!("could not inspect the orders queue: {e}");
+                None
+            }
+            Err(_) => None,
+        }
     }
 
     /// Publishes `ticket` to the `orders` queue and waits until RabbitMQ has
@@ -221,37 +239,9 @@ impl Backend for Broker {
     }
 
     /// The `orders` queue's message count (ready to deliver; not those a
-    /// worker holds unacknowledged), from a passive declare on a channel of
-    /// its own: a failed declare closes its channel, never the publisher's.
+    /// worker holds unacknowledged).
     fn count_waiting(&self) -> BoxFuture<'_, Option<usize>> {
-        async move {
-            let session = self.shared.session.borrow().clone()?;
-            let asked = tokio::time::timeout(PUBLISH_TIMEOUT, async {
-                let channel = session.connection.create_channel().await?;
-                let queue = channel
-                    .queue_declare(
-                        ORDERS_QUEUE.into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..Default::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await;
-                let _ = channel.close(200, "counted".into()).await;
-                queue
-            })
-            .await;
-            match asked {
-                Ok(Ok(queue)) => Some(queue.message_count() as usize),
-                Ok(Err(e)) => {
-                    tracing::debug!("could not count the orders queue: {e}");
-                    None
-                }
-                Err(_) => None,
-            }
-        }
-        .boxed()
+        async move { Some(self.inspect_orders().await?.message_count() as usize) }.boxed()
     }
 
     fn is_durable(&self) -> bool {

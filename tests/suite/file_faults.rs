@@ -12,8 +12,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::support::invariants::{
-    Attempt, HeldLock, accept, check_files, check_forward_in_store, check_no_ghost, check_unique,
-    order_once, read_files, wait_settled,
+    Accepted, Attempt, HeldLock, accept, check_files, check_forward_in_store, check_no_ghost,
+    check_unique, order_once, read_files, wait_settled,
 };
 use crate::support::{
     DEADLINE, Damage, ServerProcess, dir_contents, each_damage_is_refused, expect_error, header,
@@ -132,25 +132,7 @@ async fn a_full_disk_answers_503_keeps_the_store_whole_and_recovers() {
         let text = format!("{i}: {}", "a burger with everything on it, ".repeat(31));
         text.trim().to_owned()
     };
-    let mut refusals = 0;
-    for i in 0..200 {
-        match order_once(&client, &server.base, &long(i), &full).await {
-            Attempt::Accepted(a) => {
-                accepted.push(a);
-                refusals = 0;
-            }
-            // A refused group commit may have been refused for its size:
-            // a smaller one may still fit. Three in a row: full.
-            Attempt::Refused(..) => {
-                refusals += 1;
-                if refusals == 3 {
-                    break;
-                }
-            }
-            Attempt::NoAnswer(e) => panic!("the server answers: {e}"),
-        }
-    }
-    assert_eq!(refusals, 3, "a full disk refuses orders");
+    fill_until_refused(&client, &server.base, &full, long, &mut accepted).await;
     eprintln!("refused once {} orders were in", accepted.len());
 
     // The store is whole: every file parses, no half line, nothing moved
@@ -237,23 +219,14 @@ async fn readiness_stays_503_while_the_disk_is_full_and_comes_back_after() {
     let long = |i: usize| format!("{i}: {}", "a burger with everything on it, ".repeat(31));
     // Three refusals in a row: full for anything the store would write (a
     // refused group commit may have been refused for its size alone).
-    let mut refusals = 0;
-    for i in 0..200 {
-        match order_once(&client, &server.base, long(i).trim(), &full).await {
-            Attempt::Accepted(a) => {
-                accepted.push(a);
-                refusals = 0;
-            }
-            Attempt::Refused(..) => {
-                refusals += 1;
-                if refusals == 3 {
-                    break;
-                }
-            }
-            Attempt::NoAnswer(e) => panic!("the server answers: {e}"),
-        }
-    }
-    assert_eq!(refusals, 3, "a full disk refuses orders");
+    fill_until_refused(
+        &client,
+        &server.base,
+        &full,
+        |i| long(i).trim().to_owned(),
+        &mut accepted,
+    )
+    .await;
     let mut answers = Vec::new();
     for _ in 0..50 {
         answers.push(readiness(&client, &server).await);
@@ -586,4 +559,33 @@ async fn a_counter_at_the_last_number_starts_and_refuses_orders_for_good() {
     let files = read_files(d);
     check_files(&files);
     assert_eq!(files.log.len(), 1, "only the collection was recorded");
+}
+
+/// Places orders of `long(i)` on a full disk until three in a row are
+/// refused as `full` (a refused group commit may have been refused for its
+/// size alone: a smaller one may still fit), keeping the accepted ones.
+async fn fill_until_refused(
+    client: &reqwest::Client,
+    base: &str,
+    full: &[(u16, &str)],
+    long: impl Fn(usize) -> String,
+    accepted: &mut Vec<Accepted>,
+) {
+    let mut refusals = 0;
+    for i in 0..200 {
+        match order_once(client, base, &long(i), full).await {
+            Attempt::Accepted(a) => {
+                accepted.push(a);
+                refusals = 0;
+            }
+            Attempt::Refused(..) => {
+                refusals += 1;
+                if refusals == 3 {
+                    break;
+                }
+            }
+            Attempt::NoAnswer(e) => panic!("the server answers: {e}"),
+        }
+    }
+    assert_eq!(refusals, 3, "a full disk refuses orders");
 }
