@@ -18,8 +18,7 @@
 //! this one starts at the next free slot and is ready one preparation time
 //! later. With steady preparation times that is what happens.
 
-use std::cmp::Reverse;
-use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, SystemTime};
 
@@ -95,12 +94,13 @@ impl Wait {
             line.preparing.iter().map(|(t, at)| (*at, *t)).collect();
         starts.sort();
         // Each worker is free once its order's remaining time has passed.
-        let mut free: BinaryHeap<Reverse<SystemTime>> = (0..workers)
+        let mut free: Vec<SystemTime> = (0..workers)
             .map(|i| {
                 let done = starts.get(i).map_or(now, |(at, _)| *at + prep);
-                Reverse(done.max(now))
+                done.max(now)
             })
             .collect();
+        free.sort();
         let given_back = starts.len().saturating_sub(workers);
         let ahead = match order.status {
             Status::Preparing => match starts.iter().position(|(_, t)| *t == order.ticket) {
@@ -118,11 +118,13 @@ impl Wait {
             _ => given_back + line.taken.range(..order.ticket).count(),
         };
         drop(line);
-        for _ in 0..ahead {
-            let Reverse(at) = free.pop().expect("at least one worker");
-            free.push(Reverse(at + prep));
-        }
-        let Reverse(start) = free.pop().expect("at least one worker");
+        // Every worker is free within one preparation time from now, and
+        // every order takes one preparation time: so the orders ahead take
+        // the workers in turn, in the order they come free, and this one
+        // starts on the (ahead mod W)-th, (ahead div W) rounds later. Constant
+        // time however long the line, on the path of every `201`.
+        let rounds = u32::try_from(ahead / workers).unwrap_or(u32::MAX);
+        let start = free[ahead % workers] + prep.saturating_mul(rounds);
         Some(Estimate {
             ahead,
             estimated_ready_at: Timestamp(start + prep),
@@ -254,5 +256,34 @@ mod tests {
             [at(now, 2000), at(now, 2000), at(now, 4000), at(now, 4000)]
         );
         assert_eq!(wait.estimate_at(&done, now), None);
+    }
+
+    #[test]
+    fn a_long_line_takes_the_workers_in_the_order_they_come_free() {
+        let now = SystemTime::now();
+        let wait = Wait::new(2, Duration::from_secs(1));
+        // Worker A is free in 300 ms, worker B in 800 ms.
+        see(
+            &wait,
+            &[
+                order(1, Status::Preparing, now - Duration::from_millis(700), 0),
+                order(2, Status::Preparing, now - Duration::from_millis(200), 0),
+            ],
+        );
+        let line: Vec<Order> = (3..=2002)
+            .map(|t| order(t, Status::Taken, now, 0))
+            .collect();
+        see(&wait, &line);
+        // The k-th in line starts on A then B in turn, k / 2 seconds later.
+        for k in [0usize, 1, 2, 3, 1998, 1999] {
+            let e = wait.estimate_at(&line[k], now).unwrap();
+            let first_free = if k % 2 == 0 { 300 } else { 800 };
+            assert_eq!(e.ahead, k);
+            assert_eq!(
+                e.estimated_ready_at,
+                at(now, first_free + 1000 * (k as u64 / 2) + 1000),
+                "{k}"
+            );
+        }
     }
 }
