@@ -14,7 +14,7 @@
 //! # async fn f() -> anyhow::Result<()> {
 //! use futures_util::StreamExt;
 //! let response = reqwest::get("http://127.0.0.1:7777/updates").await?;
-//! let mut events = fastfood::rush::sse::events(response.bytes_stream(), 64 << 20);
+//! let mut events = std::pin::pin!(fastfood::rush::sse::events(response.bytes_stream(), 64 << 20));
 //! while let Some(event) = events.next().await {
 //!     let event = event?;
 //!     println!("{} {}", event.id, event.data);
