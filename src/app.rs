@@ -16,7 +16,7 @@ use crate::board::Board;
 use crate::broker::Broker;
 use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
-use crate::kitchen::Worker;
+use crate::kitchen::{Crew, Report, View, Worker};
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
@@ -48,6 +48,7 @@ pub async fn serve(
 pub struct Restaurant {
     state: AppState,
     tasks: TaskTracker,
+    reports: Reports,
     broker: Option<Broker>,
     /// `--allowed-hosts`, for the cross-origin guard once the address is known.
     allowed_hosts: Vec<String>,
@@ -111,7 +112,22 @@ impl Restaurant {
             queue: queue.clone(),
         };
 
+        let crew = Crew::new("server");
+        let kitchen_view = View::new(queue.clone(), store.clone(), crew.instance());
+        if let Some(broker) = &broker {
+            let view = kitchen_view.clone();
+            broker.on_kitchen_reports(
+                move |body| match serde_json::from_slice::<Report>(body) {
+                    Ok(report) => view.heard(report),
+                    Err(e) => tracing::debug!("a kitchen report that does not parse: {e}"),
+                },
+                shutdown.clone(),
+            );
+        }
+        let reports = Reports::start(&crew, Some(kitchen_view.clone()), broker.clone());
+
         let tasks = TaskTracker::new();
+        tasks.spawn(kitchen_view.clone().watch(shutdown.clone()));
         if queue.is_durable() {
             tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
         }
@@ -123,7 +139,15 @@ impl Restaurant {
                 shutdown.clone(),
             ));
         }
-        start_workers(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
+        start_workers(
+            &tasks,
+            &crew,
+            config.workers,
+            &store,
+            &queue,
+            kitchen,
+            &shutdown,
+        );
         tasks.close();
 
         let summary = format!(
@@ -141,12 +165,14 @@ impl Restaurant {
             front,
             board,
             wait,
+            kitchen: kitchen_view,
             throttle: Arc::new(Throttle::from_env()),
             shutdown,
         };
         Ok(Restaurant {
             state,
             tasks,
+            reports,
             broker,
             allowed_hosts: config.allowed_hosts,
             summary,
@@ -158,6 +184,7 @@ impl Restaurant {
         let Restaurant {
             state,
             tasks,
+            reports,
             broker,
             allowed_hosts,
             summary,
@@ -176,6 +203,7 @@ impl Restaurant {
         }
         shutdown.cancel();
         stop(tasks).await;
+        reports.stop().await;
         if let Some(broker) = broker {
             broker.close().await;
         }
@@ -198,8 +226,18 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     if let Some(addr) = &config.metrics {
         serve_metrics(addr, Scrape::worker(&store, &queue), &shutdown).await?;
     }
+    let crew = Crew::new("worker");
+    let reports = Reports::start(&crew, None, Some(broker.clone()));
     let tasks = TaskTracker::new();
-    start_workers(&tasks, config.workers, &store, &queue, kitchen, &shutdown);
+    start_workers(
+        &tasks,
+        &crew,
+        config.workers,
+        &store,
+        &queue,
+        kitchen,
+        &shutdown,
+    );
     tasks.close();
     tracing::info!(
         "{}, prep time {:?}, data dir {}",
@@ -209,8 +247,51 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     );
     shutdown.cancelled().await;
     stop(tasks).await;
+    reports.stop().await;
     broker.close().await;
     Ok(())
+}
+
+/// The sending of a crew's reports: to this server's kitchen view, and on
+/// the broker for every other server.
+struct Reports {
+    /// Cancelled once the workers have stopped: the last report goes then,
+    /// with what they did on the way out.
+    done: CancellationToken,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Reports {
+    fn start(crew: &Crew, view: Option<Arc<View>>, broker: Option<Broker>) -> Reports {
+        let done = CancellationToken::new();
+        let (crew, until) = (crew.clone(), done.clone());
+        let task = tokio::spawn(async move {
+            let publish = broker.as_ref().map(Broker::kitchen_publisher);
+            let send = |report: Report| {
+                if let Some(publish) = &publish {
+                    publish(serde_json::to_vec(&report).expect("a report serialises"));
+                }
+                if let Some(view) = &view {
+                    view.heard_here(report);
+                }
+            };
+            let last = crew.send_reports(send, until).await;
+            if let Some(broker) = &broker {
+                let body = serde_json::to_vec(&last).expect("a report serialises");
+                broker.publish_kitchen_report(&body).await;
+            }
+            if let Some(view) = &view {
+                view.heard_here(last);
+            }
+        });
+        Reports { done, task }
+    }
+
+    /// Sends the last report and waits until it has gone.
+    async fn stop(self) {
+        self.done.cancel();
+        let _ = self.task.await;
+    }
 }
 
 /// Keeps the wait's worker count at the number of consumers of the broker's
@@ -254,6 +335,7 @@ async fn serve_metrics(
 
 fn start_workers(
     tasks: &TaskTracker,
+    crew: &Crew,
     workers: usize,
     store: &Store,
     queue: &Queue,
@@ -261,10 +343,10 @@ fn start_workers(
     shutdown: &CancellationToken,
 ) {
     for n in 1..=workers {
-        let name = format!("worker {n} ({})", std::process::id());
-        let orders = queue.consumer(&name);
+        let hand = crew.hire(n);
+        let orders = queue.consumer(hand.name());
         let worker = Worker::new(
-            name,
+            hand,
             store.clone(),
             orders,
             kitchen.prep_time,

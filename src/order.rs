@@ -111,11 +111,23 @@ pub struct Order {
     pub queued: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub preparing_at: Option<Timestamp>,
+    /// The kitchen worker that claimed it last, as its lane on `/kitchen`
+    /// names it: `worker 2 (pid 4121)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    /// How many times a worker took it from the queue to prepare it: 1, or
+    /// more when a worker died or gave it back and another took it again.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub deliveries: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_at: Option<Timestamp>,
     /// When it left the restaurant: collected, or cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
+}
+
+fn is_zero(n: &u32) -> bool {
+    *n == 0
 }
 
 /// A step the rules forbid, such as READY → PREPARING.
@@ -137,9 +149,25 @@ impl Order {
             taken_at: at,
             queued: false,
             preparing_at: None,
+            worker: None,
+            deliveries: 0,
             ready_at: None,
             closed_at: None,
         }
+    }
+
+    /// This order claimed by `worker` (TAKEN → PREPARING), or claimed again
+    /// (PREPARING, left by a worker that died or gave it back): stamped with
+    /// the time, the worker's name and one more delivery.
+    pub fn claimed(&self, worker: &str, at: Timestamp) -> Result<Order, IllegalStep> {
+        let mut next = match self.status {
+            Status::Preparing => self.clone(),
+            _ => self.advanced(Status::Preparing, at)?,
+        };
+        next.preparing_at = Some(at);
+        next.worker = Some(worker.to_owned());
+        next.deliveries = self.deliveries.saturating_add(1);
+        Ok(next)
     }
 
     /// This order one step further on, stamped with the time of the step.

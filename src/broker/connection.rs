@@ -18,7 +18,9 @@ use parking_lot::Mutex;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::{Broker, CHANGES_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE, Session, Shared, redact};
+use super::{
+    Broker, CHANGES_EXCHANGE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE, Session, Shared, redact,
+};
 use crate::backoff;
 use crate::queue::QueueError;
 
@@ -140,17 +142,19 @@ impl Broker {
             let _ = connection.close(200, "bye".into()).await;
             return Err(e);
         }
-        publisher
-            .exchange_declare(
-                CHANGES_EXCHANGE.into(),
-                ExchangeKind::Fanout,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..Default::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        for exchange in [CHANGES_EXCHANGE, KITCHEN_EXCHANGE] {
+            publisher
+                .exchange_declare(
+                    exchange.into(),
+                    ExchangeKind::Fanout,
+                    ExchangeDeclareOptions {
+                        durable: true,
+                        ..Default::default()
+                    },
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         let id = self.shared.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Session {
             id,

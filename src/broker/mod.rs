@@ -1,8 +1,10 @@
 //! RabbitMQ. This is the only code that speaks AMQP (lapin); everything else
 //! sees a [`crate::queue::Queue`] and a store [`Observer`](crate::store::Observer).
 //! One module per job: `connection` keeps the connection up, `orders`
-//! publishes and consumes orders (the broker's side of the queue), and
-//! `changes` publishes this process's commits and listens to the others'.
+//! publishes and consumes orders (the broker's side of the queue),
+//! `changes` publishes this process's commits and listens to the others',
+//! `kitchen` carries the kitchen crews' reports, and `fanout` is how both
+//! of those publish on and listen to a fanout exchange.
 //!
 //! # Topology
 //!
@@ -17,6 +19,9 @@
 //!   changes it commits to the store; every server binds its own exclusive,
 //!   server-named queue to it, so every server hears of every change at once,
 //!   whoever made it, and refreshes its board from the store.
+//! - `fastfood.kitchen`: a fanout exchange. Every process with kitchen
+//!   workers publishes what they are doing, at least every second (a
+//!   heartbeat); every server listens the same way, for its `/kitchen` page.
 //!
 //! # Outages
 //!
@@ -29,6 +34,8 @@
 
 mod changes;
 mod connection;
+mod fanout;
+mod kitchen;
 mod orders;
 
 use std::sync::Arc;
@@ -44,6 +51,7 @@ pub use connection::BrokerError;
 
 const ORDERS_QUEUE: &str = "orders";
 const CHANGES_EXCHANGE: &str = "fastfood.changes";
+const KITCHEN_EXCHANGE: &str = "fastfood.kitchen";
 /// The `orders` queue's `x-max-priority`: two levels are all we use.
 const MAX_PRIORITY: i32 = 2;
 /// The priority of an order given back by a worker that could not finish it.

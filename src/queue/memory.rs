@@ -164,6 +164,10 @@ impl Backend for MemoryQueue {
         Some(self.shared.lock().len())
     }
 
+    fn next_up(&self, n: usize) -> Option<Vec<Ticket>> {
+        Some(self.shared.lock().iter().take(n).copied().collect())
+    }
+
     fn is_durable(&self) -> bool {
         false
     }

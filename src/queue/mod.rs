@@ -57,6 +57,12 @@ pub trait Backend: Send + Sync + 'static {
     fn count_waiting(&self) -> BoxFuture<'_, Option<usize>> {
         Box::pin(std::future::ready(self.depth()))
     }
+    /// The first `n` orders of the line, in the order workers will get
+    /// them, or `None` if the queue cannot show them (a broker's queue
+    /// cannot be read without taking the messages).
+    fn next_up(&self, _n: usize) -> Option<Vec<Ticket>> {
+        None
+    }
     /// Whether the queue outlives this process (so it needs no restoring).
     fn is_durable(&self) -> bool;
     /// The longest [`Slot::send`] waits for the queue to confirm an order.
@@ -121,6 +127,11 @@ impl Queue {
     /// Orders waiting for a worker, asked now (a round trip to a broker).
     pub async fn count_waiting(&self) -> Option<usize> {
         self.0.count_waiting().await
+    }
+
+    /// The first `n` orders of the line, if the queue can show them.
+    pub fn next_up(&self, n: usize) -> Option<Vec<Ticket>> {
+        self.0.next_up(n)
     }
 
     /// Whether the queue outlives this process (so it needs no restoring).

@@ -216,6 +216,13 @@ impl Store {
         self.submit(Request::Customer { ticket, to, code }).await
     }
 
+    /// `worker` takes `ticket` to prepare it: TAKEN → PREPARING, or
+    /// PREPARING again (its worker died or gave it back), with one more
+    /// delivery. `Unchanged` when it is already READY or further.
+    pub async fn claim(&self, ticket: Ticket, worker: Arc<str>) -> Result<Outcome, StoreError> {
+        self.submit(Request::Claim { ticket, worker }).await
+    }
+
     /// Notes that the broker confirmed it holds `ticket`.
     pub async fn mark_queued(&self, ticket: Ticket) -> Result<Outcome, StoreError> {
         self.submit(Request::MarkQueued(ticket)).await
@@ -251,6 +258,30 @@ impl Store {
             .filter(|o| matches!(o.status, Status::Taken | Status::Preparing))
             .cloned()
             .collect()
+    }
+
+    /// The line as the store sees it, the first `n`: orders left PREPARING
+    /// by a worker that no longer holds them (`held` says which are held)
+    /// go first, as the queue gives them back to the front; then TAKEN
+    /// orders, oldest first.
+    pub fn line(&self, n: usize, held: impl Fn(Ticket) -> bool) -> Vec<Ticket> {
+        let state = self.read();
+        let (mut first, mut then) = (Vec::new(), Vec::new());
+        for order in state.live.values() {
+            match order.status {
+                Status::Preparing if !held(order.ticket) && first.len() < n => {
+                    first.push(order.ticket)
+                }
+                Status::Taken => then.push(order.ticket),
+                _ => {}
+            }
+            if then.len() >= n {
+                break;
+            }
+        }
+        first.extend(then);
+        first.truncate(n);
+        first
     }
 
     /// TAKEN orders the broker never confirmed, taken longer ago than `age`.

@@ -4,6 +4,7 @@
 //! guards both.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +95,8 @@ pub enum ApplyError {
     },
     #[error("order {ticket} becomes {to} but it was never taken")]
     NeverTaken { ticket: Ticket, to: Status },
+    #[error("order {ticket} is {status} twice without being claimed again")]
+    Repeated { ticket: Ticket, status: Status },
 }
 
 #[derive(Default, Clone)]
@@ -149,7 +152,17 @@ impl State {
                     && order.queued
                     && old.content == order.content => {}
             (Some(_), Status::Taken) => return Err(ApplyError::TakenTwice(t)),
-            (Some(old), to) if old.status == to || old.status.can_become(to) => {}
+            // A claim again (the worker that had it died or gave it back)
+            // restates PREPARING with one more delivery; nothing else repeats.
+            (Some(old), Status::Preparing)
+                if old.status == Status::Preparing && order.deliveries > old.deliveries => {}
+            (Some(old), to) if old.status == to => {
+                return Err(ApplyError::Repeated {
+                    ticket: t,
+                    status: to,
+                });
+            }
+            (Some(old), to) if old.status.can_become(to) => {}
             (Some(old), to) => {
                 return Err(ApplyError::Backward {
                     ticket: t,
@@ -199,6 +212,11 @@ pub enum Request {
         to: Status,
         repeat: Repeat,
     },
+    /// A worker takes the order to prepare it: TAKEN → PREPARING, or
+    /// PREPARING again when the worker that had it died or gave it back;
+    /// either way one more delivery, and this worker's name. An order
+    /// already READY or further is left as it is (`Unchanged`).
+    Claim { ticket: Ticket, worker: Arc<str> },
     /// The broker confirmed it holds this TAKEN order.
     MarkQueued(Ticket),
     /// A customer's step (collect: READY → COLLECTED, cancel: TAKEN →
@@ -220,10 +238,11 @@ impl Request {
     pub fn answers_before_sync(&self) -> bool {
         matches!(
             self,
-            Request::Advance {
-                to: Status::Preparing,
-                ..
-            }
+            Request::Claim { .. }
+                | Request::Advance {
+                    to: Status::Preparing,
+                    ..
+                }
         )
     }
 }
@@ -325,6 +344,15 @@ impl<'s> Batch<'s> {
                         Outcome::Unchanged(order)
                     }
                     Err(_) => Outcome::WrongStatus(order),
+                },
+                Lookup::Collected => Outcome::Collected,
+                Lookup::Cancelled => Outcome::Cancelled,
+                Lookup::Unknown => Outcome::NotFound,
+            },
+            Request::Claim { ticket, worker } => match self.lookup(*ticket) {
+                Lookup::Live(order) => match order.claimed(worker, now) {
+                    Ok(next) => Outcome::Changed(self.push(next, None)),
+                    Err(_) => Outcome::Unchanged(order),
                 },
                 Lookup::Collected => Outcome::Collected,
                 Lookup::Cancelled => Outcome::Cancelled,
@@ -474,6 +502,53 @@ mod tests {
             Outcome::Unchanged(_)
         ));
         assert_eq!(batch.records.len(), 2);
+    }
+
+    #[test]
+    fn a_claim_again_names_the_new_worker_and_counts_the_delivery() {
+        let mut state = State::default();
+        state.apply(&record(&state, 5)).unwrap();
+        let claim = |worker: &str| Request::Claim {
+            ticket: 5,
+            worker: worker.into(),
+        };
+        let mut batch = Batch::new(&state);
+        let now = Timestamp::now();
+        let first = batch.decide(&claim("worker 1 (pid 10)"), now);
+        assert!(matches!(&first, Outcome::Changed(o)
+            if o.status == Status::Preparing && o.deliveries == 1
+                && o.worker.as_deref() == Some("worker 1 (pid 10)")));
+        let again = batch.decide(&claim("worker 2 (pid 11)"), now);
+        assert!(matches!(&again, Outcome::Changed(o)
+            if o.status == Status::Preparing && o.deliveries == 2
+                && o.worker.as_deref() == Some("worker 2 (pid 11)")));
+        let ready = Request::Advance {
+            ticket: 5,
+            to: Status::Ready,
+            repeat: Repeat::Allow,
+        };
+        assert!(matches!(batch.decide(&ready, now), Outcome::Changed(o) if o.deliveries == 2));
+        assert!(matches!(
+            batch.decide(&claim("worker 3 (pid 12)"), now),
+            Outcome::Unchanged(o) if o.status == Status::Ready
+        ));
+        let records = batch.records;
+        assert_eq!(records.len(), 3);
+        let mut replayed = state.clone();
+        for r in &records {
+            replayed.apply(r).unwrap();
+        }
+        // A PREPARING line repeated without a new delivery breaks the rules.
+        let mut repeat = records[1].clone();
+        state.apply(&records[0]).unwrap();
+        repeat.order.deliveries = 1;
+        assert_eq!(
+            state.apply(&repeat),
+            Err(ApplyError::Repeated {
+                ticket: 5,
+                status: Status::Preparing
+            })
+        );
     }
 
     #[test]

@@ -23,7 +23,7 @@ pub enum ApiError {
     #[error("there is no order {0}")]
     NoSuchOrder(Ticket),
     #[error("order {} is not ready yet: it is {}", .0.ticket, .0.status)]
-    NotReady(Order),
+    NotReady(Box<Order>),
     #[error("order {0} was already collected")]
     AlreadyCollected(Ticket),
     #[error("order {0} was cancelled")]
@@ -38,7 +38,7 @@ pub enum ApiError {
         retry_after: std::time::Duration,
     },
     #[error("order {} can no longer be cancelled: it is {}", .0.ticket, .0.status)]
-    TooLate(Order),
+    TooLate(Box<Order>),
     #[error("the kitchen cannot take more orders right now ({0}); please try again shortly")]
     QueueUnavailable(#[from] QueueError),
     #[error("the order book is busy or cannot be written right now; please try again shortly")]

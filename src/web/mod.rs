@@ -4,6 +4,7 @@
 
 mod error;
 mod guard;
+mod kitchen;
 pub mod metrics;
 mod orders;
 mod pages;
@@ -29,6 +30,7 @@ pub use throttle::Throttle;
 
 use crate::board::Board;
 use crate::front::Front;
+use crate::kitchen::View;
 use crate::wait::Wait;
 
 /// Largest request body read. Orders are at most 1000 characters after
@@ -42,6 +44,8 @@ pub struct AppState {
     pub board: Arc<Board>,
     /// How long each order should wait.
     pub wait: Arc<Wait>,
+    /// The kitchen's workers and queue, for `/kitchen`.
+    pub kitchen: Arc<View>,
     /// Wrong pickup codes, per order, in this process.
     pub throttle: Arc<Throttle>,
     /// Cancelled on shutdown: ends the SSE streams.
@@ -58,6 +62,8 @@ pub fn router(state: AppState, hosts: Hosts) -> Router {
         .route("/orders", get(orders::board))
         .route("/orders/{ticket}", get(orders::show))
         .route("/updates", get(updates::stream))
+        .route("/kitchen/now", get(kitchen::now))
+        .route("/kitchen/updates", get(kitchen::stream))
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics::scrape))

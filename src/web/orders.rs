@@ -77,7 +77,9 @@ pub async fn collect(
     let asked = parse_take_query(query.as_deref())?;
     match by_customer(&app, &asked, Status::Collected).await? {
         Outcome::Changed(order) => Ok(Json(order)),
-        Outcome::WrongStatus(order) | Outcome::Unchanged(order) => Err(ApiError::NotReady(order)),
+        Outcome::WrongStatus(order) | Outcome::Unchanged(order) => {
+            Err(ApiError::NotReady(Box::new(order)))
+        }
         other => Err(refusal(asked.ticket, other)),
     }
 }
@@ -92,7 +94,9 @@ pub async fn cancel(State(app): State<AppState>, RawQuery(query): RawQuery) -> R
             tracing::info!("order {} was cancelled by its customer", order.ticket);
             Ok(Json(order))
         }
-        Outcome::WrongStatus(order) | Outcome::Unchanged(order) => Err(ApiError::TooLate(order)),
+        Outcome::WrongStatus(order) | Outcome::Unchanged(order) => {
+            Err(ApiError::TooLate(Box::new(order)))
+        }
         other => Err(refusal(asked.ticket, other)),
     }
 }

@@ -42,6 +42,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/", page!("index.html", "text/html; charset=utf-8"))
         .route("/kiosk", page!("kiosk.html", "text/html; charset=utf-8"))
+        .route(
+            "/kitchen",
+            page!("kitchen.html", "text/html; charset=utf-8"),
+        )
         .route("/my/{n}", page!("my.html", "text/html; charset=utf-8"))
         .route("/style.css", page!("style.css", "text/css; charset=utf-8"))
         .route(
@@ -57,6 +61,10 @@ pub fn router() -> Router<AppState> {
             page!("kiosk.js", "text/javascript; charset=utf-8"),
         )
         .route("/my.js", page!("my.js", "text/javascript; charset=utf-8"))
+        .route(
+            "/kitchen.js",
+            page!("kitchen.js", "text/javascript; charset=utf-8"),
+        )
         .route("/favicon.svg", page!("favicon.svg", "image/svg+xml"))
         .route("/qr", post(qr))
 }

@@ -17,9 +17,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Hand;
 use crate::order::{Status, Ticket};
 use crate::queue::{Consumer, Delivery};
-use crate::store::{Outcome, Repeat, Store};
+use crate::store::{Lookup, Outcome, Repeat, Store};
 use crate::{crash, metrics};
 
 /// How long a worker pauses after giving an order back, before the next one.
@@ -45,9 +46,10 @@ pub enum Prepared {
     GaveBack(Ticket),
 }
 
-/// One kitchen worker; its log lines say "worker N".
+/// One kitchen worker; its log lines and its lane on `/kitchen` say
+/// "worker N (pid P)", and so do the orders it claims.
 pub struct Worker {
-    name: String,
+    hand: Hand,
     store: Store,
     orders: Consumer,
     prep_time: Duration,
@@ -61,7 +63,7 @@ pub struct Worker {
 
 impl Worker {
     pub fn new(
-        name: String,
+        hand: Hand,
         store: Store,
         orders: Consumer,
         prep_time: Duration,
@@ -70,7 +72,7 @@ impl Worker {
     ) -> Self {
         let finishing = Arc::new(Semaphore::new(FINISHING_AT_ONCE));
         Worker {
-            name,
+            hand,
             store,
             orders,
             prep_time,
@@ -82,7 +84,7 @@ impl Worker {
 
     /// Prepares orders until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
-        tracing::debug!("{} starts", self.name);
+        tracing::debug!("{} starts", self.hand.name());
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -96,62 +98,82 @@ impl Worker {
                 }
             }
         }
-        tracing::debug!("{} stops", self.name);
+        tracing::debug!("{} stops", self.hand.name());
     }
 
     /// Claims and cooks one order, then hands it to [`finish`].
     pub async fn prepare(&self, delivery: Delivery, shutdown: &CancellationToken) -> Prepared {
         let ticket = delivery.ticket();
-        match self
-            .store
-            .advance(ticket, Status::Preparing, Repeat::Allow)
-            .await
-        {
-            Ok(Outcome::Changed(_)) => tracing::info!("{}: preparing order {ticket}", self.name),
-            Ok(Outcome::Unchanged(order)) if order.status == Status::Preparing => {
+        let me = self.hand.name().clone();
+        // Who had it before, should this be a delivery again (for the log).
+        let before = match self.store.lookup(ticket) {
+            Lookup::Live(order) => order.worker,
+            _ => None,
+        };
+        match self.store.claim(ticket, me.clone()).await {
+            Ok(Outcome::Changed(order)) if order.deliveries > 1 => {
                 metrics::redelivered();
-                tracing::info!(
-                    "{}: order {ticket} was left PREPARING; preparing it again",
-                    self.name
+                let who = before.unwrap_or_else(|| "the worker before".to_owned());
+                let note = format!(
+                    "{me} took order {ticket} again (delivery {}): {who} had it and did not finish",
+                    order.deliveries
                 );
+                self.hand.preparing(ticket, order.deliveries, Some(note));
             }
-            Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => {
+            Ok(Outcome::Changed(order)) => {
+                tracing::debug!("{me}: preparing order {ticket}");
+                self.hand.preparing(ticket, order.deliveries, None);
+            }
+            Ok(Outcome::Unchanged(order)) => {
                 metrics::redelivered();
-                return settle(&self.name, delivery, Prepared::AlreadyDone(ticket)).await;
+                self.hand.note(format!(
+                    "order {ticket} was delivered again, to {me}, and recognised as already {}: acknowledged, not cooked twice",
+                    order.status
+                ));
+                return settle(&me, delivery, Prepared::AlreadyDone(ticket)).await;
+            }
+            Ok(Outcome::Collected) => {
+                metrics::redelivered();
+                self.hand.note(format!(
+                    "order {ticket} was delivered again, to {me}, and recognised as already collected: acknowledged, not cooked twice"
+                ));
+                return settle(&me, delivery, Prepared::AlreadyDone(ticket)).await;
             }
             // The store decided the race: the cancel came first, so this
             // claim did nothing, and the order is acknowledged uncooked
             // (with RabbitMQ its message was still in the queue).
             Ok(Outcome::Cancelled) => {
-                tracing::info!(
-                    "{}: order {ticket} was cancelled while waiting: skipped",
-                    self.name
-                );
-                return settle(&self.name, delivery, Prepared::Cancelled(ticket)).await;
+                self.hand.note(format!(
+                    "order {ticket} was cancelled while waiting: skipped by {me}"
+                ));
+                return settle(&me, delivery, Prepared::Cancelled(ticket)).await;
             }
             Ok(Outcome::NotFound) | Ok(Outcome::WrongStatus(_)) | Ok(Outcome::WrongCode) => {
-                tracing::warn!(
-                    "{}: order {ticket} is not in the store; dropping it",
-                    self.name
-                );
-                return settle(&self.name, delivery, Prepared::Unknown(ticket)).await;
+                self.hand.note(format!(
+                    "order {ticket} is not in the store: {me} dropped it"
+                ));
+                return settle(&me, delivery, Prepared::Unknown(ticket)).await;
             }
-            Err(e) => return give_back(&self.name, delivery, &e.to_string()).await,
+            Err(e) => {
+                let why = e.to_string();
+                self.hand.put_down(true, Some(back(&me, ticket, &why)));
+                return give_back(&me, delivery, &why).await;
+            }
         }
 
         tokio::select! {
             _ = tokio::time::sleep(self.prep_time) => {}
             _ = shutdown.cancelled() => {
-                tracing::info!("{}: stopping; order {ticket} goes back to the front", self.name);
+                self.hand.put_down(true, Some(back(&me, ticket, "it is stopping")));
                 let _ = delivery.give_back().await;
                 return Prepared::GaveBack(ticket);
             }
         }
         if self.fail_rate > 0.0 && fastrand::f64() < self.fail_rate {
-            tracing::info!(
-                "{}: dropped order {ticket} on the floor (--fail-rate); it goes back to the front",
-                self.name
+            let note = format!(
+                "{me} dropped order {ticket} on the floor (--fail-rate): it goes back to the front of the line"
             );
+            self.hand.put_down(true, Some(note));
             let _ = delivery.give_back().await;
             return Prepared::GaveBack(ticket);
         }
@@ -166,9 +188,10 @@ impl Worker {
             .acquire_owned()
             .await
             .expect("never closed");
-        let (store, name) = (self.store.clone(), self.name.clone());
+        self.hand.cooked();
+        let (store, hand) = (self.store.clone(), self.hand.clone());
         self.tasks.spawn(async move {
-            finish(&store, &name, delivery).await;
+            finish(&store, &hand, delivery).await;
             drop(permit);
         });
         Prepared::Cooked(ticket)
@@ -176,28 +199,53 @@ impl Worker {
 }
 
 /// Marks a cooked order READY and only then acknowledges it.
-pub async fn finish(store: &Store, name: &str, delivery: Delivery) -> Prepared {
+pub async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared {
     let ticket = delivery.ticket();
-    match store.advance(ticket, Status::Ready, Repeat::Allow).await {
+    let name = hand.name();
+    let (how, note) = match store.advance(ticket, Status::Ready, Repeat::Allow).await {
         Ok(Outcome::Changed(_)) => {
             crash::here(crash::point::AFTER_READY);
-            settle(name, delivery, Prepared::Ready(ticket)).await
+            (settle(name, delivery, Prepared::Ready(ticket)).await, None)
         }
-        Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => {
-            settle(name, delivery, Prepared::AlreadyDone(ticket)).await
-        }
+        Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => (
+            settle(name, delivery, Prepared::AlreadyDone(ticket)).await,
+            None,
+        ),
         // Still TAKEN: the claim never reached the disk (a write failed after
         // it was answered). Back to the line, to be claimed again.
         Ok(Outcome::WrongStatus(order)) => {
             let why = format!("it is still {}", order.status);
-            give_back_after_a_pause(name, delivery, &why).await
+            let note = back(name, ticket, &why);
+            (
+                give_back_after_a_pause(name, delivery, &why).await,
+                Some(note),
+            )
         }
         // A cancel never follows a claim; nor does a code come into it.
-        Ok(Outcome::NotFound) | Ok(Outcome::Cancelled) | Ok(Outcome::WrongCode) => {
-            settle(name, delivery, Prepared::Unknown(ticket)).await
+        Ok(Outcome::NotFound) | Ok(Outcome::Cancelled) | Ok(Outcome::WrongCode) => (
+            settle(name, delivery, Prepared::Unknown(ticket)).await,
+            None,
+        ),
+        Err(e) => {
+            let why = e.to_string();
+            let note = back(name, ticket, &why);
+            (
+                give_back_after_a_pause(name, delivery, &why).await,
+                Some(note),
+            )
         }
-        Err(e) => give_back_after_a_pause(name, delivery, &e.to_string()).await,
-    }
+    };
+    hand.finished(
+        matches!(how, Prepared::Ready(_)),
+        matches!(how, Prepared::GaveBack(_)),
+        note,
+    );
+    how
+}
+
+/// The log's words for an order a worker gives back.
+fn back(name: &str, ticket: Ticket, why: &str) -> String {
+    format!("{name} gave order {ticket} back ({why}): it goes back to the front of the line")
 }
 
 /// Gives an order back once the store had a moment to recover, so that a
@@ -215,9 +263,10 @@ async fn settle(name: &str, delivery: Delivery, how: Prepared) -> Prepared {
     how
 }
 
+/// Gives an order back to the front of the line (the lane's note says why).
 async fn give_back(name: &str, delivery: Delivery, why: &str) -> Prepared {
     let ticket = delivery.ticket();
-    tracing::warn!("{name}: order {ticket} goes back to the front: {why}");
+    tracing::debug!("{name}: giving order {ticket} back: {why}");
     let _ = delivery.give_back().await;
     Prepared::GaveBack(ticket)
 }

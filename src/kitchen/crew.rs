@@ -1,0 +1,284 @@
+//! A process's crew: its kitchen workers as lanes (the order each is
+//! preparing and since when, how many it finished and gave back) and the
+//! notable moments they had, in words. The crew owns nothing but that
+//! picture; it sends it as a [`Report`] to whoever listens (the server's
+//! own [`View`](super::View), the broker's `fastfood.kitchen` exchange) as
+//! soon as something changed, at most [`REPORT_EVERY`] apart, and at least
+//! every [`HEARTBEAT`] even when nothing did: a process whose reports stop
+//! has stopped answering.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use serde::{Deserialize, Serialize};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::order::{Ticket, Timestamp};
+
+/// A report at least this often, changed or not: the heartbeat.
+pub const HEARTBEAT: Duration = Duration::from_secs(1);
+/// Reports at most this often, however busy the kitchen.
+pub const REPORT_EVERY: Duration = Duration::from_millis(200);
+/// Moments kept for the next report; older ones are dropped (a kitchen in
+/// trouble repeats itself).
+const MOMENTS_KEPT: usize = 64;
+
+/// What a process tells about its kitchen: sent as JSON on the broker.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// A random number per process run: pids repeat (across hosts,
+    /// containers, restarts), this does not.
+    pub instance: u64,
+    pub pid: u32,
+    /// `server` (`fastfood serve`) or `worker` (`fastfood worker`).
+    pub process: String,
+    pub sent_at: Timestamp,
+    pub lanes: Vec<Lane>,
+    /// The moments since the previous report.
+    pub moments: Vec<Moment>,
+    /// The last report of a process that is shutting down.
+    #[serde(default)]
+    pub stopping: bool,
+}
+
+/// One worker, as its lane on `/kitchen` shows it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Lane {
+    /// `worker 2 (pid 4121)`: the name the store records on its orders.
+    pub name: String,
+    /// The order it is preparing, if any.
+    pub order: Option<Ticket>,
+    /// Since when.
+    pub since: Option<Timestamp>,
+    /// That order's delivery: 1, or more when it was taken again.
+    pub delivery: u32,
+    /// Orders it cooked whose READY is still being recorded (not yet
+    /// acknowledged to the queue).
+    pub finishing: u32,
+    /// Orders it made READY.
+    pub done: u64,
+    /// Orders it gave back to the queue.
+    pub gave_back: u64,
+}
+
+/// A notable moment, in words.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Moment {
+    pub at: Timestamp,
+    pub text: String,
+}
+
+impl Moment {
+    pub fn now(text: String) -> Moment {
+        Moment {
+            at: Timestamp::now(),
+            text,
+        }
+    }
+}
+
+/// The workers of this process; cheap to clone.
+#[derive(Clone)]
+pub struct Crew {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    instance: u64,
+    process: &'static str,
+    state: Mutex<CrewState>,
+    changed: Notify,
+}
+
+#[derive(Default)]
+struct CrewState {
+    lanes: Vec<Lane>,
+    moments: VecDeque<Moment>,
+}
+
+/// One worker's lane: what the worker tells the crew.
+#[derive(Clone)]
+pub struct Hand {
+    crew: Crew,
+    index: usize,
+    name: Arc<str>,
+}
+
+impl Crew {
+    /// An empty crew for this process; `process` is `server` or `worker`.
+    pub fn new(process: &'static str) -> Crew {
+        Crew {
+            inner: Arc::new(Inner {
+                instance: fastrand::u64(..),
+                process,
+                state: Mutex::new(CrewState::default()),
+                changed: Notify::new(),
+            }),
+        }
+    }
+
+    /// This process run's instance number (see [`Report::instance`]).
+    pub fn instance(&self) -> u64 {
+        self.inner.instance
+    }
+
+    /// A lane for worker number `n` of this process.
+    pub fn hire(&self, n: usize) -> Hand {
+        let name: Arc<str> = format!("worker {n} (pid {})", std::process::id()).into();
+        let mut state = self.inner.state.lock();
+        state.lanes.push(Lane {
+            name: name.to_string(),
+            order: None,
+            since: None,
+            delivery: 0,
+            finishing: 0,
+            done: 0,
+            gave_back: 0,
+        });
+        let index = state.lanes.len() - 1;
+        drop(state);
+        self.inner.changed.notify_one();
+        Hand {
+            crew: self.clone(),
+            index,
+            name,
+        }
+    }
+
+    /// The crew now, with the moments not reported yet (taken out).
+    pub fn report(&self, stopping: bool) -> Report {
+        let mut state = self.inner.state.lock();
+        Report {
+            instance: self.inner.instance,
+            pid: std::process::id(),
+            process: self.inner.process.to_owned(),
+            sent_at: Timestamp::now(),
+            lanes: state.lanes.clone(),
+            moments: state.moments.drain(..).collect(),
+            stopping,
+        }
+    }
+
+    /// Sends a report to `send` whenever the crew changed (at most every
+    /// [`REPORT_EVERY`]) and at least every [`HEARTBEAT`], until `done`;
+    /// returns the last report, saying it stops, for the caller to deliver
+    /// (a process shutting down waits for it to leave).
+    pub async fn send_reports(self, send: impl Fn(Report), done: CancellationToken) -> Report {
+        loop {
+            send(self.report(false));
+            tokio::select! {
+                _ = done.cancelled() => break,
+                _ = tokio::time::sleep(REPORT_EVERY) => {}
+            }
+            tokio::select! {
+                _ = done.cancelled() => break,
+                _ = self.inner.changed.notified() => {}
+                _ = tokio::time::sleep(HEARTBEAT - REPORT_EVERY) => {}
+            }
+        }
+        self.report(true)
+    }
+
+    fn update(&self, index: usize, change: impl FnOnce(&mut Lane) -> Option<String>) {
+        let mut state = self.inner.state.lock();
+        let note = change(&mut state.lanes[index]);
+        if let Some(text) = &note {
+            if state.moments.len() == MOMENTS_KEPT {
+                state.moments.pop_front();
+            }
+            state.moments.push_back(Moment::now(text.clone()));
+        }
+        drop(state);
+        self.inner.changed.notify_one();
+        if let Some(text) = note {
+            tracing::info!("{text}");
+        }
+    }
+}
+
+impl Hand {
+    /// `worker 2 (pid 4121)`.
+    pub fn name(&self) -> &Arc<str> {
+        &self.name
+    }
+
+    /// It started preparing `ticket`, delivered for the `delivery`th time.
+    pub fn preparing(&self, ticket: Ticket, delivery: u32, note: Option<String>) {
+        self.crew.update(self.index, |lane| {
+            lane.order = Some(ticket);
+            lane.since = Some(Timestamp::now());
+            lane.delivery = delivery;
+            note
+        });
+    }
+
+    /// It cooked its order and goes on while READY is recorded.
+    pub fn cooked(&self) {
+        self.crew.update(self.index, |lane| {
+            lane.order = None;
+            lane.since = None;
+            lane.finishing += 1;
+            None
+        });
+    }
+
+    /// A cooked order is settled: made READY (`ready`), given back
+    /// (`gave_back`), or found done by someone else.
+    pub fn finished(&self, ready: bool, gave_back: bool, note: Option<String>) {
+        self.crew.update(self.index, |lane| {
+            lane.finishing = lane.finishing.saturating_sub(1);
+            lane.done += u64::from(ready);
+            lane.gave_back += u64::from(gave_back);
+            note
+        });
+    }
+
+    /// It put an order down without cooking it: skipped, or given back
+    /// (`gave_back`). `note` says what happened, for the log.
+    pub fn put_down(&self, gave_back: bool, note: Option<String>) {
+        self.crew.update(self.index, |lane| {
+            lane.order = None;
+            lane.since = None;
+            lane.gave_back += u64::from(gave_back);
+            note
+        });
+    }
+
+    /// A moment worth telling that changes nothing in the lane.
+    pub fn note(&self, text: String) {
+        self.crew.update(self.index, |_| Some(text));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_carries_the_lanes_and_each_moment_once() {
+        let crew = Crew::new("worker");
+        let one = crew.hire(1);
+        let two = crew.hire(2);
+        one.preparing(7, 1, None);
+        two.preparing(8, 2, Some("order 8 taken again".into()));
+        two.put_down(true, Some("order 8 given back".into()));
+        let report = crew.report(false);
+        assert_eq!(report.lanes.len(), 2);
+        assert_eq!(report.lanes[0].order, Some(7));
+        assert_eq!(
+            (report.lanes[1].order, report.lanes[1].gave_back),
+            (None, 1)
+        );
+        let texts: Vec<_> = report.moments.iter().map(|m| m.text.as_str()).collect();
+        assert_eq!(texts, ["order 8 taken again", "order 8 given back"]);
+        assert!(crew.report(false).moments.is_empty());
+        one.cooked();
+        one.finished(true, false, None);
+        let lane = &crew.report(true).lanes[0];
+        assert_eq!((lane.order, lane.finishing, lane.done), (None, 0, 1));
+        assert!(one.name().starts_with("worker 1 (pid "));
+    }
+}

@@ -1,0 +1,330 @@
+//! The kitchen as `/kitchen` shows it: the queue (orders waiting, orders a
+//! worker holds, what goes next), one lane per worker of every process, and
+//! a running log of the notable moments, in words. The view owns that
+//! picture and its fan-out to the pages watching it.
+//!
+//! It learns about workers from their crews' [`Report`]s: this server's
+//! own crew hands them over directly; the crews of other processes (worker
+//! processes, other servers) publish theirs on the broker's
+//! `fastfood.kitchen` exchange, which the app feeds to [`View::heard`]. A
+//! crew reports at least every second, so a process silent for
+//! [`SILENCE`] has stopped answering (killed, frozen, cut off): its lanes
+//! show as gone, and the log says what became of the order each held.
+
+use std::collections::{HashSet, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::Mutex;
+use serde::Serialize;
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use super::{Lane, Moment, Report};
+use crate::order::{Ticket, Timestamp};
+use crate::queue::Queue;
+use crate::store::{Lookup, Store};
+
+/// A process whose crew has not reported for this long has stopped answering.
+pub const SILENCE: Duration = Duration::from_secs(3);
+/// How long the lanes of a process that stopped stay on the page, as gone.
+const GONE_SHOWN: Duration = Duration::from_secs(30);
+/// How often the view looks for silent processes and counts the queue.
+const LOOK_EVERY: Duration = Duration::from_millis(500);
+/// Moments the log keeps.
+const LOG_KEPT: usize = 100;
+/// Orders of the line shown.
+const NEXT_SHOWN: usize = 12;
+
+/// The kitchen now, as `GET /kitchen/now` and `/kitchen/updates` send it.
+#[derive(Clone, Debug, Serialize)]
+pub struct Now {
+    /// The server's clock, so a page can tell how long ago `since` was.
+    pub at: Timestamp,
+    pub queue: QueueNow,
+    pub workers: Vec<LaneNow>,
+    /// The notable moments, oldest first.
+    pub log: Vec<Moment>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct QueueNow {
+    /// `in-process` or `rabbitmq`.
+    pub kind: &'static str,
+    /// Orders waiting for a worker; `null` when the queue could not tell.
+    pub waiting: Option<usize>,
+    /// Orders handed to a worker and not yet acknowledged: being prepared,
+    /// or cooked with their READY being recorded.
+    pub in_flight: usize,
+    /// What goes next, first first.
+    pub next: Vec<Ticket>,
+    /// Where `next` comes from: `queue` (the queue itself) or `store` (the
+    /// unfinished orders in the store, in the order a broker hands them
+    /// out, since a broker's queue cannot be read without taking them).
+    pub next_from: &'static str,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct LaneNow {
+    #[serde(flatten)]
+    pub lane: Lane,
+    pub pid: u32,
+    /// `server` or `worker`: the kind of process it runs in.
+    pub process: String,
+    /// In the process that serves this page.
+    pub here: bool,
+    /// `preparing`, `finishing` (its READY being recorded), `idle`, or
+    /// `gone` (its process stopped answering).
+    pub state: &'static str,
+}
+
+pub struct View {
+    state: Mutex<ViewState>,
+    /// Bumped on every change worth showing; the pages wait on it.
+    changed: watch::Sender<u64>,
+    queue: Queue,
+    store: Store,
+    /// This process's crew's instance: its reports come directly, so the
+    /// broker's copy of them is ignored.
+    here: u64,
+}
+
+#[derive(Default)]
+struct ViewState {
+    processes: Vec<Seen>,
+    log: VecDeque<Moment>,
+    waiting: Option<usize>,
+}
+
+/// A process heard from.
+struct Seen {
+    instance: u64,
+    pid: u32,
+    process: String,
+    lanes: Vec<Lane>,
+    heard: Instant,
+    /// When it was found silent, or said it stopped.
+    gone: Option<Instant>,
+}
+
+impl View {
+    /// A view of a kitchen whose own crew is `here`.
+    pub fn new(queue: Queue, store: Store, here: u64) -> Arc<View> {
+        Arc::new(View {
+            state: Mutex::new(ViewState::default()),
+            changed: watch::channel(0).0,
+            queue,
+            store,
+            here,
+        })
+    }
+
+    /// A report from this process's crew.
+    pub fn heard_here(&self, report: Report) {
+        self.take(report);
+    }
+
+    /// A report from any process, as the broker carries it (this process's
+    /// own come directly, and are skipped here).
+    pub fn heard(&self, report: Report) {
+        if report.instance != self.here {
+            self.take(report);
+        }
+    }
+
+    fn take(&self, report: Report) {
+        let mut state = self.state.lock();
+        let mut changed = !report.moments.is_empty();
+        let at = state
+            .processes
+            .iter()
+            .position(|p| p.instance == report.instance);
+        let seen = match at {
+            Some(i) => &mut state.processes[i],
+            None => {
+                changed = true;
+                state.processes.push(Seen {
+                    instance: report.instance,
+                    pid: report.pid,
+                    process: report.process.clone(),
+                    lanes: Vec::new(),
+                    heard: Instant::now(),
+                    gone: None,
+                });
+                state.processes.last_mut().expect("just pushed")
+            }
+        };
+        let mut news = Vec::new();
+        for lane in &report.lanes {
+            if !seen.lanes.iter().any(|l| l.name == lane.name) && !report.stopping {
+                news.push(format!("{} joined the kitchen", lane.name));
+            }
+        }
+        if seen.gone.is_some() && !report.stopping {
+            news.push(format!(
+                "the {} process pid {} answers again",
+                seen.process, seen.pid
+            ));
+            seen.gone = None;
+        }
+        if report.stopping && seen.gone.is_none() {
+            news.push(format!(
+                "the {} process pid {} shut down",
+                seen.process, seen.pid
+            ));
+            seen.gone = Some(Instant::now());
+        }
+        changed |= seen.lanes != report.lanes || !news.is_empty();
+        seen.lanes = report.lanes;
+        seen.heard = Instant::now();
+        // Its moments happened before anything said of it on hearing them.
+        let moments = report
+            .moments
+            .into_iter()
+            .chain(news.into_iter().map(Moment::now));
+        for moment in moments {
+            state.note(moment);
+        }
+        drop(state);
+        if changed {
+            self.changed.send_modify(|v| *v += 1);
+        }
+    }
+
+    /// Looks for silent processes and counts the queue, until `shutdown`.
+    pub async fn watch(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut tick = tokio::time::interval(LOOK_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tick.tick() => {}
+            }
+            let waiting = self.queue.count_waiting().await;
+            let mut changed = self.look_for_silence();
+            let mut state = self.state.lock();
+            changed |= state.waiting != waiting;
+            state.waiting = waiting;
+            drop(state);
+            if changed {
+                self.changed.send_modify(|v| *v += 1);
+            }
+        }
+    }
+
+    /// Marks the processes silent for [`SILENCE`] as gone, saying what
+    /// became of their orders, and forgets those gone for long.
+    fn look_for_silence(&self) -> bool {
+        let mut state = self.state.lock();
+        let mut notes = Vec::new();
+        for seen in &mut state.processes {
+            if seen.gone.is_some() || seen.heard.elapsed() < SILENCE {
+                continue;
+            }
+            seen.gone = Some(Instant::now());
+            for lane in &seen.lanes {
+                notes.push(match lane.order {
+                    Some(ticket) => format!(
+                        "{} stopped answering; order {ticket} {}",
+                        lane.name,
+                        self.fate(ticket, lane)
+                    ),
+                    None => format!("{} stopped answering", lane.name),
+                });
+            }
+        }
+        let before = state.processes.len();
+        state
+            .processes
+            .retain(|p| p.gone.is_none_or(|at| at.elapsed() < GONE_SHOWN));
+        let changed = !notes.is_empty() || state.processes.len() != before;
+        for text in notes {
+            state.note(Moment::now(text));
+        }
+        changed
+    }
+
+    /// What became of the order a worker held when it stopped answering.
+    fn fate(&self, ticket: Ticket, lane: &Lane) -> String {
+        match self.store.lookup(ticket) {
+            Lookup::Live(order) if order.deliveries > lane.delivery => format!(
+                "already went back to the front of the line, and on to {}",
+                order.worker.as_deref().unwrap_or("another worker")
+            ),
+            Lookup::Live(order) if order.status.rank() >= crate::order::Status::Ready.rank() => {
+                format!("is {}: it was finished", order.status)
+            }
+            Lookup::Collected => "was finished and collected".to_owned(),
+            _ if self.queue.is_durable() => {
+                "goes back to the front of the line as soon as RabbitMQ sees the connection gone"
+                    .to_owned()
+            }
+            _ => "goes back to the front of the line".to_owned(),
+        }
+    }
+
+    /// Waits for changes: the value moves whenever the view changed.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changed.subscribe()
+    }
+
+    /// The kitchen now.
+    pub fn now(&self) -> Now {
+        let state = self.state.lock();
+        let mut held = HashSet::new();
+        let mut in_flight = 0;
+        let mut workers = Vec::new();
+        for seen in &state.processes {
+            for lane in &seen.lanes {
+                let state = match (seen.gone, lane.order) {
+                    (Some(_), _) => "gone",
+                    (None, Some(ticket)) => {
+                        held.insert(ticket);
+                        "preparing"
+                    }
+                    (None, None) if lane.finishing > 0 => "finishing",
+                    (None, None) => "idle",
+                };
+                if seen.gone.is_none() {
+                    in_flight += usize::from(lane.order.is_some()) + lane.finishing as usize;
+                }
+                workers.push(LaneNow {
+                    lane: lane.clone(),
+                    pid: seen.pid,
+                    process: seen.process.clone(),
+                    here: seen.instance == self.here,
+                    state,
+                });
+            }
+        }
+        let (next, next_from) = match self.queue.next_up(NEXT_SHOWN) {
+            Some(next) => (next, "queue"),
+            None => (self.store.line(NEXT_SHOWN, |t| held.contains(&t)), "store"),
+        };
+        Now {
+            at: Timestamp::now(),
+            queue: QueueNow {
+                kind: if self.queue.is_durable() {
+                    "rabbitmq"
+                } else {
+                    "in-process"
+                },
+                waiting: state.waiting,
+                in_flight,
+                next,
+                next_from,
+            },
+            workers,
+            log: state.log.iter().cloned().collect(),
+        }
+    }
+}
+
+impl ViewState {
+    fn note(&mut self, moment: Moment) {
+        if self.log.len() == LOG_KEPT {
+            self.log.pop_front();
+        }
+        self.log.push_back(moment);
+    }
+}
