@@ -309,7 +309,9 @@ impl View {
                 } else {
                     "in-process"
                 },
-                waiting: state.waiting,
+                // The in-process queue knows at once; a broker's is counted
+                // every LOOK_EVERY.
+                waiting: self.queue.depth().or(state.waiting),
                 in_flight,
                 next,
                 next_from,

@@ -20,7 +20,7 @@ use tokio_util::task::TaskTracker;
 use super::Hand;
 use crate::order::{Status, Ticket};
 use crate::queue::{Consumer, Delivery};
-use crate::store::{Lookup, Outcome, Repeat, Store};
+use crate::store::{Outcome, Repeat, Store};
 use crate::{crash, metrics};
 
 /// How long a worker pauses after giving an order back, before the next one.
@@ -105,15 +105,10 @@ impl Worker {
     pub async fn prepare(&self, delivery: Delivery, shutdown: &CancellationToken) -> Prepared {
         let ticket = delivery.ticket();
         let me = self.hand.name().clone();
-        // Who had it before, should this be a delivery again (for the log).
-        let before = match self.store.lookup(ticket) {
-            Lookup::Live(order) => order.worker,
-            _ => None,
-        };
         match self.store.claim(ticket, me.clone()).await {
-            Ok(Outcome::Changed(order)) if order.deliveries > 1 => {
+            Ok(Outcome::ClaimedAgain { order, from }) => {
                 metrics::redelivered();
-                let who = before.unwrap_or_else(|| "the worker before".to_owned());
+                let who = from.unwrap_or_else(|| "a worker".to_owned());
                 let note = format!(
                     "{me} took order {ticket} again (delivery {}): {who} had it and did not finish",
                     order.deliveries
@@ -207,7 +202,7 @@ pub async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared 
             crash::here(crash::point::AFTER_READY);
             (settle(name, delivery, Prepared::Ready(ticket)).await, None)
         }
-        Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) => (
+        Ok(Outcome::Unchanged(_)) | Ok(Outcome::Collected) | Ok(Outcome::ClaimedAgain { .. }) => (
             settle(name, delivery, Prepared::AlreadyDone(ticket)).await,
             None,
         ),

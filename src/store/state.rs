@@ -260,6 +260,12 @@ pub enum Repeat {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Outcome {
     Changed(Order),
+    /// A claim of an order left PREPARING: now this worker's, one more
+    /// delivery; `from` is the worker that had it.
+    ClaimedAgain {
+        order: Order,
+        from: Option<String>,
+    },
     Unchanged(Order),
     /// The step does not apply to an order in this status.
     WrongStatus(Order),
@@ -351,6 +357,10 @@ impl<'s> Batch<'s> {
             },
             Request::Claim { ticket, worker } => match self.lookup(*ticket) {
                 Lookup::Live(order) => match order.claimed(worker, now) {
+                    Ok(next) if order.status == Status::Preparing => Outcome::ClaimedAgain {
+                        order: self.push(next, None),
+                        from: order.worker,
+                    },
                     Ok(next) => Outcome::Changed(self.push(next, None)),
                     Err(_) => Outcome::Unchanged(order),
                 },
@@ -519,9 +529,12 @@ mod tests {
             if o.status == Status::Preparing && o.deliveries == 1
                 && o.worker.as_deref() == Some("worker 1 (pid 10)")));
         let again = batch.decide(&claim("worker 2 (pid 11)"), now);
-        assert!(matches!(&again, Outcome::Changed(o)
+        assert!(
+            matches!(&again, Outcome::ClaimedAgain { order: o, from: Some(from) }
             if o.status == Status::Preparing && o.deliveries == 2
-                && o.worker.as_deref() == Some("worker 2 (pid 11)")));
+                && o.worker.as_deref() == Some("worker 2 (pid 11)")
+                && from == "worker 1 (pid 10)")
+        );
         let ready = Request::Advance {
             ticket: 5,
             to: Status::Ready,

@@ -128,7 +128,10 @@ fn refusal(ticket: Ticket, outcome: Outcome) -> ApiError {
         Outcome::Collected => ApiError::AlreadyCollected(ticket),
         Outcome::Cancelled => ApiError::AlreadyCancelled(ticket),
         Outcome::NotFound => ApiError::NoSuchOrder(ticket),
-        Outcome::Changed(o) | Outcome::Unchanged(o) | Outcome::WrongStatus(o) => {
+        Outcome::Changed(o)
+        | Outcome::ClaimedAgain { order: o, .. }
+        | Outcome::Unchanged(o)
+        | Outcome::WrongStatus(o) => {
             ApiError::Internal(format!("order {}: unexpected outcome", o.ticket))
         }
     }

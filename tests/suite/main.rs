@@ -21,6 +21,7 @@ mod durability;
 mod file_faults;
 mod hostile_input;
 mod kill_storm;
+mod kitchen;
 mod metrics;
 mod restaurant;
 mod rush;

@@ -1,0 +1,245 @@
+//! The kitchen view (`/kitchen/now`, `/kitchen/updates`) and what the store
+//! records of the kitchen (`worker`, `deliveries`), against the real
+//! binary: in one process, and in complex mode with worker processes behind
+//! RabbitMQ, one of them killed mid-order.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::support::rabbit::Rabbit;
+use crate::support::{
+    DEADLINE, ServerProcess, SseClient, TestApp, WorkerProcess, wait_for, wait_until,
+};
+
+/// The lanes of `/kitchen/now`.
+fn lanes(kitchen: &Value) -> Vec<Value> {
+    kitchen["workers"].as_array().cloned().unwrap_or_default()
+}
+
+/// The texts of the kitchen's log.
+fn log(kitchen: &Value) -> Vec<String> {
+    kitchen["log"]
+        .as_array()
+        .map(|l| {
+            l.iter()
+                .filter_map(|m| m["text"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kitchen_shows_each_worker_its_order_and_the_line() {
+    let app = TestApp::spawn(&["--prep-time", "3s", "--workers", "2"]).await;
+    let tickets: Vec<u32> = {
+        let mut t = Vec::new();
+        for i in 0..5 {
+            t.push(app.place(&format!("burger {i}")).await);
+        }
+        t
+    };
+    let kitchen = wait_for(DEADLINE, "two workers preparing", || async {
+        let k = app.get_json("/kitchen/now").await;
+        let busy = lanes(&k)
+            .iter()
+            .filter(|l| l["state"] == "preparing")
+            .count();
+        (busy == 2).then_some(k)
+    })
+    .await;
+    let busy = lanes(&kitchen);
+    assert_eq!(busy.len(), 2, "{kitchen}");
+    let pid = std::process::id();
+    for lane in &busy {
+        assert_eq!(lane["here"], true);
+        assert_eq!(lane["process"], "server");
+        assert_eq!(lane["pid"], pid);
+        assert_eq!(lane["delivery"], 1);
+        assert!(lane["since"].is_string());
+        let name = lane["name"].as_str().unwrap();
+        assert!(name.ends_with(&format!("(pid {pid})")), "{name}");
+        // The store names the same worker on the order.
+        let order = app.order_json(lane["order"].as_u64().unwrap() as u32).await;
+        assert_eq!(order["status"], "PREPARING");
+        assert_eq!(order["worker"], name, "{order}");
+        assert_eq!(order["deliveries"], 1, "{order}");
+    }
+    let held: Vec<u64> = busy.iter().map(|l| l["order"].as_u64().unwrap()).collect();
+    let queue = &kitchen["queue"];
+    assert_eq!(queue["kind"], "in-process");
+    assert_eq!(queue["in_flight"], 2);
+    assert_eq!(queue["waiting"], 3);
+    assert_eq!(queue["next_from"], "queue");
+    let next: Vec<u64> = queue["next"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_u64().unwrap())
+        .collect();
+    let expected: Vec<u64> = tickets
+        .iter()
+        .map(|t| u64::from(*t))
+        .filter(|t| !held.contains(t))
+        .collect();
+    assert_eq!(next, expected, "the line, first first");
+    let texts = log(&kitchen);
+    assert!(
+        texts.iter().any(|t| t.contains("joined the kitchen")),
+        "{texts:?}"
+    );
+
+    // A page following the kitchen hears the first orders finish.
+    let mut updates = SseClient::connect(&app.url("/kitchen/updates")).await;
+    let first = updates.next_event().await.data;
+    assert!(first["workers"].is_array(), "{first}");
+    let done = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let k = updates.next_event().await.data;
+            let done: u64 = lanes(&k).iter().filter_map(|l| l["done"].as_u64()).sum();
+            if done >= 2 {
+                return k;
+            }
+        }
+    })
+    .await
+    .expect("the page hears two orders done");
+    assert!(done["queue"]["waiting"].as_u64().unwrap() <= 1, "{done}");
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_order_and_a_dropped_one_are_told_in_words() {
+    let app = TestApp::spawn(&["--prep-time", "1s", "--workers", "1", "--fail-rate", "0.5"]).await;
+    let busy = app.place("first").await;
+    let waiting = app.place_coded("second").await;
+    assert_eq!(
+        app.cancel(waiting.ticket, &waiting.code).await.status(),
+        200
+    );
+    let mut others = Vec::new();
+    for i in 0..6 {
+        others.push(app.place(&format!("more {i}")).await);
+    }
+    let mut all = vec![busy];
+    all.extend(&others);
+    app.wait_all_ready(&all).await;
+    // The lane counts an order done once it is acknowledged, after READY.
+    let kitchen = wait_for(DEADLINE, "the lane counts every order done", || async {
+        let k = app.get_json("/kitchen/now").await;
+        (lanes(&k)[0]["done"].as_u64() == Some(all.len() as u64)).then_some(k)
+    })
+    .await;
+    let texts = log(&kitchen);
+    let skipped = format!(
+        "order {} was cancelled while waiting: skipped",
+        waiting.ticket
+    );
+    assert!(texts.iter().any(|t| t.contains(&skipped)), "{texts:?}");
+    // Every order dropped on the floor is in the log, and was delivered
+    // again: its deliveries count each time a worker took it.
+    let dropped: Vec<&String> = texts
+        .iter()
+        .filter(|t| t.contains("on the floor (--fail-rate)"))
+        .collect();
+    let lane = &lanes(&kitchen)[0];
+    assert_eq!(lane["gave_back"].as_u64().unwrap() as usize, dropped.len());
+    let mut deliveries = 0;
+    for ticket in &all {
+        deliveries += app.order_json(*ticket).await["deliveries"]
+            .as_u64()
+            .unwrap() as usize;
+    }
+    assert_eq!(
+        deliveries,
+        all.len() + dropped.len(),
+        "one delivery per order, and one more per order dropped: {texts:?}"
+    );
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_process_killed_mid_order_shows_as_gone_and_its_order_moves_to_another_lane() {
+    let Some(rabbit) = Rabbit::vhost("kitchen-view").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    let mut cooks = vec![
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "4s"], &[]).await,
+        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "4s"], &[]).await,
+    ];
+    wait_until(DEADLINE, "both worker processes in the kitchen", || async {
+        lanes(&server.get_json("/kitchen/now").await).len() == 2
+    })
+    .await;
+    let ticket = server.place("a burger").await;
+    let lane = wait_for(DEADLINE, "a lane preparing the order", || async {
+        lanes(&server.get_json("/kitchen/now").await)
+            .into_iter()
+            .find(|l| l["order"] == ticket && l["state"] == "preparing")
+    })
+    .await;
+    assert_eq!(lane["process"], "worker");
+    assert_eq!(lane["here"], false);
+    let name = lane["name"].as_str().unwrap().to_owned();
+    let pid = lane["pid"].as_u64().unwrap() as u32;
+    let victim = cooks
+        .iter()
+        .position(|c| c.pid == pid)
+        .expect("a worker we started");
+    cooks[victim].kill9().await;
+
+    // The other worker takes it again, as its second delivery.
+    let order = wait_for(DEADLINE, "another worker claims the order", || async {
+        let order = server.order_json(ticket).await;
+        (order["deliveries"] == 2).then_some(order)
+    })
+    .await;
+    assert_ne!(order["worker"], name.as_str(), "{order}");
+    let kitchen = wait_for(
+        DEADLINE,
+        "the killed worker's lane shows as gone",
+        || async {
+            let k = server.get_json("/kitchen/now").await;
+            let gone = lanes(&k)
+                .iter()
+                .any(|l| l["name"] == name.as_str() && l["state"] == "gone");
+            gone.then_some(k)
+        },
+    )
+    .await;
+    let other = lanes(&kitchen)
+        .into_iter()
+        .find(|l| l["name"] != name.as_str())
+        .expect("the other lane");
+    assert!(
+        other["order"] == ticket || other["done"].as_u64() == Some(1),
+        "the order went to the other lane: {kitchen}"
+    );
+    let texts = log(&kitchen);
+    assert!(
+        texts
+            .iter()
+            .any(|t| t.starts_with(&format!("{name} stopped answering; order {ticket}"))),
+        "{texts:?}"
+    );
+    assert!(
+        texts.iter().any(|t| t.contains(&format!(
+            "took order {ticket} again (delivery 2): {name} had it"
+        ))),
+        "{texts:?}"
+    );
+    wait_until(DEADLINE, "the order READY", || async {
+        server.order_json(ticket).await["status"] == "READY"
+    })
+    .await;
+    assert_eq!(server.order_json(ticket).await["deliveries"], 2);
+    // The queue is empty again; nothing in flight.
+    wait_until(Duration::from_secs(10), "nothing in flight", || async {
+        let k = server.get_json("/kitchen/now").await;
+        k["queue"]["in_flight"] == 0 && k["queue"]["waiting"] == 0
+    })
+    .await;
+}
