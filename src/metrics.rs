@@ -252,9 +252,14 @@ pub fn committed<'a>(orders: impl IntoIterator<Item = &'a Order>) {
 
 /// The status `order` reached in its record, or `None` when the record is
 /// not a change of status: the broker's confirm rewrites a TAKEN order with
-/// `queued`.
+/// `queued`, and a claim again restates PREPARING with one more delivery.
 fn reached(order: &Order) -> Option<Status> {
-    (order.status != Status::Taken || !order.queued).then_some(order.status)
+    let restated = match order.status {
+        Status::Taken => order.queued,
+        Status::Preparing => order.deliveries > 1,
+        _ => false,
+    };
+    (!restated).then_some(order.status)
 }
 
 /// One store write cycle that decided `batch` requests took `took`.

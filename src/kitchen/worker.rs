@@ -116,7 +116,7 @@ impl Worker {
                 self.hand.preparing(ticket, order.deliveries, Some(note));
             }
             Ok(Outcome::Changed(order)) => {
-                tracing::debug!("{me}: preparing order {ticket}");
+                tracing::info!("{me}: preparing order {ticket}");
                 self.hand.preparing(ticket, order.deliveries, None);
             }
             Ok(Outcome::Unchanged(order)) => {
@@ -240,7 +240,7 @@ pub async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared 
 
 /// The log's words for an order a worker gives back.
 fn back(name: &str, ticket: Ticket, why: &str) -> String {
-    format!("{name} gave order {ticket} back ({why}): it goes back to the front of the line")
+    format!("order {ticket} goes back to the front of the line: {name} gave it back ({why})")
 }
 
 /// Gives an order back once the store had a moment to recover, so that a

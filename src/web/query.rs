@@ -46,6 +46,8 @@ pub const TAKES: &[Takes] = &[
     takes("/healthz", &[], false),
     takes("/readyz", &[], false),
     takes("/metrics", &[], false),
+    takes("/kitchen/now", &[], false),
+    takes("/kitchen/updates", &[], false),
 ];
 
 /// Refuses a request to a route of [`TAKES`] that carries a parameter the

@@ -149,12 +149,21 @@ async fn order_and_board_shapes() {
             sorted,
             [
                 "content",
+                "deliveries",
                 "order",
                 "preparing_at",
                 "ready_at",
                 "status",
-                "taken_at"
+                "taken_at",
+                "worker"
             ],
+            "{order}"
+        );
+        assert_eq!(order["deliveries"], 1, "{order}");
+        let worker = order["worker"].as_str().unwrap();
+        assert!(
+            worker.starts_with("worker ")
+                && worker.ends_with(&format!("(pid {})", std::process::id())),
             "{order}"
         );
         assert_eq!(order["order"], *ticket);

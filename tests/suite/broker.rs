@@ -294,11 +294,18 @@ async fn a_worker_killed_after_ready_before_its_ack_moves_nothing_backward() {
     let history = logged(dir.path(), ticket);
     assert!(forward(&history), "never backward: {history:?}");
     assert_eq!(history, ["TAKEN", "PREPARING", "READY"]);
+    let log = next.stderr();
     assert!(
-        next.stderr()
-            .lines()
-            .all(|l| !l.contains("preparing it again")),
-        "a READY order is not prepared again"
+        log.lines()
+            .all(|l| !l.contains(&format!("took order {ticket} again"))),
+        "a READY order is not prepared again:\n{log}"
+    );
+    assert!(
+        log.contains(&format!(
+            "order {ticket} was delivered again, to worker 1 (pid {}), and recognised as already READY",
+            next.pid
+        )),
+        "{log}"
     );
 }
 
