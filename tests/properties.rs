@@ -51,6 +51,9 @@ struct Modelled {
     status: Status,
     queued: bool,
     content: String,
+    /// The worker that claimed it last, and how many claims it had.
+    worker: Option<String>,
+    deliveries: u32,
 }
 
 /// The store as it should be: what is in the restaurant, what was collected
@@ -71,6 +74,8 @@ struct Model {
 #[derive(Clone, Debug, PartialEq)]
 enum Expect {
     Changed(Status, bool),
+    /// A claim of an order left PREPARING, and who had it.
+    ClaimedAgain(Option<String>),
     Unchanged(Status),
     WrongStatus(Status),
     Collected,
@@ -117,6 +122,8 @@ impl Model {
                 status: Status::Taken,
                 queued: false,
                 content: content.to_owned(),
+                worker: None,
+                deliveries: 0,
             },
         );
         self.highest = self.highest.max(ticket);
@@ -171,6 +178,31 @@ impl Model {
         self.known.append(&mut self.known_next);
     }
 
+    /// `worker` takes the order to prepare it: TAKEN → PREPARING, or
+    /// PREPARING again; READY or further is left as it is.
+    fn claim(&mut self, ticket: Ticket, worker: &str) -> Expect {
+        if self.collected.contains(&ticket) {
+            return Expect::Collected;
+        }
+        if self.cancelled.contains(&ticket) {
+            return Expect::Cancelled;
+        }
+        let Some(order) = self.live.get_mut(&ticket) else {
+            return Expect::NotFound;
+        };
+        let was = order.status;
+        if !matches!(was, Status::Taken | Status::Preparing) {
+            return Expect::Unchanged(was);
+        }
+        let before = order.worker.replace(worker.to_owned());
+        order.deliveries += 1;
+        order.status = Status::Preparing;
+        match was {
+            Status::Taken => Expect::Changed(Status::Preparing, order.queued),
+            _ => Expect::ClaimedAgain(before),
+        }
+    }
+
     fn mark_queued(&mut self, ticket: Ticket) -> Expect {
         if self.collected.contains(&ticket) {
             return Expect::Collected;
@@ -194,6 +226,8 @@ enum Op {
     Take(Ticket, &'static str),
     Advance(Ticket, Status, bool),
     MarkQueued(Ticket),
+    /// A worker (one of a few names) claims the order.
+    Claim(Ticket, &'static str),
     /// A customer's step (COLLECTED or CANCELLED) with the right code (or a
     /// wrong one).
     Customer(Ticket, Status, bool),
@@ -216,6 +250,12 @@ const CONTENTS: &[&str] = &[
     "½ 🍔 \u{2028} \\ </script>",
 ];
 
+const WORKERS: &[&str] = &[
+    "worker 1 (pid 10)",
+    "worker 2 (pid 10)",
+    "worker 1 (pid 11)",
+];
+
 fn op() -> impl Strategy<Value = Op> {
     let ticket = prop_oneof![8 => 1..=8u32, 1 => Just(u32::MAX), 1 => 1_000..=1_002u32];
     let status = prop_oneof![
@@ -229,6 +269,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (ticket.clone(), prop::sample::select(CONTENTS)).prop_map(|(t, c)| Op::Take(t, c)),
         6 => (ticket.clone(), status, any::<bool>()).prop_map(|(t, s, i)| Op::Advance(t, s, i)),
         1 => ticket.clone().prop_map(Op::MarkQueued),
+        3 => (ticket.clone(), prop::sample::select(WORKERS)).prop_map(|(t, w)| Op::Claim(t, w)),
         3 => (ticket, prop_oneof![Just(Status::Collected), Just(Status::Cancelled)], prop::bool::weighted(0.8))
             .prop_map(|(t, s, right)| Op::Customer(t, s, right)),
     ]
@@ -254,6 +295,10 @@ fn seen(ticket: Ticket, answer: Result<Outcome, StoreError>, content: Option<&st
         Ok(Outcome::Changed(order)) => {
             check(&order);
             Expect::Changed(order.status, order.queued)
+        }
+        Ok(Outcome::ClaimedAgain { order, from }) => {
+            check(&order);
+            Expect::ClaimedAgain(from)
         }
         Ok(Outcome::Unchanged(order)) => {
             check(&order);
@@ -317,6 +362,7 @@ async fn apply(store: &Store, codes: &Codes, op: &Op) -> Expect {
             seen(*t, store.advance(*t, *to, repeat(*idempotent)).await, None)
         }
         Op::MarkQueued(t) => seen(*t, store.mark_queued(*t).await, None),
+        Op::Claim(t, worker) => seen(*t, store.claim(*t, (*worker).into()).await, None),
     }
 }
 
@@ -325,6 +371,7 @@ fn expect(model: &mut Model, op: &Op) -> Expect {
         Op::Take(t, content) => model.take(*t, content),
         Op::Advance(t, to, idempotent) => model.advance(*t, *to, *idempotent),
         Op::MarkQueued(t) => model.mark_queued(*t),
+        Op::Claim(t, worker) => model.claim(*t, worker),
         Op::Customer(t, to, right) => model.customer(*t, *to, *right),
     }
 }
@@ -352,13 +399,19 @@ const LOOKED_AT: &[Ticket] = &[
 fn same_state(store: &Store, model: &Model, when: &str) -> Result<(), TestCaseError> {
     for &t in LOOKED_AT {
         let expected = match model.live.get(&t) {
-            Some(m) => format!("live {} queued={} {:?}", m.status, m.queued, m.content),
+            Some(m) => format!(
+                "live {} queued={} {:?} by {:?} x{}",
+                m.status, m.queued, m.content, m.worker, m.deliveries
+            ),
             None if model.collected.contains(&t) => "collected".into(),
             None if model.cancelled.contains(&t) => "cancelled".into(),
             None => "unknown".into(),
         };
         let got = match store.lookup(t) {
-            Lookup::Live(o) => format!("live {} queued={} {:?}", o.status, o.queued, o.content),
+            Lookup::Live(o) => format!(
+                "live {} queued={} {:?} by {:?} x{}",
+                o.status, o.queued, o.content, o.worker, o.deliveries
+            ),
             Lookup::Collected => "collected".into(),
             Lookup::Cancelled => "cancelled".into(),
             Lookup::Unknown => "unknown".into(),
