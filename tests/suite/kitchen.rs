@@ -166,7 +166,7 @@ async fn a_worker_process_killed_mid_order_shows_as_gone_and_its_order_moves_to_
     let dir = tempfile::tempdir().unwrap();
     let server =
         ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
-    let mut cooks = vec![
+    let mut cooks = [
         WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "4s"], &[]).await,
         WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "4s"], &[]).await,
     ];
