@@ -156,6 +156,29 @@
     renderLog(k.log);
     state.drawn = true;
     tick();
+    fitLanes();
+  }
+
+  /**
+   * On a screen (not a phone, where the page scrolls) every lane is in
+   * view: lanes shrink, then share the width in two or three columns,
+   * until they all fit. Only past that does the list scroll.
+   */
+  function fitLanes() {
+    const list = el.lanes;
+    if (getComputedStyle(list).overflowY === "visible") {
+      list.style.removeProperty("--s");
+      list.style.removeProperty("--cols");
+      return;
+    }
+    const fits = () => list.scrollHeight <= list.clientHeight + 1;
+    for (const cols of [1, 2, 3]) {
+      list.style.setProperty("--cols", String(cols));
+      for (let s = 100; s >= 60; s -= 5) {
+        list.style.setProperty("--s", String(s / 100));
+        if (fits()) return;
+      }
+    }
   }
 
   function renderQueue(q, workers) {
@@ -229,8 +252,6 @@
       const li = laneOf.get(key);
       if (el.lanes.children[i] !== li) el.lanes.insertBefore(li, el.lanes.children[i] ?? null);
     });
-    // A few workers get a wide lane each; many share the width.
-    el.lanes.classList.toggle("many", workers.length > 5);
     el.countWorkers.textContent = String(workers.length);
     el.emptyWorkers.hidden = workers.length > 0;
   }
@@ -249,7 +270,6 @@
     const head = part("div", "lane-head");
     part("span", "lane-name", head);
     part("span", "lane-state", head);
-    part("div", "lane-where");
     const body = part("div", "lane-body");
     part("span", "lane-order", body);
     const what = part("div", "lane-what", body);
@@ -290,21 +310,21 @@
       name.textContent = w.name;
     }
     q("lane-state").textContent = STATE_WORDS[w.state] ?? w.state;
-    q("lane-where").textContent =
-      w.process === "server"
-        ? `in the server process (pid ${w.pid})`
-        : `in a worker process (pid ${w.pid})`;
 
     const orderEl = q("lane-order");
-    orderEl.textContent = order === null ? "–" : String(order);
-    orderEl.classList.toggle("none", order === null);
+    orderEl.textContent = order === null ? "" : String(order);
+    orderEl.hidden = order === null;
 
     const delivery = q("lane-delivery");
     const again = order !== null && w.delivery > 1;
     delivery.hidden = !again;
     delivery.textContent = again ? `delivery ${w.delivery} · taken again` : "";
 
-    const parts = [`done ${w.done ?? 0}`, `gave back ${w.gave_back ?? 0}`];
+    const parts = [
+      w.process === "server" ? "in the server process" : "in a worker process",
+      `done ${w.done ?? 0}`,
+      `gave back ${w.gave_back ?? 0}`,
+    ];
     if (w.finishing > 0) parts.push(`recording ${w.finishing}`);
     q("lane-stats").textContent = parts.join(" · ");
     // The "for 3.4 s" part is the clock's: see tick().
@@ -432,6 +452,12 @@
   }
 
   // ---------------------------------------------------------------- start
+
+  let resizeFrame = 0;
+  window.addEventListener("resize", () => {
+    cancelAnimationFrame(resizeFrame);
+    resizeFrame = requestAnimationFrame(fitLanes);
+  });
 
   clock();
   setInterval(clock, 1000);
