@@ -201,7 +201,7 @@
       return li;
     });
     const more = waiting !== null ? waiting - next.length : 0;
-    if (more > 0 && q.next_from === "queue") {
+    if (more > 0) {
       const li = document.createElement("li");
       li.className = "chip more";
       li.textContent = `+${more}`;
@@ -392,8 +392,8 @@
   function toneOf(text) {
     const t = String(text).toLowerCase();
     if (/stopped answering|shut down|failed|cannot|lost/.test(t)) return "bad";
-    if (/again|gave back|given back|goes back|went back/.test(t)) return "warn";
     if (/joined|answers again/.test(t)) return "good";
+    if (/again|gave back|given back|goes back|went back/.test(t)) return "warn";
     return "";
   }
 
