@@ -7,9 +7,12 @@
 //! at once, every number on the board (TV, portrait TV, phone); the shared
 //! kiosk clearing itself and keeping nothing; the customer's own phone page
 //! following an order, cancelling another, collecting with the pickup code,
-//! and the number leaving the board. Screenshots of every page at TV
-//! (1920×1080, 1080×1920) and phone (390×844) sizes go to `target/screenshots/`,
-//! checked to be neither blank nor overflowing.
+//! and the number leaving the board. The kitchen page in complex mode
+//! (RabbitMQ, two worker processes): the worker preparing an order is
+//! killed, its lane goes grey and the other worker takes the order again.
+//! Screenshots of every page at TV (1920×1080, 1080×1920), laptop (1366×768)
+//! and phone (390×844) sizes go to `target/screenshots/`, checked to be
+//! neither blank nor overflowing.
 //!
 //! Needs /usr/bin/chromium and /usr/bin/chromedriver (Debian: `apt-get install
 //! chromium chromium-driver`). Without them the test prints `SKIPPED: ...` and
@@ -27,13 +30,16 @@ use fantoccini::{Client, ClientBuilder, Locator};
 use hyper_util::client::legacy::connect::HttpConnector;
 use serde_json::{Value, json};
 
-use crate::support::{Api, ServerProcess, place_orders, wait_for};
+use crate::support::rabbit::Rabbit;
+use crate::support::{Api, ServerProcess, WorkerProcess, place_orders, wait_for, wait_until};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
 const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
 const TV: (u32, u32) = (1920, 1080);
 const PORTRAIT_TV: (u32, u32) = (1080, 1920);
 const PHONE: (u32, u32) = (390, 844);
+/// A laptop, or the projector it drives.
+const LAPTOP: (u32, u32) = (1366, 768);
 /// The longest any wait for a page to show something may take.
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -604,6 +610,250 @@ async fn the_phone_page_follows_an_order_to_ready_and_collects_it() {
     .await;
 }
 
+// ---------------------------------------------------------------- the kitchen
+
+/// Complex mode as `/kitchen` shows it: the server takes orders into
+/// RabbitMQ, two worker processes prepare them. The worker preparing an
+/// order is killed (`kill -9`): within seconds its lane says it stopped
+/// answering, the other worker has the order again (delivery 2), the log
+/// tells what happened, and the order still ends READY. The same page on
+/// a laptop or projector and on a phone; and the page when the server dies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kitchen_page_shows_a_killed_worker_and_its_order_taken_again() {
+    if !browser_available() {
+        return;
+    }
+    let Some(rabbit) = Rabbit::vhost("kitchen-page").await else {
+        return;
+    };
+    let data = tempfile::tempdir().expect("temp dir");
+    let server =
+        ServerProcess::spawn(data.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    // Long enough that the order is still being prepared again when the
+    // first worker is declared gone (3 s of silence).
+    let prep = ["--prep-time", "8s"];
+    let workers = vec![
+        WorkerProcess::spawn(data.path(), &rabbit.url, &prep, &[]).await,
+        WorkerProcess::spawn(data.path(), &rabbit.url, &prep, &[]).await,
+    ];
+
+    in_browsers(&[TV, LAPTOP, PHONE], move |clients| async move {
+        let mut server = server;
+        let mut workers = workers;
+        let base = server.base.clone();
+        for client in &clients {
+            goto(client, &format!("{base}/kitchen")).await;
+        }
+        let tv = &clients[0];
+        wait_js(
+            tv,
+            "the kitchen page to show both worker processes, idle",
+            "return document.body.dataset.conn === 'live'\
+             && document.querySelectorAll('#lanes .lane[data-state=\"idle\"][data-process=\"worker\"]').length === 2\
+             && document.querySelector('#queue-kind').textContent === 'RabbitMQ'",
+        )
+        .await;
+        let pids: HashSet<u64> = workers.iter().map(|w| u64::from(w.pid)).collect();
+        let shown: HashSet<u64> = js(
+            tv,
+            "return [...document.querySelectorAll('#lanes .lane')].map(l => Number(l.dataset.pid))",
+        )
+        .await
+        .as_array()
+        .expect("pids")
+        .iter()
+        .map(|p| p.as_u64().expect("a pid"))
+        .collect();
+        assert_eq!(shown, pids, "one lane per worker process, with its pid");
+
+        // One order: whichever worker takes it, the page shows it there.
+        let order = server.place("1 burger").await;
+        let lane = |order: u32| {
+            format!(
+                "document.querySelector('#lanes .lane[data-state=\"preparing\"][data-order=\"{order}\"]')"
+            )
+        };
+        let holder = wait_js(
+            tv,
+            "the order preparing in a worker's lane",
+            &format!("const l = {}; return l && Number(l.dataset.pid)", lane(order)),
+        )
+        .await
+        .as_u64()
+        .expect("a pid") as u32;
+        let first = js(
+            tv,
+            &format!(
+                "const l = {}; return [l.querySelector('.lane-order').textContent,\
+                 l.querySelector('.lane-state').textContent,\
+                 l.querySelector('.lane-doing').textContent,\
+                 l.querySelector('.lane-delivery').hidden]",
+                lane(order)
+            ),
+        )
+        .await;
+        assert_eq!(first[0], json!(order.to_string()), "{first}");
+        assert_eq!(first[1], json!("Preparing"), "{first}");
+        assert_eq!(first[3], json!(true), "a first delivery is not highlighted: {first}");
+        // The time it has been at it ticks by itself, between events.
+        let doing = |t: &Value| t.as_str().unwrap_or_default().to_owned();
+        let before = doing(&first[2]);
+        assert!(
+            before.starts_with("for ") && before.ends_with(" s"),
+            "how long, in seconds: {before:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        let later = doing(
+            &js(
+                tv,
+                &format!("return {}.querySelector('.lane-doing').textContent", lane(order)),
+            )
+            .await,
+        );
+        assert_ne!(before, later, "the time at the order does not tick");
+
+        // Kill the worker whose lane holds the order.
+        let killed = workers
+            .iter_mut()
+            .find(|w| w.pid == holder)
+            .unwrap_or_else(|| panic!("the lane shows pid {holder}, no worker process has it"));
+        killed.kill9().await;
+        let killed_at = Instant::now();
+        // The order in a lane of the worker left (the killed one's lane
+        // shows it too, until the server finds that worker silent).
+        let other = |order: u32| {
+            format!(
+                "document.querySelector('#lanes .lane[data-state=\"preparing\"][data-order=\"{order}\"]:not([data-pid=\"{holder}\"])')"
+            )
+        };
+
+        // RabbitMQ hands the order to the other worker at once.
+        let again = wait_js(
+            tv,
+            "the order preparing again in the other worker's lane, delivery 2",
+            &format!(
+                "const l = {}; return l && l.dataset.delivery === '2'\
+                 && !l.querySelector('.lane-delivery').hidden\
+                 && l.querySelector('.lane-delivery').textContent",
+                other(order)
+            ),
+        )
+        .await;
+        assert!(
+            again.as_str().is_some_and(|t| t.contains("delivery 2")),
+            "the second delivery said on the lane: {again}"
+        );
+        // Orders behind it, waiting for the one worker left.
+        for i in 2..=5 {
+            server.place(&format!("{i} fries")).await;
+        }
+
+        // The killed worker's lane: gone, once it has been silent for 3 s.
+        wait_js(
+            tv,
+            "the killed worker's lane to show it stopped answering",
+            &format!(
+                "const l = document.querySelector('#lanes .lane[data-pid=\"{holder}\"]');\
+                 return !l || (l.dataset.state === 'gone'\
+                   && l.querySelector('.lane-state').textContent === 'Stopped answering')"
+            ),
+        )
+        .await;
+        let took = killed_at.elapsed();
+        assert!(
+            took < Duration::from_secs(8),
+            "the killed worker shown gone only after {took:?}"
+        );
+        wait_js(
+            tv,
+            "the log to tell what became of the order",
+            &format!(
+                "return [...document.querySelectorAll('#log .log-text')]\
+                 .some(t => /stopped answering/.test(t.textContent) && /\\border {order}\\b/.test(t.textContent))"
+            ),
+        )
+        .await;
+        let log = js(
+            tv,
+            "return [...document.querySelectorAll('#log .log-line time')]\
+             .map(t => [t.dateTime, t.textContent])",
+        )
+        .await;
+        let lines = log.as_array().expect("the log's times");
+        assert!(lines.len() >= 4, "joined twice, taken again, stopped answering: {log}");
+        for line in lines {
+            let shown = line[1].as_str().unwrap_or_default();
+            assert!(
+                shown.starts_with(|c: char| c.is_ascii_digit()),
+                "every line of the log starts with its time: {log}"
+            );
+        }
+        let at = |i: usize| lines[i][0].as_str().unwrap_or_default();
+        assert!(
+            (1..lines.len()).all(|i| at(i - 1) >= at(i)),
+            "the newest line comes first: {log}"
+        );
+
+        // The line behind it, as the store sees it (a broker's queue cannot
+        // be read without taking its orders).
+        wait_js(
+            tv,
+            "the waiting orders as chips, with the store's note",
+            "return document.querySelectorAll('#next .chip[data-order]').length === 4\
+             && document.querySelector('#next .chip.first').dataset.order === '2'\
+             && !document.querySelector('#next-note').hidden\
+             && /store/.test(document.querySelector('#next-note').textContent)",
+        )
+        .await;
+
+        for (client, size) in clients.iter().zip([TV, LAPTOP, PHONE]) {
+            wait_js(
+                client,
+                "the page to show the killed worker and the order again",
+                &format!(
+                    "return document.querySelector('#lanes .lane[data-pid=\"{holder}\"][data-state=\"gone\"]')\
+                     && {}?.dataset.delivery === '2'",
+                    other(order)
+                ),
+            )
+            .await;
+            assert_fits(client, if size == PHONE { "kitchen on a phone" } else { "kitchen" }).await;
+            assert_offline(client, "kitchen").await;
+            screenshot(client, "kitchen-worker-killed", size).await;
+        }
+
+        // The order still ends READY, made by the worker left.
+        wait_until(WAIT, "the order to be READY", || async {
+            server.order_json(order).await["status"] == "READY"
+        })
+        .await;
+        let stored = server.order_json(order).await;
+        assert_eq!(stored["deliveries"], 2, "{stored}");
+        wait_js(
+            tv,
+            "the worker left to count the order done",
+            &format!(
+                "const l = [...document.querySelectorAll('#lanes .lane')]\
+                 .find(l => Number(l.dataset.pid) !== {holder});\
+                 return l && /done 1\\b/.test(l.querySelector('.lane-stats').textContent)"
+            ),
+        )
+        .await;
+
+        // The server dies: the page says so instead of going on ticking.
+        server.kill9().await;
+        wait_js(
+            tv,
+            "the kitchen page to say the connection is lost",
+            "return document.body.dataset.conn === 'down'\
+             && !document.querySelector('#stale-banner').hidden",
+        )
+        .await;
+        screenshot(tv, "kitchen-offline", TV).await;
+    })
+    .await;
+}
+
 /// Starts chromedriver and one headless Chromium per size, runs `body` with
 /// them in a task, then closes every browser whatever happened (dropping
 /// chromedriver alone could leave Chromium running).
@@ -801,8 +1051,8 @@ async fn error_message(server: &Api, body: &str) -> String {
         .to_string()
 }
 
-/// The page fits its viewport across (no sideways scrolling), and the board,
-/// a screen on a wall, fits it entirely.
+/// The page fits its viewport across (no sideways scrolling), and the board
+/// and the kitchen, screens on a wall, fit it entirely.
 async fn assert_fits(client: &Client, page: &str) {
     let size = js(
         client,
@@ -812,7 +1062,7 @@ async fn assert_fits(client: &Client, page: &str) {
     .await;
     let n = |i: usize| size[i].as_u64().unwrap_or_default();
     assert!(n(0) <= n(2), "{page} scrolls sideways: {size}");
-    if page == "board" {
+    if page == "board" || page == "kitchen" {
         assert!(n(1) <= n(3), "{page} is taller than the screen: {size}");
     }
 }
