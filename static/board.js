@@ -84,45 +84,14 @@
 
   // ---------------------------------------------------------------- stream
 
-  let source = null;
-  let retryTimer = 0;
-  let retryDelay = 1000;
+  /** The stream, once started: `reconnect()` opens it again. */
+  let updates = null;
 
-  /** Open (or re-open) the event stream. */
-  function connect() {
-    clearTimeout(retryTimer);
-    if (source) source.close();
-    if (el.body.dataset.conn !== "down") setConn("connecting");
-    source = new EventSource("/updates");
-
-    source.onmessage = (ev) => {
-      let data;
-      try {
-        data = JSON.parse(ev.data);
-      } catch (err) {
-        console.warn("fastfood: ignoring an event that is not JSON", err);
-        return;
-      }
-      retryDelay = 1000;
-      state.lastEventAt = Date.now();
-      state.version = data.version ?? state.version;
-      onBoard(data);
-      setConn("live");
-    };
-
-    source.onerror = () => {
-      // From here on the board may be out of date: say so on screen.
-      setConn("down");
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gave up (e.g. a proxy answered with an error page).
-        // Retry ourselves, backing off up to 30 s. The first event of the new
-        // stream is the whole board, so nothing is lost.
-        retryTimer = setTimeout(connect, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 30000);
-      }
-      // Otherwise (CONNECTING) the browser reconnects by itself and sends
-      // Last-Event-ID, and the server answers with the current board.
-    };
+  /** One event: the whole board, or a change and the board after it. */
+  function onEvent(data) {
+    state.lastEventAt = Date.now();
+    state.version = data.version ?? state.version;
+    onBoard(data);
   }
 
   /**
@@ -145,7 +114,7 @@
         state.lastEventAt < askedAt;
       if (behind) {
         console.warn("fastfood: the stream fell silent while the board changed; reconnecting");
-        connect();
+        updates.reconnect();
       }
     } catch {
       // The server is unreachable; the EventSource will notice and report it.
@@ -579,5 +548,5 @@
   setInterval(() => state.haveBoard && render(), 5000);
   setInterval(watchdog, WATCHDOG_MS / 2);
   render();
-  connect();
+  updates = Fastfood.stream("/updates", { onData: onEvent, onLink: setConn });
 })();

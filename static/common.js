@@ -78,15 +78,68 @@ window.Fastfood = (() => {
   }
 
   /**
+   * Follow a Server-Sent Events stream of JSON events at `url`: calls
+   * `onData(data)` with each event's parsed data and `onLink("connecting" |
+   * "live" | "down")` as the connection changes. When the browser gives up on
+   * the stream (a proxy's error page), retries by itself, backing off from
+   * 1 s up to 30 s; the first event of every stream of this server is the
+   * whole picture, so nothing is lost. Returns `{ reconnect, stop }`.
+   */
+  function stream(url, { onData, onLink }) {
+    let source = null;
+    let retryTimer = 0;
+    let retryDelay = 1000;
+    let stopped = false;
+    let down = false;
+
+    function connect() {
+      clearTimeout(retryTimer);
+      if (source) source.close();
+      if (stopped) return;
+      if (!down) onLink("connecting");
+      source = new EventSource(url);
+      source.onmessage = (ev) => {
+        let data;
+        try {
+          data = JSON.parse(ev.data);
+        } catch (err) {
+          console.warn("fastfood: ignoring an event that is not JSON", err);
+          return;
+        }
+        retryDelay = 1000;
+        down = false;
+        onData(data);
+        onLink("live");
+      };
+      source.onerror = () => {
+        down = true;
+        onLink("down");
+        if (source.readyState === EventSource.CLOSED) {
+          retryTimer = setTimeout(connect, retryDelay);
+          retryDelay = Math.min(retryDelay * 2, 30000);
+        }
+        // Otherwise (CONNECTING) the browser reconnects by itself.
+      };
+    }
+
+    function stop() {
+      stopped = true;
+      clearTimeout(retryTimer);
+      if (source) source.close();
+      source = null;
+    }
+
+    connect();
+    return { reconnect: connect, stop };
+  }
+
+  /**
    * Follow order `n` live. Calls `onOrder(order)` with what is known of it
    * (at least `order` and `status`; `ahead` and `estimated_ready_at` while in
    * the kitchen, when the server gives them) and `onLink("connecting" |
    * "live" | "down")`. Returns `{ stop, refresh }`.
    */
   function follow(n, { onOrder, onLink }) {
-    let source = null;
-    let retryTimer = 0;
-    let retryDelay = 1000;
     let stopped = false;
     let last = null;
     // GET /orders/N at most once a second, however busy the stream.
@@ -134,52 +187,27 @@ window.Fastfood = (() => {
       }
     }
 
-    function connect() {
-      clearTimeout(retryTimer);
-      if (source) source.close();
-      if (stopped) return;
-      onLink("connecting");
-      source = new EventSource("/updates");
-      source.onmessage = (ev) => {
-        let data;
-        try {
-          data = JSON.parse(ev.data);
-        } catch {
-          return;
-        }
-        retryDelay = 1000;
-        onLink("live");
-        const orders = Array.isArray(data.orders) ? data.orders : [];
-        const mine = orders.find((o) => o.order === n);
-        if (mine) {
-          emit({ order: n, status: mine.status, content: mine.content });
-          // Any move in the kitchen may change how long: ask again.
-          if (mine.status === "TAKEN" || mine.status === "PREPARING") refresh();
-        } else if (data.change && data.change.order === n) {
-          emit({ order: n, status: data.change.status }); // it left the board
-        } else {
-          refresh(); // not on the board and we missed why: ask
-        }
-      };
-      source.onerror = () => {
-        onLink("down");
-        if (source.readyState === EventSource.CLOSED) {
-          // The browser will not retry by itself: do it, backing off.
-          retryTimer = setTimeout(connect, retryDelay);
-          retryDelay = Math.min(retryDelay * 2, 30000);
-        }
-      };
-    }
+    const onData = (data) => {
+      const orders = Array.isArray(data.orders) ? data.orders : [];
+      const mine = orders.find((o) => o.order === n);
+      if (mine) {
+        emit({ order: n, status: mine.status, content: mine.content });
+        // Any move in the kitchen may change how long: ask again.
+        if (mine.status === "TAKEN" || mine.status === "PREPARING") refresh();
+      } else if (data.change && data.change.order === n) {
+        emit({ order: n, status: data.change.status }); // it left the board
+      } else {
+        refresh(); // not on the board and we missed why: ask
+      }
+    };
 
     function stop() {
       stopped = true;
-      clearTimeout(retryTimer);
       clearTimeout(askTimer);
-      if (source) source.close();
-      source = null;
+      board.stop();
     }
 
-    connect();
+    const board = stream("/updates", { onData, onLink });
     refresh();
     return { stop, refresh };
   }
@@ -216,5 +244,5 @@ window.Fastfood = (() => {
     }
   }
 
-  return { OFFLINE, RANK, FINAL, errorSentence, retryAfter, formatCode, waitWords, follow, chime, newAudio };
+  return { OFFLINE, RANK, FINAL, errorSentence, retryAfter, formatCode, waitWords, stream, follow, chime, newAudio };
 })();

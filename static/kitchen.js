@@ -57,39 +57,8 @@
 
   // ---------------------------------------------------------------- stream
 
-  let source = null;
-  let retryTimer = 0;
-  let retryDelay = 1000;
-
-  function connect() {
-    clearTimeout(retryTimer);
-    if (source) source.close();
-    if (el.body.dataset.conn !== "down") setConn("connecting");
-    source = new EventSource("/kitchen/updates");
-
-    source.onmessage = (ev) => {
-      let data;
-      try {
-        data = JSON.parse(ev.data);
-      } catch (err) {
-        console.warn("fastfood: ignoring an event that is not JSON", err);
-        return;
-      }
-      retryDelay = 1000;
-      onKitchen(data);
-      setConn("live");
-    };
-
-    source.onerror = () => {
-      setConn("down");
-      if (source.readyState === EventSource.CLOSED) {
-        // The browser gave up: retry ourselves, backing off up to 30 s. The
-        // first event of a new stream is the whole kitchen.
-        retryTimer = setTimeout(connect, retryDelay);
-        retryDelay = Math.min(retryDelay * 2, 30000);
-      }
-    };
-  }
+  /** The stream, once started: `reconnect()` opens it again. */
+  let updates = null;
 
   /**
    * A quiet kitchen sends nothing but keep-alive comments, which a page
@@ -105,7 +74,7 @@
       const now = await res.json();
       if (fingerprint(now) !== state.fingerprint && state.lastEventAt < askedAt) {
         console.warn("fastfood: the stream fell silent while the kitchen changed; reconnecting");
-        connect();
+        updates.reconnect();
       }
     } catch {
       // Unreachable: the EventSource notices and says so.
@@ -465,5 +434,5 @@
     if (el.body.dataset.conn === "live") tick();
   }, TICK_MS);
   setInterval(watchdog, WATCHDOG_MS / 2);
-  connect();
+  updates = Fastfood.stream("/kitchen/updates", { onData: onKitchen, onLink: setConn });
 })();
