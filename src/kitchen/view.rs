@@ -160,18 +160,25 @@ impl View {
                 news.push(format!("{} joined the kitchen", lane.name));
             }
         }
+        // A process without workers (a server with --workers 0) has nothing
+        // on the page, and nothing to say in the log either.
+        let cooks = !seen.lanes.is_empty() || !report.lanes.is_empty();
         if seen.gone.is_some() && !report.stopping {
-            news.push(format!(
-                "the {} process pid {} answers again",
-                seen.process, seen.pid
-            ));
+            if cooks {
+                news.push(format!(
+                    "the {} process pid {} answers again",
+                    seen.process, seen.pid
+                ));
+            }
             seen.gone = None;
         }
         if report.stopping && seen.gone.is_none() {
-            news.push(format!(
-                "the {} process pid {} shut down",
-                seen.process, seen.pid
-            ));
+            if cooks {
+                news.push(format!(
+                    "the {} process pid {} shut down",
+                    seen.process, seen.pid
+                ));
+            }
             seen.gone = Some(Instant::now());
         }
         changed |= seen.lanes != report.lanes || !news.is_empty();
@@ -201,7 +208,7 @@ impl View {
                 _ = tick.tick() => {}
             }
             let waiting = self.queue.count_waiting().await;
-            let mut changed = self.look_for_silence();
+            let mut changed = self.look_for_silence(Instant::now());
             let mut state = self.state.lock();
             changed |= state.waiting != waiting;
             state.waiting = waiting;
@@ -212,16 +219,16 @@ impl View {
         }
     }
 
-    /// Marks the processes silent for [`SILENCE`] as gone, saying what
-    /// became of their orders, and forgets those gone for long.
-    fn look_for_silence(&self) -> bool {
+    /// Marks the processes silent for [`SILENCE`] by `now` as gone, saying
+    /// what became of their orders, and forgets those gone for long.
+    fn look_for_silence(&self, now: Instant) -> bool {
         let mut state = self.state.lock();
         let mut notes = Vec::new();
         for seen in &mut state.processes {
-            if seen.gone.is_some() || seen.heard.elapsed() < SILENCE {
+            if seen.gone.is_some() || now.saturating_duration_since(seen.heard) < SILENCE {
                 continue;
             }
-            seen.gone = Some(Instant::now());
+            seen.gone = Some(now);
             for lane in &seen.lanes {
                 notes.push(match lane.order {
                     Some(ticket) => format!(
@@ -234,9 +241,10 @@ impl View {
             }
         }
         let before = state.processes.len();
-        state
-            .processes
-            .retain(|p| p.gone.is_none_or(|at| at.elapsed() < GONE_SHOWN));
+        state.processes.retain(|p| {
+            p.gone
+                .is_none_or(|at| now.saturating_duration_since(at) < GONE_SHOWN)
+        });
         let changed = !notes.is_empty() || state.processes.len() != before;
         for text in notes {
             state.note(Moment::now(text));
@@ -328,5 +336,93 @@ impl ViewState {
             self.log.pop_front();
         }
         self.log.push_back(moment);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::queue::memory::MemoryQueue;
+
+    fn report(instance: u64, order: Option<Ticket>, moments: &[&str], stopping: bool) -> Report {
+        Report {
+            instance,
+            pid: 4121,
+            process: "worker".into(),
+            sent_at: Timestamp::now(),
+            lanes: vec![Lane {
+                name: "worker 2 (pid 4121)".into(),
+                order,
+                since: order.map(|_| Timestamp(std::time::UNIX_EPOCH)),
+                delivery: 1,
+                finishing: 0,
+                done: 3,
+                gave_back: 0,
+            }],
+            moments: moments.iter().map(|t| Moment::now(t.to_string())).collect(),
+            stopping,
+        }
+    }
+
+    fn texts(view: &View) -> Vec<String> {
+        view.now().log.into_iter().map(|m| m.text).collect()
+    }
+
+    #[tokio::test]
+    async fn silence_makes_a_lane_gone_and_the_log_says_what_became_of_its_order() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Vec::new()).unwrap();
+        let view = View::new(Queue::new(MemoryQueue::new(10)), store, 1);
+        // Its own crew's copy, carried by the broker, is not heard twice.
+        view.heard(report(1, None, &["mine"], false));
+        assert!(view.now().workers.is_empty());
+
+        let mut changes = view.subscribe();
+        view.heard(report(2, Some(57), &["a moment"], false));
+        assert!(changes.has_changed().unwrap());
+        let now = view.now();
+        assert_eq!(now.workers.len(), 1);
+        assert_eq!(now.workers[0].state, "preparing");
+        assert!(!now.workers[0].here);
+        assert_eq!(now.queue.in_flight, 1);
+        assert_eq!(
+            texts(&view),
+            ["a moment", "worker 2 (pid 4121) joined the kitchen"]
+        );
+
+        changes.mark_unchanged();
+        view.heard(report(2, Some(57), &[], false));
+        assert!(
+            !changes.has_changed().unwrap(),
+            "a heartbeat that says nothing new"
+        );
+
+        let later = Instant::now() + SILENCE;
+        assert!(view.look_for_silence(later));
+        let now = view.now();
+        assert_eq!(now.workers[0].state, "gone");
+        assert_eq!(now.queue.in_flight, 0, "a gone worker holds nothing");
+        assert_eq!(
+            texts(&view).last().unwrap(),
+            "worker 2 (pid 4121) stopped answering; order 57 goes back to the front of the line"
+        );
+        assert!(!view.look_for_silence(later), "said once");
+
+        view.heard(report(2, None, &[], false));
+        assert_eq!(
+            texts(&view).last().unwrap(),
+            "the worker process pid 4121 answers again"
+        );
+        view.heard(report(2, None, &[], true));
+        assert_eq!(
+            texts(&view).last().unwrap(),
+            "the worker process pid 4121 shut down"
+        );
+        assert_eq!(view.now().workers[0].state, "gone");
+        assert!(view.look_for_silence(Instant::now() + GONE_SHOWN));
+        assert!(
+            view.now().workers.is_empty(),
+            "gone lanes leave after a while"
+        );
     }
 }
