@@ -139,8 +139,11 @@ impl Worker {
             Err(e) => return give_back(&self.name, delivery, &e.to_string()).await,
         }
 
+        // No timer for no time: a zero sleep still waits for the timer's
+        // next millisecond tick, which halved the kitchen at prep 0.
         tokio::select! {
-            _ = tokio::time::sleep(self.prep_time) => {}
+            _ = tokio::time::sleep(self.prep_time), if !self.prep_time.is_zero() => {}
+            _ = std::future::ready(()), if self.prep_time.is_zero() => {}
             _ = shutdown.cancelled() => {
                 tracing::info!("{}: stopping; order {ticket} goes back to the front", self.name);
                 let _ = delivery.give_back().await;
