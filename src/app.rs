@@ -262,7 +262,7 @@ fn start_workers(
 ) {
     for n in 1..=workers {
         let name = format!("worker {n} ({})", std::process::id());
-        let orders = queue.consumer(&name);
+        let orders = queue.consumer(&name, kitchen.prefetch);
         let worker = Worker::new(
             name,
             store.clone(),
