@@ -250,7 +250,12 @@ mod tests {
         assert!(parse_capacity("0").is_err());
         assert_eq!(parse_prefetch("1000").unwrap(), 1000);
         for bad in ["0", "1001", "65536", "-1"] {
-            assert!(parse_prefetch(bad).unwrap_err().contains("1 (fair dispatch) to 1000"), "{bad}");
+            assert!(
+                parse_prefetch(bad)
+                    .unwrap_err()
+                    .contains("1 (fair dispatch) to 1000"),
+                "{bad}"
+            );
         }
         assert_eq!(parse_rate("0.9").unwrap(), 0.9);
         for bad in ["1", "0.95", "NaN", "-0.1", "inf"] {
