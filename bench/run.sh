@@ -78,7 +78,7 @@ SERVER_PID=
 start_server() { # data-dir, extra args...
   local dir=$1; shift
   local p; p=$(next_port)
-  "$BIN" serve --listen "127.0.0.1:$p" --data-dir "$dir" --prep-time 0 --queue-capacity "$QUEUE_CAPACITY" "$@" >"$WORK/server-$p.log" 2>&1 &
+  "$BIN" serve --listen "127.0.0.1:$p" --data-dir "$dir" --prep-time "${PREP:-0}" --queue-capacity "$QUEUE_CAPACITY" "$@" >"$WORK/server-$p.log" 2>&1 &
   SERVER_PID=$!; PIDS+=("$SERVER_PID")
   URL="http://127.0.0.1:$p"
   wait_up "$URL"
@@ -229,6 +229,49 @@ else
   record "TAKEN→READY, simple + RabbitMQ" "-" "" - "$BROKER_SKIPPED"
   record "TAKEN→READY, simple + RabbitMQ, --prefetch ${PREFETCH:-32}" "-" "" - "$BROKER_SKIPPED"
   record "TAKEN→READY, complex, 2 worker processes" "-" "" - "$BROKER_SKIPPED"
+fi
+
+echo "== 2b. kitchen capacity: 2 workers drain a queue filled beforehand" >&2
+# The rush's kitchen rows are bounded by how fast its customers order (with
+# RabbitMQ, a confirm each). Here the orders are placed first, with nobody
+# cooking (with RabbitMQ: --workers 0; in-process: one worker on a 1 h
+# order), then a server with 2 workers at prep 0 starts on the same data and
+# cooks them all: orders waiting when it answered / time until none is left.
+drain() { # label, limit, dir, preparation time while filling, fill args, run args (one string each)
+  local label=$1 limit=$2 dir=$3 fill_prep=$4 fill=$5 run=$6
+  PREP=$fill_prep start_server "$dir" $fill
+  local before
+  before=$(order_load "$URL/order" | awk '{ print $1 }')
+  stop_server
+  start_server "$dir" $run
+  local t0 waiting left t1
+  t0=$(date +%s.%N)
+  waiting=$(curl -fsS "$URL/orders" | jq '[.orders[] | select(.status != "READY")] | length')
+  left=$waiting
+  for _ in $(seq 1 1200); do
+    [ "$left" = 0 ] && break
+    sleep 0.1
+    left=$(curl -fsS "$URL/orders" | jq '[.orders[] | select(.status != "READY")] | length')
+  done
+  t1=$(date +%s.%N)
+  stop_server
+  if [ "$left" != 0 ]; then
+    record "$label" "-" "" - "$left of $waiting orders still not READY after 2 minutes"
+    return
+  fi
+  record "$label" "$(awk -v n="$waiting" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')" "orders/s" "$limit" \
+    "$waiting orders waiting (placed at ${before} 201s/s with nobody cooking), all READY in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
+}
+drain "kitchen capacity, embedded, 2 workers" "limit: fsynced store write cycle" "$WORK/drain-embedded" \
+  1h "--workers 1" "--workers 2"
+if [ "$HAVE_BROKER" = 1 ]; then
+  purge_orders
+  drain "kitchen capacity, RabbitMQ, 2 workers, prefetch 1" "limit: RabbitMQ confirmed publish" "$WORK/drain-broker-1" \
+    0 "--workers 0 --broker $BROKER_URL" "--workers 2 --broker $BROKER_URL"
+  purge_orders
+  drain "kitchen capacity, RabbitMQ, 2 workers, --prefetch ${PREFETCH:-32}" "limit: RabbitMQ confirmed publish" "$WORK/drain-broker-n" \
+    0 "--workers 0 --broker $BROKER_URL" "--workers 2 --broker $BROKER_URL --prefetch ${PREFETCH:-32}"
+  purge_orders
 fi
 
 echo "== 3. after $PRELOAD orders taken and collected" >&2
