@@ -6,6 +6,7 @@
 #   PRELOAD=20000 bash bench/run.sh   # a shorter "after N collected orders"
 #   SKIP_BOARDS_10K=1 bash bench/run.sh
 #   BROKER=0 bash bench/run.sh        # leave out the RabbitMQ scenarios
+#   PREFETCH=32 bash bench/run.sh     # the prefetch of the broker kitchen's fast rows
 #
 # Needs: cargo, curl, jq; wrk if installed (apt-get install -y wrk), else
 # `limits load`; RabbitMQ at $AMQP_URL for the broker scenarios, which run
@@ -26,7 +27,7 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-8}
 CONNECTIONS=${CONNECTIONS:-16}
 PRELOAD=${PRELOAD:-100000}
 WAITING=${WAITING:-10000}
-QUEUE_CAPACITY=${QUEUE_CAPACITY:-5000000}
+QUEUE_CAPACITY=${QUEUE_CAPACITY:-1000000}
 AMQP_BASE=${AMQP_URL:-amqp://guest:guest@127.0.0.1:5672}
 AMQP_BASE=${AMQP_BASE%/}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastfood-bench.XXXXXX")
@@ -77,12 +78,19 @@ SERVER_PID=
 start_server() { # data-dir, extra args...
   local dir=$1; shift
   local p; p=$(next_port)
-  "$BIN" serve --listen "127.0.0.1:$p" --data-dir "$dir" --prep-time 0 --queue-capacity "$QUEUE_CAPACITY" "$@" >"$WORK/server-$p.log" 2>&1 &
+  "$BIN" serve --listen "127.0.0.1:$p" --data-dir "$dir" --prep-time "${PREP:-0}" --queue-capacity "$QUEUE_CAPACITY" "$@" >"$WORK/server-$p.log" 2>&1 &
   SERVER_PID=$!; PIDS+=("$SERVER_PID")
   URL="http://127.0.0.1:$p"
   wait_up "$URL"
 }
 stop_server() { kill "$SERVER_PID" 2>/dev/null || true; wait "$SERVER_PID" 2>/dev/null || true; }
+# Orders a broker scenario left in the queue belong to its data directory:
+# the next scenario's kitchen would only drop them ("not in the store").
+purge_orders() {
+  if [ "$BROKER_URL" = "$AMQP_BASE/fastfood-bench" ]; then
+    rabbitmqctl purge_queue -p fastfood-bench orders >/dev/null 2>&1 || true
+  fi
+}
 rss_mb() { awk '/^VmHWM/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 
 # POST with CONNECTIONS connections for SECONDS_PER_RUN; only answers with
@@ -162,6 +170,11 @@ if [ "$HAVE_BROKER" = 1 ]; then
   if "$EX/limits" amqp --url "$BROKER_URL" --duration 5s --window 1000 >"$WORK/amqp.json" 2>"$WORK/amqp.err"; then
     record "limit: RabbitMQ confirmed publish" "$(jq .confirmed_per_s "$WORK/amqp.json")" "msg/s" - \
       "lapin, persistent, 1000 in flight: p50 $(jq .latency.p50_ms "$WORK/amqp.json") ms"
+    # What /order can hope for with CONNECTIONS requests in flight, each
+    # waiting for its own confirm.
+    "$EX/limits" amqp --url "$BROKER_URL" --duration 5s --window "$CONNECTIONS" >"$WORK/amqp-window.json" 2>>"$WORK/amqp.err"
+    record "limit: RabbitMQ confirmed publish, $CONNECTIONS in flight" "$(jq .confirmed_per_s "$WORK/amqp-window.json")" "msg/s" - \
+      "lapin, persistent, $CONNECTIONS in flight: p50 $(jq .latency.p50_ms "$WORK/amqp-window.json") ms"
   else
     echo "RabbitMQ unreachable at $BROKER_URL: $(tail -1 "$WORK/amqp.err")" >&2
     HAVE_BROKER=0
@@ -178,8 +191,8 @@ stop_server
 if [ "$HAVE_BROKER" = 1 ]; then
   start_server "$WORK/order-broker" --broker "$BROKER_URL"
   read -r rps p50 p99 refused < <(order_load "$URL/order")
-  record "/order, RabbitMQ" "$rps" "201s/s" "limit: RabbitMQ confirmed publish" "durable, confirmed 201s only; refused: $refused; p50 $p50, p99 $p99"
-  stop_server
+  record "/order, RabbitMQ" "$rps" "201s/s" "limit: RabbitMQ confirmed publish, $CONNECTIONS in flight" "durable, confirmed 201s only; refused: $refused; p50 $p50, p99 $p99"
+  stop_server; purge_orders
 else
   record "/order, RabbitMQ" "-" "" - "$BROKER_SKIPPED"
 fi
@@ -198,7 +211,10 @@ stop_server
 if [ "$HAVE_BROKER" = 1 ]; then
   start_server "$WORK/kitchen-broker" --workers 2 --broker "$BROKER_URL"
   kitchen "TAKEN→READY, simple + RabbitMQ" "limit: RabbitMQ confirmed publish"
-  stop_server
+  stop_server; purge_orders
+  start_server "$WORK/kitchen-broker-prefetch" --workers 2 --broker "$BROKER_URL" --prefetch "${PREFETCH:-32}"
+  kitchen "TAKEN→READY, simple + RabbitMQ, --prefetch ${PREFETCH:-32}" "limit: RabbitMQ confirmed publish"
+  stop_server; purge_orders
   start_server "$WORK/kitchen-complex" --workers 0 --broker "$BROKER_URL"
   WORKER_PIDS=()
   for _ in 1 2; do
@@ -211,7 +227,51 @@ if [ "$HAVE_BROKER" = 1 ]; then
   for pid in "${WORKER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
 else
   record "TAKEN→READY, simple + RabbitMQ" "-" "" - "$BROKER_SKIPPED"
+  record "TAKEN→READY, simple + RabbitMQ, --prefetch ${PREFETCH:-32}" "-" "" - "$BROKER_SKIPPED"
   record "TAKEN→READY, complex, 2 worker processes" "-" "" - "$BROKER_SKIPPED"
+fi
+
+echo "== 2b. kitchen capacity: 2 workers drain a queue filled beforehand" >&2
+# The rush's kitchen rows are bounded by how fast its customers order (with
+# RabbitMQ, a confirm each). Here the orders are placed first, with nobody
+# cooking (with RabbitMQ: --workers 0; in-process: one worker on a 1 h
+# order), then a server with 2 workers at prep 0 starts on the same data and
+# cooks them all: orders waiting when it answered / time until none is left.
+drain() { # label, limit, dir, preparation time while filling, fill args, run args (one string each)
+  local label=$1 limit=$2 dir=$3 fill_prep=$4 fill=$5 run=$6
+  PREP=$fill_prep start_server "$dir" $fill
+  local before
+  before=$(order_load "$URL/order" | awk '{ print $1 }')
+  stop_server
+  start_server "$dir" $run
+  local t0 waiting left t1
+  t0=$(date +%s.%N)
+  waiting=$(curl -fsS "$URL/orders" | jq '[.orders[] | select(.status != "READY")] | length')
+  left=$waiting
+  for _ in $(seq 1 1200); do
+    [ "$left" = 0 ] && break
+    sleep 0.1
+    left=$(curl -fsS "$URL/orders" | jq '[.orders[] | select(.status != "READY")] | length')
+  done
+  t1=$(date +%s.%N)
+  stop_server
+  if [ "$left" != 0 ]; then
+    record "$label" "-" "" - "$left of $waiting orders still not READY after 2 minutes"
+    return
+  fi
+  record "$label" "$(awk -v n="$waiting" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')" "orders/s" "$limit" \
+    "$waiting orders waiting (placed at ${before} 201s/s with nobody cooking), all READY in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
+}
+drain "kitchen capacity, embedded, 2 workers" "limit: fsynced store write cycle" "$WORK/drain-embedded" \
+  1h "--workers 1" "--workers 2"
+if [ "$HAVE_BROKER" = 1 ]; then
+  purge_orders
+  drain "kitchen capacity, RabbitMQ, 2 workers, prefetch 1" "limit: RabbitMQ confirmed publish" "$WORK/drain-broker-1" \
+    0 "--workers 0 --broker $BROKER_URL" "--workers 2 --broker $BROKER_URL"
+  purge_orders
+  drain "kitchen capacity, RabbitMQ, 2 workers, --prefetch ${PREFETCH:-32}" "limit: RabbitMQ confirmed publish" "$WORK/drain-broker-n" \
+    0 "--workers 0 --broker $BROKER_URL" "--workers 2 --broker $BROKER_URL --prefetch ${PREFETCH:-32}"
+  purge_orders
 fi
 
 echo "== 3. after $PRELOAD orders taken and collected" >&2

@@ -193,7 +193,11 @@ impl Restaurant {
         let addr = listener.local_addr()?;
         tracing::info!("serving on http://{addr} with {summary}");
         let hosts = web::Hosts::new(addr, &allowed_hosts);
-        let server = axum::serve(listener, web::router(state, hosts))
+        // As a make-service: each connection clones the router (one
+        // reference count). Served as a plain router, axum rebuilds its
+        // route table for every connection, ~10 KB per open board.
+        let router = web::router(state, hosts).into_make_service();
+        let server = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tokio::select! {
             served = server => served.context("the HTTP server failed")?,
@@ -344,7 +348,7 @@ fn start_workers(
 ) {
     for n in 1..=workers {
         let hand = crew.hire(n);
-        let orders = queue.consumer(hand.name());
+        let orders = queue.consumer(hand.name(), kitchen.prefetch);
         let worker = Worker::new(
             hand,
             store.clone(),

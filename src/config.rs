@@ -85,6 +85,28 @@ pub struct KitchenConfig {
     /// gives it back, to watch redelivery happen.
     #[arg(long, env = "FASTFOOD_FAIL_RATE", default_value_t = 0.0, value_parser = parse_rate)]
     pub fail_rate: f64,
+
+    /// With --broker: orders RabbitMQ hands each worker before it has
+    /// acknowledged the first (1 to 1000). 1 is fair dispatch: an order goes
+    /// to whichever worker is free. More lets a worker claim its next order
+    /// while the last one's READY is being written (faster at short
+    /// preparation times), but orders then wait behind a busy worker while
+    /// another is idle, and a worker that dies hands back all it held.
+    #[arg(long, env = "FASTFOOD_PREFETCH", default_value_t = 1, value_parser = parse_prefetch)]
+    pub prefetch: u16,
+}
+
+/// The most orders RabbitMQ may hand one worker ahead.
+pub const MAX_PREFETCH: u16 = 1000;
+
+/// A prefetch count: 1 to [`MAX_PREFETCH`].
+pub fn parse_prefetch(text: &str) -> Result<u16, String> {
+    match text.parse::<u16>() {
+        Ok(n) if (1..=MAX_PREFETCH).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a prefetch count: give a whole number from 1 (fair dispatch) to {MAX_PREFETCH}"
+        )),
+    }
 }
 
 /// An address to listen on: `HOST:PORT` that resolves. `:0` (a port without
@@ -226,6 +248,15 @@ mod tests {
                 .contains("1 to 1000000")
         );
         assert!(parse_capacity("0").is_err());
+        assert_eq!(parse_prefetch("1000").unwrap(), 1000);
+        for bad in ["0", "1001", "65536", "-1"] {
+            assert!(
+                parse_prefetch(bad)
+                    .unwrap_err()
+                    .contains("1 (fair dispatch) to 1000"),
+                "{bad}"
+            );
+        }
         assert_eq!(parse_rate("0.9").unwrap(), 0.9);
         for bad in ["1", "0.95", "NaN", "-0.1", "inf"] {
             assert!(parse_rate(bad).unwrap_err().contains("0 and 0.9"), "{bad}");

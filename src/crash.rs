@@ -7,7 +7,7 @@ use std::sync::OnceLock;
 
 /// The points a test may name.
 pub mod point {
-    /// An order was numbered (the counter is fsynced) but not stored yet.
+    /// An order was numbered (the counter is written) but not stored yet.
     pub const AFTER_TICKET: &str = "after-ticket";
     /// An order was stored TAKEN but not queued yet.
     pub const AFTER_STORE: &str = "after-store";

@@ -75,26 +75,22 @@ async fn cancel_until_done(store: Store, ticket: Ticket) {
 }
 
 impl Front {
-    /// Places an order: number, record, queue.
+    /// Places an order: number, record, queue. The counter's fsync runs
+    /// while the order is recorded (see [`crate::ticket`]); the order is
+    /// queued, and the customer answered, only once both are durable.
     pub async fn place(&self, content: String) -> Result<Placed, FrontError> {
         let slot = self.queue.reserve()?;
-        let ticket = self.tickets.next().await?;
+        let numbered = self.tickets.next().await?;
+        let ticket = numbered.ticket;
         crash::here(crash::point::AFTER_TICKET);
         let (mut order, pickup_code) = self.store.record(ticket, content).await?;
+        if let Err(e) = numbered.durable().await {
+            self.withdraw(ticket, &e).await;
+            return Err(e.into());
+        }
         crash::here(crash::point::AFTER_STORE);
         if let Err(e) = slot.send(ticket).await {
-            let cancelled = self
-                .store
-                .advance(ticket, Status::Cancelled, Repeat::Refuse)
-                .await;
-            if let Err(failed) = cancelled {
-                // The customer is told no: the order must not be cooked later
-                // (by the sweep), so keep trying while the store recovers.
-                tracing::warn!(
-                    "order {ticket} could not be queued ({e}) nor cancelled yet ({failed})"
-                );
-                tokio::spawn(cancel_until_done(self.store.clone(), ticket));
-            }
+            self.withdraw(ticket, &e).await;
             return Err(e.into());
         }
         crash::here(crash::point::AFTER_QUEUE);
@@ -107,6 +103,21 @@ impl Front {
             tokio::spawn(async move { store.mark_queued(ticket).await });
         }
         Ok(Placed { order, pickup_code })
+    }
+
+    /// Cancels a stored order whose customer is told no (its number was not
+    /// made durable, or the queue refused it), so that no ghost stays on the
+    /// board and it is never cooked later (by the sweep).
+    async fn withdraw(&self, ticket: Ticket, why: &(dyn std::fmt::Display + Sync)) {
+        let cancelled = self
+            .store
+            .advance(ticket, Status::Cancelled, Repeat::Refuse)
+            .await;
+        if let Err(failed) = cancelled {
+            // Keep trying while the store recovers.
+            tracing::warn!("order {ticket} was refused ({why}) but not cancelled yet ({failed})");
+            tokio::spawn(cancel_until_done(self.store.clone(), ticket));
+        }
     }
 
     /// Sends again, every few seconds until `shutdown`, the orders whose

@@ -2,12 +2,25 @@
 //! the last number handed out as a big-endian `u32` (`0` when new). This
 //! module is the only code that opens it.
 //!
-//! Every increment happens under an exclusive lock and is fsynced before any
-//! number is handed out, so any number of processes sharing the directory
-//! never hand out one number twice, and the numbers are consecutive. Requests
-//! that arrive together share one lock/read/write/fsync cycle (group commit):
-//! `k` waiting customers get `k` consecutive numbers for the price of one
-//! fsync. Nothing is reserved ahead for customers who have not arrived.
+//! Every increment happens under an exclusive lock, so any number of
+//! processes sharing the directory never hand out one number twice, and the
+//! numbers are consecutive. Requests that arrive together share one
+//! lock/read/write cycle (group commit): `k` waiting customers get `k`
+//! consecutive numbers at once. Nothing is reserved ahead for customers who
+//! have not arrived.
+//!
+//! A number is handed out as soon as it is written, and its fsync runs on a
+//! thread of its own, in parallel with the store's (one fsync serves every
+//! number written before it began): the caller stores its order meanwhile
+//! and waits for [`Numbered::durable`] before it answers. So a `201` costs
+//! one fsync of latency, not two in a row. Another process reads the written
+//! number at once (the page cache is shared), and any later fsync of the
+//! file makes it durable too. Only a crash of the machine can lose a written
+//! number that was not yet fsynced; then the store may hold an order above
+//! the counter, and [`CounterFile::open_after`] raises the counter to the
+//! store's highest ticket at start-up, so no number the store holds is ever
+//! handed out again. (A number lost that way was never answered with a
+//! `201`, which waits for both fsyncs.)
 //!
 //! It also owns the one encoding of a ticket as four big-endian bytes
 //! ([`to_bytes`], [`from_bytes`]): the counter's, and the broker's messages.
@@ -19,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use byteorder::{BigEndian, ByteOrder};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::durable;
 use crate::order::Ticket;
@@ -59,16 +72,6 @@ pub enum TicketError {
          or write that number into it: printf '%08x' {highest} | xxd -r -p > {path}"
     )]
     Missing { path: PathBuf, highest: Ticket },
-    #[error(
-        "{path} says the last ticket was {last}, but the order store holds order {highest}: counting on \
-         from there would repeat tickets. Restore it from a backup, or write the highest number into it: \
-         printf '%08x' {highest} | xxd -r -p > {path}"
-    )]
-    Behind {
-        path: PathBuf,
-        last: Ticket,
-        highest: Ticket,
-    },
     #[error("ticket numbers are used up: {path} is at {max}, the largest number a ticket can hold", max = u32::MAX)]
     Exhausted { path: PathBuf },
     #[error("the ticket counter is locked by another process: {0}")]
@@ -94,8 +97,10 @@ pub enum Create {
 /// A handle to the counter; cheap to clone.
 #[derive(Clone)]
 pub struct Tickets {
-    requests: mpsc::Sender<oneshot::Sender<Result<Ticket, TicketError>>>,
+    requests: mpsc::Sender<Reply>,
 }
+
+type Reply = oneshot::Sender<Result<Numbered, TicketError>>;
 
 /// The counter file, opened and checked.
 pub struct CounterFile {
@@ -130,23 +135,47 @@ impl CounterFile {
     }
 
     /// Opens the counter beside an order store whose highest ticket is
-    /// `highest`, refusing one that would hand out a number the store holds
-    /// already (missing, or behind). Blocks on the counter's lock.
+    /// `highest`, so that it never hands out a number the store holds: a
+    /// missing one is refused (orders exist, and nothing says how far they
+    /// went), and one behind the store is raised to `highest` (fsynced)
+    /// before any number is handed out. A counter is behind after a crash of
+    /// the machine lost its last write while the store's was fsynced (the
+    /// two fsyncs run in parallel), or when an old copy was restored.
+    /// Blocks on the counter's lock.
     pub fn open_after(dir: &Path, highest: Ticket) -> Result<CounterFile, TicketError> {
         let path = dir.join(FILE_NAME);
         if highest > 0 && !path.exists() {
             return Err(TicketError::Missing { path, highest });
         }
         let counter = CounterFile::open(dir, Create::IfMissing)?;
-        let last = counter.last()?;
-        if last < highest {
-            return Err(TicketError::Behind {
-                path,
-                last,
-                highest,
-            });
+        if let Some(last) = counter.raise_to(highest)? {
+            tracing::warn!(
+                "{} said the last ticket was {last}, but the order store holds order {highest}: \
+                 raised it to {highest}, so the next order is {}",
+                counter.path.display(),
+                u64::from(highest) + 1
+            );
         }
         Ok(counter)
+    }
+
+    /// Raises the counter to `highest` if it is behind (written and fsynced
+    /// under the lock); returns what it said before, if it was raised.
+    fn raise_to(&self, highest: Ticket) -> Result<Option<Ticket>, TicketError> {
+        let _lock = durable::exclusive(&self.file, durable::LOCK_WAIT)
+            .map_err(|e| TicketError::Busy(e.into()))?;
+        let last = self.read()?;
+        if last >= highest {
+            return Ok(None);
+        }
+        self.file
+            .write_all_at(&to_bytes(highest), 0)
+            .and_then(|()| self.file.sync_data())
+            .map_err(|error| TicketError::Io {
+                path: self.path.clone(),
+                error: error.into(),
+            })?;
+        Ok(Some(last))
     }
 
     /// The last number handed out, read under the lock.
@@ -184,6 +213,19 @@ impl CounterFile {
     /// return the next number without handing it out, so the following
     /// `reserve` handed it out again, and at `u32::MAX` it overflowed).
     pub fn reserve(&self, count: u32) -> Result<Ticket, TicketError> {
+        let first = self.reserve_unsynced(count)?;
+        self.sync()?;
+        Ok(first)
+    }
+
+    /// [`CounterFile::reserve`] without the fsync: the numbers are written
+    /// (other processes see them at once) but not yet durable; see
+    /// [`CounterFile::sync`].
+    ///
+    /// # Panics
+    ///
+    /// If `count` is 0.
+    pub fn reserve_unsynced(&self, count: u32) -> Result<Ticket, TicketError> {
         assert!(count > 0, "reserve at least one ticket number");
         let _lock = durable::exclusive(&self.file, durable::LOCK_WAIT)
             .map_err(|e| TicketError::Busy(e.into()))?;
@@ -198,8 +240,16 @@ impl CounterFile {
             error: error.into(),
         };
         self.file.write_all_at(&to_bytes(new_last), 0).map_err(io)?;
-        self.file.sync_data().map_err(io)?;
         Ok(last + 1)
+    }
+
+    /// Makes every number written so far durable (by this process or any
+    /// other: an fsync covers the file, not the descriptor).
+    pub fn sync(&self) -> Result<(), TicketError> {
+        self.file.sync_data().map_err(|error| TicketError::Io {
+            path: self.path.clone(),
+            error: error.into(),
+        })
     }
 }
 
@@ -220,21 +270,67 @@ fn create_atomically(dir: &Path, path: &Path) -> io::Result<()> {
     }
 }
 
+/// A number handed out, and when it is durable.
+pub struct Numbered {
+    pub ticket: Ticket,
+    synced: watch::Receiver<Option<Result<(), TicketError>>>,
+}
+
+impl Numbered {
+    /// Waits until the counter's fsync that covers this number is done.
+    pub async fn durable(mut self) -> Result<(), TicketError> {
+        match self.synced.wait_for(Option::is_some).await {
+            Ok(synced) => synced.clone().expect("waited for it"),
+            Err(_) => Err(TicketError::Stopped),
+        }
+    }
+}
+
+/// Tells the numbers of one batch that their fsync is done.
+type Synced = watch::Sender<Option<Result<(), TicketError>>>;
+
 impl Tickets {
-    /// Starts the thread that owns the counter file.
+    /// Starts the thread that owns the counter file, and the one that
+    /// fsyncs it.
     pub fn start(counter: CounterFile) -> Tickets {
-        let (requests, mut inbox) =
-            mpsc::channel::<oneshot::Sender<Result<Ticket, TicketError>>>(MAX_BATCH);
+        let (requests, mut inbox) = mpsc::channel::<Reply>(MAX_BATCH);
+        let (to_sync, syncs) = std::sync::mpsc::channel::<Synced>();
+        let counter = Arc::new(counter);
+        let syncing = counter.clone();
+        std::thread::Builder::new()
+            .name("ticket-sync".into())
+            .spawn(move || {
+                // Every batch written before this fsync began shares it.
+                while let Ok(first) = syncs.recv() {
+                    let mut waiting = vec![first];
+                    waiting.extend(syncs.try_iter());
+                    let synced = syncing.sync();
+                    if let Err(e) = &synced {
+                        tracing::error!("ticket counter: {e}");
+                    }
+                    for batch in waiting {
+                        batch.send_replace(Some(synced.clone()));
+                    }
+                }
+            })
+            .expect("spawn the ticket-sync thread");
         std::thread::Builder::new()
             .name("ticket-counter".into())
             .spawn(move || {
                 let mut batch = Vec::with_capacity(MAX_BATCH);
                 while inbox.blocking_recv_many(&mut batch, MAX_BATCH) > 0 {
                     let count = batch.len() as u32;
-                    match counter.reserve(count) {
+                    match counter.reserve_unsynced(count) {
                         Ok(first) => {
+                            let (synced, durable) = watch::channel(None);
                             for (i, reply) in batch.drain(..).enumerate() {
-                                let _ = reply.send(Ok(first + i as u32));
+                                let _ = reply.send(Ok(Numbered {
+                                    ticket: first + i as u32,
+                                    synced: durable.clone(),
+                                }));
+                            }
+                            if to_sync.send(synced).is_err() {
+                                return;
                             }
                         }
                         Err(e) => {
@@ -250,8 +346,9 @@ impl Tickets {
         Tickets { requests }
     }
 
-    /// The next ticket number.
-    pub async fn next(&self) -> Result<Ticket, TicketError> {
+    /// The next ticket number, written but perhaps not yet durable: wait for
+    /// [`Numbered::durable`] before telling anyone.
+    pub async fn next(&self) -> Result<Numbered, TicketError> {
         let (reply, answer) = oneshot::channel();
         self.requests
             .send(reply)
@@ -315,6 +412,22 @@ mod tests {
         assert_eq!(counter.last().unwrap(), u32::MAX);
     }
 
+    #[test]
+    fn a_counter_behind_the_store_is_raised_and_one_ahead_is_left_alone() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::write(dir.path().join(FILE_NAME), 2u32.to_be_bytes()).unwrap();
+        let counter = CounterFile::open_after(dir.path(), 7).unwrap();
+        assert_eq!(counter.last().unwrap(), 7);
+        assert_eq!(counter.reserve(1).unwrap(), 8);
+        let counter = CounterFile::open_after(dir.path(), 3).unwrap();
+        assert_eq!(counter.last().unwrap(), 8, "never lowered");
+        fs::remove_file(dir.path().join(FILE_NAME)).unwrap();
+        assert!(matches!(
+            CounterFile::open_after(dir.path(), 3),
+            Err(TicketError::Missing { highest: 3, .. })
+        ));
+    }
+
     #[tokio::test]
     async fn concurrent_requests_get_distinct_consecutive_numbers() {
         let dir = tempfile::tempdir().unwrap();
@@ -323,7 +436,12 @@ mod tests {
             .map(|_| {
                 tokio::spawn({
                     let t = tickets.clone();
-                    async move { t.next().await.unwrap() }
+                    async move {
+                        let numbered = t.next().await.unwrap();
+                        let ticket = numbered.ticket;
+                        numbered.durable().await.unwrap();
+                        ticket
+                    }
                 })
             })
             .collect();

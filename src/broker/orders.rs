@@ -1,7 +1,8 @@
 //! The broker's side of the queue: publishing an order to the `orders`
 //! queue (and waiting for RabbitMQ's confirm), and one worker's view of it:
-//! its own channel with prefetch 1 (so RabbitMQ hands each worker one order
-//! at a time, fairly), opened again after every reconnection. A message is a
+//! its own channel with prefetch 1 by default (so RabbitMQ hands each worker
+//! one order at a time, fairly; `--prefetch` trades that for speed), opened
+//! again after every reconnection. A message is a
 //! ticket number in [`crate::ticket`]'s encoding. And how many workers
 //! consume the queue, which only RabbitMQ knows in complex mode.
 
@@ -104,6 +105,8 @@ impl Broker {
 struct OrderConsumer {
     broker: Broker,
     name: String,
+    /// Orders RabbitMQ may hand this worker before its acknowledgements.
+    prefetch: u16,
     /// The consumer of the current session, if one is open.
     current: Option<(u64, lapin::Consumer)>,
     /// The pause before opening a consumer again after it failed.
@@ -119,10 +122,11 @@ struct OrderDelivery {
 }
 
 impl OrderConsumer {
-    fn new(broker: Broker, name: &str) -> Self {
+    fn new(broker: Broker, name: &str, prefetch: u16) -> Self {
         OrderConsumer {
             broker,
             name: name.to_owned(),
+            prefetch,
             current: None,
             reopen: backoff::REOPEN,
         }
@@ -182,7 +186,9 @@ impl OrderConsumer {
 
     async fn open(&self, session: &Session) -> Result<lapin::Consumer, lapin::Error> {
         let channel = session.connection.create_channel().await?;
-        channel.basic_qos(1, BasicQosOptions::default()).await?;
+        channel
+            .basic_qos(self.prefetch, BasicQosOptions::default())
+            .await?;
         channel
             .basic_consume(
                 ORDERS_QUEUE.into(),
@@ -219,8 +225,8 @@ impl Backend for Broker {
         Ok(Box::new(BrokerSlot(self.clone())))
     }
 
-    fn consumer(&self, name: &str) -> Box<dyn BackendConsumer> {
-        Box::new(OrderConsumer::new(self.clone(), name))
+    fn consumer(&self, name: &str, prefetch: u16) -> Box<dyn BackendConsumer> {
+        Box::new(OrderConsumer::new(self.clone(), name, prefetch))
     }
 
     fn health(&self) -> Health {

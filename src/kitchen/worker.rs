@@ -156,8 +156,11 @@ impl Worker {
             }
         }
 
+        // No timer for no time: a zero sleep still waits for the timer's
+        // next millisecond tick, which halved the kitchen at prep 0.
         tokio::select! {
-            _ = tokio::time::sleep(self.prep_time) => {}
+            _ = tokio::time::sleep(self.prep_time), if !self.prep_time.is_zero() => {}
+            _ = std::future::ready(()), if self.prep_time.is_zero() => {}
             _ = shutdown.cancelled() => {
                 self.hand.put_down(true, Some(back(&me, ticket, "it is stopping")));
                 let _ = delivery.give_back().await;

@@ -149,7 +149,7 @@ impl Backend for MemoryQueue {
         MemoryQueue::reserve(self).map(|slot| Box::new(slot) as Box<dyn BackendSlot>)
     }
 
-    fn consumer(&self, _name: &str) -> Box<dyn BackendConsumer> {
+    fn consumer(&self, _name: &str, _prefetch: u16) -> Box<dyn BackendConsumer> {
         Box::new(self.clone())
     }
 

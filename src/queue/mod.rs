@@ -46,8 +46,10 @@ pub struct Health {
 pub trait Backend: Send + Sync + 'static {
     /// Room for one more order, or why there is none.
     fn reserve(&self) -> Result<Box<dyn BackendSlot>, QueueError>;
-    /// A consumer for one worker.
-    fn consumer(&self, name: &str) -> Box<dyn BackendConsumer>;
+    /// A consumer for one worker, handed at most `prefetch` orders at a
+    /// time where the queue can tell (a broker; the in-process queue hands
+    /// out one when asked).
+    fn consumer(&self, name: &str, prefetch: u16) -> Box<dyn BackendConsumer>;
     /// Whether it can take orders now, and if not why.
     fn health(&self) -> Health;
     /// Orders waiting for a worker, or `None` if the queue cannot tell.
@@ -109,9 +111,9 @@ impl Queue {
         self.0.reserve().map(Slot)
     }
 
-    /// A consumer for one worker.
-    pub fn consumer(&self, name: &str) -> Consumer {
-        Consumer(self.0.consumer(name))
+    /// A consumer for one worker, handed at most `prefetch` orders ahead.
+    pub fn consumer(&self, name: &str, prefetch: u16) -> Consumer {
+        Consumer(self.0.consumer(name, prefetch))
     }
 
     /// Whether it can take orders now, and if not why.

@@ -278,34 +278,53 @@ impl Disk {
         );
     }
 
-    /// Appends changes to the log and fsyncs. On failure the log is cut back
-    /// to where it was, so nothing unacknowledged is left behind.
-    pub fn append(&mut self, records: &[Change]) -> Result<(), StoreError> {
+    /// Appends changes to the log, without an fsync (the committer's syncer
+    /// makes them durable, see [`Disk::sync_handle`]); returns the offset
+    /// where they start. On failure the log is cut back to where it was, so
+    /// nothing unacknowledged is left behind.
+    pub fn write(&mut self, records: &[Change]) -> Result<u64, StoreError> {
         let log_path = self.dir.join(LOG);
         let mut lines = Vec::with_capacity(records.len() * 192);
         for record in records {
             serde_json::to_writer(&mut lines, record).expect("a record serialises");
             lines.push(b'\n');
         }
-        let written = self
-            .log
-            .write_all(&lines)
-            .and_then(|()| self.log.sync_data());
-        if let Err(e) = written {
-            if let Err(cut) = self.log.set_len(self.log_offset) {
-                return Err(corrupt(
-                    &log_path,
-                    format!(
-                        "a write failed ({e}) and cutting it back failed too ({cut}); restart to recover"
-                    ),
-                ));
-            }
+        if let Err(e) = self.log.write_all(&lines) {
+            self.cut_back(self.log_offset, 0)?;
             return Err(io_error(&log_path)(e));
         }
+        let start = self.log_offset;
         self.log_offset += lines.len() as u64;
         self.log_records += records.len();
-        self.note_leaving(records);
+        Ok(start)
+    }
+
+    /// A second handle on the log, for the thread that fsyncs it (an fsync
+    /// covers the file, whichever handle asks).
+    pub fn sync_handle(&self) -> Result<File, StoreError> {
+        self.log.try_clone().map_err(io_error(&self.dir.join(LOG)))
+    }
+
+    /// Cuts the log back to `start`: what was written from there on (`records`
+    /// changes) never became durable, and nobody was told it did.
+    pub fn cut_back(&mut self, start: u64, records: usize) -> Result<(), StoreError> {
+        let log_path = self.dir.join(LOG);
+        if let Err(cut) = self.log.set_len(start) {
+            return Err(corrupt(
+                &log_path,
+                format!(
+                    "a write failed and cutting it back failed too ({cut}); restart to recover"
+                ),
+            ));
+        }
+        self.log_offset = start;
+        self.log_records = self.log_records.saturating_sub(records);
         Ok(())
+    }
+
+    /// `records`, written by [`Disk::write`], are durable now.
+    pub fn durable(&mut self, records: &[Change]) {
+        self.note_leaving(records);
     }
 }
 

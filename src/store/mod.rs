@@ -6,10 +6,12 @@
 //! files; this file is the handle the rest of the program holds.
 //!
 //! Every change goes through one thread, the committer. It takes all the
-//! requests waiting for it and applies them in one cycle: lock, read what
-//! other processes appended, decide each request against the rules, append,
-//! fsync, unlock (group commit). So a burst of requests costs one fsync, not
-//! one each, and two processes can never both collect one order. Between
+//! requests waiting for it and decides them in one batch: lock, read what
+//! other processes appended, decide each request against the rules, append;
+//! the fsync runs on a second thread while the next batch is decided (see
+//! `committer`), and the lock is let go once every batch is durable (group
+//! commit). So a burst of requests costs one fsync, not one each, and two
+//! processes can never both collect one order. Between
 //! requests it looks for other processes' changes a few times a second, so
 //! this process's board also shows what they did.
 //!
@@ -154,6 +156,7 @@ impl Store {
             disk,
             shared: shared.clone(),
             observers,
+            wake: jobs.downgrade(),
         };
         std::thread::Builder::new()
             .name("store-committer".into())

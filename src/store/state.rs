@@ -280,6 +280,9 @@ pub enum Outcome {
 /// will be applied to. Nothing touches the state until the disk has them.
 pub struct Batch<'s> {
     state: &'s State,
+    /// Changes decided before this batch and written, not yet durable, so
+    /// not yet in the state: they count as made (see [`Batch::on_top`]).
+    pending: u64,
     changed: HashMap<Ticket, Order>,
     /// Codes of the orders this batch takes.
     codes: HashMap<Ticket, PickupCode>,
@@ -290,10 +293,28 @@ impl<'s> Batch<'s> {
     pub fn new(state: &'s State) -> Self {
         Batch {
             state,
+            pending: 0,
             changed: HashMap::new(),
             codes: HashMap::new(),
             records: Vec::new(),
         }
+    }
+
+    /// A batch decided on top of `pending`: changes that follow the state,
+    /// written to the log, whose fsync has not finished yet (the committer
+    /// decides the next batch meanwhile). Its records follow theirs.
+    pub fn on_top<'p>(state: &'s State, pending: impl IntoIterator<Item = &'p Change>) -> Self {
+        let mut batch = Batch::new(state);
+        for change in pending {
+            if let Some(code) = change.pickup_code {
+                batch.codes.insert(change.order.ticket, code);
+            }
+            batch
+                .changed
+                .insert(change.order.ticket, change.order.clone());
+            batch.pending += 1;
+        }
+        batch
     }
 
     fn lookup(&self, t: Ticket) -> Lookup {
@@ -306,7 +327,7 @@ impl<'s> Batch<'s> {
     }
 
     fn push(&mut self, order: Order, pickup_code: Option<PickupCode>) -> Order {
-        let version = self.state.version + self.records.len() as u64 + 1;
+        let version = self.state.version + self.pending + self.records.len() as u64 + 1;
         self.records.push(Change {
             version,
             order: order.clone(),
@@ -418,6 +439,47 @@ mod tests {
             Timestamp::now(),
         );
         batch.records.pop().unwrap()
+    }
+
+    #[test]
+    fn a_batch_on_top_of_changes_in_flight_sees_them_and_numbers_after_them() {
+        let state = State::default();
+        let mut first = Batch::new(&state);
+        let now = Timestamp::now();
+        first.decide(
+            &Request::Record {
+                ticket: 1,
+                content: "x".into(),
+                code: code(),
+            },
+            now,
+        );
+        let in_flight = first.records;
+        let mut next = Batch::on_top(&state, &in_flight);
+        let claim = Request::Advance {
+            ticket: 1,
+            to: Status::Preparing,
+            repeat: Repeat::Refuse,
+        };
+        assert!(matches!(next.decide(&claim, now), Outcome::Changed(_)));
+        let again = Request::Record {
+            ticket: 1,
+            content: "y".into(),
+            code: code(),
+        };
+        assert!(matches!(next.decide(&again, now), Outcome::WrongStatus(_)));
+        let collect = Request::Customer {
+            ticket: 1,
+            to: Status::Collected,
+            code: Some(PickupCode::parse("654321").unwrap()),
+        };
+        assert_eq!(
+            next.decide(&collect, now),
+            Outcome::WrongCode,
+            "its code is in flight too"
+        );
+        assert_eq!(next.records[0].version, 2);
+        assert_eq!(state.version, 0, "the state waits for the disk");
     }
 
     #[test]

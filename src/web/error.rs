@@ -185,7 +185,6 @@ fn tickets_message(e: &TicketError) -> String {
         TicketError::Corrupt { .. }
         | TicketError::NotAFile { .. }
         | TicketError::Missing { .. }
-        | TicketError::Behind { .. }
         | TicketError::Stopped => "something went wrong on our side; it has been logged".into(),
     }
 }

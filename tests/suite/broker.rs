@@ -243,6 +243,51 @@ async fn a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first() {
     oven.first_goes_first(&rabbit).await;
 }
 
+/// `--prefetch 8`: RabbitMQ hands a worker eight orders at once (the fair
+/// line is given up). Killed while it holds them, one in the oven and seven
+/// not started, it loses none: the broker hands all eight to the next
+/// worker, which prepares the one left PREPARING again and the rest once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_worker_killed_holding_prefetched_orders_loses_none_of_them() {
+    let Some(rabbit) = Rabbit::vhost("kill-prefetched").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    let mut slow = WorkerProcess::spawn(
+        dir.path(),
+        &rabbit.url,
+        &["--prep-time", "10m", "--prefetch", "8"],
+        &[],
+    )
+    .await;
+    let tickets = place_orders(std::slice::from_ref(&server.base), 10, 1).await;
+    wait_until(DEADLINE, "the slow worker to hold eight orders", || async {
+        rabbit.depth("orders").await == (2, 8)
+    })
+    .await;
+    slow.kill9().await;
+    let _quick = WorkerProcess::spawn(
+        dir.path(),
+        &rabbit.url,
+        &["--prep-time", "0", "--prefetch", "8"],
+        &[],
+    )
+    .await;
+    let mut sorted = tickets.clone();
+    sorted.sort_unstable();
+    server.wait_all_ready(&sorted).await;
+    rabbit.wait_drained("orders").await;
+    for ticket in &tickets {
+        assert!(
+            forward(&logged(dir.path(), *ticket)),
+            "order {ticket}: {:?}",
+            logged(dir.path(), *ticket)
+        );
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_given_back_goes_to_the_front_of_the_line() {
     let Some(rabbit) = Rabbit::vhost("give-back").await else {

@@ -259,12 +259,6 @@ async fn a_damaged_store_or_counter_stops_the_program_and_is_left_alone() {
             &["4 bytes", "3 bytes"],
         ),
         (
-            "a counter behind the orders",
-            |d| std::fs::write(d.join("counter"), 2u32.to_be_bytes()).unwrap(),
-            "counter",
-            &["last ticket was 2", "order 3"],
-        ),
-        (
             "a missing counter",
             |d| std::fs::remove_file(d.join("counter")).unwrap(),
             "counter",
@@ -272,6 +266,44 @@ async fn a_damaged_store_or_counter_stops_the_program_and_is_left_alone() {
         ),
     ];
     each_damage_is_refused(cases).await;
+}
+
+/// A counter behind the store is raised to the store's highest ticket at
+/// start-up, never refused nor lowered: the counter's fsync runs in parallel
+/// with the store's, so a crash of the machine may keep the store's last
+/// write and lose the counter's (no customer was answered for that number).
+/// Counting on from the store never hands out a number it holds. This used
+/// to be refused, when the counter was fsynced before the store was written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_counter_behind_the_store_is_raised_to_its_highest_ticket() {
+    let behind: &[(&str, Damage, u32)] = &[
+        (
+            "behind the orders in the snapshot",
+            |d| std::fs::write(d.join("counter"), 2u32.to_be_bytes()).unwrap(),
+            3,
+        ),
+        (
+            "behind an order only in the log",
+            |d| {
+                let log = format!(
+                    "{{\"base\":9}}\n{}\n",
+                    log_line(10, stored_order(4, "TAKEN"))
+                );
+                std::fs::write(d.join("orders.log"), log).unwrap();
+            },
+            4,
+        ),
+    ];
+    for (name, damage, highest) in behind {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        write_store(d);
+        damage(d);
+        let server = ServerProcess::spawn(d, &["--prep-time", "0"]).await;
+        assert_eq!(read_counter(d), *highest, "{name}: raised before any order");
+        assert_eq!(server.place("after the raise").await, highest + 1, "{name}");
+        assert_eq!(read_counter(d), highest + 1, "{name}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

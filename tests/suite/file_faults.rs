@@ -387,18 +387,6 @@ async fn more_damaged_files_stop_the_program_with_the_file_and_the_reason() {
             &["missing", "orders up to 3"],
         ),
         (
-            "the counter behind an order only in the log",
-            |d| {
-                let log = format!(
-                    "{{\"base\":9}}\n{}\n",
-                    log_line(10, stored_order(4, "TAKEN"))
-                );
-                std::fs::write(d.join("orders.log"), log).unwrap();
-            },
-            "counter",
-            &["last ticket was 3", "order 4"],
-        ),
-        (
             "a snapshot of blanks",
             |d| std::fs::write(d.join("orders.json"), " \n\t\n").unwrap(),
             "orders.json",
