@@ -35,6 +35,13 @@ const LOOK_EVERY: Duration = Duration::from_millis(500);
 const LOG_KEPT: usize = 100;
 /// Orders of the line shown.
 const NEXT_SHOWN: usize = 12;
+/// The most of a report from another process that is taken: lanes, moments,
+/// and characters per moment. Anyone on the broker can publish one; no
+/// report makes the view grow without bound.
+const LANES_TAKEN: usize = 256;
+const MOMENTS_TAKEN: usize = 64;
+const MOMENT_CHARS: usize = 300;
+const NAME_CHARS: usize = 80;
 
 /// The kitchen now, as `GET /kitchen/now` and `/kitchen/updates` send it.
 #[derive(Clone, Debug, Serialize)]
@@ -126,10 +133,20 @@ impl View {
 
     /// A report from any process, as the broker carries it (this process's
     /// own come directly, and are skipped here).
-    pub fn heard(&self, report: Report) {
-        if report.instance != self.here {
-            self.take(report);
+    pub fn heard(&self, mut report: Report) {
+        if report.instance == self.here {
+            return;
         }
+        report.lanes.truncate(LANES_TAKEN);
+        report.moments.truncate(MOMENTS_TAKEN);
+        for moment in &mut report.moments {
+            cut(&mut moment.text, MOMENT_CHARS);
+        }
+        for lane in &mut report.lanes {
+            cut(&mut lane.name, NAME_CHARS);
+        }
+        cut(&mut report.process, NAME_CHARS);
+        self.take(report);
     }
 
     fn take(&self, report: Report) {
@@ -330,6 +347,13 @@ impl View {
     }
 }
 
+/// Cuts `text` to its first `chars` characters.
+fn cut(text: &mut String, chars: usize) {
+    if let Some((at, _)) = text.char_indices().nth(chars) {
+        text.truncate(at);
+    }
+}
+
 impl ViewState {
     fn note(&mut self, moment: Moment) {
         if self.log.len() == LOG_KEPT {
@@ -423,6 +447,27 @@ mod tests {
         assert!(
             view.now().workers.is_empty(),
             "gone lanes leave after a while"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_report_from_the_broker_is_taken_within_bounds() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Vec::new()).unwrap();
+        let view = View::new(Queue::new(MemoryQueue::new(10)), store, 1);
+        let mut huge = report(3, None, &[], false);
+        huge.lanes = vec![huge.lanes[0].clone(); 10_000];
+        huge.lanes[0].name = "é".repeat(10_000);
+        huge.moments = vec![Moment::now("x".repeat(100_000)); 10_000];
+        view.heard(huge);
+        let now = view.now();
+        assert_eq!(now.workers.len(), LANES_TAKEN);
+        assert_eq!(now.workers[0].lane.name.chars().count(), NAME_CHARS);
+        assert!(now.log.len() <= LOG_KEPT);
+        assert!(
+            now.log
+                .iter()
+                .all(|m| m.text.chars().count() <= MOMENT_CHARS)
         );
     }
 }
