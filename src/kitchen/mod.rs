@@ -12,6 +12,6 @@ mod crew;
 mod view;
 mod worker;
 
-pub use crew::{Crew, HEARTBEAT, Hand, Lane, Moment, Report};
-pub use view::{LaneNow, Now, QueueNow, SILENCE, View};
-pub use worker::{Prepared, Worker, finish};
+pub use crew::{Crew, Hand, Lane, Moment, Report};
+pub use view::{LaneNow, Now, QueueNow, View};
+pub use worker::{Prepared, Worker};

@@ -101,7 +101,7 @@ impl Worker {
         tracing::debug!("{} stops", self.hand.name());
     }
 
-    /// Claims and cooks one order, then hands it to [`finish`].
+    /// Claims and cooks one order, then hands it to `finish`, in the background.
     pub async fn prepare(&self, delivery: Delivery, shutdown: &CancellationToken) -> Prepared {
         let ticket = delivery.ticket();
         let me = self.hand.name().clone();
@@ -197,7 +197,7 @@ impl Worker {
 }
 
 /// Marks a cooked order READY and only then acknowledges it.
-pub async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared {
+async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared {
     let ticket = delivery.ticket();
     let name = hand.name();
     let (how, note) = match store.advance(ticket, Status::Ready, Repeat::Allow).await {
