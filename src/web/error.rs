@@ -29,7 +29,7 @@ pub enum ApiError {
     #[error("order {0} was cancelled")]
     AlreadyCancelled(Ticket),
     #[error(
-        "that is not the pickup code of order {0}: it is the six digits on the receipt (/take?order={0}&code=482913)"
+        "that is not the pickup code of order {0}: give the six digits printed on its receipt (/take?order={0}&code= followed by them)"
     )]
     WrongCode(Ticket),
     #[error("too many wrong pickup codes for order {ticket}; try again in {} seconds", retry_after_secs(.retry_after))]

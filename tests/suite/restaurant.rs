@@ -75,6 +75,14 @@ async fn pickup_codes_guard_the_counter_and_never_leave_the_201() {
     )
     .await;
     seen.push_str(&missing.to_string());
+    // The message shows where the code goes, not a code of its own: six
+    // digits in it would read as if the server had revealed one.
+    let message = missing["message"].as_str().unwrap();
+    let digits = |w: &[u8]| w.iter().all(u8::is_ascii_digit);
+    assert!(
+        !message.as_bytes().windows(6).any(digits),
+        "no code-like number in {message:?}"
+    );
     for _ in 0..4 {
         let body = expect_error(server.take(ticket, &wrong(code)).await, 403, "wrong_code").await;
         seen.push_str(&body.to_string());
