@@ -450,6 +450,13 @@ async fn without_a_broker_orders_get_503_and_the_rest_keeps_working() {
     assert_eq!(ready.status(), 503);
     let checks: Value = ready.json().await.unwrap();
     assert_eq!(checks["checks"]["broker"], "disconnected");
+    // The message is the one docs/api.md shows for this 503.
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/docs/api.md")).unwrap();
+    let message = checks["message"].as_str().unwrap();
+    assert!(
+        doc.contains(&format!("\"message\":\"{message}\"")),
+        "docs/api.md does not show /readyz's message {message:?}"
+    );
     assert_eq!(
         app.client
             .get(app.url("/healthz"))

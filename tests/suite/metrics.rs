@@ -9,8 +9,8 @@ use prom_text_format_parser::{Metric, Sample, Scrape, Type, ValueType};
 
 use crate::support::rabbit::Rabbit;
 use crate::support::{
-    Api, DEADLINE, ServerProcess, WorkerProcess, http_client, place_orders, placed_orders,
-    wait_for, wait_until,
+    Api, DEADLINE, ServerProcess, WorkerProcess, expect_error, http_client, place_orders,
+    placed_orders, wait_for, wait_until,
 };
 use fastfood::metrics::{
     BOARDS, GIVEN_BACK, HTTP_DURATION, ORDERS, QUEUE_DEPTH, REDELIVERED, STATUS_CHANGES,
@@ -288,6 +288,18 @@ async fn a_worker_killed_mid_order_is_counted_by_the_process_that_sees_it() {
         "the worker's --metrics answers"
     );
     assert_eq!(slow_metrics.value(ORDERS, &[("status", "PREPARING")]), 1.0);
+    // Anything else on that port answers as docs/api.md says: 405 for
+    // another method on /metrics, 404 for another path.
+    let client = http_client();
+    let posted = client.post(&slow_url).send().await.unwrap();
+    expect_error(posted, 405, "method_not_allowed").await;
+    let elsewhere = slow_url.replace("/metrics", "/orders");
+    expect_error(
+        client.get(&elsewhere).send().await.unwrap(),
+        404,
+        "not_found",
+    )
+    .await;
     slow.kill9().await;
 
     let quick = WorkerProcess::spawn(
