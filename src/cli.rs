@@ -47,11 +47,14 @@ impl Cli {
         let matches = env_shown(Cli::command())
             .try_get_matches()
             .unwrap_or_else(|e| {
-                // clap names the missing flag; say what it is for, too.
+                // A worker without a broker gets one sentence that says what
+                // to add, not clap's usage line (whose options then all look
+                // required). Same status as any refused command line.
                 if e.kind() == clap::error::ErrorKind::MissingRequiredArgument
                     && e.to_string().contains("--broker")
                 {
-                    eprintln!("fastfood: {WORKER_NEEDS_BROKER}");
+                    eprintln!("fastfood worker: {WORKER_NEEDS_BROKER}");
+                    std::process::exit(2);
                 }
                 e.exit()
             });

@@ -45,10 +45,15 @@ pub struct ServeConfig {
 pub const WORKER_NEEDS_BROKER: &str = "a worker process takes its orders from RabbitMQ: give it \
      --broker amqp://guest:guest@127.0.0.1:5672 (or AMQP_URL), and the same --data-dir as the server";
 
+/// What `--broker` is, in `fastfood worker --help`: the shared text says
+/// what a server does without it, which a worker cannot.
+const WORKER_BROKER_HELP: &str = "RabbitMQ to take orders from, e.g. \
+     amqp://guest:guest@127.0.0.1:5672: required, a worker process takes its orders only from there";
+
 /// `fastfood worker`: kitchen workers in their own process (complex mode),
 /// so `--broker` is required here.
 #[derive(Parser, Debug, Clone)]
-#[command(mut_arg("broker", |arg| arg.required(true)))]
+#[command(mut_arg("broker", |arg| arg.required(true).help(WORKER_BROKER_HELP)))]
 pub struct WorkerConfig {
     /// Kitchen workers in this process, each preparing one order at a time
     /// (at most 64).

@@ -69,7 +69,7 @@ impl Broker {
                     return Err(fatal);
                 }
                 tracing::warn!(
-                    "RabbitMQ at {} is not reachable ({e}); retrying in the background, and no order can be queued until then",
+                    "RabbitMQ at {} is not reachable ({e}); retrying in the background, and no order goes through it until then",
                     redact(url)
                 );
                 None

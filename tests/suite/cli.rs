@@ -73,8 +73,35 @@ async fn a_worker_requires_a_broker_and_its_help_says_so() {
         usage.contains("--broker <BROKER>") && !usage.contains("[--broker"),
         "{usage}"
     );
-    let stderr = refused(&["worker"]).await;
-    assert!(stderr.contains("--broker"), "{stderr}");
+    // --broker's help is a worker's, not the server's "orders wait in
+    // this process".
+    let flat = help.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(!flat.contains("wait in this process"), "{flat}");
+    assert!(flat.contains("RabbitMQ to take orders from"), "{flat}");
+    // Without it: one sentence that says what to add, no usage line.
+    let stderr = refused(&["worker", "--prep-time", "1s"]).await;
+    assert!(stderr.contains("--broker amqp://"), "{stderr}");
+    assert!(!stderr.contains("Usage:"), "{stderr}");
+    assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
+}
+
+#[tokio::test]
+async fn a_worker_that_cannot_reach_the_broker_does_not_speak_of_queueing() {
+    let dir = tempfile::tempdir().unwrap();
+    // A port nothing listens on.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("amqp://guest:guest@{}", closed.local_addr().unwrap());
+    drop(closed);
+    let mut worker = crate::support::WorkerProcess::start(dir.path(), &url, &[]);
+    crate::support::wait_until(
+        crate::support::DEADLINE,
+        "the worker says the broker is unreachable",
+        || async { worker.stderr().contains("not reachable") },
+    )
+    .await;
+    let log = worker.stderr();
+    assert!(!log.contains("queued"), "a worker queues nothing:\n{log}");
+    worker.kill9().await;
 }
 
 /// `--help` with the wrapping undone.
