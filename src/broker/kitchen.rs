@@ -10,7 +10,8 @@ use super::{Broker, KITCHEN_EXCHANGE};
 impl Broker {
     /// A function that publishes one report (its JSON) on `fastfood.kitchen`
     /// while connected; reports that find no connection are dropped (the
-    /// next one says it all again).
+    /// next one says it all again: the lanes, and the crew's moments of the
+    /// last minute).
     pub fn kitchen_publisher(&self) -> impl Fn(Vec<u8>) + Send + Sync + 'static {
         let outbox = self.outbox(KITCHEN_EXCHANGE, "application/json");
         move |report| {

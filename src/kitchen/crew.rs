@@ -6,10 +6,17 @@
 //! soon as something changed, at most [`REPORT_EVERY`] apart, and at least
 //! every [`HEARTBEAT`] even when nothing did: a process whose reports stop
 //! has stopped answering.
+//!
+//! A report that leaves while the broker is down, or before a server's own
+//! queue is bound again after a broker restart, is lost. So a moment is not
+//! sent once: every report carries the moments of the last
+//! [`MOMENTS_REPEATED`] (the newest [`MOMENTS_KEPT`] at most), numbered, and
+//! a view takes each number once. A moment reaches the page once reports go
+//! through again, if that is within [`MOMENTS_REPEATED`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
@@ -22,9 +29,12 @@ use crate::order::{Ticket, Timestamp};
 pub const HEARTBEAT: Duration = Duration::from_secs(1);
 /// Reports at most this often, however busy the kitchen.
 pub const REPORT_EVERY: Duration = Duration::from_millis(200);
-/// Moments kept for the next report; older ones are dropped (a kitchen in
+/// Moments kept for the reports; older ones are dropped (a kitchen in
 /// trouble repeats itself).
-const MOMENTS_KEPT: usize = 64;
+pub const MOMENTS_KEPT: usize = 64;
+/// How long a moment is repeated in every report: longer than a broker
+/// restart and the reconnections after it take.
+pub const MOMENTS_REPEATED: Duration = Duration::from_secs(60);
 
 /// What a process tells about its kitchen: sent as JSON on the broker.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -37,8 +47,13 @@ pub struct Report {
     pub process: String,
     pub sent_at: Timestamp,
     pub lanes: Vec<Lane>,
-    /// The moments since the previous report.
+    /// The moments of the last [`MOMENTS_REPEATED`], oldest first: a report
+    /// carries the ones earlier reports carried too.
     pub moments: Vec<Moment>,
+    /// The number of the first of `moments`; the others follow one by one.
+    /// A view takes a number once. 0: not numbered (taken as new).
+    #[serde(default)]
+    pub first_moment: u64,
     /// The last report of a process that is shutting down.
     #[serde(default)]
     pub stopping: bool,
@@ -96,7 +111,10 @@ struct Inner {
 #[derive(Default)]
 struct CrewState {
     lanes: Vec<Lane>,
-    moments: VecDeque<Moment>,
+    /// The moments still repeated, and when each happened.
+    moments: VecDeque<(Instant, Moment)>,
+    /// Moments told so far: the number of the last one (the first is 1).
+    told: u64,
 }
 
 /// One worker's lane: what the worker tells the crew.
@@ -148,16 +166,25 @@ impl Crew {
         }
     }
 
-    /// The crew now, with the moments not reported yet (taken out).
+    /// The crew now, with the moments of the last [`MOMENTS_REPEATED`].
     pub fn report(&self, stopping: bool) -> Report {
         let mut state = self.inner.state.lock();
+        let now = Instant::now();
+        while state
+            .moments
+            .front()
+            .is_some_and(|(at, _)| now.saturating_duration_since(*at) >= MOMENTS_REPEATED)
+        {
+            state.moments.pop_front();
+        }
         Report {
             instance: self.inner.instance,
             pid: std::process::id(),
             process: self.inner.process.to_owned(),
             sent_at: Timestamp::now(),
             lanes: state.lanes.clone(),
-            moments: state.moments.drain(..).collect(),
+            moments: state.moments.iter().map(|(_, m)| m.clone()).collect(),
+            first_moment: state.told + 1 - state.moments.len() as u64,
             stopping,
         }
     }
@@ -189,7 +216,10 @@ impl Crew {
             if state.moments.len() == MOMENTS_KEPT {
                 state.moments.pop_front();
             }
-            state.moments.push_back(Moment::now(text.clone()));
+            state.told += 1;
+            state
+                .moments
+                .push_back((Instant::now(), Moment::now(text.clone())));
         }
         drop(state);
         self.inner.changed.notify_one();
@@ -274,7 +304,14 @@ mod tests {
         );
         let texts: Vec<_> = report.moments.iter().map(|m| m.text.as_str()).collect();
         assert_eq!(texts, ["order 8 taken again", "order 8 given back"]);
-        assert!(crew.report(false).moments.is_empty());
+        assert_eq!(report.first_moment, 1);
+        // The next report carries them again, numbered the same, and the
+        // new one after them.
+        one.note("order 7 is big".into());
+        let again = crew.report(false);
+        assert_eq!(again.moments.len(), 3);
+        assert_eq!(again.first_moment, 1);
+        assert_eq!(again.moments[2].text, "order 7 is big");
         one.cooked();
         one.finished(true, false, None);
         let lane = &crew.report(true).lanes[0];

@@ -112,6 +112,8 @@ struct Seen {
     heard: Instant,
     /// When it was found silent, or said it stopped.
     gone: Option<Instant>,
+    /// The number of the last of its moments taken.
+    last_moment: u64,
 }
 
 impl View {
@@ -138,7 +140,12 @@ impl View {
             return;
         }
         report.lanes.truncate(LANES_TAKEN);
-        report.moments.truncate(MOMENTS_TAKEN);
+        // The newest: a report repeats the older ones, which came before.
+        let extra = report.moments.len().saturating_sub(MOMENTS_TAKEN);
+        report.moments.drain(..extra);
+        if report.first_moment > 0 {
+            report.first_moment = report.first_moment.saturating_add(extra as u64);
+        }
         for moment in &mut report.moments {
             cut(&mut moment.text, MOMENT_CHARS);
         }
@@ -149,9 +156,9 @@ impl View {
         self.take(report);
     }
 
-    fn take(&self, report: Report) {
+    fn take(&self, mut report: Report) {
         let mut state = self.state.lock();
-        let mut changed = !report.moments.is_empty();
+        let mut changed = false;
         let at = state
             .processes
             .iter()
@@ -167,10 +174,23 @@ impl View {
                     lanes: Vec::new(),
                     heard: Instant::now(),
                     gone: None,
+                    last_moment: 0,
                 });
                 state.processes.last_mut().expect("just pushed")
             }
         };
+        // Each numbered moment once: reports repeat them, in case one was lost.
+        if report.first_moment > 0 {
+            let (first, len) = (report.first_moment, report.moments.len() as u64);
+            let taken_before = (seen.last_moment.saturating_add(1))
+                .saturating_sub(first)
+                .min(len);
+            report.moments.drain(..taken_before as usize);
+            if len > taken_before {
+                seen.last_moment = first.saturating_add(len - 1);
+            }
+        }
+        changed |= !report.moments.is_empty();
         let mut news = Vec::new();
         for lane in &report.lanes {
             if !seen.lanes.iter().any(|l| l.name == lane.name) && !report.stopping {
@@ -384,6 +404,7 @@ mod tests {
                 gave_back: 0,
             }],
             moments: moments.iter().map(|t| Moment::now(t.to_string())).collect(),
+            first_moment: 0,
             stopping,
         }
     }
@@ -448,6 +469,35 @@ mod tests {
             view.now().workers.is_empty(),
             "gone lanes leave after a while"
         );
+    }
+
+    #[tokio::test]
+    async fn a_moment_told_while_reports_were_lost_reaches_the_page_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Vec::new()).unwrap();
+        let view = View::new(Queue::new(MemoryQueue::new(10)), store, 1);
+        let crew = super::super::Crew::new("worker");
+        let hand = crew.hire(1);
+        view.heard(crew.report(false));
+        let said = "order 4 was delivered again, and recognised as already READY";
+        hand.note(said.into());
+        // The broker was down: these reports went nowhere.
+        let _lost = (crew.report(false), crew.report(false));
+        let mut changes = view.subscribe();
+        view.heard(crew.report(false));
+        assert!(changes.has_changed().unwrap());
+        changes.mark_unchanged();
+        view.heard(crew.report(false));
+        assert!(
+            !changes.has_changed().unwrap(),
+            "a repeated moment is no change"
+        );
+        hand.note("order 5 is next".into());
+        view.heard(crew.report(false));
+        let log = texts(&view);
+        assert_eq!(log.iter().filter(|t| *t == said).count(), 1, "{log:?}");
+        assert_eq!(log.last().unwrap(), "order 5 is next", "{log:?}");
+        assert_eq!(log.len(), 3, "joined, and each moment once: {log:?}");
     }
 
     #[tokio::test]
