@@ -53,7 +53,8 @@ pub struct Worker {
     store: Store,
     orders: Consumer,
     prep_time: Duration,
-    /// Chance in [0, 1] to fail in the middle of an order, for demonstrations.
+    /// Chance in [0, 1] to fail in the middle of an order (somewhere in the
+    /// middle half of its preparation time), for demonstrations.
     fail_rate: f64,
     /// Runs the recording of cooked orders; shutdown waits for it.
     tasks: TaskTracker,
@@ -156,20 +157,30 @@ impl Worker {
             }
         }
 
+        // A simulated failure happens in the middle of the preparation (at
+        // a random point of its middle half), not at its end: the customer
+        // waits part of the time twice, as after a real mishap.
+        let drops = self.fail_rate > 0.0 && fastrand::f64() < self.fail_rate;
+        let cooking = match drops {
+            true => self.prep_time.mul_f64(0.25 + fastrand::f64() / 2.0),
+            false => self.prep_time,
+        };
         // No timer for no time: a zero sleep still waits for the timer's
         // next millisecond tick, which halved the kitchen at prep 0.
         tokio::select! {
-            _ = tokio::time::sleep(self.prep_time), if !self.prep_time.is_zero() => {}
-            _ = std::future::ready(()), if self.prep_time.is_zero() => {}
+            _ = tokio::time::sleep(cooking), if !cooking.is_zero() => {}
+            _ = std::future::ready(()), if cooking.is_zero() => {}
             _ = shutdown.cancelled() => {
                 self.hand.put_down(true, Some(back(&me, ticket, "it is stopping")));
                 let _ = delivery.give_back().await;
                 return Prepared::GaveBack(ticket);
             }
         }
-        if self.fail_rate > 0.0 && fastrand::f64() < self.fail_rate {
+        if drops {
             let note = format!(
-                "{me} dropped order {ticket} on the floor (--fail-rate): it goes back to the front of the line"
+                "{me} dropped order {ticket} on the floor (--fail-rate) after {} of its {}: it goes back to the front of the line",
+                humantime::format_duration(Duration::from_millis(cooking.as_millis() as u64)),
+                humantime::format_duration(self.prep_time)
             );
             self.hand.put_down(true, Some(note));
             let _ = delivery.give_back().await;

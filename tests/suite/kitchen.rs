@@ -158,6 +158,53 @@ async fn a_cancelled_order_and_a_dropped_one_are_told_in_words() {
     app.shutdown().await;
 }
 
+/// A time of the API (RFC 3339).
+fn time(value: &Value) -> std::time::SystemTime {
+    humantime::parse_rfc3339(value.as_str().unwrap_or_else(|| panic!("a time: {value}")))
+        .unwrap_or_else(|e| panic!("{value}: {e}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fail_rate_drops_an_order_in_the_middle_of_its_preparation() {
+    const PREP: Duration = Duration::from_secs(4);
+    let app = TestApp::spawn(&["--prep-time", "4s", "--workers", "1", "--fail-rate", "0.9"]).await;
+    // At 0.9 the first attempt at an order is dropped 9 times in 10; an
+    // order that was not is READY, and the next one is tried.
+    for i in 0..4 {
+        let ticket = app.place(&format!("burger {i}")).await;
+        let since = wait_for(DEADLINE, "the worker prepares the order", || async {
+            let k = app.get_json("/kitchen/now").await;
+            let lane = lanes(&k).into_iter().next()?;
+            (lane["order"] == ticket).then(|| time(&lane["since"]))
+        })
+        .await;
+        let said = format!("dropped order {ticket} on the floor");
+        let dropped = wait_for(DEADLINE, "the order dropped or READY", || async {
+            let k = app.get_json("/kitchen/now").await;
+            let log = k["log"].as_array().cloned().unwrap_or_default();
+            if let Some(m) = log
+                .iter()
+                .find(|m| m["text"].as_str().unwrap().contains(&said))
+            {
+                return Some(Some(time(&m["at"])));
+            }
+            let status = app.order_json(ticket).await["status"].clone();
+            (status == "READY").then_some(None)
+        })
+        .await;
+        let Some(at) = dropped else { continue };
+        let after = at.duration_since(since).unwrap();
+        assert!(
+            after >= PREP / 5 && after <= PREP * 4 / 5,
+            "dropped {after:?} into a {PREP:?} preparation: not in its middle"
+        );
+        app.wait_all_ready(&[ticket]).await;
+        app.shutdown().await;
+        return;
+    }
+    panic!("no order was dropped in four at --fail-rate 0.9");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_process_killed_mid_order_shows_as_gone_and_its_order_moves_to_another_lane() {
     let Some(rabbit) = Rabbit::vhost("kitchen-view").await else {
