@@ -271,6 +271,9 @@ impl Embedded {
     }
 }
 
+/// Why a rush stopped early on Ctrl-C.
+const INTERRUPTED: &str = "interrupted (Ctrl-C)";
+
 /// The menu customers order from.
 const MENU: &[&str] = &[
     "cheeseburger, fries, cola",
@@ -515,7 +518,7 @@ impl Rush {
         let ticker = tokio::spawn(tick(shop.clone(), progress.clone(), ticker_stop.clone()));
 
         let customers = TaskTracker::new();
-        let arrivals = if config.closed_loop {
+        let (arrivals, stopped_early) = if config.closed_loop {
             self.closed_loop(config, &customers, shutdown).await
         } else {
             self.open_loop(config, &customers, shutdown).await
@@ -557,6 +560,7 @@ impl Rush {
             &recorder,
             report::Context {
                 mode: mode.into(),
+                stopped_early,
                 target: self.label.clone(),
                 rate,
                 connections,
@@ -606,16 +610,23 @@ impl Rush {
         Ok(follower)
     }
 
-    /// Customers arrive every 1/rate seconds; returns how long arrivals ran.
+    /// Customers arrive every 1/rate seconds; returns how long arrivals ran
+    /// (--duration, unless they stopped early) and why they stopped early.
     async fn open_loop(
         &self,
         config: &RushConfig,
         customers: &TaskTracker,
         shutdown: &CancellationToken,
-    ) -> Duration {
+    ) -> (Duration, Option<String>) {
         let start = self.shop.stats.start;
         let end = start + config.duration;
         let limit = config.customers.unwrap_or(u64::MAX);
+        let interrupted = || {
+            (
+                Instant::now().min(end).saturating_duration_since(start),
+                Some(INTERRUPTED.to_owned()),
+            )
+        };
         let mut n = 0u64;
         while n < limit {
             let due = start + Duration::from_secs_f64(n as f64 / config.rate);
@@ -624,7 +635,7 @@ impl Rush {
             }
             if due > Instant::now() {
                 tokio::select! {
-                    _ = shutdown.cancelled() => break,
+                    _ = shutdown.cancelled() => return interrupted(),
                     _ = tokio::time::sleep_until(due.into()) => {}
                 }
             }
@@ -644,16 +655,30 @@ impl Rush {
             customers.spawn(self.shop.clone().customer(n, due));
             n += 1;
         }
-        Instant::now().min(end).saturating_duration_since(start)
+        // The arrivals last until the next customer would have come (the
+        // last one's 1/rate is part of the arrivals too): --duration, or
+        // n / rate when --customers stopped them. Waiting for that moment
+        // makes the rush last what it says, and n / that time the rate.
+        let span = match n >= limit {
+            true => Duration::from_secs_f64(n as f64 / config.rate).min(config.duration),
+            false => config.duration,
+        };
+        tokio::select! {
+            _ = shutdown.cancelled() => return interrupted(),
+            _ = tokio::time::sleep_until((start + span).into()) => {}
+        }
+        let early = (span < config.duration).then(|| format!("--customers {limit} reached"));
+        (span, early)
     }
 
-    /// --connections counters order back to back; returns how long they ran.
+    /// --connections counters order back to back; returns how long they ran
+    /// and why they stopped before --duration, if they did.
     async fn closed_loop(
         &self,
         config: &RushConfig,
         customers: &TaskTracker,
         shutdown: &CancellationToken,
-    ) -> Duration {
+    ) -> (Duration, Option<String>) {
         let start = self.shop.stats.start;
         let end = start + config.duration;
         let limit = config.customers.unwrap_or(u64::MAX);
@@ -709,7 +734,13 @@ impl Rush {
         }
         counters.close();
         counters.wait().await;
-        Instant::now().min(end).saturating_duration_since(start)
+        let now = Instant::now();
+        let early = match () {
+            _ if shutdown.is_cancelled() && now < end => Some(INTERRUPTED.to_owned()),
+            _ if now < end => Some(format!("--customers {limit} reached")),
+            _ => None,
+        };
+        (now.min(end).saturating_duration_since(start), early)
     }
 }
 

@@ -63,8 +63,11 @@ pub struct Summary {
     /// Customers per second asked for (open loop).
     pub rate: Option<f64>,
     pub connections: Option<usize>,
-    /// How long customers kept arriving, in seconds.
+    /// How long customers kept arriving, in seconds: --duration, unless the
+    /// rush stopped early (`stopped_early` says why).
     pub arrivals_s: f64,
+    /// Why the arrivals ended before --duration (Ctrl-C, --customers), if they did.
+    pub stopped_early: Option<String>,
     /// The whole rush, arrivals and the wait for the last orders, in seconds.
     pub elapsed_s: f64,
     /// Every customer who came: turned away + refused + served + unserved.
@@ -92,17 +95,24 @@ pub struct Summary {
     /// Orders that became READY per second, from the start to the last READY.
     pub ready_per_s: Option<f64>,
     /// The kitchen's capacity: orders READY per second over the time it had
-    /// orders waiting for it (`busy_s`).
+    /// orders waiting for it (`busy_s`), up to the last READY in that time.
+    /// Null when fewer than [`MIN_READY_FOR_CAPACITY`] were READY then: too
+    /// few orders to tell.
     pub capacity_per_s: Option<f64>,
+    /// Orders READY while orders were waiting for the kitchen (what
+    /// `capacity_per_s` is made of).
+    pub busy_ready: Option<u64>,
     /// True when the kitchen kept up: it was never pushed to its limit, so
     /// its capacity is at least `capacity_per_s`, not exactly that.
     pub capacity_is_lower_bound: Option<bool>,
-    /// Seconds of the rush during which orders were waiting for the kitchen.
+    /// Seconds of the rush during which orders were waiting for the
+    /// kitchen, up to the last order READY then.
     pub busy_s: Option<f64>,
     /// Orders waiting (in line for a ticket, or cooking; with --no-board in
-    /// line for a ticket only) early in the arrivals (the mean over their
-    /// first quarter) and as the arrivals ended.
-    pub waiting_at_start: f64,
+    /// line for a ticket only): at the end of the first slice (100 ms), the
+    /// mean over the first quarter of the arrivals, and as they ended.
+    pub waiting_at_start: u64,
+    pub waiting_early: f64,
     pub waiting_at_end: u64,
     /// The trend of orders waiting while customers arrived (least squares),
     /// in orders per second, and whether the line grew without bound (it
@@ -146,6 +156,8 @@ pub struct Summary {
 /// What the rush knew besides the recorder.
 pub struct Context {
     pub mode: String,
+    /// Why the arrivals ended before --duration, if they did.
+    pub stopped_early: Option<String>,
     pub target: String,
     pub rate: Option<f64>,
     pub connections: Option<usize>,
@@ -163,14 +175,22 @@ pub struct Context {
     pub chart: Option<String>,
 }
 
+/// The fewest orders READY while the kitchen was busy that its capacity is
+/// told from. Fewer say little: a kitchen that finishes orders in batches
+/// (its workers all started together) reads at half or double its pace
+/// depending on where the rush cut a batch.
+pub const MIN_READY_FOR_CAPACITY: u64 = 10;
+
 /// What the timeline says about the line and the kitchen.
 struct Trend {
-    waiting_at_start: f64,
+    waiting_at_start: u64,
+    waiting_early: f64,
     waiting_at_end: u64,
     growth_per_s: f64,
     grew: bool,
     /// Orders READY, and seconds, in the slices that began with orders
-    /// waiting for the kitchen.
+    /// waiting for the kitchen, up to the last such slice with one READY:
+    /// busy time after it holds work not finished, which no count shows.
     busy_ready: u64,
     busy_s: f64,
 }
@@ -183,10 +203,11 @@ fn trend(timeline: &[Bucket], arrivals: Duration, arrived: u64) -> Trend {
         .min(timeline.len());
     let during = &timeline[..slices];
     let quarter = &during[..during.len().div_ceil(4)];
-    let waiting_at_start = match quarter.len() {
+    let waiting_early = match quarter.len() {
         0 => 0.0,
         n => quarter.iter().map(waiting).sum::<u64>() as f64 / n as f64,
     };
+    let waiting_at_start = during.first().map_or(0, waiting);
     let waiting_at_end = during.last().map_or(0, waiting);
     // Least squares slope of orders waiting against time.
     let n = during.len() as f64;
@@ -206,20 +227,24 @@ fn trend(timeline: &[Bucket], arrivals: Duration, arrived: u64) -> Trend {
     };
     let gained = growth_per_s * arrivals.as_secs_f64();
     let grew = gained >= (arrived as f64 / 10.0).max(5.0);
-    let (mut busy_ready, mut busy) = (0, 0u32);
+    let (mut busy_ready, mut busy, mut busy_until_ready) = (0, 0u32, 0u32);
     for pair in timeline.windows(2) {
         if pair[0].cooking > 0 {
-            busy_ready += pair[1].ready;
             busy += 1;
+            if pair[1].ready > 0 {
+                busy_ready += pair[1].ready;
+                busy_until_ready = busy;
+            }
         }
     }
     Trend {
         waiting_at_start,
+        waiting_early,
         waiting_at_end,
         growth_per_s,
         grew,
         busy_ready,
-        busy_s: busy as f64 * width,
+        busy_s: busy_until_ready as f64 * width,
     }
 }
 
@@ -250,7 +275,8 @@ impl Summary {
             true => peak_waiting as f64 >= 0.9 * c.max_inside as f64,
             false => t.grew,
         };
-        let capacity = (c.board && t.busy_s > 0.0).then(|| t.busy_ready as f64 / t.busy_s);
+        let capacity = (c.board && t.busy_s > 0.0 && t.busy_ready >= MIN_READY_FOR_CAPACITY)
+            .then(|| t.busy_ready as f64 / t.busy_s);
         let arrivals_per_s = per_second(r.arrived, c.arrivals);
         let per_worker = capacity
             .zip(c.workers.filter(|w| *w > 0))
@@ -268,6 +294,7 @@ impl Summary {
         let refused = r.order_errors.values().sum();
         Summary {
             mode: c.mode,
+            stopped_early: c.stopped_early,
             target: c.target,
             rate: c.rate,
             connections: c.connections,
@@ -287,9 +314,11 @@ impl Summary {
             orders_per_s: per_second(r.ordered, c.arrivals),
             ready_per_s: c.board.then_some(per_second(r.ready, r.last_ready)),
             capacity_per_s: capacity,
+            busy_ready: c.board.then_some(t.busy_ready),
             capacity_is_lower_bound: capacity.map(|_| !saturated),
             busy_s: c.board.then_some(t.busy_s),
             waiting_at_start: t.waiting_at_start,
+            waiting_early: t.waiting_early,
             waiting_at_end: t.waiting_at_end,
             waiting_growth_per_s: t.growth_per_s,
             line_grew: t.grew,
@@ -327,9 +356,13 @@ impl Summary {
             (None, Some(n)) => format!("{n} counters ordering back to back (closed loop)"),
             _ => String::new(),
         };
+        let early = self
+            .stopped_early
+            .as_ref()
+            .map_or(String::new(), |why| format!(" (stopped early: {why})"));
         let _ = writeln!(
             out,
-            "Lunch rush at {}: {how}, for {}",
+            "Lunch rush at {}: {how}, for {}{early}",
             self.target,
             seconds(self.arrivals_s)
         );
@@ -435,7 +468,13 @@ impl Summary {
                 seconds(self.busy_s.unwrap_or(0.0))
             ),
             (None, _) if self.ready.is_none() => not_measured_board.to_owned(),
-            (None, _) => "no order was ever waiting for it".to_owned(),
+            (None, _) if self.peak_waiting.unwrap_or(0) == 0 => {
+                "no order was ever waiting for it".to_owned()
+            }
+            (None, _) => format!(
+                "not measured: too few orders to tell ({} ready while orders waited for it; it takes {MIN_READY_FOR_CAPACITY})",
+                count(self.busy_ready.unwrap_or(0))
+            ),
         };
         let _ = writeln!(out, "  kitchen capacity {kitchen}");
         let what_waits = match self.ready {
@@ -451,7 +490,7 @@ impl Summary {
         } else if self.line_grew {
             format!(
                 "grew from {} to {} {what_waits} while customers arrived (+{}/s): {} did not keep up",
-                number(self.waiting_at_start),
+                count(self.waiting_at_start),
                 count(self.waiting_at_end),
                 number(self.waiting_growth_per_s),
                 match self.ready {
@@ -461,8 +500,8 @@ impl Summary {
             )
         } else {
             format!(
-                "stayed level: {} {what_waits} early on, {} as the arrivals ended; it kept up",
-                number(self.waiting_at_start),
+                "stayed level: {} {what_waits} on average early on, {} as the arrivals ended; it kept up",
+                number(self.waiting_early),
                 count(self.waiting_at_end)
             )
         };
@@ -472,7 +511,12 @@ impl Summary {
             (None, _) => {
                 "not measured: with --target, give its worker count as --workers N".to_owned()
             }
-            (Some(w), None) => format!("{w}: no rate per worker (the kitchen was never busy)"),
+            (Some(w), None) if self.peak_waiting.unwrap_or(0) == 0 => {
+                format!("{w}: no rate per worker (the kitchen was never busy)")
+            }
+            (Some(w), None) => format!(
+                "{w}: not measured: too few orders ready to tell the rate per worker, or how many would have kept up"
+            ),
             (Some(w), Some(each)) => {
                 let at_least = match self.capacity_is_lower_bound {
                     Some(true) => "at least ",
@@ -667,6 +711,7 @@ pub(crate) mod tests {
             r,
             Context {
                 mode: "open".into(),
+                stopped_early: None,
                 target: "embedded".into(),
                 rate: Some(10.0),
                 connections: None,
@@ -736,6 +781,7 @@ pub(crate) mod tests {
             &r,
             Context {
                 mode: "open".into(),
+                stopped_early: None,
                 target: "embedded".into(),
                 rate: Some(3.0),
                 connections: None,
@@ -825,29 +871,73 @@ pub(crate) mod tests {
         }
     }
 
+    /// 50 customers, one every 100 ms for 5 s; `workers` workers who all
+    /// take `prep` per order, starting together, so orders are READY in
+    /// batches of `workers` every `prep`; the rush ends at `end`, with the
+    /// rest unserved.
+    fn batches(workers: u64, prep: Duration, end: Duration) -> Recorder {
+        let mut r = Recorder::default();
+        let ms = Duration::from_millis;
+        let mut ready_at = Vec::new();
+        let mut t = prep;
+        while ready_at.len() < 50 && t <= end {
+            for _ in 0..workers {
+                ready_at.push(t);
+            }
+            t += prep;
+        }
+        ready_at.truncate(50);
+        let slices = (end.as_millis() / 100) as u64;
+        for slice in 0..slices {
+            let at = ms(100 * slice);
+            if slice < 50 {
+                r.arrived += 1;
+                r.bucket(at).arrived += 1;
+                r.ordered(at, ms(2));
+            }
+            let ordered = (slice + 1).min(50);
+            let served = ready_at.iter().filter(|&&t| t <= at).count() as u64;
+            r.bucket(at).cooking = ordered - served;
+        }
+        for (i, &at) in ready_at.iter().enumerate() {
+            let arrival = ms(100 * i as u64);
+            r.ready(i as u32 + 1, at, at - arrival, at - arrival);
+        }
+        for i in ready_at.len() as u64..50 {
+            let waited = end - ms(100 * i);
+            r.unserved(Some((i as u32 + 1, waited)), waited);
+        }
+        r
+    }
+
     #[test]
     fn the_report_says_what_the_figures_mean_for_the_manager() {
-        let s = summary_of(&overloaded(), true, Some(1));
+        // One worker making 2 a second (READY every 500 ms): 12 by 6 s.
+        let r = batches(1, Duration::from_millis(500), Duration::from_secs(6));
+        let s = summary_of(&r, true, Some(1));
         assert!(s.line_grew, "{s:?}");
         assert!(s.waiting_growth_per_s > 5.0, "{s:?}");
-        assert!(s.waiting_at_end > 40, "{s:?}");
-        // One ready per second, while orders waited.
+        assert!(s.waiting_at_end > 30, "{s:?}");
+        // The line started empty: its first slice held the first customer.
+        assert_eq!(s.waiting_at_start, 1, "{s:?}");
+        // Two ready per second, while orders waited.
         let capacity = s.capacity_per_s.unwrap();
-        assert!((capacity - 1.0).abs() < 0.2, "{s:?}");
+        assert!((capacity - 2.0).abs() < 0.1, "{s:?}");
         assert_eq!(s.capacity_is_lower_bound, Some(false));
-        // 10 arriving a second, one worker making 1 a second: 10 workers.
-        assert_eq!(s.workers_needed, Some(10), "{s:?}");
+        // 10 arriving a second, one worker making 2 a second: 5 workers.
+        assert_eq!(s.workers_needed, Some(5), "{s:?}");
         let text = s.text();
         for words in [
             "10.0/s asked, 10.0/s came",
             "at its limit",
+            "grew from 1 to ",
             "did not keep up",
-            "10 would have kept up",
+            "5 would have kept up",
         ] {
             assert!(text.contains(words), "{words:?} in\n{text}");
         }
         // Without the target's worker count, the estimate says it was not measured.
-        let s = summary_of(&overloaded(), true, None);
+        let s = summary_of(&r, true, None);
         assert_eq!(s.workers_needed, None);
         assert!(
             s.text().contains("workers          not measured"),
@@ -889,6 +979,49 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_kitchen_that_finishes_in_batches_is_measured_at_its_pace() {
+        // Two workers, 2 s an order, starting together: 2 READY every 2 s,
+        // a pace of 1 a second. The rush ends at 11.9 s, mid-batch: the
+        // busy time after the last READY (at 10 s) holds work unfinished.
+        let r = batches(2, Duration::from_secs(2), Duration::from_millis(11_900));
+        let s = summary_of(&r, true, Some(2));
+        assert_eq!(s.busy_ready, Some(10), "{s:?}");
+        let capacity = s.capacity_per_s.unwrap();
+        assert!((capacity - 1.0).abs() < 0.05, "{s:?}");
+        // 10 arriving a second, 0.5 a second per worker: 20.
+        assert_eq!(s.workers_needed, Some(20), "{s:?}");
+    }
+
+    #[test]
+    fn too_few_orders_ready_tell_no_capacity_and_no_workers_needed() {
+        // Two workers, 2 s an order: only 4 READY by 5 s.
+        let r = batches(2, Duration::from_secs(2), Duration::from_secs(5));
+        let s = summary_of(&r, true, Some(2));
+        assert_eq!(s.ready, Some(4));
+        assert_eq!(s.busy_ready, Some(4));
+        assert_eq!(
+            (
+                s.capacity_per_s,
+                s.capacity_is_lower_bound,
+                s.workers_needed
+            ),
+            (None, None, None),
+            "{s:?}"
+        );
+        let text = s.text();
+        for words in [
+            "kitchen capacity not measured: too few orders to tell (4 ready",
+            "too few orders ready to tell the rate per worker",
+        ] {
+            assert!(text.contains(words), "{words:?} in\n{text}");
+        }
+        assert!(!text.contains("would have kept up with"), "{text}");
+        assert!(!text.contains("orders ready/s"), "{text}");
+        let json = serde_json::to_value(&s).unwrap();
+        assert!(json["capacity_per_s"].is_null(), "{json}");
+    }
+
+    #[test]
     fn a_kitchen_that_served_nobody_is_not_said_to_keep_up() {
         let mut r = Recorder::default();
         for i in 0..50u64 {
@@ -903,11 +1036,16 @@ pub(crate) mod tests {
         }
         let s = summary_of(&r, true, Some(1));
         assert_eq!((s.ready, s.workers_needed), (Some(0), None));
-        assert_eq!(s.capacity_is_lower_bound, Some(false));
+        assert_eq!((s.capacity_per_s, s.capacity_is_lower_bound), (None, None));
         let text = s.text();
         assert!(!text.contains("kept up;"), "{text}");
         assert!(!text.contains("they kept up"), "{text}");
-        assert!(text.contains("no order was ready"), "{text}");
+        assert!(!text.contains("0.0 orders ready/s"), "{text}");
+        assert!(!text.contains("at its limit"), "{text}");
+        assert!(
+            text.contains("kitchen capacity not measured: too few orders to tell (0 ready"),
+            "{text}"
+        );
     }
 
     #[test]
