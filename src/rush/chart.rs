@@ -104,18 +104,45 @@ fn secs(i: usize) -> f64 {
 }
 
 /// Events per second over the last [`RATE_WINDOW`] slices, at each slice.
+/// The first slices have no whole window behind them, and one event over a
+/// tenth of a second would read as ten a second: the line starts at the
+/// first whole window, unless the rush is too short to have two.
 fn rate(timeline: &[Bucket], field: fn(&Bucket) -> u64) -> Vec<(f64, f64)> {
+    let first = match timeline.len() >= 2 * RATE_WINDOW {
+        true => RATE_WINDOW - 1,
+        false => 0,
+    };
     let mut sum = 0u64;
     (0..timeline.len())
-        .map(|i| {
+        .filter_map(|i| {
             sum += field(&timeline[i]);
             if i >= RATE_WINDOW {
                 sum -= field(&timeline[i - RATE_WINDOW]);
             }
             let window = (i + 1).min(RATE_WINDOW) as f64 * BUCKET.as_secs_f64();
-            (secs(i), sum as f64 / window)
+            (i >= first).then(|| (secs(i), sum as f64 / window))
         })
         .collect()
+}
+
+/// The top of an axis of counts (orders, customers) whose largest value is
+/// `peak`, and how many labels it gets: up to 10, one per whole number, so
+/// a small range reads 0, 1, 2 rather than 0, 0, 0, 1, 1, 1. The lines stay
+/// in the lower 60 %, below the legend.
+fn count_axis(peak: f64) -> (f64, usize) {
+    let top = (peak * 1.65).ceil().max(2.0);
+    match top <= 10.0 {
+        true => (top, top as usize + 1),
+        false => (top, 10),
+    }
+}
+
+/// A count's label: whole numbers only (a tick between two is left blank).
+fn count_label(v: &f64) -> String {
+    match (v - v.round()).abs() < 1e-9 {
+        true => format!("{v:.0}"),
+        false => String::new(),
+    }
 }
 
 /// A vertical line where the arrivals stopped, labelled.
@@ -161,10 +188,18 @@ fn rates(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
     if let Some(c) = s.capacity_per_s {
         top = top.max(c);
     }
-    let top = top * 1.25;
+    let (top, labels) = count_axis(top);
+    let from = match timeline.len() >= 2 * RATE_WINDOW {
+        true => ", from 1 s on",
+        false => "",
+    };
     let caption = match s.ready {
-        Some(_) => "Customers arriving and food ready, per second (over the last second)",
-        None => "Customers arriving per second (food ready: not measured, --no-board)",
+        Some(_) => {
+            format!("Customers arriving and food ready, per second (over the last second{from})")
+        }
+        None => {
+            format!("Customers arriving per second{from} (food ready: not measured, --no-board)")
+        }
     };
     let mut chart = ChartBuilder::on(area)
         .margin(12)
@@ -176,23 +211,29 @@ fn rates(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
         .configure_mesh()
         .x_desc("seconds into the rush")
         .y_desc("per second")
-        .y_label_formatter(&|v| format!("{v:.0}"))
+        .y_labels(labels)
+        .y_label_formatter(&count_label)
         .draw()?;
+    // Three lines that are often equal (a kitchen that keeps up makes food
+    // as fast as customers come): arrivals a wide pale band, food ready a
+    // thin line inside it, capacity dashed over both, so none hides another.
+    let band = BLACK.mix(0.3).stroke_width(7);
     chart
-        .draw_series(LineSeries::new(arrivals, BLACK.stroke_width(2)))?
+        .draw_series(LineSeries::new(arrivals, band))?
         .label(format!(
             "customers arriving ({}/s)",
             number(s.arrivals_per_s)
         ))
-        .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLACK.stroke_width(2)));
+        .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], band));
     if s.ready.is_some() {
+        let ready_style = GREEN.mix(0.9).stroke_width(2);
         chart
-            .draw_series(LineSeries::new(ready, GREEN.stroke_width(2)))?
+            .draw_series(LineSeries::new(ready, ready_style))?
             .label(format!(
                 "food ready ({}/s on average)",
                 number(s.ready_per_s.unwrap_or(0.0))
             ))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], GREEN.stroke_width(2)));
+            .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], ready_style));
     }
     if let Some(c) = s.capacity_per_s {
         let at_least = if s.capacity_is_lower_bound == Some(true) {
@@ -203,15 +244,20 @@ fn rates(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
         chart
             .draw_series(DashedLineSeries::new(
                 [(0.0, c), (end, c)],
+                10,
                 6,
-                4,
-                MAGENTA.stroke_width(1),
+                MAGENTA.stroke_width(2),
             ))?
             .label(format!(
                 "kitchen capacity while busy: {at_least}{}/s",
                 number(c)
             ))
-            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], MAGENTA.stroke_width(1)));
+            .legend(|(x, y)| {
+                // Dashed, as the line is: two dashes.
+                EmptyElement::at((x, y))
+                    + PathElement::new(vec![(0, 0), (7, 0)], MAGENTA.stroke_width(2))
+                    + PathElement::new(vec![(11, 0), (18, 0)], MAGENTA.stroke_width(2))
+            });
     }
     arrivals_end(&mut chart, s.arrivals_s, top)?;
     legend(&mut chart)
@@ -219,13 +265,13 @@ fn rates(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
 
 /// Orders waiting: in line for a ticket, and with a ticket, food not ready.
 fn waiting(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
+    let width_us = BUCKET.as_micros() as f64;
+    let in_line_mean = |b: &Bucket| b.in_line_us as f64 / width_us;
     let peak = timeline
         .iter()
-        .map(|b| b.in_line.max(b.cooking))
-        .max()
-        .unwrap_or(0)
-        .max(1) as f64;
-    let top = peak * 1.25;
+        .map(|b| in_line_mean(b).max(b.cooking as f64))
+        .fold(1.0, f64::max);
+    let (top, labels) = count_axis(peak);
     let caption = match s.ready {
         Some(_) => "Orders waiting",
         None => "Customers waiting for a ticket (orders in the kitchen: not measured, --no-board)",
@@ -243,7 +289,8 @@ fn waiting(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
             Some(_) => "orders",
             None => "customers",
         })
-        .y_label_formatter(&|v| format!("{v:.0}"))
+        .y_labels(labels)
+        .y_label_formatter(&count_label)
         .draw()?;
     if s.ready.is_some() {
         let cooking = timeline
@@ -255,13 +302,15 @@ fn waiting(area: &Area, timeline: &[Bucket], s: &Summary, end: f64) -> Drawn {
             .label("with a ticket, food not ready")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], BLUE.stroke_width(2)));
     }
+    // Time-weighted: a request of a few ms counts as the few ms it took,
+    // not as a customer in line for the whole slice when a sample hit it.
     let in_line = timeline
         .iter()
         .enumerate()
-        .map(|(i, b)| (secs(i), b.in_line as f64));
+        .map(|(i, b)| (secs(i), in_line_mean(b)));
     chart
         .draw_series(LineSeries::new(in_line, RED.stroke_width(2)))?
-        .label("in line for a ticket")
+        .label("in line for a ticket (average over each 100 ms)")
         .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], RED.stroke_width(2)));
     if let Some(unserved) = s.unserved.filter(|u| *u > 0) {
         let y = (unserved as f64).min(peak);
@@ -307,7 +356,8 @@ fn waits(area: &Area, r: &Recorder, s: &Summary, end: f64) -> Drawn {
         true => (1e-6, "seconds"),
         false => (1e-3, "milliseconds"),
     };
-    let top = (longest_us as f64 * scale).max(1.0) * 1.25;
+    // Headroom for the legend, as on the other panels.
+    let top = (longest_us as f64 * scale).max(1.0) * 1.65;
     let mut chart = ChartBuilder::on(area)
         .margin(12)
         .x_label_area_size(34)
@@ -419,6 +469,57 @@ mod tests {
     use crate::rush::report::tests::summary_of;
 
     #[test]
+    fn a_small_range_of_counts_reads_in_whole_numbers_each_once() {
+        assert_eq!(count_axis(1.0), (2.0, 3));
+        assert_eq!(count_axis(4.0), (7.0, 8));
+        assert_eq!(count_axis(100.0), (165.0, 10));
+        assert_eq!(count_label(&0.5), "");
+        assert_eq!(count_label(&3.0), "3");
+
+        // A small run: 4 customers in 2 s, one order waiting at a time.
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("rush.svg");
+        let mut r = Recorder::default();
+        let ms = Duration::from_millis;
+        for i in 0..4u64 {
+            let at = ms(500 * i);
+            r.arrived += 1;
+            r.bucket(at).arrived += 1;
+            r.ordered(at, ms(3));
+            r.waited_in_line(at, at + ms(3));
+            r.bucket(at).cooking = 1;
+            r.ready(i as u32 + 1, at + ms(300), ms(297), ms(300));
+        }
+        r.bucket(ms(2000));
+        let s = summary_of(&r, true, Some(1));
+        draw(&path, "small rush", &r, &s).unwrap();
+        let svg = std::fs::read_to_string(&path).unwrap();
+        // The y labels of the count axes (whole numbers; the x axis has
+        // decimals), in order: never the same twice in a row.
+        let labels: Vec<&str> = svg
+            .split("<text")
+            .filter_map(|t| Some(t.split('>').nth(1)?.split('<').next()?.trim()))
+            .filter(|t| !t.is_empty() && t.chars().all(|c| c.is_ascii_digit()))
+            .collect();
+        assert!(labels.len() >= 4, "{labels:?}");
+        assert!(
+            labels.windows(2).all(|w| w[0] != w[1]),
+            "a label repeats: {labels:?}"
+        );
+    }
+
+    #[test]
+    fn the_rate_line_starts_at_its_first_whole_window() {
+        let mut timeline = vec![Bucket::default(); 30];
+        timeline[0].arrived = 1;
+        timeline[5].arrived = 1;
+        let rates = rate(&timeline, |b| b.arrived);
+        // One customer in the first 100 ms is not 10 a second.
+        assert_eq!(rates.first(), Some(&(1.0, 2.0)));
+        assert!(rates.iter().all(|(_, r)| *r <= 2.0), "{rates:?}");
+    }
+
+    #[test]
     fn a_chart_is_an_svg_file_that_shows_the_unserved() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("rush.svg");
@@ -457,6 +558,7 @@ mod tests {
         ] {
             assert!(svg.contains(text), "the chart says {text:?}");
         }
+        assert!(svg.contains("in line for a ticket (average over each 100 ms)"));
         let quiet = summary_of(&Recorder::default(), false, None);
         draw(&path, "empty rush", &Recorder::default(), &quiet).unwrap();
         let svg = std::fs::read_to_string(&path).unwrap();

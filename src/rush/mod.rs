@@ -43,7 +43,7 @@ pub use report::{Latency, Summary, per_second};
 use crate::app;
 use crate::config::{self, ServeConfig};
 use crate::order::Ticket;
-use stats::{BUCKET, Gauge, Request, Stats};
+use stats::{BUCKET, Gauge, InLine, Request, Stats};
 use watch::Watch;
 
 /// Run a simulated lunch rush and report how the restaurant coped.
@@ -329,7 +329,7 @@ struct ErrorBody {
 impl Shop {
     /// Orders; the receipt, or `None` (recorded).
     async fn order(&self, n: u64, arrival: Instant) -> Option<Receipt> {
-        let line = Gauge::up(&self.stats.in_line);
+        let line = InLine::join(&self.stats);
         let body = MENU[n as usize % MENU.len()];
         let sent = self.orders.post(&self.order_url).body(body).send().await;
         let failure = match sent {

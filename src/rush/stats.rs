@@ -28,6 +28,11 @@ pub fn micros(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX).max(1)
 }
 
+/// A time since the start in microseconds (0 stays 0).
+fn micros_since(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
 /// One slice of the rush.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Bucket {
@@ -39,6 +44,11 @@ pub struct Bucket {
     pub ready: u64,
     /// Customers waiting for a ticket (their `/order` not yet answered), at the end of the slice.
     pub in_line: u64,
+    /// Microseconds customers spent waiting for a ticket within the slice,
+    /// all together: divided by the slice's width, the line's average over
+    /// it. A request of a few ms is seen in it as the few ms it took, where
+    /// the gauge above catches it whole, or not at all.
+    pub in_line_us: u64,
     /// Orders with a ticket, not yet READY, at the end of the slice.
     pub cooking: u64,
     /// Sum, count and largest of arrival → READY for orders READY in this slice (µs).
@@ -145,6 +155,24 @@ impl Recorder {
             bucket.cooking = cooking;
         }
         self.last_sampled = Some(i);
+    }
+
+    /// A customer waited for their ticket from `from` to `to` (since the
+    /// start): spread over the slices it spans.
+    pub fn waited_in_line(&mut self, from: Duration, to: Duration) {
+        let width = BUCKET.as_micros() as u64;
+        let (mut from, to) = (micros_since(from), micros_since(to));
+        while from < to {
+            let i = ((from / width) as usize).min(MAX_BUCKETS - 1);
+            let slice_end = if i == MAX_BUCKETS - 1 {
+                to
+            } else {
+                ((from / width) + 1) * width
+            };
+            let until = slice_end.min(to);
+            self.bucket(Duration::from_micros(from)).in_line_us += until - from;
+            from = until;
+        }
     }
 
     pub fn ordered(&mut self, at: Duration, latency: Duration) {
@@ -257,6 +285,35 @@ impl Stats {
     }
 }
 
+/// A customer in line for a ticket: up on the `in_line` gauge while it
+/// lives, and its time in line recorded into the timeline when dropped
+/// (answered, failed, or left as the rush ended).
+pub struct InLine<'a> {
+    stats: &'a Stats,
+    since: Instant,
+    _gauge: Gauge<'a>,
+}
+
+impl<'a> InLine<'a> {
+    pub fn join(stats: &'a Stats) -> InLine<'a> {
+        InLine {
+            stats,
+            since: Instant::now(),
+            _gauge: Gauge::up(&stats.in_line),
+        }
+    }
+}
+
+impl Drop for InLine<'_> {
+    fn drop(&mut self) {
+        let (from, to) = (
+            self.stats.since_start(self.since),
+            self.stats.since_start(Instant::now()),
+        );
+        self.stats.lock().waited_in_line(from, to);
+    }
+}
+
 /// Adds one to a gauge for as long as it lives.
 pub struct Gauge<'a>(&'a AtomicU64);
 
@@ -284,5 +341,16 @@ mod tests {
         r.gauges(Duration::from_millis(450), 7, 9);
         let gauges: Vec<(u64, u64)> = r.timeline.iter().map(|b| (b.in_line, b.cooking)).collect();
         assert_eq!(gauges, [(1, 2), (7, 9), (7, 9), (7, 9), (7, 9)]);
+    }
+
+    #[test]
+    fn time_in_line_is_spread_over_the_slices_it_spans() {
+        let mut r = Recorder::default();
+        let ms = Duration::from_millis;
+        // 8 ms within slice 2; 150 ms from 50 ms: 50 in slice 0, 100 in 1.
+        r.waited_in_line(ms(210), ms(218));
+        r.waited_in_line(ms(50), ms(200));
+        let us: Vec<u64> = r.timeline.iter().map(|b| b.in_line_us).collect();
+        assert_eq!(us, [50_000, 100_000, 8_000]);
     }
 }
