@@ -16,7 +16,7 @@ use crate::board::Board;
 use crate::broker::Broker;
 use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
-use crate::kitchen::{Crew, Report, View, Worker};
+use crate::kitchen::{Cooking, Crew, Report, View, Worker};
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
@@ -346,17 +346,16 @@ fn start_workers(
     kitchen: &KitchenConfig,
     shutdown: &CancellationToken,
 ) {
+    let cooking = Cooking::new(
+        kitchen.prep_time,
+        kitchen.fail_rate,
+        kitchen.max_deliveries,
+        kitchen.crash_on.clone(),
+    );
     for n in 1..=workers {
         let hand = crew.hire(n);
         let orders = queue.consumer(hand.name(), kitchen.prefetch);
-        let worker = Worker::new(
-            hand,
-            store.clone(),
-            orders,
-            kitchen.prep_time,
-            kitchen.fail_rate,
-            tasks.clone(),
-        );
+        let worker = Worker::new(hand, store.clone(), orders, cooking.clone(), tasks.clone());
         tasks.spawn(worker.run(shutdown.clone()));
     }
 }

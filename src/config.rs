@@ -99,6 +99,46 @@ pub struct KitchenConfig {
     /// another is idle, and a worker that dies hands back all it held.
     #[arg(long, env = "FASTFOOD_PREFETCH", default_value_t = 1, value_parser = parse_prefetch)]
     pub prefetch: u16,
+
+    /// Deliveries an order may have (1 to 100): one delivered this many
+    /// times without being finished (it takes its workers down, or they keep
+    /// giving it back) is set aside instead of prepared again: CANCELLED by
+    /// the kitchen, its message to the `orders.dead` queue, its customer
+    /// told to see the counter. A server restarted mid-order counts as a
+    /// delivery too.
+    #[arg(long, env = "FASTFOOD_MAX_DELIVERIES", default_value_t = 5, value_parser = parse_max_deliveries)]
+    pub max_deliveries: u32,
+
+    /// The poison pill of the experiments: a worker that starts preparing an
+    /// order whose text contains TEXT aborts its whole process, as a bug
+    /// would (no give-back, no goodbye).
+    #[arg(long, env = "FASTFOOD_CRASH_ON", value_name = "TEXT", value_parser = parse_crash_on)]
+    pub crash_on: Option<String>,
+}
+
+/// The most deliveries `--max-deliveries` allows.
+pub const MAX_MAX_DELIVERIES: u32 = 100;
+
+/// A delivery limit: 1 to [`MAX_MAX_DELIVERIES`].
+pub fn parse_max_deliveries(text: &str) -> Result<u32, String> {
+    match text.parse::<u32>() {
+        Ok(n) if (1..=MAX_MAX_DELIVERIES).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a delivery limit: give a whole number from 1 (never deliver an order twice) to {MAX_MAX_DELIVERIES}"
+        )),
+    }
+}
+
+/// A poison pill: text that an order can hold (something visible, at most
+/// an order's length).
+fn parse_crash_on(text: &str) -> Result<String, String> {
+    let pill = text.trim();
+    if pill.is_empty() || pill.chars().count() > crate::order::MAX_CONTENT_CHARS {
+        return Err(format!(
+            "{text:?} is not a poison pill: give some text an order can contain, e.g. --crash-on poison"
+        ));
+    }
+    Ok(pill.to_owned())
 }
 
 /// The most orders RabbitMQ may hand one worker ahead.
@@ -262,6 +302,15 @@ mod tests {
                 "{bad}"
             );
         }
+        assert_eq!(parse_max_deliveries("100").unwrap(), 100);
+        for bad in ["0", "101", "-1", "five"] {
+            assert!(
+                parse_max_deliveries(bad).unwrap_err().contains("1 (never"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_crash_on(" poison ").unwrap(), "poison");
+        assert!(parse_crash_on("  ").is_err());
         assert_eq!(parse_rate("0.9").unwrap(), 0.9);
         for bad in ["1", "0.95", "NaN", "-0.1", "inf"] {
             assert!(parse_rate(bad).unwrap_err().contains("0 and 0.9"), "{bad}");

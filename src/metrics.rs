@@ -3,7 +3,7 @@
 //! them in the Prometheus text format (`GET /metrics`, and `fastfood worker
 //! --metrics ADDR`). The rest of the program records with one call each
 //! ([`committed`], [`store_cycle`], [`http_request`], [`given_back`],
-//! [`redelivered`]); the figures that describe the restaurant *now* (orders by
+//! [`redelivered`], [`set_aside`]); the figures that describe the restaurant *now* (orders by
 //! status, queue depth, boards) are read when scraped and set with
 //! [`Now::set`] just before [`render`].
 //!
@@ -50,6 +50,8 @@ pub const BOARDS: &str = "fastfood_boards_connected";
 pub const GIVEN_BACK: &str = "fastfood_given_back_total";
 /// `fastfood_redelivered_total`: orders this process's workers received again.
 pub const REDELIVERED: &str = "fastfood_redelivered_total";
+/// `fastfood_set_aside_total`: poison orders this process's workers set aside.
+pub const SET_ASIDE: &str = "fastfood_set_aside_total";
 
 /// A ticket waits from a fraction of a second (`--prep-time 0`) to minutes
 /// (a long line at `--prep-time 10s`).
@@ -102,6 +104,7 @@ struct Metrics {
     boards: Gauge,
     given_back: Counter,
     redelivered: Counter,
+    set_aside: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -140,6 +143,7 @@ impl Metrics {
             boards: gauge(Key::from_static_name(BOARDS)),
             given_back: counter(Key::from_static_name(GIVEN_BACK)),
             redelivered: counter(Key::from_static_name(REDELIVERED)),
+            set_aside: counter(Key::from_static_name(SET_ASIDE)),
             handle: handle.clone(),
             recorder,
         };
@@ -199,6 +203,11 @@ fn describe(recorder: &PrometheusRecorder) {
             REDELIVERED,
             Some(Unit::Count),
             "Orders this process's workers received again after an earlier delivery (found PREPARING or done already).",
+        ),
+        help(
+            SET_ASIDE,
+            Some(Unit::Count),
+            "Poison orders this process's workers set aside (CANCELLED by the kitchen) after --max-deliveries deliveries.",
         ),
     ];
     for (name, unit, text) in counters {
@@ -290,6 +299,11 @@ pub fn given_back() {
     METRICS.given_back.increment(1);
 }
 
+/// A worker of this process set a poison order aside.
+pub fn set_aside() {
+    METRICS.set_aside.increment(1);
+}
+
 /// A worker of this process received an order that had been delivered before.
 pub fn redelivered() {
     METRICS.redelivered.increment(1);
@@ -343,6 +357,7 @@ mod tests {
             (STATUS_CHANGES, "counter"),
             (GIVEN_BACK, "counter"),
             (REDELIVERED, "counter"),
+            (SET_ASIDE, "counter"),
             (TICKET_TO_READY, "histogram"),
             (STORE_COMMIT, "histogram"),
             (STORE_BATCH, "histogram"),

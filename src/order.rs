@@ -1,5 +1,8 @@
 //! An order and the one-way life of its status: `TAKEN → PREPARING → READY →
-//! COLLECTED` (or `TAKEN → CANCELLED` when the queue refused it). Pure: no I/O.
+//! COLLECTED`, or `TAKEN → CANCELLED` (the customer cancelled, or the queue
+//! refused it), or `PREPARING → CANCELLED` when the kitchen sets a poison
+//! order aside ([`Order::set_aside`]). [`step_allowed`] is that rule, once.
+//! Pure: no I/O.
 
 use std::fmt;
 use std::time::SystemTime;
@@ -19,13 +22,43 @@ pub enum Status {
     Preparing,
     Ready,
     Collected,
-    /// Withdrawn before anyone cooked it: the queue refused the order after it
-    /// was numbered, and the customer got an error instead of a ticket.
+    /// Withdrawn: before anyone cooked it (the customer cancelled, or the
+    /// queue refused the order after it was numbered and the customer got an
+    /// error instead of a ticket), or set aside by the kitchen after too many
+    /// deliveries (see [`CancelledBy`]).
     Cancelled,
 }
 
+/// Who cancelled an order. Absent on orders cancelled because the queue
+/// refused them (their customer never got a ticket) and on orders from
+/// before this field existed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CancelledBy {
+    /// The customer, with `/cancel`, while it was TAKEN.
+    Customer,
+    /// The kitchen: it was delivered `--max-deliveries` times without being
+    /// finished (a poison order) and was set aside while PREPARING.
+    Kitchen,
+}
+
+/// Whether an order may go from `from` to `to`, cancelled by `by` when `to`
+/// is CANCELLED: the one rule that taking a step ([`Order::advanced`],
+/// [`Order::set_aside`]) and replaying the store's files both follow. Only
+/// the kitchen cancels a PREPARING order, and the kitchen cancels nothing
+/// else.
+pub fn step_allowed(from: Status, to: Status, by: Option<CancelledBy>) -> bool {
+    match (from, to) {
+        (Status::Preparing, Status::Cancelled) => by == Some(CancelledBy::Kitchen),
+        (Status::Taken, Status::Cancelled) => by != Some(CancelledBy::Kitchen),
+        _ => from.can_become(to),
+    }
+}
+
 impl Status {
-    /// Whether an order may go from `self` to `next`. Statuses only move forward.
+    /// Whether anyone but the kitchen's set-aside may move an order from
+    /// `self` to `next`. Statuses only move forward. (PREPARING → CANCELLED
+    /// is the set-aside's alone: see [`step_allowed`].)
     pub fn can_become(self, next: Status) -> bool {
         use Status::*;
         matches!(
@@ -119,12 +152,24 @@ pub struct Order {
     /// more when a worker died or gave it back and another took it again.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub deliveries: u32,
+    /// The workers that had it before the last claim and did not finish it
+    /// (they died, or gave it back), oldest first; at most
+    /// [`DROPPED_BY_KEPT`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped_by: Vec<String>,
+    /// Who cancelled it, when it is CANCELLED (see [`CancelledBy`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cancelled_by: Option<CancelledBy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub ready_at: Option<Timestamp>,
     /// When it left the restaurant: collected, or cancelled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub closed_at: Option<Timestamp>,
 }
+
+/// The most workers an order's `dropped_by` names: the first ones (the
+/// kitchen sets an order aside long before, at `--max-deliveries`).
+pub const DROPPED_BY_KEPT: usize = 100;
 
 fn is_zero(n: &u32) -> bool {
     *n == 0
@@ -151,6 +196,8 @@ impl Order {
             preparing_at: None,
             worker: None,
             deliveries: 0,
+            dropped_by: Vec::new(),
+            cancelled_by: None,
             ready_at: None,
             closed_at: None,
         }
@@ -161,7 +208,15 @@ impl Order {
     /// the time, the worker's name and one more delivery.
     pub fn claimed(&self, worker: &str, at: Timestamp) -> Result<Order, IllegalStep> {
         let mut next = match self.status {
-            Status::Preparing => self.clone(),
+            Status::Preparing => {
+                let mut again = self.clone();
+                if let Some(before) = &self.worker
+                    && again.dropped_by.len() < DROPPED_BY_KEPT
+                {
+                    again.dropped_by.push(before.clone());
+                }
+                again
+            }
             _ => self.advanced(Status::Preparing, at)?,
         };
         next.preparing_at = Some(at);
@@ -170,9 +225,40 @@ impl Order {
         Ok(next)
     }
 
-    /// This order one step further on, stamped with the time of the step.
+    /// This order set aside by the kitchen (PREPARING → CANCELLED, cancelled
+    /// by the kitchen): it was delivered as often as the kitchen allows and
+    /// never finished, so it is a poison order.
+    /// The worker that claimed it last did not finish it either: it joins
+    /// `dropped_by`.
+    pub fn set_aside(&self, at: Timestamp) -> Result<Order, IllegalStep> {
+        let mut next = self.step(Status::Cancelled, Some(CancelledBy::Kitchen), at)?;
+        if let Some(last) = &self.worker
+            && next.dropped_by.len() < DROPPED_BY_KEPT
+        {
+            next.dropped_by.push(last.clone());
+        }
+        Ok(next)
+    }
+
+    /// This order one step further on, stamped with the time of the step;
+    /// a cancel is the customer's (or the counter's, when the queue
+    /// refused the order: `cancelled_by` stays absent, see [`CancelledBy`]).
     pub fn advanced(&self, to: Status, at: Timestamp) -> Result<Order, IllegalStep> {
-        if !self.status.can_become(to) {
+        self.step(to, None, at)
+    }
+
+    /// This order cancelled by its customer (TAKEN → CANCELLED).
+    pub fn cancelled_by_customer(&self, at: Timestamp) -> Result<Order, IllegalStep> {
+        self.step(Status::Cancelled, Some(CancelledBy::Customer), at)
+    }
+
+    fn step(
+        &self,
+        to: Status,
+        by: Option<CancelledBy>,
+        at: Timestamp,
+    ) -> Result<Order, IllegalStep> {
+        if !step_allowed(self.status, to, by) {
             return Err(IllegalStep {
                 ticket: self.ticket,
                 from: self.status,
@@ -181,6 +267,9 @@ impl Order {
         }
         let mut next = self.clone();
         next.status = to;
+        if to == Status::Cancelled {
+            next.cancelled_by = by;
+        }
         match to {
             Status::Preparing => next.preparing_at = Some(at),
             Status::Ready => next.ready_at = Some(at),
@@ -329,6 +418,48 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn only_the_kitchen_cancels_a_preparing_order_and_only_that() {
+        use Status::*;
+        let kitchen = Some(CancelledBy::Kitchen);
+        let customer = Some(CancelledBy::Customer);
+        assert!(step_allowed(Preparing, Cancelled, kitchen));
+        assert!(!step_allowed(Preparing, Cancelled, customer));
+        assert!(!step_allowed(Preparing, Cancelled, None));
+        assert!(!step_allowed(Taken, Cancelled, kitchen));
+        assert!(step_allowed(Taken, Cancelled, customer));
+        assert!(step_allowed(Taken, Cancelled, None));
+        assert!(!step_allowed(Ready, Cancelled, kitchen));
+
+        let at = Timestamp::now();
+        let taken = Order::new(3, "poison".into(), at);
+        assert!(taken.set_aside(at).is_err(), "nobody cooks a TAKEN order");
+        let claimed = taken.claimed("worker 1 (pid 10)", at).unwrap();
+        let again = claimed.claimed("worker 1 (pid 11)", at).unwrap();
+        assert_eq!(again.dropped_by, ["worker 1 (pid 10)"]);
+        assert_eq!(again.deliveries, 2);
+        let aside = again.set_aside(at).unwrap();
+        assert_eq!(aside.dropped_by, ["worker 1 (pid 10)", "worker 1 (pid 11)"]);
+        assert_eq!(
+            (aside.status, aside.cancelled_by, aside.closed_at),
+            (Cancelled, kitchen, Some(at))
+        );
+        assert!(
+            again.cancelled_by_customer(at).is_err(),
+            "too late for the customer"
+        );
+        let by_customer = taken.cancelled_by_customer(at).unwrap();
+        assert_eq!(by_customer.cancelled_by, customer);
+        let json = serde_json::to_value(&aside).unwrap();
+        assert_eq!(json["cancelled_by"], "kitchen");
+        // An order written before the field existed reads as cancelled by
+        // nobody in particular.
+        let mut old = serde_json::to_value(&by_customer).unwrap();
+        old.as_object_mut().unwrap().remove("cancelled_by");
+        let old: Order = serde_json::from_value(old).unwrap();
+        assert_eq!(old.cancelled_by, None);
     }
 
     #[test]

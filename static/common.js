@@ -195,7 +195,8 @@ window.Fastfood = (() => {
         // Any move in the kitchen may change how long: ask again.
         if (mine.status === "TAKEN" || mine.status === "PREPARING") refresh();
       } else if (data.change && data.change.order === n) {
-        emit({ order: n, status: data.change.status }); // it left the board
+        // It left the board (collected, or cancelled by whom).
+        emit({ order: n, status: data.change.status, cancelled_by: data.change.cancelled_by });
       } else {
         refresh(); // not on the board and we missed why: ask
       }

@@ -47,6 +47,9 @@
     CANCELLED: "Cancelled. The kitchen will not make this order.",
     GONE: "This order is no longer on the board: it was collected or cancelled.",
   };
+  /** A poison order the kitchen set aside (CANCELLED, cancelled_by "kitchen"). */
+  const SET_ASIDE_TEXT =
+    "Sorry: the kitchen could not make this order and had to set it aside. Please see the counter.";
 
   const n = (() => {
     const m = /^\/my\/0*([0-9]{1,10})\/?$/.exec(location.pathname);
@@ -81,7 +84,13 @@
     const s = order?.status ?? "";
     el.ticket.dataset.status = s;
     document.body.dataset.status = s;
-    el.status.textContent = order ? (STATUS_TEXT[s] ?? s) : "Looking up your order…";
+    const setAside = s === "CANCELLED" && order?.cancelled_by === "kitchen";
+    document.body.dataset.setAside = String(setAside);
+    el.status.textContent = order
+      ? setAside
+        ? SET_ASIDE_TEXT
+        : (STATUS_TEXT[s] ?? s)
+      : "Looking up your order…";
     setText(el.wait, waitWords(order));
     el.content.textContent = order?.content ?? "";
     el.banner.hidden = s !== "READY";

@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Broker, CHANGES_EXCHANGE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE, Session, Shared, redact,
+    Broker, CHANGES_EXCHANGE, DEAD_QUEUE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE, Session,
+    Shared, redact,
 };
 use crate::backoff;
 use crate::queue::QueueError;
@@ -142,6 +143,13 @@ impl Broker {
             let _ = connection.close(200, "bye".into()).await;
             return Err(e);
         }
+        publisher
+            .queue_declare(
+                DEAD_QUEUE.into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await?;
         for exchange in [CHANGES_EXCHANGE, KITCHEN_EXCHANGE] {
             publisher
                 .exchange_declare(

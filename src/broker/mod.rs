@@ -15,6 +15,13 @@
 //!   Workers take one at a time (prefetch 1) and acknowledge only once the
 //!   order is READY in the store, so a worker that dies loses nothing: the
 //!   broker hands its order to another worker.
+//! - `orders.dead`: a durable classic queue that nobody consumes. A poison
+//!   order (delivered `--max-deliveries` times and never finished) is set
+//!   aside in the store, then its message is published here, with headers
+//!   that say why, before the original is acknowledged: the `orders` queue
+//!   keeps its arguments (RabbitMQ refuses to redeclare a queue with new
+//!   ones, such as `x-dead-letter-exchange`), and the same code serves
+//!   every queue type.
 //! - `fastfood.changes`: a fanout exchange. Every process publishes the
 //!   changes it commits to the store; every server binds its own exclusive,
 //!   server-named queue to it, so every server hears of every change at once,
@@ -50,6 +57,10 @@ use tokio_util::sync::CancellationToken;
 pub use connection::BrokerError;
 
 const ORDERS_QUEUE: &str = "orders";
+/// Where a poison order's message goes when the kitchen sets it aside: a
+/// durable classic queue with no arguments, which nobody consumes, for a
+/// person to look at (the management UI's "Get messages").
+pub const DEAD_QUEUE: &str = "orders.dead";
 const CHANGES_EXCHANGE: &str = "fastfood.changes";
 const KITCHEN_EXCHANGE: &str = "fastfood.kitchen";
 /// The `orders` queue's `x-max-priority`: two levels are all we use.

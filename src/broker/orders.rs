@@ -14,13 +14,15 @@ use lapin::options::{
     BasicAckOptions, BasicConsumeOptions, BasicNackOptions, BasicPublishOptions, BasicQosOptions,
     BasicRejectOptions, QueueDeclareOptions,
 };
-use lapin::types::FieldTable;
+use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Acker, BasicProperties, Confirmation};
 
-use super::{Broker, ORDERS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT, Session};
+use super::{Broker, DEAD_QUEUE, ORDERS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT, Session};
 use crate::backoff;
 use crate::order::Ticket;
-use crate::queue::{Backend, BackendConsumer, BackendDelivery, BackendSlot, Health, QueueError};
+use crate::queue::{
+    Backend, BackendConsumer, BackendDelivery, BackendSlot, Health, QueueError, SetAside,
+};
 use crate::ticket;
 
 impl Broker {
@@ -65,21 +67,34 @@ impl Broker {
     /// Publishes `ticket` to the `orders` queue and waits until RabbitMQ has
     /// confirmed it (persisted, routed, not returned), within [`PUBLISH_TIMEOUT`].
     async fn publish_order(&self, ticket: Ticket, priority: u8) -> Result<(), QueueError> {
-        let session = self.publishable()?;
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
             .with_priority(priority);
+        self.publish(ORDERS_QUEUE, ticket, &ticket::to_bytes(ticket), properties)
+            .await
+    }
+
+    /// Publishes `body` (order `ticket`'s message) to `queue` and waits until
+    /// RabbitMQ has confirmed it, within [`PUBLISH_TIMEOUT`].
+    async fn publish(
+        &self,
+        queue: &str,
+        ticket: Ticket,
+        body: &[u8],
+        properties: BasicProperties,
+    ) -> Result<(), QueueError> {
+        let session = self.publishable()?;
         let confirmed = tokio::time::timeout(PUBLISH_TIMEOUT, async {
             session
                 .publisher
                 .basic_publish(
                     "".into(),
-                    ORDERS_QUEUE.into(),
+                    queue.into(),
                     BasicPublishOptions {
                         mandatory: true,
                         ..Default::default()
                     },
-                    &ticket::to_bytes(ticket),
+                    body,
                     properties,
                 )
                 .await?
@@ -119,6 +134,11 @@ struct OrderDelivery {
     ticket: Ticket,
     broker: Broker,
     acker: Option<Acker>,
+    /// RabbitMQ delivered it before, to a consumer that did not settle it.
+    redelivered: bool,
+    /// The message as it came, for its copy in `orders.dead`.
+    body: Vec<u8>,
+    properties: BasicProperties,
 }
 
 impl OrderConsumer {
@@ -173,6 +193,9 @@ impl OrderConsumer {
                         ticket,
                         broker: self.broker.clone(),
                         acker: Some(delivery.acker),
+                        redelivered: delivery.redelivered,
+                        body: delivery.data,
+                        properties: delivery.properties,
                     };
                 }
                 Some(Err(e)) => {
@@ -276,6 +299,10 @@ impl BackendDelivery for OrderDelivery {
         self.ticket
     }
 
+    fn redelivered(&self) -> bool {
+        self.redelivered
+    }
+
     /// Done with: the broker forgets it.
     fn ack(mut self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
         async move {
@@ -290,6 +317,65 @@ impl BackendDelivery for OrderDelivery {
                         self.ticket
                     ))
                 })
+        }
+        .boxed()
+    }
+
+    /// A poison order: a copy of its message goes to `orders.dead`, with
+    /// headers that say why (`x-fastfood-deliveries`,
+    /// `x-fastfood-dropped-by`, `x-fastfood-set-aside-by`), then this one is
+    /// acknowledged. If the copy is not confirmed, the broker takes this one
+    /// back (the store has it CANCELLED: the next worker copies it again).
+    fn set_aside(
+        mut self: Box<Self>,
+        why: SetAside,
+    ) -> BoxFuture<'static, Result<Option<&'static str>, QueueError>> {
+        async move {
+            let acker = self.acker.take().expect("settled once");
+            let mut headers = self.properties.headers().clone().unwrap_or_default();
+            if let Some(deliveries) = why.deliveries {
+                headers.insert(
+                    "x-fastfood-deliveries".into(),
+                    AMQPValue::LongUInt(deliveries),
+                );
+            }
+            let dropped_by: Vec<AMQPValue> = why
+                .dropped_by
+                .iter()
+                .map(|w| AMQPValue::LongString(w.as_str().into()))
+                .collect();
+            headers.insert(
+                "x-fastfood-dropped-by".into(),
+                AMQPValue::FieldArray(dropped_by.into()),
+            );
+            headers.insert(
+                "x-fastfood-set-aside-by".into(),
+                AMQPValue::LongString(why.by.as_str().into()),
+            );
+            let properties = self
+                .properties
+                .clone()
+                .with_delivery_mode(2)
+                .with_headers(headers);
+            let copied = self
+                .broker
+                .publish(DEAD_QUEUE, self.ticket, &self.body, properties)
+                .await;
+            let settled = match &copied {
+                Ok(()) => acker.ack(BasicAckOptions::default()).await,
+                Err(_) => {
+                    acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
+                }
+            };
+            copied?;
+            settled.map(|_| Some(DEAD_QUEUE)).map_err(|e| {
+                QueueError::Unavailable(format!("could not set order {} aside: {e}", self.ticket))
+            })
         }
         .boxed()
     }

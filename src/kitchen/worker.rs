@@ -9,6 +9,12 @@
 //! PREPARING (its worker died) is prepared again, and nothing ever moves
 //! backward. A worker that cannot finish (shutdown, a store error, or a
 //! simulated failure with `--fail-rate`) gives the order back, to the front.
+//!
+//! A poison order, one that was delivered `--max-deliveries` times and never
+//! finished (it kills its workers, or they keep giving it back), is set
+//! aside instead of prepared again: CANCELLED by the kitchen in the store,
+//! its message to the queue's dead letters. `--crash-on TEXT` makes such an
+//! order for the experiments: the worker that starts one aborts its process.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,9 +24,9 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Hand;
-use crate::order::{Status, Ticket};
-use crate::queue::{Consumer, Delivery};
-use crate::store::{Outcome, Repeat, Store};
+use crate::order::{CancelledBy, Order, Status, Ticket};
+use crate::queue::{Consumer, Delivery, SetAside};
+use crate::store::{Lookup, Outcome, Repeat, Store};
 use crate::{crash, metrics};
 
 /// How long a worker pauses after giving an order back, before the next one.
@@ -44,6 +50,51 @@ pub enum Prepared {
     Unknown(Ticket),
     /// Given back to the front of the queue.
     GaveBack(Ticket),
+    /// A poison order, delivered as often as allowed: set aside, not cooked.
+    SetAside(Ticket),
+}
+
+/// How the workers of a process cook: the settings of `serve` and `worker`
+/// they follow, and what they share.
+#[derive(Clone, Debug)]
+pub struct Cooking {
+    pub prep_time: Duration,
+    /// Chance in [0, 1] to fail in the middle of an order (somewhere in the
+    /// middle half of its preparation time), for demonstrations.
+    pub fail_rate: f64,
+    /// The most deliveries an order may have: one that was delivered this
+    /// many times and comes again is set aside (`--max-deliveries`).
+    pub max_deliveries: u32,
+    /// The poison pill of the experiments (`--crash-on`): a worker that
+    /// starts an order whose text holds it aborts its process.
+    pub crash_on: Option<String>,
+    /// One permit per process: a worker prepares an order delivered again
+    /// after a worker left it unfinished (a suspect: perhaps a poison order)
+    /// only while no other worker of the process prepares another one. If
+    /// the suspect takes the process down, the other suspects were not
+    /// claimed meanwhile, so their delivery counts do not grow with it: an
+    /// innocent order caught in a crash (the process's other workers'
+    /// orders) is delivered at most twice before it is made, and only a
+    /// `--max-deliveries` of 1 sets it aside.
+    pub suspects: Arc<Semaphore>,
+}
+
+impl Cooking {
+    /// The settings, with the process's one suspect permit.
+    pub fn new(
+        prep_time: Duration,
+        fail_rate: f64,
+        max_deliveries: u32,
+        crash_on: Option<String>,
+    ) -> Cooking {
+        Cooking {
+            prep_time,
+            fail_rate,
+            max_deliveries,
+            crash_on,
+            suspects: Arc::new(Semaphore::new(1)),
+        }
+    }
 }
 
 /// One kitchen worker; its log lines and its lane on `/kitchen` say
@@ -52,10 +103,7 @@ pub struct Worker {
     hand: Hand,
     store: Store,
     orders: Consumer,
-    prep_time: Duration,
-    /// Chance in [0, 1] to fail in the middle of an order (somewhere in the
-    /// middle half of its preparation time), for demonstrations.
-    fail_rate: f64,
+    cooking: Cooking,
     /// Runs the recording of cooked orders; shutdown waits for it.
     tasks: TaskTracker,
     /// Bounds the cooked orders still being recorded.
@@ -67,8 +115,7 @@ impl Worker {
         hand: Hand,
         store: Store,
         orders: Consumer,
-        prep_time: Duration,
-        fail_rate: f64,
+        cooking: Cooking,
         tasks: TaskTracker,
     ) -> Self {
         let finishing = Arc::new(Semaphore::new(FINISHING_AT_ONCE));
@@ -76,8 +123,7 @@ impl Worker {
             hand,
             store,
             orders,
-            prep_time,
-            fail_rate,
+            cooking,
             tasks,
             finishing,
         }
@@ -106,19 +152,40 @@ impl Worker {
     pub async fn prepare(&self, delivery: Delivery, shutdown: &CancellationToken) -> Prepared {
         let ticket = delivery.ticket();
         let me = self.hand.name().clone();
-        match self.store.claim(ticket, me.clone()).await {
+        let limit = self.cooking.max_deliveries;
+        let suspect = delivery.redelivered()
+            || matches!(self.store.lookup(ticket), Lookup::Live(o) if o.status == Status::Preparing);
+        // Held until the order is cooked (or put down): see `Cooking::suspects`.
+        let _alone = if suspect {
+            tokio::select! {
+                permit = self.cooking.suspects.clone().acquire_owned() => Some(permit.expect("never closed")),
+                _ = shutdown.cancelled() => {
+                    let _ = delivery.give_back().await;
+                    return Prepared::GaveBack(ticket);
+                }
+            }
+        } else {
+            None
+        };
+        let order = match self.store.claim(ticket, me.clone(), limit).await {
             Ok(Outcome::ClaimedAgain { order, from }) => {
                 metrics::redelivered();
                 let who = from.unwrap_or_else(|| "a worker".to_owned());
                 let note = format!(
-                    "{me} took order {ticket} again (delivery {}): {who} had it and did not finish",
+                    "{me} took order {ticket} again (delivery {} of at most {limit}): {who} had it and did not finish",
                     order.deliveries
                 );
                 self.hand.preparing(ticket, order.deliveries, Some(note));
+                order
             }
             Ok(Outcome::Changed(order)) => {
                 tracing::info!("{me}: preparing order {ticket}");
                 self.hand.preparing(ticket, order.deliveries, None);
+                order
+            }
+            Ok(Outcome::OverLimit(order)) => {
+                metrics::redelivered();
+                return self.set_aside(order, delivery).await;
             }
             Ok(Outcome::Unchanged(order)) => {
                 metrics::redelivered();
@@ -139,6 +206,22 @@ impl Worker {
             // claim did nothing, and the order is acknowledged uncooked
             // (with RabbitMQ its message was still in the queue).
             Ok(Outcome::Cancelled) => {
+                if self.store.cancelled_by(ticket) == Some(CancelledBy::Kitchen) {
+                    // Set aside by a process that stopped before its message
+                    // reached the dead letters: it goes there now.
+                    let why = SetAside {
+                        deliveries: None,
+                        dropped_by: Vec::new(),
+                        by: me.to_string(),
+                    };
+                    return match delivery.set_aside(why).await {
+                        Ok(_) => Prepared::SetAside(ticket),
+                        Err(e) => {
+                            tracing::warn!("{me}: could not set order {ticket} aside: {e}");
+                            Prepared::GaveBack(ticket)
+                        }
+                    };
+                }
                 self.hand.note(format!(
                     "order {ticket} was cancelled while waiting: skipped by {me}"
                 ));
@@ -155,15 +238,30 @@ impl Worker {
                 self.hand.put_down(true, Some(back(&me, ticket, &why)));
                 return give_back(&me, delivery, &why).await;
             }
+        };
+        if let Some(pill) = &self.cooking.crash_on
+            && order.content.contains(pill.as_str())
+        {
+            // The poison pill: this process ends as a bug would end it, with
+            // no give-back and no goodbye. Only once its claim is on disk,
+            // so that the delivery counts (a real crash a moment earlier
+            // would make it count one fewer).
+            self.store.settled().await;
+            tracing::error!(
+                "{me}: order {ticket} holds {pill:?} (--crash-on): the process aborts now, delivery {}",
+                order.deliveries
+            );
+            std::process::abort();
         }
 
         // A simulated failure happens in the middle of the preparation (at
         // a random point of its middle half), not at its end: the customer
         // waits part of the time twice, as after a real mishap.
-        let drops = self.fail_rate > 0.0 && fastrand::f64() < self.fail_rate;
+        let prep_time = self.cooking.prep_time;
+        let drops = self.cooking.fail_rate > 0.0 && fastrand::f64() < self.cooking.fail_rate;
         let cooking = match drops {
-            true => self.prep_time.mul_f64(0.25 + fastrand::f64() / 2.0),
-            false => self.prep_time,
+            true => prep_time.mul_f64(0.25 + fastrand::f64() / 2.0),
+            false => prep_time,
         };
         // No timer for no time: a zero sleep still waits for the timer's
         // next millisecond tick, which halved the kitchen at prep 0.
@@ -180,7 +278,7 @@ impl Worker {
             let note = format!(
                 "{me} dropped order {ticket} on the floor (--fail-rate) after {} of its {}: it goes back to the front of the line",
                 humantime::format_duration(Duration::from_millis(cooking.as_millis() as u64)),
-                humantime::format_duration(self.prep_time)
+                humantime::format_duration(prep_time)
             );
             self.hand.put_down(true, Some(note));
             let _ = delivery.give_back().await;
@@ -204,6 +302,56 @@ impl Worker {
             drop(permit);
         });
         Prepared::Cooked(ticket)
+    }
+
+    /// Sets a poison order aside: CANCELLED by the kitchen in the store,
+    /// then out of the queue, into its dead letters. Given back if the store
+    /// cannot write now (the next delivery tries again).
+    async fn set_aside(&self, order: Order, delivery: Delivery) -> Prepared {
+        let ticket = order.ticket;
+        let me = self.hand.name().clone();
+        let aside = match self.store.set_aside(ticket).await {
+            Ok(Outcome::Changed(aside)) => aside,
+            Ok(Outcome::Collected) | Ok(Outcome::Unchanged(_)) => {
+                return settle(&me, delivery, Prepared::AlreadyDone(ticket)).await;
+            }
+            Ok(_) => return settle(&me, delivery, Prepared::Unknown(ticket)).await,
+            Err(e) => {
+                let why = e.to_string();
+                self.hand.note(back(&me, ticket, &why));
+                return give_back_after_a_pause(&me, delivery, &why).await;
+            }
+        };
+        metrics::set_aside();
+        let why = SetAside {
+            deliveries: Some(aside.deliveries),
+            dropped_by: aside.dropped_by.clone(),
+            by: me.to_string(),
+        };
+        let went = match delivery.set_aside(why).await {
+            Ok(Some(queue)) => format!("its message is in the {queue} queue"),
+            Ok(None) => "the store keeps it, CANCELLED by the kitchen".to_owned(),
+            Err(e) => format!("its message could not be moved to the dead letters yet ({e})"),
+        };
+        let note = format!(
+            "order {ticket} set aside after {} deliveries (--max-deliveries {}): it took down {}; \
+             {went}, and its customer is told to see the counter",
+            aside.deliveries,
+            self.cooking.max_deliveries,
+            workers(&aside.dropped_by),
+        );
+        tracing::warn!("{me}: {note}");
+        self.hand.note(note);
+        Prepared::SetAside(ticket)
+    }
+}
+
+/// "worker 1 (pid 10), worker 1 (pid 11) and worker 2 (pid 12)".
+fn workers(names: &[String]) -> String {
+    match names {
+        [] => "no worker that it named".to_owned(),
+        [one] => one.clone(),
+        [first @ .., last] => format!("{} and {last}", first.join(", ")),
     }
 }
 
@@ -230,8 +378,12 @@ async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared {
                 Some(note),
             )
         }
-        // A cancel never follows a claim; nor does a code come into it.
-        Ok(Outcome::NotFound) | Ok(Outcome::Cancelled) | Ok(Outcome::WrongCode) => (
+        // A cancel never follows a claim (but a set-aside by another worker
+        // that took it again); nor does a code come into it.
+        Ok(Outcome::NotFound)
+        | Ok(Outcome::Cancelled)
+        | Ok(Outcome::WrongCode)
+        | Ok(Outcome::OverLimit(_)) => (
             settle(name, delivery, Prepared::Unknown(ticket)).await,
             None,
         ),

@@ -84,8 +84,39 @@ pub trait BackendConsumer: Send + Sync {
 /// An order handed to one worker. Dropping it unsettled gives it back.
 pub trait BackendDelivery: Send {
     fn ticket(&self) -> Ticket;
+    /// Whether the queue says it was delivered before, to a worker that did
+    /// not settle it (a broker's `redelivered` flag). By default the queue
+    /// cannot tell, and the store's view is all there is.
+    fn redelivered(&self) -> bool {
+        false
+    }
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
     fn give_back(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
+    /// A poison order, set aside: done with here, and kept where an
+    /// operator can look at it. By default the queue keeps nothing: the
+    /// store's CANCELLED order (cancelled by the kitchen) and the log are
+    /// its record (the in-process queue). The broker copies the message to
+    /// its dead-letter queue first. Answers where the copy went, if anywhere.
+    fn set_aside(
+        self: Box<Self>,
+        _why: SetAside,
+    ) -> BoxFuture<'static, Result<Option<&'static str>, QueueError>> {
+        let acked = self.ack();
+        Box::pin(async move { acked.await.map(|()| None) })
+    }
+}
+
+/// Why an order was set aside, for its dead letter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SetAside {
+    /// How many times workers took it, when known (not when a worker
+    /// found it set aside already, by a process that died before copying
+    /// its message).
+    pub deliveries: Option<u32>,
+    /// The workers that had it and did not finish it, oldest first.
+    pub dropped_by: Vec<String>,
+    /// The worker that set it aside.
+    pub by: String,
 }
 
 /// A queue of any kind; cheap to clone.
@@ -167,6 +198,11 @@ impl Delivery {
         self.0.ticket()
     }
 
+    /// Whether the queue says it was delivered before and not settled.
+    pub fn redelivered(&self) -> bool {
+        self.0.redelivered()
+    }
+
     /// The order is done with (READY, or nothing left to do): forget it.
     pub async fn ack(self) -> Result<(), QueueError> {
         self.0.ack().await
@@ -176,5 +212,13 @@ impl Delivery {
     pub async fn give_back(self) -> Result<(), QueueError> {
         crate::metrics::given_back();
         self.0.give_back().await
+    }
+
+    /// A poison order that the store has set aside: out of the line, to the
+    /// dead letters where the queue keeps them (see [`BackendDelivery::set_aside`]).
+    /// Answers where the message went (`orders.dead`), or `None` when the
+    /// queue keeps no dead letters (the in-process queue).
+    pub async fn set_aside(self, why: SetAside) -> Result<Option<&'static str>, QueueError> {
+        self.0.set_aside(why).await
     }
 }

@@ -23,7 +23,7 @@ use std::sync::atomic::Ordering;
 use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use super::disk::{Disk, News};
 use super::state::{ApplyError, Batch, Change, Request};
@@ -77,6 +77,8 @@ struct InFlight {
     outcomes: Vec<Outcome>,
     /// `None` where the answer went out already (a claim).
     replies: Vec<Option<Reply>>,
+    /// Waiting for everything decided so far to be durable (`Store::settled`).
+    settles: Vec<oneshot::Sender<()>>,
     started: Instant,
 }
 
@@ -159,13 +161,29 @@ impl Committer {
             }
             let mut requests = Vec::with_capacity(jobs.len());
             let mut replies = Vec::with_capacity(jobs.len());
+            let mut settles = Vec::new();
             for job in jobs.drain(..) {
-                if let Job::Change(request, reply) = job {
-                    requests.push(request);
-                    replies.push(Some(reply));
+                match job {
+                    Job::Change(request, reply) => {
+                        requests.push(request);
+                        replies.push(Some(reply));
+                    }
+                    Job::Settle(done) => settles.push(done),
+                    Job::Follow => {}
                 }
             }
+            // After the requests that came with them, when those are written.
+            let settle_after = |pipe: &mut Pipeline, settles: Vec<oneshot::Sender<()>>| match pipe
+                .in_flight
+                .back_mut()
+            {
+                Some(last) => last.settles.extend(settles),
+                None => settles.into_iter().for_each(|done| {
+                    let _ = done.send(());
+                }),
+            };
             if requests.is_empty() {
+                settle_after(&mut pipe, settles);
                 // Nobody else can write while this process holds the lock.
                 if pipe.held_since.is_none() && self.disk.has_news() {
                     self.follow();
@@ -189,6 +207,7 @@ impl Committer {
                     self.release(&mut pipe);
                 }
             }
+            settle_after(&mut pipe, settles);
         }
         self.drain(&mut pipe);
     }
@@ -308,7 +327,7 @@ impl Committer {
         let early = self.shared.writable.load(Ordering::Relaxed);
         for ((request, reply), outcome) in requests.iter().zip(replies.iter_mut()).zip(&outcomes) {
             if early
-                && request.answers_before_sync()
+                && request.answers_before_sync(outcome)
                 && let Some(reply) = reply.take()
             {
                 let _ = reply.send(Ok(outcome.clone()));
@@ -334,6 +353,7 @@ impl Committer {
             records: ours,
             outcomes,
             replies: std::mem::take(replies),
+            settles: Vec::new(),
             started,
         };
         match start {
@@ -407,6 +427,7 @@ impl Committer {
             records,
             outcomes,
             replies,
+            settles,
             started,
             ..
         } = batch;
@@ -429,6 +450,9 @@ impl Committer {
             if let Some(reply) = reply {
                 let _ = reply.send(Ok(outcome));
             }
+        }
+        for done in settles {
+            let _ = done.send(());
         }
     }
 

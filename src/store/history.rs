@@ -10,7 +10,7 @@ use serde::Deserialize;
 use super::StoreError;
 use super::disk::{HISTORY, corrupt, cut_torn_tail, io_error};
 use super::state::State;
-use crate::order::{Status, Ticket};
+use crate::order::{CancelledBy, Status, Ticket};
 
 /// How far back from the end of `history.jsonl` to look for its last line:
 /// far more than the longest line (a 1000-character order, all escaped).
@@ -28,6 +28,8 @@ struct HistoryOrder {
     #[serde(rename = "order")]
     ticket: Ticket,
     status: Status,
+    #[serde(default)]
+    cancelled_by: Option<CancelledBy>,
 }
 
 /// Reads `history.jsonl` into the collected set, up to change `settled` (the
@@ -52,7 +54,9 @@ pub(super) fn read_history(dir: &Path, state: &mut State, settled: u64) -> Resul
         if entry.version <= settled {
             match entry.order.status {
                 Status::Collected => state.collected.insert(entry.order.ticket),
-                Status::Cancelled => state.cancelled.insert(entry.order.ticket),
+                Status::Cancelled => {
+                    state.note_cancelled(entry.order.ticket, entry.order.cancelled_by)
+                }
                 _ => {}
             }
         }

@@ -109,6 +109,8 @@ type Reply = oneshot::Sender<Result<Outcome, StoreError>>;
 
 enum Job {
     Change(Request, Reply),
+    /// Answer once every change asked for before is durable (or failed).
+    Settle(oneshot::Sender<()>),
     /// Look for other processes' changes.
     Follow,
 }
@@ -221,9 +223,43 @@ impl Store {
 
     /// `worker` takes `ticket` to prepare it: TAKEN → PREPARING, or
     /// PREPARING again (its worker died or gave it back), with one more
-    /// delivery. `Unchanged` when it is already READY or further.
-    pub async fn claim(&self, ticket: Ticket, worker: Arc<str>) -> Result<Outcome, StoreError> {
-        self.submit(Request::Claim { ticket, worker }).await
+    /// delivery. `Unchanged` when it is already READY or further;
+    /// `OverLimit` when it was delivered `limit` times already (a poison
+    /// order: set it aside).
+    pub async fn claim(
+        &self,
+        ticket: Ticket,
+        worker: Arc<str>,
+        limit: u32,
+    ) -> Result<Outcome, StoreError> {
+        self.submit(Request::Claim {
+            ticket,
+            worker,
+            limit,
+        })
+        .await
+    }
+
+    /// The kitchen sets a poison order aside: PREPARING → CANCELLED, with
+    /// `cancelled_by` the kitchen.
+    pub async fn set_aside(&self, ticket: Ticket) -> Result<Outcome, StoreError> {
+        self.submit(Request::SetAside(ticket)).await
+    }
+
+    /// Waits until every change this process asked for so far is durable
+    /// (or has failed): a claim is answered before its fsync, and a process
+    /// about to end abruptly on purpose (`--crash-on`) waits for it here.
+    pub async fn settled(&self) {
+        let (done, settled) = oneshot::channel();
+        if self.jobs.send(Job::Settle(done)).await.is_ok() {
+            let _ = settled.await;
+        }
+    }
+
+    /// Who cancelled a cancelled order, when known (see
+    /// [`CancelledBy`](crate::order::CancelledBy)).
+    pub fn cancelled_by(&self, ticket: Ticket) -> Option<crate::order::CancelledBy> {
+        self.read().cancelled_by(ticket)
     }
 
     /// Notes that the broker confirmed it holds `ticket`.

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
-use crate::order::{Order, Status, Ticket, Timestamp};
+use crate::order::{CancelledBy, Order, Status, Ticket, Timestamp, step_allowed};
 use crate::pickup::PickupCode;
 
 /// A change as everyone else sees it (the observers, the board, the broker's
@@ -107,6 +107,10 @@ pub struct State {
     pub live: BTreeMap<Ticket, Order>,
     pub collected: TicketSet,
     pub cancelled: TicketSet,
+    /// Of the cancelled tickets, those its customer cancelled, and those the
+    /// kitchen set aside (the rest: refused by the queue, or older).
+    pub cancelled_by_customer: TicketSet,
+    pub set_aside: TicketSet,
     /// The pickup code of each live order that has one (orders taken before
     /// there were codes have none). Private to the store: nothing outside
     /// it reads the codes, it only asks the store to check one.
@@ -122,6 +126,27 @@ impl State {
             None if self.collected.contains(t) => Lookup::Collected,
             None if self.cancelled.contains(t) => Lookup::Cancelled,
             None => Lookup::Unknown,
+        }
+    }
+
+    /// Who cancelled a cancelled order, when known.
+    pub fn cancelled_by(&self, t: Ticket) -> Option<CancelledBy> {
+        if self.set_aside.contains(t) {
+            Some(CancelledBy::Kitchen)
+        } else if self.cancelled_by_customer.contains(t) {
+            Some(CancelledBy::Customer)
+        } else {
+            None
+        }
+    }
+
+    /// Notes a cancelled order (and who cancelled it) in the sets.
+    pub fn note_cancelled(&mut self, t: Ticket, by: Option<CancelledBy>) {
+        self.cancelled.insert(t);
+        match by {
+            Some(CancelledBy::Kitchen) => self.set_aside.insert(t),
+            Some(CancelledBy::Customer) => self.cancelled_by_customer.insert(t),
+            None => {}
         }
     }
 
@@ -162,7 +187,7 @@ impl State {
                     status: to,
                 });
             }
-            (Some(old), to) if old.status.can_become(to) => {}
+            (Some(old), to) if step_allowed(old.status, to, order.cancelled_by) => {}
             (Some(old), to) => {
                 return Err(ApplyError::Backward {
                     ticket: t,
@@ -185,7 +210,7 @@ impl State {
             Status::Cancelled => {
                 self.live.remove(&t);
                 self.codes.remove(&t);
-                self.cancelled.insert(t);
+                self.note_cancelled(t, order.cancelled_by);
             }
             _ => {
                 self.live.insert(t, order.clone());
@@ -215,12 +240,22 @@ pub enum Request {
     /// A worker takes the order to prepare it: TAKEN → PREPARING, or
     /// PREPARING again when the worker that had it died or gave it back;
     /// either way one more delivery, and this worker's name. An order
-    /// already READY or further is left as it is (`Unchanged`).
-    Claim { ticket: Ticket, worker: Arc<str> },
+    /// already READY or further is left as it is (`Unchanged`). An order
+    /// PREPARING that was delivered `limit` times already is left as it is
+    /// too (`OverLimit`): it is a poison order, to be set aside.
+    Claim {
+        ticket: Ticket,
+        worker: Arc<str>,
+        limit: u32,
+    },
+    /// The kitchen sets a poison order aside: PREPARING → CANCELLED,
+    /// cancelled by the kitchen.
+    SetAside(Ticket),
     /// The broker confirmed it holds this TAKEN order.
     MarkQueued(Ticket),
     /// A customer's step (collect: READY → COLLECTED, cancel: TAKEN →
-    /// CANCELLED), allowed only with the order's pickup code. `code` is what
+    /// CANCELLED, cancelled by the customer), allowed only with the order's
+    /// pickup code. `code` is what
     /// the customer gave (`None`: nothing, or nothing like a code).
     Customer {
         ticket: Ticket,
@@ -230,20 +265,24 @@ pub enum Request {
 }
 
 impl Request {
-    /// Whether the answer may go out before the change is fsynced. Only a
-    /// claim (TAKEN → PREPARING): if a crash loses it, the order is simply
-    /// TAKEN again and prepared again, which at-least-once delivery allows,
-    /// and the worker saves an fsync per order. Its READY comes later in the
-    /// same log, so it can never survive a crash that the claim did not.
-    pub fn answers_before_sync(&self) -> bool {
-        matches!(
+    /// Whether the answer (`outcome`) may go out before the change is
+    /// fsynced. Only a first claim (TAKEN → PREPARING): if a crash loses it,
+    /// the order is simply TAKEN again and prepared again, which
+    /// at-least-once delivery allows, and the worker saves an fsync per
+    /// order. Its READY comes later in the same log, so it can never survive
+    /// a crash that the claim did not. A claim again waits: its delivery
+    /// count is what sets a poison order aside, and a worker killed by the
+    /// order would otherwise often take the count with it.
+    pub fn answers_before_sync(&self, outcome: &Outcome) -> bool {
+        let first_claim = matches!(
             self,
             Request::Claim { .. }
                 | Request::Advance {
                     to: Status::Preparing,
                     ..
                 }
-        )
+        );
+        first_claim && !matches!(outcome, Outcome::ClaimedAgain { .. })
     }
 }
 
@@ -267,6 +306,9 @@ pub enum Outcome {
         from: Option<String>,
     },
     Unchanged(Order),
+    /// A claim of an order PREPARING that was delivered as often as allowed:
+    /// nothing done; the kitchen sets it aside ([`Request::SetAside`]).
+    OverLimit(Order),
     /// The step does not apply to an order in this status.
     WrongStatus(Order),
     Collected,
@@ -376,7 +418,16 @@ impl<'s> Batch<'s> {
                 Lookup::Cancelled => Outcome::Cancelled,
                 Lookup::Unknown => Outcome::NotFound,
             },
-            Request::Claim { ticket, worker } => match self.lookup(*ticket) {
+            Request::Claim {
+                ticket,
+                worker,
+                limit,
+            } => match self.lookup(*ticket) {
+                Lookup::Live(order)
+                    if order.status == Status::Preparing && order.deliveries >= *limit =>
+                {
+                    Outcome::OverLimit(order)
+                }
                 Lookup::Live(order) => match order.claimed(worker, now) {
                     Ok(next) if order.status == Status::Preparing => Outcome::ClaimedAgain {
                         order: self.push(next, None),
@@ -384,6 +435,15 @@ impl<'s> Batch<'s> {
                     },
                     Ok(next) => Outcome::Changed(self.push(next, None)),
                     Err(_) => Outcome::Unchanged(order),
+                },
+                Lookup::Collected => Outcome::Collected,
+                Lookup::Cancelled => Outcome::Cancelled,
+                Lookup::Unknown => Outcome::NotFound,
+            },
+            Request::SetAside(ticket) => match self.lookup(*ticket) {
+                Lookup::Live(order) => match order.set_aside(now) {
+                    Ok(next) => Outcome::Changed(self.push(next, None)),
+                    Err(_) => Outcome::WrongStatus(order),
                 },
                 Lookup::Collected => Outcome::Collected,
                 Lookup::Cancelled => Outcome::Cancelled,
@@ -408,10 +468,16 @@ impl<'s> Batch<'s> {
             // a board does not show already.
             Request::Customer { ticket, to, code } => match self.lookup(*ticket) {
                 Lookup::Live(_) if !self.code_fits(*ticket, code.as_ref()) => Outcome::WrongCode,
-                Lookup::Live(order) => match order.advanced(*to, now) {
-                    Ok(next) => Outcome::Changed(self.push(next, None)),
-                    Err(_) => Outcome::WrongStatus(order),
-                },
+                Lookup::Live(order) => {
+                    let next = match to {
+                        Status::Cancelled => order.cancelled_by_customer(now),
+                        _ => order.advanced(*to, now),
+                    };
+                    match next {
+                        Ok(next) => Outcome::Changed(self.push(next, None)),
+                        Err(_) => Outcome::WrongStatus(order),
+                    }
+                }
                 Lookup::Collected => Outcome::Collected,
                 Lookup::Cancelled => Outcome::Cancelled,
                 Lookup::Unknown => Outcome::NotFound,
@@ -583,6 +649,7 @@ mod tests {
         let claim = |worker: &str| Request::Claim {
             ticket: 5,
             worker: worker.into(),
+            limit: 5,
         };
         let mut batch = Batch::new(&state);
         let now = Timestamp::now();
@@ -624,6 +691,78 @@ mod tests {
                 status: Status::Preparing
             })
         );
+    }
+
+    #[test]
+    fn an_order_delivered_as_often_as_allowed_is_set_aside_by_the_kitchen_alone() {
+        let mut state = State::default();
+        state.apply(&record(&state, 6)).unwrap();
+        let claim = |n: u32| Request::Claim {
+            ticket: 6,
+            worker: format!("worker 1 (pid {n})").into(),
+            limit: 2,
+        };
+        let now = Timestamp::now();
+        let mut batch = Batch::new(&state);
+        assert!(matches!(batch.decide(&claim(1), now), Outcome::Changed(o) if o.deliveries == 1));
+        assert!(matches!(
+            batch.decide(&claim(2), now),
+            Outcome::ClaimedAgain { order: o, .. } if o.deliveries == 2
+        ));
+        assert!(
+            matches!(batch.decide(&claim(3), now), Outcome::OverLimit(o) if o.deliveries == 2),
+            "the third delivery of two allowed"
+        );
+        let cancel = Request::Customer {
+            ticket: 6,
+            to: Status::Cancelled,
+            code: Some(code()),
+        };
+        assert!(
+            matches!(batch.decide(&cancel, now), Outcome::WrongStatus(_)),
+            "the customer cannot cancel it once PREPARING"
+        );
+        let aside = batch.decide(&Request::SetAside(6), now);
+        assert!(matches!(&aside, Outcome::Changed(o)
+            if o.status == Status::Cancelled
+                && o.cancelled_by == Some(CancelledBy::Kitchen)
+                && o.dropped_by == ["worker 1 (pid 1)", "worker 1 (pid 2)"]));
+        assert_eq!(batch.decide(&claim(4), now), Outcome::Cancelled);
+        assert_eq!(batch.decide(&Request::SetAside(6), now), Outcome::Cancelled);
+        let records = batch.records;
+        assert_eq!(records.len(), 3);
+        let mut replayed = state.clone();
+        for r in &records {
+            replayed.apply(r).unwrap();
+        }
+        assert_eq!(replayed.lookup(6), Lookup::Cancelled);
+        assert_eq!(replayed.cancelled_by(6), Some(CancelledBy::Kitchen));
+        // PREPARING → CANCELLED by anyone but the kitchen breaks the rules.
+        let mut forged = records[2].clone();
+        forged.order.cancelled_by = Some(CancelledBy::Customer);
+        let mut partial = state.clone();
+        partial.apply(&records[0]).unwrap();
+        partial.apply(&records[1]).unwrap();
+        assert_eq!(
+            partial.apply(&forged),
+            Err(ApplyError::Backward {
+                ticket: 6,
+                from: Status::Preparing,
+                to: Status::Cancelled
+            })
+        );
+        forged.order.cancelled_by = None;
+        assert!(partial.apply(&forged).is_err());
+        // And the kitchen never cancels a TAKEN order.
+        let mut early = records[2].clone();
+        early.version = 2;
+        assert!(state.clone().apply(&early).is_err());
+        // A first claim may be answered before its fsync; a claim again may not.
+        assert!(claim(1).answers_before_sync(&Outcome::Changed(records[0].order.clone())));
+        assert!(!claim(2).answers_before_sync(&Outcome::ClaimedAgain {
+            order: records[1].order.clone(),
+            from: None
+        }));
     }
 
     #[test]

@@ -29,6 +29,10 @@ pub enum ApiError {
     #[error("order {0} was cancelled")]
     AlreadyCancelled(Ticket),
     #[error(
+        "the kitchen could not make order {0} and set it aside (it failed every time it was prepared); please see the counter"
+    )]
+    SetAside(Ticket),
+    #[error(
         "that is not the pickup code of order {0}: give the six digits printed on its receipt (/take?order={0}&code= followed by them)"
     )]
     WrongCode(Ticket),
@@ -103,6 +107,7 @@ impl ApiError {
             ApiError::NotReady(_) => (StatusCode::CONFLICT, "not_ready"),
             ApiError::AlreadyCollected(_) => (StatusCode::GONE, "already_collected"),
             ApiError::AlreadyCancelled(_) => (StatusCode::GONE, "already_cancelled"),
+            ApiError::SetAside(_) => (StatusCode::GONE, "set_aside"),
             ApiError::WrongCode(_) => (StatusCode::FORBIDDEN, "wrong_code"),
             ApiError::TooManyAttempts { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")

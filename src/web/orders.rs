@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::{ApiError, Result, rejected};
-use crate::order::{Order, Status, Ticket, parse_content};
+use crate::order::{CancelledBy, Order, Status, Ticket, parse_content};
 use crate::pickup::PickupCode;
 use crate::store::{Lookup, Outcome};
 use crate::wait::Estimate;
@@ -80,7 +80,7 @@ pub async fn collect(
         Outcome::WrongStatus(order) | Outcome::Unchanged(order) => {
             Err(ApiError::NotReady(Box::new(order)))
         }
-        other => Err(refusal(asked.ticket, other)),
+        other => Err(refusal(&app, asked.ticket, other)),
     }
 }
 
@@ -97,7 +97,7 @@ pub async fn cancel(State(app): State<AppState>, RawQuery(query): RawQuery) -> R
         Outcome::WrongStatus(order) | Outcome::Unchanged(order) => {
             Err(ApiError::TooLate(Box::new(order)))
         }
-        other => Err(refusal(asked.ticket, other)),
+        other => Err(refusal(&app, asked.ticket, other)),
     }
 }
 
@@ -122,14 +122,18 @@ async fn by_customer(app: &AppState, asked: &CustomerQuery, to: Status) -> Resul
 
 /// The answer to a customer's step that did not happen for a reason other
 /// than the order's status.
-fn refusal(ticket: Ticket, outcome: Outcome) -> ApiError {
+fn refusal(app: &AppState, ticket: Ticket, outcome: Outcome) -> ApiError {
     match outcome {
         Outcome::WrongCode => ApiError::WrongCode(ticket),
         Outcome::Collected => ApiError::AlreadyCollected(ticket),
-        Outcome::Cancelled => ApiError::AlreadyCancelled(ticket),
+        Outcome::Cancelled => match app.front.store.cancelled_by(ticket) {
+            Some(CancelledBy::Kitchen) => ApiError::SetAside(ticket),
+            _ => ApiError::AlreadyCancelled(ticket),
+        },
         Outcome::NotFound => ApiError::NoSuchOrder(ticket),
         Outcome::Changed(o)
         | Outcome::ClaimedAgain { order: o, .. }
+        | Outcome::OverLimit(o)
         | Outcome::Unchanged(o)
         | Outcome::WrongStatus(o) => {
             ApiError::Internal(format!("order {}: unexpected outcome", o.ticket))
@@ -159,12 +163,24 @@ pub async fn show(
             serde_json::json!({ "order": ticket, "status": Status::Collected }),
         )
         .into_response()),
-        Lookup::Cancelled => Ok(Json(
-            serde_json::json!({ "order": ticket, "status": Status::Cancelled }),
-        )
+        Lookup::Cancelled => Ok(Json(Closed {
+            order: ticket,
+            status: Status::Cancelled,
+            cancelled_by: app.front.store.cancelled_by(ticket),
+        })
         .into_response()),
         Lookup::Unknown => Err(ApiError::NoSuchOrder(ticket)),
     }
+}
+
+/// A cancelled order as `GET /orders/N` shows it once it left: its number,
+/// its status, and who cancelled it when known.
+#[derive(serde::Serialize)]
+struct Closed {
+    order: Ticket,
+    status: Status,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cancelled_by: Option<CancelledBy>,
 }
 
 /// `GET /orders`: the whole board.

@@ -413,6 +413,9 @@ async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
         "0",
         "--fail-rate",
         "0.5",
+        // Every give-back counts as a delivery: no order set aside here.
+        "--max-deliveries",
+        "100",
     ])
     .await;
     let tickets = place_orders(std::slice::from_ref(&app.base), 12, 4).await;

@@ -610,6 +610,68 @@ async fn the_phone_page_follows_an_order_to_ready_and_collects_it() {
     .await;
 }
 
+/// A poison order on the customer's phone: a server dies in the middle of
+/// it (`kill -9`), the server started again with `--max-deliveries 1` sets
+/// it aside; the phone page then says in words that the kitchen could not
+/// make it and to see the counter, with nothing to collect or cancel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_phone_page_tells_the_customer_of_a_poison_order_set_aside() {
+    if !browser_available() {
+        return;
+    }
+    let data = tempfile::tempdir().expect("temp dir");
+    let mut first =
+        ServerProcess::spawn(data.path(), &["--workers", "1", "--prep-time", "10m"]).await;
+    let pill: Value = first
+        .order("a poison burger")
+        .await
+        .json()
+        .await
+        .expect("JSON");
+    let n = pill["order"].as_u64().expect("a number") as u32;
+    let code = pill["pickup_code"].as_str().expect("a code").to_owned();
+    wait_until(Duration::from_secs(60), "the pill PREPARING", || async {
+        first.order_json(n).await["status"] == "PREPARING"
+    })
+    .await;
+    first.kill9().await;
+    let server = ServerProcess::spawn(data.path(), &["--max-deliveries", "1"]).await;
+    wait_until(Duration::from_secs(60), "the pill set aside", || async {
+        server.order_json(n).await["cancelled_by"] == "kitchen"
+    })
+    .await;
+
+    in_browsers(&[PHONE], move |clients| async move {
+        let phone = &clients[0];
+        goto(phone, &format!("{}/my/{n}#code={code}", server.base)).await;
+        wait_js(
+            phone,
+            "the phone page to say the order was set aside",
+            "return document.querySelector('#ticket').dataset.status === 'CANCELLED'\
+             && document.body.dataset.setAside === 'true'",
+        )
+        .await;
+        let said = text(phone, "#status").await;
+        assert!(
+            said.contains("kitchen could not make this order") && said.contains("see the counter"),
+            "{said:?}"
+        );
+        assert_eq!(
+            js(
+                phone,
+                "return [document.querySelector('#collect').hidden, document.querySelector('#cancel').hidden]"
+            )
+            .await,
+            json!([true, true]),
+            "nothing to collect or cancel"
+        );
+        assert_fits(phone, "phone page").await;
+        screenshot(phone, "my-set-aside", PHONE).await;
+        drop(server);
+    })
+    .await;
+}
+
 // ---------------------------------------------------------------- the kitchen
 
 /// Complex mode as `/kitchen` shows it: the server takes orders into

@@ -23,5 +23,6 @@ mod hostile_input;
 mod kill_storm;
 mod kitchen;
 mod metrics;
+mod poison;
 mod restaurant;
 mod rush;

@@ -347,9 +347,22 @@ async fn a_worker_killed_mid_order_is_counted_by_the_process_that_sees_it() {
 async fn workers_that_drop_orders_count_give_backs_and_the_next_redeliveries() {
     let dir = tempfile::tempdir().unwrap();
     // At the highest fail rate (0.9) nearly every attempt is dropped: with
-    // five orders, no give-back at all has odds of 1 in 100,000.
-    let server =
-        ServerProcess::spawn(dir.path(), &["--prep-time", "0", "--fail-rate", "0.9"]).await;
+    // five orders, no give-back at all has odds of 1 in 100,000. Every
+    // delivery counts toward --max-deliveries, give-backs too: at the
+    // highest limit, an order dropped 100 times in a row (and set aside)
+    // has odds of 1 in 7,000 among the five.
+    let server = ServerProcess::spawn(
+        dir.path(),
+        &[
+            "--prep-time",
+            "0",
+            "--fail-rate",
+            "0.9",
+            "--max-deliveries",
+            "100",
+        ],
+    )
+    .await;
     let mut tickets = Vec::new();
     for i in 0..5 {
         tickets.push(server.place(&format!("burger {i}")).await);

@@ -294,7 +294,7 @@ async fn cancel_while_taken_then_too_late_then_gone() {
     .await;
     assert_eq!(
         server.order_json(second.ticket).await,
-        json!({"order": second.ticket, "status": "CANCELLED"})
+        json!({"order": second.ticket, "status": "CANCELLED", "cancelled_by": "customer"})
     );
     // The board drops it at once, in one event.
     let mut events = Vec::new();

@@ -414,7 +414,10 @@ pub fn check_forward_in_store(files: &StoreFiles) {
         if let Some((at, from)) = last.get(&order.ticket).copied() {
             let to = order.status;
             let ok = if to == Status::Cancelled {
-                from == Status::Taken || from == Status::Cancelled
+                from == Status::Taken
+                    || from == Status::Cancelled
+                    || (from == Status::Preparing
+                        && order.cancelled_by == Some(fastfood::order::CancelledBy::Kitchen))
             } else {
                 to.rank() >= from.rank() && from != Status::Cancelled
             };

@@ -204,6 +204,55 @@ impl ServerProcess {
         ServerProcess::launch(data_dir, listen, args, &[]).await
     }
 
+    /// [`ServerProcess::spawn`] for a server that may end by itself before
+    /// it answers (a worker that aborts on a poison pill): `Err` with how it
+    /// ended, when it did.
+    pub async fn try_spawn(data_dir: &Path, args: &[&str]) -> Result<ServerProcess, Exited> {
+        let command = fastfood(serve_args(data_dir, "127.0.0.1:0", args), &[]);
+        let (mut process, stdout) = Process::spawn_child(command, Api::at(String::new()));
+        let mut stdout = BufReader::new(stdout).lines();
+        let line = tokio::time::timeout(DEADLINE, stdout.next_line()).await;
+        let up = match line {
+            Ok(Ok(Some(line))) => {
+                let base = line.strip_prefix("listening on ").map(str::to_owned);
+                tokio::spawn(async move { while let Ok(Some(_)) = stdout.next_line().await {} });
+                match base {
+                    Some(base) => {
+                        process.face = Api::at(base);
+                        let url = process.url("/healthz");
+                        tokio::time::timeout(DEADLINE, async {
+                            loop {
+                                let answered = process.client.get(&url).send().await;
+                                if matches!(answered, Ok(r) if r.status() == 200) {
+                                    return true;
+                                }
+                                if !process.is_running() {
+                                    return false;
+                                }
+                                tokio::time::sleep(POLL_EVERY).await;
+                            }
+                        })
+                        .await
+                        .unwrap_or(false)
+                    }
+                    None => false,
+                }
+            }
+            _ => false,
+        };
+        if up {
+            return Ok(process);
+        }
+        let status = process
+            .wait(DEADLINE)
+            .await
+            .unwrap_or_else(|| panic!("fastfood neither came up nor ended:\n{}", process.stderr()));
+        Err(Exited {
+            status,
+            stderr: process.stderr(),
+        })
+    }
+
     async fn launch(
         data_dir: &Path,
         listen: &str,
