@@ -42,6 +42,8 @@ const LANES_TAKEN: usize = 256;
 const MOMENTS_TAKEN: usize = 64;
 const MOMENT_CHARS: usize = 300;
 const NAME_CHARS: usize = 80;
+/// Forgotten processes whose last moment taken is remembered.
+const FORGOTTEN_KEPT: usize = 256;
 
 /// The kitchen now, as `GET /kitchen/now` and `/kitchen/updates` send it.
 #[derive(Clone, Debug, Serialize)]
@@ -101,6 +103,10 @@ struct ViewState {
     processes: Vec<Seen>,
     log: VecDeque<Moment>,
     waiting: Option<usize>,
+    /// The last moment taken from each process forgotten lately (by
+    /// instance): one heard again after a long outage repeats moments the
+    /// log already has. At most [`FORGOTTEN_KEPT`].
+    forgotten: VecDeque<(u64, u64)>,
 }
 
 /// A process heard from.
@@ -167,14 +173,19 @@ impl View {
             Some(i) => &mut state.processes[i],
             None => {
                 changed = true;
+                let instance = report.instance;
+                let remembered = state.forgotten.iter().position(|(i, _)| *i == instance);
+                let last_moment = remembered
+                    .and_then(|at| state.forgotten.remove(at))
+                    .map_or(0, |(_, last)| last);
                 state.processes.push(Seen {
-                    instance: report.instance,
+                    instance,
                     pid: report.pid,
                     process: report.process.clone(),
                     lanes: Vec::new(),
                     heard: Instant::now(),
                     gone: None,
-                    last_moment: 0,
+                    last_moment,
                 });
                 state.processes.last_mut().expect("just pushed")
             }
@@ -278,10 +289,19 @@ impl View {
             }
         }
         let before = state.processes.len();
-        state.processes.retain(|p| {
-            p.gone
-                .is_none_or(|at| now.saturating_duration_since(at) < GONE_SHOWN)
-        });
+        let (kept, left): (Vec<Seen>, Vec<Seen>) = std::mem::take(&mut state.processes)
+            .into_iter()
+            .partition(|p| {
+                p.gone
+                    .is_none_or(|at| now.saturating_duration_since(at) < GONE_SHOWN)
+            });
+        state.processes = kept;
+        for p in left {
+            if state.forgotten.len() == FORGOTTEN_KEPT {
+                state.forgotten.pop_front();
+            }
+            state.forgotten.push_back((p.instance, p.last_moment));
+        }
         let changed = !notes.is_empty() || state.processes.len() != before;
         for text in notes {
             state.note(Moment::now(text));
@@ -498,6 +518,17 @@ mod tests {
         assert_eq!(log.iter().filter(|t| *t == said).count(), 1, "{log:?}");
         assert_eq!(log.last().unwrap(), "order 5 is next", "{log:?}");
         assert_eq!(log.len(), 3, "joined, and each moment once: {log:?}");
+
+        // Silent long enough to be forgotten, then heard again: its
+        // repeated moments are not told a second time.
+        assert!(view.look_for_silence(Instant::now() + SILENCE));
+        assert!(view.look_for_silence(Instant::now() + SILENCE + GONE_SHOWN));
+        assert!(view.now().workers.is_empty());
+        view.heard(crew.report(false));
+        let log = texts(&view);
+        assert_eq!(log.iter().filter(|t| *t == said).count(), 1, "{log:?}");
+        let joined = format!("worker 1 (pid {}) joined the kitchen", std::process::id());
+        assert_eq!(log.last(), Some(&joined), "{log:?}");
     }
 
     #[tokio::test]

@@ -47,16 +47,15 @@ type Drawn = Result<(), Box<dyn std::error::Error>>;
 
 /// The title (what was asked of the restaurant) and the outcome in one line.
 fn heading(area: &Area, label: &str, s: &Summary) -> Drawn {
+    // The real length of the arrivals (0.5 s is not "0 s"), and why they
+    // stopped before --duration if they did.
+    let mut span = trim((s.arrivals_s * 100.0).round() / 100.0) + " s";
+    if let Some(why) = &s.stopped_early {
+        span.push_str(&format!(" (stopped early: {why})"));
+    }
     let how = match (s.rate, s.connections) {
-        (Some(rate), _) => format!(
-            "{} customers arriving per second for {:.0} s",
-            trim(rate),
-            s.arrivals_s
-        ),
-        (_, Some(n)) => format!(
-            "{n} counters ordering back to back for {:.0} s",
-            s.arrivals_s
-        ),
+        (Some(rate), _) => format!("{} customers arriving per second for {span}", trim(rate)),
+        (_, Some(n)) => format!("{n} counters ordering back to back for {span}"),
         _ => String::new(),
     };
     area.draw(&Text::new(

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::support::rabbit::Rabbit;
+use crate::support::rabbit::{HOST, Rabbit, rabbitmqctl};
 use crate::support::{
     DEADLINE, ServerProcess, SseClient, TestApp, WorkerProcess, wait_for, wait_until,
 };
@@ -300,4 +300,88 @@ async fn a_worker_process_killed_mid_order_shows_as_gone_and_its_order_moves_to_
         k["queue"]["in_flight"] == 0 && k["queue"]["waiting"] == 0
     })
     .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_moment_told_while_the_server_was_cut_off_reaches_its_page_afterwards() {
+    let Some(rabbit) = Rabbit::vhost("kitchen-cut-off").await else {
+        return;
+    };
+    // The server connects as a user of its own, so it alone can be kept
+    // off the broker while the worker (guest) reconnects at once: as after
+    // a broker restart, when a worker is back before a server listens.
+    let user = format!("fastfood-cut-off-{}", std::process::id());
+    let _ = rabbitmqctl(&["delete_user", &user]).await;
+    rabbitmqctl(&["add_user", &user, "cut-off"])
+        .await
+        .expect("add_user");
+    let allow = [
+        "set_permissions",
+        "-p",
+        &rabbit.vhost,
+        &user,
+        ".*",
+        ".*",
+        ".*",
+    ];
+    rabbitmqctl(&allow).await.expect("set_permissions");
+    let url = format!("amqp://{user}:cut-off@{HOST}/{}", rabbit.vhost);
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &url]).await;
+    // Long enough to be cut off mid-order: once it is READY, the worker
+    // is handed the order again, and recognises it.
+    let cook = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "15s"], &[]).await;
+    let ticket = server.place("a burger").await;
+    wait_until(DEADLINE, "the worker prepares the order", || async {
+        lanes(&server.get_json("/kitchen/now").await)
+            .iter()
+            .any(|l| l["order"] == ticket)
+    })
+    .await;
+
+    // Both connections closed; only the worker may come back. RabbitMQ
+    // hands it the order again, and it says so, while no server listens.
+    rabbitmqctl(&["clear_permissions", "-p", &rabbit.vhost, &user])
+        .await
+        .expect("clear_permissions");
+    rabbitmqctl(&["close_all_connections", "-p", &rabbit.vhost, "cut off"])
+        .await
+        .expect("close_all_connections");
+    let said = format!("order {ticket} ");
+    let moment = wait_for(DEADLINE, "the worker tells of the order again", || async {
+        cook.stderr()
+            .lines()
+            .find(|l| l.contains(&said) && l.contains("again"))
+            .map(str::to_owned)
+    })
+    .await;
+    // Its reports meanwhile go nowhere: a few heartbeats' worth.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let texts = log(&server.get_json("/kitchen/now").await);
+    assert!(
+        !texts
+            .iter()
+            .any(|t| t.contains(&said) && t.contains("again")),
+        "the server heard it while cut off: {texts:?}"
+    );
+
+    // The server is let back: the moment reaches its page.
+    rabbitmqctl(&allow).await.expect("set_permissions");
+    let texts = wait_for(DEADLINE, "the moment on the page", || async {
+        let texts = log(&server.get_json("/kitchen/now").await);
+        texts
+            .iter()
+            .any(|t| t.contains(&said) && t.contains("again") && moment.contains(t.as_str()))
+            .then_some(texts)
+    })
+    .await;
+    let told = texts
+        .iter()
+        .filter(|t| t.contains(&said) && t.contains("again"))
+        .count();
+    assert_eq!(told, 1, "told once: {texts:?}");
+    server.wait_all_ready(&[ticket]).await;
+    drop(cook);
+    drop(server);
+    let _ = rabbitmqctl(&["delete_user", &user]).await;
 }
