@@ -4,9 +4,10 @@
 //! append (group commit). The fsync runs on a second thread, the syncer, and
 //! the committer does not wait for it: it decides and appends the next batch
 //! meanwhile, on top of the changes still being synced (a pipeline). Each
-//! request is answered when its own batch is durable (a claim, as soon as it
-//! is decided), and only then does the state change and are the observers
-//! told, so what anyone reads is durable.
+//! request is answered when its own batch is durable (a claim that moved the
+//! order, as soon as it is decided: see `Request::answers_before_sync`), and
+//! only then does the state change and are the observers told, so what
+//! anyone reads is durable.
 //!
 //! The lock on `orders.lock` is held from the first batch until every batch
 //! written is durable, so another process only ever reads durable changes;
@@ -308,7 +309,7 @@ impl Committer {
         let early = self.shared.writable.load(Ordering::Relaxed);
         for ((request, reply), outcome) in requests.iter().zip(replies.iter_mut()).zip(&outcomes) {
             if early
-                && request.answers_before_sync()
+                && request.answers_before_sync(outcome)
                 && let Some(reply) = reply.take()
             {
                 let _ = reply.send(Ok(outcome.clone()));

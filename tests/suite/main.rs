@@ -25,3 +25,4 @@ mod kitchen;
 mod metrics;
 mod restaurant;
 mod rush;
+mod sync_faults;
