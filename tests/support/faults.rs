@@ -1,9 +1,9 @@
 //! Disk faults injected into the real binary: [`SyncFaults`] slows down and
 //! fails chosen fsyncs through a small `LD_PRELOAD` shim (`sync_fault.c`,
-//! compiled here with `cc`), and [`fiu_run`] / [`fiu_ctrl`] drive libfiu
-//! (Debian's `fiu-utils`), which fails POSIX calls on command. Without `cc`
-//! or `fiu-run` a test skips loudly, unless `FASTFOOD_REQUIRE_ROOT=1` (CI)
-//! makes that a failure.
+//! compiled here with `cc`); libfiu (Debian's `fiu-utils`), which fails
+//! POSIX calls on command, is driven by the tests themselves. Without `cc`
+//! a test skips loudly, unless `FASTFOOD_REQUIRE_ROOT=1` (CI) makes that a
+//! failure.
 
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
