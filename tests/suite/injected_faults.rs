@@ -264,3 +264,72 @@ async fn a_failed_cut_back_stops_the_store_until_the_cut_succeeds() {
     })
     .await;
 }
+
+/// With RabbitMQ the sweep sends again TAKEN orders the broker never
+/// confirmed, by age alone (three confirm timeouts, 9 s). The counter's
+/// fsync slowed to 12 s and then failing used to hold `/order` for 12 s and
+/// answer `503`, while the sweep had sent the order meanwhile and a worker
+/// cooked it: a ghost. Now the wait for the counter is bounded (5 s), the
+/// refused order is withdrawn, and the sweep never sends an order whose
+/// `/order` is still running: a `503` order is never cooked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_counter_fsync_gives_a_bounded_503_and_no_ghost_is_cooked() {
+    let Some(rabbit) = crate::support::rabbit::Rabbit::vhost("slow-counter").await else {
+        return;
+    };
+    let Some(mut faults) = SyncFaults::new("a_slow_counter_fsync") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let env = faults.env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let server = ServerProcess::spawn_with_env(
+        dir.path(),
+        &[
+            "--broker",
+            &rabbit.url,
+            "--workers",
+            "1",
+            "--prep-time",
+            "0",
+        ],
+        &env,
+    )
+    .await;
+    let first = server.place("before").await;
+
+    faults.arm("counter", 12_000, EIO);
+    let asked = std::time::Instant::now();
+    let refused = server.order("ghost?".to_owned()).await;
+    let waited = asked.elapsed();
+    expect_error(refused, 503, "tickets_unavailable").await;
+    assert_eq!(faults.used(), 1);
+    assert!(
+        waited < Duration::from_secs(8),
+        "the wait for the counter's fsync is bounded: {waited:?}"
+    );
+    let ghost = first + 1;
+    // Past the fault's end and two sweeps: the refused order is cancelled,
+    // and nobody ever cooks it.
+    while asked.elapsed() < Duration::from_secs(20) {
+        let body = server.order_json(ghost).await;
+        assert_eq!(
+            body["status"], "CANCELLED",
+            "order {ghost} was refused, so it is cancelled: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        !server
+            .stderr()
+            .contains(&format!("order {ghost} never reached the queue")),
+        "the sweep left it:\n{}",
+        server.stderr()
+    );
+    let after = server.place("after").await;
+    wait_until(DEADLINE, "the orders to be READY", || async {
+        server.board().await.all_ready(&[first, after])
+    })
+    .await;
+    rabbit.wait_drained("orders").await;
+}
