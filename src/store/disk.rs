@@ -96,6 +96,9 @@ pub struct Disk {
     /// `orders.lock`, so no other process reads those lines, and writes
     /// nothing until the cut succeeds.
     pub(super) uncut: Option<u64>,
+    /// The same for `history.jsonl`: lines a failed fsync left, that a
+    /// compaction must not count as written.
+    pub(super) history_uncut: Option<u64>,
 }
 
 pub(super) fn io_error(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
@@ -214,6 +217,7 @@ impl Disk {
             leaving,
             compact_at: compact_min(),
             uncut: None,
+            history_uncut: None,
         };
         Ok((disk, state))
     }
@@ -328,11 +332,21 @@ impl Disk {
     /// Whether a failed cut-back left lines in the log that must go before
     /// anything else happens to it.
     pub fn is_uncut(&self) -> bool {
-        self.uncut.is_some()
+        self.uncut.is_some() || self.history_uncut.is_some()
     }
 
     /// Tries again the cut-back that failed, if one did.
     fn finish_cut(&mut self) -> Result<(), StoreError> {
+        if let Some(before) = self.history_uncut {
+            let path = self.dir.join(HISTORY);
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|history| history.set_len(before))
+                .map_err(io_error(&path))?;
+            self.history_uncut = None;
+            tracing::info!("order store: {}: cut back at last", path.display());
+        }
         let Some(start) = self.uncut else {
             return Ok(());
         };

@@ -333,3 +333,74 @@ async fn a_slow_counter_fsync_gives_a_bounded_503_and_no_ghost_is_cooked() {
     .await;
     rabbit.wait_drained("orders").await;
 }
+
+/// A compaction appends the collected orders to `history.jsonl` and fsyncs
+/// it. When that fsync fails, the lines may sit unwritten in the page cache
+/// while a later fsync reports success, so the next compaction must not
+/// count them as written: they are cut off at once, and written (and
+/// fsynced) again by the next compaction, before any snapshot relies on them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn history_lines_whose_fsync_failed_are_written_again_before_a_snapshot_relies_on_them() {
+    let Some(mut faults) = SyncFaults::new("history_lines_whose_fsync_failed") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut env = faults.env();
+    env.push(("FASTFOOD_COMPACT_AFTER", "40".to_owned()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let args = ["--prep-time", "0"];
+    let server = ServerProcess::spawn_with_env(dir.path(), &args, &env).await;
+    faults.arm("history.jsonl", 0, EIO);
+    // Ten orders placed, cooked and collected: 40 changes, the compaction's
+    // threshold, reached by the last collect.
+    let mut collected = Vec::new();
+    for i in 0..10 {
+        let placed = server.place_coded(&format!("order {i}")).await;
+        wait_until(DEADLINE, "the order to be READY", || async {
+            status(&server, placed.ticket).await.as_deref() == Some("READY")
+        })
+        .await;
+        let taken = server.take(placed.ticket, &placed.code).await;
+        assert_eq!(taken.status(), 200);
+        collected.push(placed.ticket);
+    }
+    wait_until(DEADLINE, "the compaction to meet the fault", || async {
+        faults.used() == 1
+    })
+    .await;
+    let history = dir.path().join("history.jsonl");
+    let lines = || {
+        std::fs::read_to_string(&history)
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    wait_until(DEADLINE, "the failed lines to be cut off", || async {
+        lines() == 0
+    })
+    .await;
+    assert!(
+        std::fs::read_to_string(dir.path().join("orders.json"))
+            .unwrap()
+            .contains("\"version\":0"),
+        "no snapshot relied on them"
+    );
+
+    // The next compaction (postponed by a quarter of the threshold: ten
+    // changes) writes them again, and this time they hold.
+    for i in 0..5 {
+        server.place(&format!("more {i}")).await;
+    }
+    wait_until(
+        DEADLINE,
+        "the next compaction to write the history",
+        || async { lines() == collected.len() },
+    )
+    .await;
+    drop(server);
+    let server = ServerProcess::spawn(dir.path(), &args).await;
+    for ticket in collected {
+        let body = server.order_json(ticket).await;
+        assert_eq!(body["status"], "COLLECTED", "order {ticket}: {body}");
+    }
+}
