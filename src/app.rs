@@ -110,6 +110,7 @@ impl Restaurant {
             tickets,
             store: store.clone(),
             queue: queue.clone(),
+            placing: Default::default(),
         };
 
         let crew = Crew::new("server");

@@ -3,11 +3,18 @@
 //!
 //! The queue is asked for room first, so a full or unreachable queue costs no
 //! ticket. Once stored, an order must be queued or cancelled: if the queue
-//! refuses it, it is cancelled, so no ghost stays on the board. If the server
-//! dies between storing and queueing, the order stays TAKEN but never
-//! `queued`; with RabbitMQ, [`Front::requeue_unconfirmed`] finds it and sends
-//! it again (without a broker, start-up puts every unfinished order back).
+//! refuses it, it is cancelled, so no ghost stays on the board; and if a
+//! worker claimed it first (the broker delivered it, and its confirm came
+//! too late), the store's decision stands: the order is cooking, so its
+//! customer gets it, `201` and the code. If the server dies between storing
+//! and queueing, the order stays TAKEN but never `queued`; with RabbitMQ,
+//! [`Front::requeue_unconfirmed`] finds it and sends it again (without a
+//! broker, start-up puts every unfinished order back). It never sends one
+//! whose `/order` is still running in this process: that request queues or
+//! withdraws it itself.
 
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
@@ -17,7 +24,7 @@ use crate::crash;
 use crate::order::{Order, Status, Ticket};
 use crate::pickup::PickupCode;
 use crate::queue::{Queue, QueueError};
-use crate::store::{Repeat, Store, StoreError};
+use crate::store::{Outcome, Repeat, Store, StoreError};
 use crate::ticket::{TicketError, Tickets};
 
 /// How many times to retry cancelling an order the queue refused
@@ -53,6 +60,52 @@ pub struct Front {
     pub tickets: Tickets,
     pub store: Store,
     pub queue: Queue,
+    /// Orders whose `/order` is still running here: the sweep leaves them.
+    pub placing: Placing,
+}
+
+/// The tickets whose `/order` is running in this process.
+#[derive(Clone, Default)]
+pub struct Placing(Arc<Mutex<HashSet<Ticket>>>);
+
+/// One ticket in [`Placing`], until dropped (however the request ends).
+struct PlacingGuard {
+    placing: Placing,
+    ticket: Ticket,
+}
+
+impl Placing {
+    fn start(&self, ticket: Ticket) -> PlacingGuard {
+        self.lock().insert(ticket);
+        PlacingGuard {
+            placing: self.clone(),
+            ticket,
+        }
+    }
+
+    fn contains(&self, ticket: Ticket) -> bool {
+        self.lock().contains(&ticket)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashSet<Ticket>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
+impl Drop for PlacingGuard {
+    fn drop(&mut self) {
+        self.placing.lock().remove(&self.ticket);
+    }
+}
+
+/// What a withdrawal found.
+enum Withdrawn {
+    /// Cancelled (or being cancelled in the background): never cooked.
+    Gone,
+    /// A worker claimed it first: it exists and is cooking.
+    Cooking(Order),
 }
 
 /// Cancels `ticket`, retrying while the store fails (a full disk, a lock
@@ -74,6 +127,38 @@ async fn cancel_until_done(store: Store, ticket: Ticket) {
     );
 }
 
+/// Cancels a stored order whose customer is about to be told no (its
+/// number was not made durable, or the queue refused it), so that no
+/// ghost stays on the board and it is never cooked later (by the sweep).
+/// The store decides the race with the kitchen: if a worker claimed the
+/// order first (the queue delivered it though its confirm came late),
+/// it is cooking, and the customer is told so rather than no.
+async fn withdraw(
+    store: &Store,
+    ticket: Ticket,
+    why: &(dyn std::fmt::Display + Sync),
+) -> Withdrawn {
+    let cancelled = store
+        .advance(ticket, Status::Cancelled, Repeat::Refuse)
+        .await;
+    match cancelled {
+        Ok(Outcome::WrongStatus(order)) if order.status != Status::Taken => {
+            tracing::info!(
+                "order {ticket} was claimed by the kitchen before it could be withdrawn ({why}): \
+                 its customer gets it"
+            );
+            Withdrawn::Cooking(order)
+        }
+        Ok(_) => Withdrawn::Gone,
+        Err(failed) => {
+            // Keep trying while the store recovers.
+            tracing::warn!("order {ticket} was refused ({why}) but not cancelled yet ({failed})");
+            tokio::spawn(cancel_until_done(store.clone(), ticket));
+            Withdrawn::Gone
+        }
+    }
+}
+
 impl Front {
     /// Places an order: number, record, queue. The counter's fsync runs
     /// while the order is recorded (see [`crate::ticket`]); the order is
@@ -82,16 +167,21 @@ impl Front {
         let slot = self.queue.reserve()?;
         let numbered = self.tickets.next().await?;
         let ticket = numbered.ticket;
+        let _placing = self.placing.start(ticket);
         crash::here(crash::point::AFTER_TICKET);
         let (mut order, pickup_code) = self.store.record(ticket, content).await?;
         if let Err(e) = numbered.durable().await {
-            self.withdraw(ticket, &e).await;
-            return Err(e.into());
+            return match withdraw(&self.store, ticket, &e).await {
+                Withdrawn::Cooking(order) => Ok(Placed { order, pickup_code }),
+                Withdrawn::Gone => Err(e.into()),
+            };
         }
         crash::here(crash::point::AFTER_STORE);
         if let Err(e) = slot.send(ticket).await {
-            self.withdraw(ticket, &e).await;
-            return Err(e.into());
+            return match withdraw(&self.store, ticket, &e).await {
+                Withdrawn::Cooking(order) => Ok(Placed { order, pickup_code }),
+                Withdrawn::Gone => Err(e.into()),
+            };
         }
         crash::here(crash::point::AFTER_QUEUE);
         if self.queue.is_durable() {
@@ -105,21 +195,6 @@ impl Front {
         Ok(Placed { order, pickup_code })
     }
 
-    /// Cancels a stored order whose customer is told no (its number was not
-    /// made durable, or the queue refused it), so that no ghost stays on the
-    /// board and it is never cooked later (by the sweep).
-    async fn withdraw(&self, ticket: Ticket, why: &(dyn std::fmt::Display + Sync)) {
-        let cancelled = self
-            .store
-            .advance(ticket, Status::Cancelled, Repeat::Refuse)
-            .await;
-        if let Err(failed) = cancelled {
-            // Keep trying while the store recovers.
-            tracing::warn!("order {ticket} was refused ({why}) but not cancelled yet ({failed})");
-            tokio::spawn(cancel_until_done(self.store.clone(), ticket));
-        }
-    }
-
     /// Sends again, every few seconds until `shutdown`, the orders whose
     /// server died before the broker confirmed them.
     pub async fn requeue_unconfirmed(self, shutdown: CancellationToken) {
@@ -131,6 +206,9 @@ impl Front {
                 _ = tick.tick() => {}
             }
             for ticket in self.store.unqueued(unconfirmed_after) {
+                if self.placing.contains(ticket) {
+                    continue;
+                }
                 let Ok(slot) = self.queue.reserve() else {
                     break;
                 };
@@ -142,5 +220,41 @@ impl Front {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_withdrawal_follows_what_the_store_decided() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Vec::new()).unwrap();
+        for ticket in [1, 2] {
+            store
+                .record(ticket, format!("order {ticket}"))
+                .await
+                .unwrap();
+        }
+        // The queue delivered order 1 and a worker claimed it before its
+        // confirm came: it is cooking, whatever the late confirm says.
+        store.claim(1, "worker 1 (pid 1)".into(), 5).await.unwrap();
+        let why = "the confirm came too late";
+        assert!(matches!(
+            withdraw(&store, 1, &why).await,
+            Withdrawn::Cooking(order) if order.status == Status::Preparing
+        ));
+        assert!(
+            matches!(store.lookup(1), crate::store::Lookup::Live(o) if o.status == Status::Preparing)
+        );
+        // Nobody claimed order 2: the withdrawal wins, and no worker can
+        // claim it after.
+        assert!(matches!(withdraw(&store, 2, &why).await, Withdrawn::Gone));
+        assert_eq!(store.lookup(2), crate::store::Lookup::Cancelled);
+        assert_eq!(
+            store.claim(2, "worker 1 (pid 1)".into(), 5).await.unwrap(),
+            Outcome::Cancelled
+        );
     }
 }

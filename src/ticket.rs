@@ -42,6 +42,10 @@ pub const FILE_NAME: &str = "counter";
 
 /// Most requests served by one fsync.
 const MAX_BATCH: usize = 4096;
+/// The longest [`Numbered::durable`] waits for the counter's fsync, like
+/// every other wait of `/order` (the lock's, the broker's confirm): a disk
+/// that takes longer refuses the order rather than hold its customer.
+pub const DURABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// A ticket number as four big-endian bytes: how the counter stores it and
 /// how a broker message carries it.
@@ -83,6 +87,8 @@ pub enum TicketError {
     },
     #[error("the ticket counter has stopped")]
     Stopped,
+    #[error("the ticket counter's fsync took longer than {} s", .0.as_secs())]
+    Slow(std::time::Duration),
 }
 
 /// Whether [`CounterFile::open`] may create a missing counter.
@@ -277,11 +283,14 @@ pub struct Numbered {
 }
 
 impl Numbered {
-    /// Waits until the counter's fsync that covers this number is done.
+    /// Waits until the counter's fsync that covers this number is done, at
+    /// most [`DURABLE_WAIT`].
     pub async fn durable(mut self) -> Result<(), TicketError> {
-        match self.synced.wait_for(Option::is_some).await {
-            Ok(synced) => synced.clone().expect("waited for it"),
-            Err(_) => Err(TicketError::Stopped),
+        let synced = self.synced.wait_for(Option::is_some);
+        match tokio::time::timeout(DURABLE_WAIT, synced).await {
+            Ok(Ok(synced)) => synced.clone().expect("waited for it"),
+            Ok(Err(_)) => Err(TicketError::Stopped),
+            Err(_) => Err(TicketError::Slow(DURABLE_WAIT)),
         }
     }
 }

@@ -4,9 +4,10 @@
 //! append (group commit). The fsync runs on a second thread, the syncer, and
 //! the committer does not wait for it: it decides and appends the next batch
 //! meanwhile, on top of the changes still being synced (a pipeline). Each
-//! request is answered when its own batch is durable (a claim, as soon as it
-//! is decided), and only then does the state change and are the observers
-//! told, so what anyone reads is durable.
+//! request is answered when its own batch is durable (a claim that moved the
+//! order, as soon as it is decided: see `Request::answers_before_sync`), and
+//! only then does the state change and are the observers told, so what
+//! anyone reads is durable.
 //!
 //! The lock on `orders.lock` is held from the first batch until every batch
 //! written is durable, so another process only ever reads durable changes;
@@ -153,11 +154,11 @@ impl Committer {
                 self.completed(&mut pipe, up_to, synced);
             }
             if !self.shared.writable.load(Ordering::Relaxed)
-                && pipe.held_since.is_none()
+                && pipe.in_flight.is_empty()
                 && last_probe.elapsed() >= PROBE_EVERY
             {
                 last_probe = Instant::now();
-                self.probe();
+                self.probe(&mut pipe);
             }
             let mut requests = Vec::with_capacity(jobs.len());
             let mut replies = Vec::with_capacity(jobs.len());
@@ -231,9 +232,14 @@ impl Committer {
         self.release(pipe);
     }
 
-    /// Lets go of the lock, if held: only when nothing is in flight.
+    /// Lets go of the lock, if held: only when nothing is in flight, and
+    /// never while the log holds lines a failed cut-back left (other
+    /// processes would read them as changes).
     fn release(&mut self, pipe: &mut Pipeline) {
         debug_assert!(pipe.in_flight.is_empty());
+        if self.disk.is_uncut() {
+            return;
+        }
         if pipe.held_since.take().is_some() {
             let _ = fs2::FileExt::unlock(&*self.lock);
         }
@@ -285,20 +291,31 @@ impl Committer {
         }
     }
 
-    /// Tries the disk as a write would: takes the lock, writes and fsyncs a
-    /// probe file. Writable again when it works.
-    fn probe(&mut self) {
-        let lock = self.lock.clone();
-        let probed = durable::exclusive(&lock, PROBE_LOCK_WAIT)
-            .map_err(|e| StoreError::Busy(e.into()))
-            .and_then(|_held| self.disk.probe());
-        match probed {
+    /// Tries the disk as a write would: takes the lock (unless a failed
+    /// cut-back kept it), finishes that cut-back, and writes, fsyncs and
+    /// cuts off a page of `orders.log` itself. Writable again when it works.
+    fn probe(&mut self, pipe: &mut Pipeline) {
+        if pipe.held_since.is_none() {
+            match durable::exclusive(&self.lock, PROBE_LOCK_WAIT) {
+                Ok(guard) => {
+                    // Held until `release`.
+                    std::mem::forget(guard);
+                    pipe.held_since = Some(Instant::now());
+                }
+                Err(e) => {
+                    tracing::debug!("order store: still cannot write: the store is busy: {e}");
+                    return;
+                }
+            }
+        }
+        match self.disk.probe() {
             Ok(()) => {
                 tracing::info!("order store: writing works again");
                 self.shared.writable.store(true, Ordering::Relaxed);
             }
             Err(e) => tracing::debug!("order store: still cannot write: {e}"),
         }
+        self.release(pipe);
     }
 
     /// Decides a batch on top of the batches in flight and appends it; its
@@ -459,7 +476,7 @@ impl Committer {
     /// With the pipeline empty: compacts if it is time (the lock is still
     /// held), then lets go of the lock.
     fn compact_and_release(&mut self, pipe: &mut Pipeline) {
-        if pipe.held_since.is_some() {
+        if pipe.held_since.is_some() && !self.disk.is_uncut() {
             // Compacting reads the state and fsyncs: under a read lock, so
             // readers go on meanwhile (only this thread ever writes).
             let state = self.shared.read();

@@ -58,10 +58,23 @@ impl Disk {
             serde_json::to_writer(&mut lines, record).expect("a record serialises");
             lines.push(b'\n');
         }
-        history
-            .write_all(&lines)
-            .and_then(|()| history.sync_data())
-            .map_err(&io)?;
+        let before = history.metadata().map_err(&io)?.len();
+        let appended = history.write_all(&lines).and_then(|()| history.sync_data());
+        if let Err(e) = appended {
+            // The lines may still sit in the page cache, never written, and
+            // a later fsync may report success all the same: cut them off,
+            // so that the next compaction writes them again and fsyncs them
+            // rather than count them as written.
+            if let Err(cut) = history.set_len(before) {
+                tracing::error!(
+                    "{}: cannot cut back what a failed fsync left ({cut}); \
+                     writing nothing, and keeping other processes out, until it can",
+                    history_path.display()
+                );
+                self.history_uncut = Some(before);
+            }
+            return Err(io(e));
+        }
         crash::here(crash::point::HISTORY_WRITTEN);
 
         write_atomically(

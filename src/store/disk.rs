@@ -47,8 +47,6 @@ pub const SNAPSHOT: &str = "orders.json";
 pub const LOG: &str = "orders.log";
 pub const LOCK: &str = "orders.lock";
 pub const HISTORY: &str = "history.jsonl";
-/// Written, fsynced and removed to learn whether the disk takes writes again.
-pub const PROBE: &str = ".orders.probe";
 /// A probe's size: a page, as much as a log append of a few large orders may
 /// need. A disk that cannot take it cannot take an order either.
 const PROBE_BYTES: usize = 4096;
@@ -92,6 +90,15 @@ pub struct Disk {
     pub(super) leaving: Vec<Record>,
     /// Compact no sooner than this many records (raised after a failure).
     pub(super) compact_at: usize,
+    /// Where the log must be cut back to before anything else is written or
+    /// read by anyone: a cut-back that failed left lines (or a probe) there
+    /// that nobody was told are durable. While it is set the committer keeps
+    /// `orders.lock`, so no other process reads those lines, and writes
+    /// nothing until the cut succeeds.
+    pub(super) uncut: Option<u64>,
+    /// The same for `history.jsonl`: lines a failed fsync left, that a
+    /// compaction must not count as written.
+    pub(super) history_uncut: Option<u64>,
 }
 
 pub(super) fn io_error(path: &Path) -> impl Fn(io::Error) -> StoreError + '_ {
@@ -209,6 +216,8 @@ impl Disk {
             log_records,
             leaving,
             compact_at: compact_min(),
+            uncut: None,
+            history_uncut: None,
         };
         Ok((disk, state))
     }
@@ -283,6 +292,7 @@ impl Disk {
     /// where they start. On failure the log is cut back to where it was, so
     /// nothing unacknowledged is left behind.
     pub fn write(&mut self, records: &[Change]) -> Result<u64, StoreError> {
+        self.finish_cut()?;
         let log_path = self.dir.join(LOG);
         let mut lines = Vec::with_capacity(records.len() * 192);
         for record in records {
@@ -306,19 +316,53 @@ impl Disk {
     }
 
     /// Cuts the log back to `start`: what was written from there on (`records`
-    /// changes) never became durable, and nobody was told it did.
+    /// changes) never became durable, and nobody was told it did. A log that
+    /// is no longer than `start` needs no cut (a write refused whole, as by
+    /// an immutable file). When the cut fails, the log is left
+    /// [`Disk::is_uncut`]: nothing more is written until a later try
+    /// succeeds; the error is the disk's, worth retrying (a 503), not a
+    /// damaged store.
     pub fn cut_back(&mut self, start: u64, records: usize) -> Result<(), StoreError> {
-        let log_path = self.dir.join(LOG);
-        if let Err(cut) = self.log.set_len(start) {
-            return Err(corrupt(
-                &log_path,
-                format!(
-                    "a write failed and cutting it back failed too ({cut}); restart to recover"
-                ),
-            ));
-        }
         self.log_offset = start;
         self.log_records = self.log_records.saturating_sub(records);
+        self.uncut = Some(start);
+        self.finish_cut()
+    }
+
+    /// Whether a failed cut-back left lines in the log that must go before
+    /// anything else happens to it.
+    pub fn is_uncut(&self) -> bool {
+        self.uncut.is_some() || self.history_uncut.is_some()
+    }
+
+    /// Tries again the cut-back that failed, if one did.
+    fn finish_cut(&mut self) -> Result<(), StoreError> {
+        if let Some(before) = self.history_uncut {
+            let path = self.dir.join(HISTORY);
+            OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|history| history.set_len(before))
+                .map_err(io_error(&path))?;
+            self.history_uncut = None;
+            tracing::info!("order store: {}: cut back at last", path.display());
+        }
+        let Some(start) = self.uncut else {
+            return Ok(());
+        };
+        let log_path = self.dir.join(LOG);
+        let longer = self.log.metadata().map_or(true, |m| m.len() > start);
+        if longer && let Err(cut) = self.log.set_len(start) {
+            tracing::error!(
+                "order store: {}: cannot cut back what a failed write left ({cut}); \
+                 writing nothing, and keeping other processes out, until it can",
+                log_path.display()
+            );
+            return Err(io_error(&log_path)(cut));
+        }
+        if self.uncut.take().is_some() && longer {
+            tracing::info!("order store: {}: cut back at last", log_path.display());
+        }
         Ok(())
     }
 
@@ -329,19 +373,23 @@ impl Disk {
 }
 
 impl Disk {
-    /// Writes and fsyncs a probe file, then removes it: whether the disk
-    /// takes a write now. The caller holds the lock.
-    pub fn probe(&self) -> Result<(), StoreError> {
-        let path = self.dir.join(PROBE);
-        let written = File::create(&path)
-            .and_then(|mut file| {
-                file.write_all(&[b'\n'; PROBE_BYTES])?;
-                file.sync_all()
-            })
-            .map_err(io_error(&path));
-        let removed = fs::remove_file(&path);
-        written?;
-        removed.map_err(io_error(&path))
+    /// Whether `orders.log` itself takes a write now: a page appended
+    /// without a line end, fsynced, and cut off again (a crash in between
+    /// leaves a torn last line, which loading drops). First the cut-back a
+    /// failed write left, if any. The caller holds the lock.
+    pub fn probe(&mut self) -> Result<(), StoreError> {
+        self.finish_cut()?;
+        let log_path = self.dir.join(LOG);
+        let io = io_error(&log_path);
+        let end = self.log.metadata().map_err(&io)?.len();
+        let written = self
+            .log
+            .write_all(&[b' '; PROBE_BYTES])
+            .and_then(|()| self.log.sync_data())
+            .map_err(&io);
+        self.uncut = Some(end);
+        let cut = self.finish_cut();
+        written.and(cut)
     }
 }
 

@@ -266,15 +266,20 @@ pub enum Request {
 
 impl Request {
     /// Whether the answer (`outcome`) may go out before the change is
-    /// fsynced. Only a first claim (TAKEN → PREPARING): if a crash loses it,
-    /// the order is simply TAKEN again and prepared again, which
-    /// at-least-once delivery allows, and the worker saves an fsync per
-    /// order. Its READY comes later in the same log, so it can never survive
-    /// a crash that the claim did not. A claim again waits: its delivery
-    /// count is what sets a poison order aside, and a worker killed by the
-    /// order would otherwise often take the count with it.
+    /// fsynced. Only a first claim that moved the order (TAKEN →
+    /// PREPARING): if a crash or a failed write loses it, the order is
+    /// simply TAKEN again and prepared again, which at-least-once delivery
+    /// allows, and the worker saves an fsync per order. Its READY comes
+    /// later in the same log, so it can never survive a crash that the
+    /// claim did not. A claim again waits: its delivery count is what sets
+    /// a poison order aside, and a worker killed by the order would
+    /// otherwise often take the count with it. Any other outcome of a claim
+    /// (the order found CANCELLED, READY, collected, unknown) makes the
+    /// worker let go of the message without preparing it: that may only
+    /// happen once what it found is durable, or a cancel that is then cut
+    /// back leaves an order TAKEN that no queue holds any more.
     pub fn answers_before_sync(&self, outcome: &Outcome) -> bool {
-        let first_claim = matches!(
+        let claim = matches!(
             self,
             Request::Claim { .. }
                 | Request::Advance {
@@ -282,7 +287,7 @@ impl Request {
                     ..
                 }
         );
-        first_claim && !matches!(outcome, Outcome::ClaimedAgain { .. })
+        claim && matches!(outcome, Outcome::Changed(_))
     }
 }
 
@@ -826,6 +831,57 @@ mod tests {
                 to: Status::Preparing
             })
         );
+    }
+
+    #[test]
+    fn only_a_claim_that_moved_the_order_is_answered_before_it_is_durable() {
+        let mut state = State::default();
+        state.apply(&record(&state, 1)).unwrap();
+        state.apply(&record(&state, 2)).unwrap();
+        let now = Timestamp::now();
+        let mut first = Batch::new(&state);
+        let cancel = Request::Customer {
+            ticket: 2,
+            to: Status::Cancelled,
+            code: Some(code()),
+        };
+        assert!(matches!(first.decide(&cancel, now), Outcome::Changed(_)));
+        assert!(!cancel.answers_before_sync(&Outcome::Cancelled));
+        // The cancel is in flight; a claim decided on top of it finds it.
+        let in_flight = first.records;
+        let mut next = Batch::on_top(&state, &in_flight);
+        let claim = |ticket| Request::Claim {
+            ticket,
+            worker: "worker 1 (pid 1)".into(),
+            limit: 5,
+        };
+        let moved = next.decide(&claim(1), now);
+        assert!(claim(1).answers_before_sync(&moved), "{moved:?}");
+        let found_cancelled = next.decide(&claim(2), now);
+        assert_eq!(found_cancelled, Outcome::Cancelled);
+        assert!(
+            !claim(2).answers_before_sync(&found_cancelled),
+            "a worker skips a cancelled order only once the cancel is durable"
+        );
+        let again = next.decide(&claim(1), now);
+        assert!(matches!(again, Outcome::ClaimedAgain { .. }));
+        assert!(
+            !claim(1).answers_before_sync(&again),
+            "a claim again waits: its delivery count sets a poison order aside"
+        );
+        let ready = Request::Advance {
+            ticket: 1,
+            to: Status::Ready,
+            repeat: Repeat::Allow,
+        };
+        let readied = next.decide(&ready, now);
+        assert!(!ready.answers_before_sync(&readied));
+        let redelivered = next.decide(&claim(1), now);
+        assert!(matches!(redelivered, Outcome::Unchanged(_)));
+        assert!(!claim(1).answers_before_sync(&redelivered));
+        for gone in [Outcome::NotFound, Outcome::Collected] {
+            assert!(!claim(9).answers_before_sync(&gone));
+        }
     }
 
     #[test]

@@ -249,9 +249,10 @@ async fn readiness_stays_503_while_the_disk_is_full_and_comes_back_after() {
     )
     .await;
     eprintln!("ready again {:?} after the disk had room", freed.elapsed());
+    let log = std::fs::read(d.join("orders.log")).unwrap();
     assert!(
-        !d.join(".orders.probe").exists(),
-        "the probe leaves nothing behind"
+        log.ends_with(b"}\n"),
+        "the probe of orders.log leaves nothing behind"
     );
     accepted.push(accept(&client, &server.base, "after the disk had room").await);
     wait_settled(&d, &accepted, DEADLINE).await;

@@ -24,6 +24,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod faults;
 pub mod files;
 pub mod invariants;
 pub mod process;

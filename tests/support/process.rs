@@ -34,7 +34,24 @@ where
     I: IntoIterator<Item = S>,
     S: AsRef<OsStr>,
 {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_fastfood"));
+    fastfood_under(&[], args, env)
+}
+
+/// [`fastfood`] run by `wrapper` (`["fiu-run", "-x"]`): `WRAPPER… fastfood ARGS`.
+pub fn fastfood_under<I, S>(wrapper: &[&str], args: I, env: &[(&str, &str)]) -> Command
+where
+    I: IntoIterator<Item = S>,
+    S: AsRef<OsStr>,
+{
+    let binary = env!("CARGO_BIN_EXE_fastfood");
+    let mut command = match wrapper.split_first() {
+        Some((program, rest)) => {
+            let mut command = Command::new(program);
+            command.args(rest).arg(binary);
+            command
+        }
+        None => Command::new(binary),
+    };
     command
         .args(args)
         .stdin(Stdio::null())
@@ -198,6 +215,13 @@ impl ServerProcess {
         ServerProcess::launch(data_dir, "127.0.0.1:0", args, env).await
     }
 
+    /// [`ServerProcess::spawn`] run by `wrapper` (`["fiu-run", "-x"]`, which
+    /// execs it, so `pid` is the server's).
+    pub async fn spawn_under(wrapper: &[&str], data_dir: &Path, args: &[&str]) -> ServerProcess {
+        let command = fastfood_under(wrapper, serve_args(data_dir, "127.0.0.1:0", args), &[]);
+        ServerProcess::launch_command(command).await
+    }
+
     /// [`ServerProcess::spawn`] on a given address (a server started again
     /// where its screens expect it).
     pub async fn spawn_listening(data_dir: &Path, listen: &str, args: &[&str]) -> ServerProcess {
@@ -259,7 +283,10 @@ impl ServerProcess {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> ServerProcess {
-        let command = fastfood(serve_args(data_dir, listen, args), env);
+        ServerProcess::launch_command(fastfood(serve_args(data_dir, listen, args), env)).await
+    }
+
+    async fn launch_command(command: Command) -> ServerProcess {
         let (mut process, stdout) = Process::spawn_child(command, Api::at(String::new()));
         let mut stdout = BufReader::new(stdout).lines();
         let line = match tokio::time::timeout(DEADLINE, stdout.next_line()).await {
