@@ -16,11 +16,11 @@ use crate::board::Board;
 use crate::broker::Broker;
 use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
-use crate::kitchen::{Crew, Report, View, Worker};
+use crate::kitchen::{Crew, Halt, Report, View, Worker};
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
-use crate::store::{Observer, Store};
+use crate::store::{Observer, Opening, Store};
 use crate::ticket::{CounterFile, Tickets};
 use crate::wait::Wait;
 use crate::web::metrics::Scrape;
@@ -54,6 +54,8 @@ pub struct Restaurant {
     allowed_hosts: Vec<String>,
     /// What it is, for the log line once it serves.
     summary: String,
+    /// Why a worker stopped the process, if one did.
+    halt: Halt,
 }
 
 impl Restaurant {
@@ -82,8 +84,12 @@ impl Restaurant {
         let wait = Arc::new(Wait::new(config.workers, kitchen.prep_time));
         let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone(), wait.clone()];
         observers.extend(broker.as_ref().map(Broker::change_publisher));
-        let store = open_store(dir, observers).await?;
+        let store = open_store(dir, Opening::Create, observers).await?;
         let tickets = open_tickets(dir, &store).await?;
+        if let Some(broker) = &broker {
+            broker.serve_restaurant(store.restaurant().clone());
+        }
+        let halt = Halt::new(shutdown.clone());
 
         let queue = match &broker {
             Some(broker) => {
@@ -146,12 +152,12 @@ impl Restaurant {
             &store,
             &queue,
             kitchen,
-            &shutdown,
+            &halt,
         );
         tasks.close();
 
         let summary = format!(
-            "{}, prep time {:?}, {}, data dir {}",
+            "{}, prep time {:?}, {}, data dir {}, restaurant {}",
             workers(config.workers),
             kitchen.prep_time,
             if broker.is_some() {
@@ -159,7 +165,8 @@ impl Restaurant {
             } else {
                 "orders queued in this process"
             },
-            shown(dir).display()
+            shown(dir).display(),
+            store.restaurant()
         );
         let state = AppState {
             front,
@@ -176,6 +183,7 @@ impl Restaurant {
             broker,
             allowed_hosts: config.allowed_hosts,
             summary,
+            halt,
         })
     }
 
@@ -188,6 +196,7 @@ impl Restaurant {
             broker,
             allowed_hosts,
             summary,
+            halt,
         } = self;
         let shutdown = state.shutdown.clone();
         let addr = listener.local_addr()?;
@@ -211,7 +220,10 @@ impl Restaurant {
         if let Some(broker) = broker {
             broker.close().await;
         }
-        Ok(())
+        match halt.reason() {
+            Some(why) => bail!(why),
+            None => Ok(()),
+        }
     }
 }
 
@@ -225,7 +237,14 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
         bail!("--workers 0 would start a worker process with nobody in it: give at least 1");
     }
     let broker = Broker::start(url, &format!("fastfood worker {}", std::process::id())).await?;
-    let store = open_store(&kitchen.data_dir, vec![broker.change_publisher()]).await?;
+    // A worker joins a restaurant: it never creates a data directory or a store.
+    let store = open_store(
+        &kitchen.data_dir,
+        Opening::Join,
+        vec![broker.change_publisher()],
+    )
+    .await?;
+    broker.serve_restaurant(store.restaurant().clone());
     let queue = Queue::new(broker.clone());
     if let Some(addr) = &config.metrics {
         serve_metrics(addr, Scrape::worker(&store, &queue), &shutdown).await?;
@@ -233,6 +252,7 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     let crew = Crew::new("worker");
     let reports = Reports::start(&crew, None, Some(broker.clone()));
     let tasks = TaskTracker::new();
+    let halt = Halt::new(shutdown.clone());
     start_workers(
         &tasks,
         &crew,
@@ -240,20 +260,24 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
         &store,
         &queue,
         kitchen,
-        &shutdown,
+        &halt,
     );
     tasks.close();
     tracing::info!(
-        "{}, prep time {:?}, data dir {}",
+        "{}, prep time {:?}, data dir {}, restaurant {}",
         workers(config.workers),
         kitchen.prep_time,
-        shown(&kitchen.data_dir).display()
+        shown(&kitchen.data_dir).display(),
+        store.restaurant()
     );
     shutdown.cancelled().await;
     stop(tasks).await;
     reports.stop().await;
     broker.close().await;
-    Ok(())
+    match halt.reason() {
+        Some(why) => bail!(why),
+        None => Ok(()),
+    }
 }
 
 /// The sending of a crew's reports: to this server's kitchen view, and on
@@ -344,7 +368,7 @@ fn start_workers(
     store: &Store,
     queue: &Queue,
     kitchen: &KitchenConfig,
-    shutdown: &CancellationToken,
+    halt: &Halt,
 ) {
     for n in 1..=workers {
         let hand = crew.hire(n);
@@ -356,8 +380,9 @@ fn start_workers(
             kitchen.prep_time,
             kitchen.fail_rate,
             tasks.clone(),
+            halt.clone(),
         );
-        tasks.spawn(worker.run(shutdown.clone()));
+        tasks.spawn(worker.run(halt.shutdown()));
     }
 }
 
@@ -389,9 +414,13 @@ async fn stop(tasks: TaskTracker) {
 
 /// Opens the order store off the async threads: it waits for the store's
 /// file lock with a sleeping poll.
-async fn open_store(dir: &Path, observers: Vec<Arc<dyn Observer>>) -> anyhow::Result<Store> {
+async fn open_store(
+    dir: &Path,
+    opening: Opening,
+    observers: Vec<Arc<dyn Observer>>,
+) -> anyhow::Result<Store> {
     let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || Store::open(&dir, observers))
+    tokio::task::spawn_blocking(move || Store::open_as(&dir, opening, observers))
         .await
         .context("the task opening the order store failed")?
         .context("cannot open the order store")

@@ -4,8 +4,8 @@
 //! queue declared with other settings) are reported with what to do.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -19,7 +19,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Broker, CHANGES_EXCHANGE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE, Session, Shared, redact,
+    Broker, CHANGES_EXCHANGE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE, ORPHANS_QUEUE, Session,
+    Shared, redact,
 };
 use crate::backoff;
 use crate::queue::QueueError;
@@ -55,6 +56,7 @@ impl Broker {
         let broker = Broker {
             shared: Arc::new(Shared {
                 url: url.to_owned(),
+                restaurant: OnceLock::new(),
                 session: watch::channel(None).0,
                 blocked: AtomicBool::new(false),
                 sessions: AtomicU64::new(0),
@@ -142,6 +144,13 @@ impl Broker {
             let _ = connection.close(200, "bye".into()).await;
             return Err(e);
         }
+        publisher
+            .queue_declare(
+                ORPHANS_QUEUE.into(),
+                QueueDeclareOptions::durable(),
+                FieldTable::default(),
+            )
+            .await?;
         for exchange in [CHANGES_EXCHANGE, KITCHEN_EXCHANGE] {
             publisher
                 .exchange_declare(

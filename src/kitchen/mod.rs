@@ -14,4 +14,4 @@ mod worker;
 
 pub use crew::{Crew, Hand, Lane, Moment, Report};
 pub use view::{LaneNow, Now, QueueNow, View};
-pub use worker::{Prepared, Worker};
+pub use worker::{Halt, Prepared, Worker};

@@ -23,6 +23,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::order::Ticket;
+use crate::restaurant::Stamp;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
@@ -84,8 +85,15 @@ pub trait BackendConsumer: Send + Sync {
 /// An order handed to one worker. Dropping it unsettled gives it back.
 pub trait BackendDelivery: Send {
     fn ticket(&self) -> Ticket;
+    /// What it says of its restaurant.
+    fn stamp(&self) -> Stamp;
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
     fn give_back(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
+    /// Back to the queue untouched, where it was (not republished).
+    fn refuse(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
+    /// Out of the line, but kept where a person can find it (`why` says
+    /// why), instead of being acknowledged.
+    fn set_aside(self: Box<Self>, why: String) -> BoxFuture<'static, Result<(), QueueError>>;
 }
 
 /// A queue of any kind; cheap to clone.
@@ -165,6 +173,23 @@ impl Consumer {
 impl Delivery {
     pub fn ticket(&self) -> Ticket {
         self.0.ticket()
+    }
+
+    /// What it says of its restaurant.
+    pub fn stamp(&self) -> Stamp {
+        self.0.stamp()
+    }
+
+    /// Not this restaurant's: back to the queue untouched, for another.
+    pub async fn refuse(self) -> Result<(), QueueError> {
+        self.0.refuse().await
+    }
+
+    /// An order nobody can account for: out of the line, but kept where a
+    /// person can find it (RabbitMQ's `orders.orphaned`), never simply
+    /// acknowledged.
+    pub async fn set_aside(self, why: String) -> Result<(), QueueError> {
+        self.0.set_aside(why).await
     }
 
     /// The order is done with (READY, or nothing left to do): forget it.

@@ -26,6 +26,7 @@ mod committer;
 mod compact;
 mod disk;
 mod history;
+mod identity;
 mod log;
 mod snapshot;
 mod state;
@@ -43,10 +44,12 @@ use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, oneshot};
 
 pub use disk::{HISTORY, LOG, SNAPSHOT};
+pub use identity::IDENTITY;
 pub use state::{Lookup, Outcome, Record, Repeat};
 
 use crate::order::{Order, Status, Ticket};
 use crate::pickup::PickupCode;
+use crate::restaurant::RestaurantId;
 use committer::{Committer, follow};
 use state::{Request, State};
 
@@ -85,6 +88,22 @@ pub enum StoreError {
     Stopped,
     #[error("{0}")]
     NoRandomness(String),
+    #[error(
+        "{what}: a worker joins a restaurant that `fastfood serve` created, and never creates one. \
+         Give --data-dir the data directory of the restaurant's server (`fastfood serve` makes one \
+         when it first starts)"
+    )]
+    NotARestaurant { what: String },
+}
+
+/// Who opens a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// `serve`: creates the data directory, the store and the restaurant's
+    /// identity where they are missing.
+    Create,
+    /// A worker process: joins a restaurant that exists, and creates nothing.
+    Join,
 }
 
 /// Which process committed a change.
@@ -124,6 +143,8 @@ pub struct Store {
 /// What handles and the committer both see.
 struct Shared {
     dir: PathBuf,
+    /// The restaurant this store belongs to.
+    restaurant: RestaurantId,
     state: RwLock<State>,
     /// False from a failed write (a full disk, a lock held elsewhere too
     /// long) until a write or a probe succeeds; see the committer.
@@ -135,18 +156,39 @@ impl Store {
     /// called inside a Tokio runtime, which runs the follower; it blocks on
     /// the store's file lock, so async code calls it through `spawn_blocking`.
     pub fn open(dir: &Path, observers: Vec<Arc<dyn Observer>>) -> Result<Store, StoreError> {
+        Store::open_as(dir, Opening::Create, observers)
+    }
+
+    /// Opens the store in `dir` as `opening` says: [`Opening::Join`] refuses
+    /// a directory that is missing or holds no restaurant (see
+    /// [`Store::open`] for the rest).
+    pub fn open_as(
+        dir: &Path,
+        opening: Opening,
+        observers: Vec<Arc<dyn Observer>>,
+    ) -> Result<Store, StoreError> {
         if dir.exists() && !dir.is_dir() {
             return Err(StoreError::NotADirectory {
                 path: dir.to_owned(),
             });
         }
-        create_data_dir(dir)?;
-        let (lock, disk, state) = disk::open(dir)?;
+        match opening {
+            Opening::Create => create_data_dir(dir)?,
+            Opening::Join if !dir.exists() => {
+                let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+                return Err(StoreError::NotARestaurant {
+                    what: format!("the data directory {} does not exist", shown.display()),
+                });
+            }
+            Opening::Join => {}
+        }
+        let (lock, disk, state, restaurant) = disk::open(dir, opening)?;
         for observer in &observers {
             observer.reloaded(state.version, &state.live);
         }
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
+            restaurant,
             state: RwLock::new(state),
             writable: AtomicBool::new(true),
         });
@@ -250,6 +292,18 @@ impl Store {
     /// processes).
     pub fn lookup(&self, ticket: Ticket) -> Lookup {
         self.read().lookup(ticket)
+    }
+
+    /// The restaurant this store belongs to.
+    pub fn restaurant(&self) -> &RestaurantId {
+        &self.shared.restaurant
+    }
+
+    /// Where the store is, for a sentence: "the data directory /srv/data".
+    pub fn place(&self) -> String {
+        let dir = &self.shared.dir;
+        let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        format!("the data directory {}", shown.display())
     }
 
     /// Orders the kitchen has not finished, oldest first.

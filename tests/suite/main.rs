@@ -20,6 +20,7 @@ mod crash_points;
 mod durability;
 mod file_faults;
 mod hostile_input;
+mod identity;
 mod kill_storm;
 mod kitchen;
 mod metrics;
