@@ -20,7 +20,7 @@ use crate::kitchen::{Crew, Halt, Report, View, Worker};
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
-use crate::store::{Observer, Opening, Store};
+use crate::store::{Lease, Observer, Opening, Queueing, Store};
 use crate::ticket::{CounterFile, Tickets};
 use crate::wait::Wait;
 use crate::web::metrics::Scrape;
@@ -56,6 +56,8 @@ pub struct Restaurant {
     summary: String,
     /// Why a worker stopped the process, if one did.
     halt: Halt,
+    /// Its place among the restaurant's processes, held until it stops.
+    lease: Lease,
 }
 
 impl Restaurant {
@@ -76,7 +78,8 @@ impl Restaurant {
         let dir = &kitchen.data_dir;
         let broker = match &kitchen.broker {
             Some(url) => {
-                Some(Broker::start(url, &format!("fastfood server {}", std::process::id())).await?)
+                let name = format!("fastfood server {}", std::process::id());
+                Some(Broker::start(url, &name, kitchen.heartbeat).await?)
             }
             None => None,
         };
@@ -86,9 +89,15 @@ impl Restaurant {
         observers.extend(broker.as_ref().map(Broker::change_publisher));
         let store = open_store(dir, Opening::Create, observers).await?;
         let tickets = open_tickets(dir, &store).await?;
+        identify(&store).await?;
         if let Some(broker) = &broker {
             broker.serve_restaurant(store.restaurant().clone());
         }
+        let lease = store.lease(if broker.is_some() {
+            Queueing::Broker
+        } else {
+            Queueing::InProcess
+        })?;
         let halt = Halt::new(shutdown.clone());
 
         let queue = match &broker {
@@ -99,6 +108,8 @@ impl Restaurant {
             }
             None => {
                 let memory = MemoryQueue::new(config.queue_capacity);
+                // This process is alone on the store (its lease): no other
+                // process holds any of these orders, so each goes back.
                 let mut unfinished = store.unfinished();
                 // Orders that were being prepared go first: they were at the front.
                 unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.ticket));
@@ -184,6 +195,7 @@ impl Restaurant {
             allowed_hosts: config.allowed_hosts,
             summary,
             halt,
+            lease,
         })
     }
 
@@ -197,6 +209,7 @@ impl Restaurant {
             allowed_hosts,
             summary,
             halt,
+            lease,
         } = self;
         let shutdown = state.shutdown.clone();
         let addr = listener.local_addr()?;
@@ -220,6 +233,7 @@ impl Restaurant {
         if let Some(broker) = broker {
             broker.close().await;
         }
+        drop(lease);
         match halt.reason() {
             Some(why) => bail!(why),
             None => Ok(()),
@@ -236,7 +250,8 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     if config.workers == 0 {
         bail!("--workers 0 would start a worker process with nobody in it: give at least 1");
     }
-    let broker = Broker::start(url, &format!("fastfood worker {}", std::process::id())).await?;
+    let name = format!("fastfood worker {}", std::process::id());
+    let broker = Broker::start(url, &name, kitchen.heartbeat).await?;
     // A worker joins a restaurant: it never creates a data directory or a store.
     let store = open_store(
         &kitchen.data_dir,
@@ -245,6 +260,7 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     )
     .await?;
     broker.serve_restaurant(store.restaurant().clone());
+    let lease = store.lease(Queueing::Broker)?;
     let queue = Queue::new(broker.clone());
     if let Some(addr) = &config.metrics {
         serve_metrics(addr, Scrape::worker(&store, &queue), &shutdown).await?;
@@ -274,6 +290,7 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     stop(tasks).await;
     reports.stop().await;
     broker.close().await;
+    drop(lease);
     match halt.reason() {
         Some(why) => bail!(why),
         None => Ok(()),
@@ -424,6 +441,16 @@ async fn open_store(
         .await
         .context("the task opening the order store failed")?
         .context("cannot open the order store")
+}
+
+/// Gives a store from before identities its identity, once every file has
+/// been checked (off the async threads: it takes the store's lock).
+async fn identify(store: &Store) -> anyhow::Result<()> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.identify().map(|_| ()))
+        .await
+        .context("the task identifying the restaurant failed")?
+        .context("cannot give the restaurant its identity")
 }
 
 /// Opens the counter (off the async threads, like the store), refusing one

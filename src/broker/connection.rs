@@ -51,11 +51,16 @@ impl Broker {
     /// Connects to RabbitMQ at `url` and keeps reconnecting until [`Broker::close`].
     /// If RabbitMQ is down this returns at once and connects later; it fails
     /// only for problems that retrying cannot fix.
-    pub async fn start(url: &str, name: &str) -> Result<Broker, BrokerError> {
+    /// `heartbeat` is the AMQP heartbeat asked for (RabbitMQ takes the
+    /// lower of its own and this), unless the URL has a `heartbeat=` of its
+    /// own: RabbitMQ closes the connection of a process silent for about
+    /// two, and hands its unacknowledged orders to another worker.
+    pub async fn start(url: &str, name: &str, heartbeat: Duration) -> Result<Broker, BrokerError> {
         AMQPUri::from_str(url).map_err(|_| BrokerError::BadUrl(redact(url)))?;
         let broker = Broker {
             shared: Arc::new(Shared {
                 url: url.to_owned(),
+                heartbeat,
                 restaurant: OnceLock::new(),
                 session: watch::channel(None).0,
                 blocked: AtomicBool::new(false),
@@ -125,7 +130,16 @@ impl Broker {
 
     async fn open_session(&self, name: &str) -> Result<Session, lapin::Error> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = Connection::connect(&self.shared.url, properties).await?;
+        let mut uri = AMQPUri::from_str(&self.shared.url).expect("checked at start");
+        if uri.query.heartbeat.is_none() {
+            let seconds = self
+                .shared
+                .heartbeat
+                .as_secs()
+                .clamp(1, u64::from(u16::MAX));
+            uri.query.heartbeat = Some(seconds as u16);
+        }
+        let connection = Connection::connect_uri(uri, properties).await?;
         let publisher = connection.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())

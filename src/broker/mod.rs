@@ -80,6 +80,8 @@ pub struct Broker {
 
 struct Shared {
     url: String,
+    /// The AMQP heartbeat asked for, unless the URL names one.
+    heartbeat: Duration,
     /// The restaurant whose orders this process publishes and takes: set
     /// once its store is open ([`Broker::serve_restaurant`]).
     restaurant: OnceLock<RestaurantId>,

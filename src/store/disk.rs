@@ -15,7 +15,8 @@
 //! - `history.jsonl`: every order that left (collected or cancelled), in the
 //!   log's form. Append-only.
 //! - `restaurant_id`: the restaurant's identity, read and made by
-//!   [`super::identity`] under the lock, once the other files have loaded.
+//!   [`super::identity`] under the lock: with a new store, or for an older
+//!   store once the program has checked every file (`Store::identify`).
 //!
 //! Once the log holds more changes than twice the live orders (and a
 //! minimum), it is compacted: history appended and fsynced, then a new
@@ -60,9 +61,12 @@ const PROBE_BYTES: usize = 4096;
 /// Opens `orders.lock` (creating it) and loads the other files while holding
 /// it, with the restaurant's identity. Returns the lock file, for every
 /// later cycle to lock again. [`Opening::Create`] creates the store's files
-/// (and the identity) where they are missing; [`Opening::Join`] refuses a
+/// (and the identity of a new store) where they are missing; [`Opening::Join`] refuses a
 /// directory that holds no restaurant, creating nothing there but the lock.
-pub fn open(dir: &Path, opening: Opening) -> Result<(File, Disk, State, RestaurantId), StoreError> {
+pub fn open(
+    dir: &Path,
+    opening: Opening,
+) -> Result<(File, Disk, State, Option<RestaurantId>), StoreError> {
     // An identity, once written, never changes: a worker may look before
     // it locks anything.
     if opening == Opening::Join && identity::read(dir)?.is_none() {
@@ -87,17 +91,12 @@ pub fn open(dir: &Path, opening: Opening) -> Result<(File, Disk, State, Restaura
         // Loaded first: a store that is refused is left exactly as it was.
         let (disk, state) = Disk::load(dir)?;
         let id = match found {
-            Some(id) => id,
-            None => {
-                let id = identity::create(dir)?;
-                if has_store {
-                    tracing::info!(
-                        "this restaurant had no identity yet: it is {id} from now on ({})",
-                        dir.join(identity::IDENTITY).display()
-                    );
-                }
-                id
-            }
+            Some(id) => Some(id),
+            // A new store is born with its identity.
+            None if !has_store => Some(identity::create(dir)?),
+            // An older store gets one once the program has checked
+            // everything else (`Store::identify`).
+            None => None,
         };
         (disk, state, id)
     };

@@ -31,6 +31,22 @@ pub fn read(dir: &Path) -> Result<Option<RestaurantId>, StoreError> {
     }
 }
 
+/// The identity of the store in `dir`, made now if it has none (a store
+/// from before identities). Takes the store's lock on `lock`.
+pub fn read_or_create(dir: &Path, lock: &std::fs::File) -> Result<RestaurantId, StoreError> {
+    let _held =
+        durable::exclusive(lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
+    if let Some(id) = read(dir)? {
+        return Ok(id);
+    }
+    let id = create(dir)?;
+    tracing::info!(
+        "this restaurant had no identity yet: it is {id} from now on ({})",
+        dir.join(IDENTITY).display()
+    );
+    Ok(id)
+}
+
 /// Gives the restaurant in `dir` a new identity: written to a temp file
 /// (0600), fsynced, renamed into place, the directory fsynced, so a crash
 /// leaves no identity or the whole one. The caller holds the store's lock

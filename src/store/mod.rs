@@ -27,6 +27,7 @@ mod compact;
 mod disk;
 mod history;
 mod identity;
+mod lease;
 mod log;
 mod snapshot;
 mod state;
@@ -36,8 +37,8 @@ pub mod testing;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
@@ -45,6 +46,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub use disk::{HISTORY, LOG, SNAPSHOT};
 pub use identity::IDENTITY;
+pub use lease::{Lease, QUEUE_LOCK, Queueing};
 pub use state::{Lookup, Outcome, Record, Repeat};
 
 use crate::order::{Order, Status, Ticket};
@@ -94,6 +96,10 @@ pub enum StoreError {
          when it first starts)"
     )]
     NotARestaurant { what: String },
+    /// Another process keeps this store's orders where this one cannot
+    /// share them (see [`Store::lease`]): the whole sentence.
+    #[error("{0}")]
+    InUse(String),
 }
 
 /// Who opens a store.
@@ -143,8 +149,9 @@ pub struct Store {
 /// What handles and the committer both see.
 struct Shared {
     dir: PathBuf,
-    /// The restaurant this store belongs to.
-    restaurant: RestaurantId,
+    /// The restaurant this store belongs to: known at open, or for a store
+    /// from before identities, once [`Store::identify`] made one.
+    restaurant: OnceLock<RestaurantId>,
     state: RwLock<State>,
     /// False from a failed write (a full disk, a lock held elsewhere too
     /// long) until a write or a probe succeeds; see the committer.
@@ -188,7 +195,7 @@ impl Store {
         }
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
-            restaurant,
+            restaurant: restaurant.map(OnceLock::from).unwrap_or_default(),
             state: RwLock::new(state),
             writable: AtomicBool::new(true),
         });
@@ -294,9 +301,33 @@ impl Store {
         self.read().lookup(ticket)
     }
 
+    /// Makes sure the store has an identity: a store from before
+    /// identities gets one now. `serve` calls it once it has checked every
+    /// file (a store it refuses is left exactly as it was).
+    pub fn identify(&self) -> Result<&RestaurantId, StoreError> {
+        if let Some(id) = self.shared.restaurant.get() {
+            return Ok(id);
+        }
+        let lock_path = self.shared.dir.join(disk::LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(disk::io_error(&lock_path))?;
+        let id = identity::read_or_create(&self.shared.dir, &lock)?;
+        Ok(self.shared.restaurant.get_or_init(|| id))
+    }
+
     /// The restaurant this store belongs to.
+    ///
+    /// # Panics
+    /// On a store from before identities opened by `serve`, until
+    /// [`Store::identify`] has made it one.
     pub fn restaurant(&self) -> &RestaurantId {
-        &self.shared.restaurant
+        self.shared
+            .restaurant
+            .get()
+            .expect("the store is identified at start-up")
     }
 
     /// Where the store is, for a sentence: "the data directory /srv/data".
@@ -304,6 +335,14 @@ impl Store {
         let dir = &self.shared.dir;
         let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         format!("the data directory {}", shown.display())
+    }
+
+    /// Takes this process's place among the processes of the restaurant,
+    /// for its whole life: alone with [`Queueing::InProcess`] (its orders
+    /// wait in its memory), beside others with [`Queueing::Broker`].
+    /// `InUse` at once, with what to do, when that cannot be.
+    pub fn lease(&self, queueing: Queueing) -> Result<Lease, StoreError> {
+        lease::take(&self.shared.dir, &self.place(), queueing)
     }
 
     /// Orders the kitchen has not finished, oldest first.
