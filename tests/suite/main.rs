@@ -19,6 +19,7 @@ mod cli;
 mod crash_points;
 mod durability;
 mod file_faults;
+mod heartbeat;
 mod hostile_input;
 mod identity;
 mod kill_storm;
