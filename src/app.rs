@@ -144,6 +144,9 @@ impl Restaurant {
         let reports = Reports::start(&crew, Some(kitchen_view.clone()), broker.clone());
 
         let tasks = TaskTracker::new();
+        if broker.is_some() {
+            tasks.spawn(hand_over(store.clone(), queue.clone(), shutdown.clone()));
+        }
         tasks.spawn(kitchen_view.clone().watch(shutdown.clone()));
         if queue.is_durable() {
             tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
@@ -268,6 +271,7 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     let crew = Crew::new("worker");
     let reports = Reports::start(&crew, None, Some(broker.clone()));
     let tasks = TaskTracker::new();
+    tasks.spawn(hand_over(store.clone(), queue.clone(), shutdown.clone()));
     let halt = Halt::new(shutdown.clone());
     start_workers(
         &tasks,
@@ -336,6 +340,60 @@ impl Reports {
     async fn stop(self) {
         self.done.cancel();
         let _ = self.task.await;
+    }
+}
+
+/// Takes over, into RabbitMQ, the orders a server without a broker left
+/// in its memory when it died or stopped (see [`Store::leftovers`]),
+/// retrying while the broker cannot take them, until `shutdown`.
+async fn hand_over(store: Store, queue: Queue, shutdown: CancellationToken) {
+    let found = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.leftovers()).await
+    };
+    let left = match found {
+        Ok(Ok(left)) if left.is_empty() => return,
+        Ok(Ok(left)) => left,
+        Ok(Err(e)) => {
+            tracing::error!("cannot look for orders a server without a broker left: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(
+                "the task looking for orders a server without a broker left failed: {e}"
+            );
+            return;
+        }
+    };
+    tracing::info!(
+        "{} unfinished orders of a server without a broker, which is gone, go to RabbitMQ",
+        left.len()
+    );
+    let mut retry = crate::backoff::RECONNECT;
+    for order in left {
+        loop {
+            let sent = match queue.reserve() {
+                Ok(slot) => slot.send(order.ticket).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::debug!("order {} not handed over yet: {e}", order.ticket);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(retry.pause()) => {}
+                    }
+                }
+            }
+        }
+        if order.status == Status::Taken {
+            let _ = store.mark_queued(order.ticket).await;
+        }
+    }
+    let done = tokio::task::spawn_blocking(move || store.handed_over()).await;
+    if !matches!(done, Ok(Ok(()))) {
+        tracing::warn!("the orders were handed over, but queue.lock still says they were not");
     }
 }
 

@@ -8,6 +8,15 @@
 //! a sentence saying what to do. The kernel lets go of the lock when the
 //! process dies, however it dies. A database store answers the same
 //! question with an advisory lock per restaurant, held for the session.
+//!
+//! The pid an in-process server writes in the file also says that orders
+//! may wait in no queue at all once it is gone: its line was in its memory.
+//! The first process with a broker to find it there (under the store's
+//! lock) takes them over ([`claim_leftovers`]): it marks the file "handover
+//! PID", publishes them to RabbitMQ, and then empties it ([`handed_over`]).
+//! A handover cut short (its process is gone from `/proc`) is done again by
+//! the next process with a broker; an order published twice that way is
+//! recognised by the store, as any redelivery.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -82,6 +91,39 @@ pub fn take(dir: &Path, place: &str, queueing: Queueing) -> Result<Lease, StoreE
             )))
         }
     }
+}
+
+/// Whether a server without a broker left its line here (its pid, or a
+/// handover that did not finish), and if so marks the file as handed over
+/// by this process. The caller holds the store's lock and the lease of
+/// [`Queueing::Broker`].
+pub fn claim_leftovers(dir: &Path) -> Result<bool, StoreError> {
+    let path = dir.join(QUEUE_LOCK);
+    let io = io_error(&path);
+    let text = std::fs::read_to_string(&path).map_err(&io)?;
+    if text.trim().is_empty() {
+        return Ok(false);
+    }
+    // A handover under way in a process that still runs is that process's.
+    if let Some(pid) = text.trim().strip_prefix("handover ")
+        && Path::new("/proc").join(pid).exists()
+    {
+        return Ok(false);
+    }
+    let mut file = OpenOptions::new().write(true).open(&path).map_err(&io)?;
+    file.set_len(0).map_err(&io)?;
+    writeln!(file, "handover {}", std::process::id()).map_err(&io)?;
+    file.sync_all().map_err(&io)?;
+    Ok(true)
+}
+
+/// The orders a server without a broker left are in RabbitMQ now.
+pub fn handed_over(dir: &Path) -> Result<(), StoreError> {
+    let path = dir.join(QUEUE_LOCK);
+    let io = io_error(&path);
+    let file = OpenOptions::new().write(true).open(&path).map_err(&io)?;
+    file.set_len(0).map_err(&io)?;
+    file.sync_all().map_err(&io)
 }
 
 /// "pid N" of the in-process server that wrote its pid in the lock file.

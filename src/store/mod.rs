@@ -345,6 +345,44 @@ impl Store {
         lease::take(&self.shared.dir, &self.place(), queueing)
     }
 
+    /// For a process with a broker (holding that lease): the unfinished
+    /// orders a server without a broker left in no queue but its memory,
+    /// when it is gone and nobody has taken them over yet; they are this
+    /// process's to publish, then [`Store::handed_over`]. Read from the
+    /// files under the store's lock, so nothing that server wrote last is
+    /// missed. Orders already in RabbitMQ (`queued`) are not among them.
+    pub fn leftovers(&self) -> Result<Vec<Order>, StoreError> {
+        let dir = &self.shared.dir;
+        let lock_path = dir.join(disk::LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(disk::io_error(&lock_path))?;
+        let _held = crate::durable::exclusive(&lock, crate::durable::LOCK_WAIT)
+            .map_err(|e| StoreError::Busy(e.into()))?;
+        if !lease::claim_leftovers(dir)? {
+            return Ok(Vec::new());
+        }
+        let (_, state) = disk::Disk::load(dir)?;
+        let mut left: Vec<Order> = state
+            .live
+            .into_values()
+            .filter(|o| matches!(o.status, Status::Taken | Status::Preparing) && !o.queued)
+            .collect();
+        if left.is_empty() {
+            lease::handed_over(dir)?;
+        }
+        // Those that were being prepared were at the front.
+        left.sort_by_key(|o| (o.status != Status::Preparing, o.ticket));
+        Ok(left)
+    }
+
+    /// The orders [`Store::leftovers`] gave are in the queue now.
+    pub fn handed_over(&self) -> Result<(), StoreError> {
+        lease::handed_over(&self.shared.dir)
+    }
+
     /// Orders the kitchen has not finished, oldest first.
     pub fn unfinished(&self) -> Vec<Order> {
         let state = self.read();

@@ -123,3 +123,59 @@ async fn a_server_without_a_broker_is_refused_beside_processes_with_one() {
     assert_eq!(server.order_json(ticket).await["deliveries"], 1);
     assert_eq!(server.order_json(ticket).await["status"], "PREPARING");
 }
+
+/// A server without a broker dies for good with orders in its line (two
+/// PREPARING, one TAKEN), and the restaurant goes on with RabbitMQ: the
+/// first process with a broker takes them over into the `orders` queue,
+/// and each is READY once. Before, the PREPARING ones stayed so for ever
+/// (only a TAKEN order never confirmed was swept into the queue).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_line_of_a_dead_server_without_a_broker_goes_on_in_rabbitmq() {
+    let Some(rabbit) = Rabbit::vhost("sharing-handover").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let mut alone =
+        ServerProcess::spawn(dir.path(), &["--workers", "2", "--prep-time", "10m"]).await;
+    let mut tickets = Vec::new();
+    for n in 0..3 {
+        tickets.push(alone.place(&format!("burger {n}")).await);
+    }
+    wait_until(DEADLINE, "two orders PREPARING", || async {
+        alone
+            .board()
+            .await
+            .statuses()
+            .values()
+            .filter(|s| *s == "PREPARING")
+            .count()
+            == 2
+    })
+    .await;
+    alone.kill9().await;
+
+    let server =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    wait_until(DEADLINE, "the server to hand the line over", || async {
+        server.stderr().contains(
+            "3 unfinished orders of a server without a broker, which is gone, go to RabbitMQ",
+        )
+    })
+    .await;
+    let _cook = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &[]).await;
+    server.wait_all_ready(&tickets).await;
+    rabbit.wait_drained("orders").await;
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("queue.lock")).unwrap(),
+        "",
+        "handed over once and for all"
+    );
+    // A second process with a broker finds nothing more to hand over.
+    let again =
+        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    assert!(!again.stderr().contains("go to RabbitMQ"));
+    for ticket in &tickets {
+        let order = server.order_json(*ticket).await;
+        assert_eq!(order["status"], "READY", "{order}");
+    }
+}
