@@ -109,10 +109,15 @@ impl Restaurant {
             None => {
                 let memory = MemoryQueue::new(config.queue_capacity);
                 // This process is alone on the store (its lease): no other
-                // process holds any of these orders, so each goes back.
-                let mut unfinished = store.unfinished();
-                // Orders that were being prepared go first: they were at the front.
-                unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.ticket));
+                // process holds any of these orders, so each goes back,
+                // those that were being prepared first (at the front).
+                let unfinished = {
+                    let store = store.clone();
+                    tokio::task::spawn_blocking(move || store.unfinished_now())
+                        .await
+                        .context("the task reading the unfinished orders failed")?
+                        .context("cannot read the unfinished orders")?
+                };
                 if !unfinished.is_empty() {
                     tracing::info!(
                         "{} unfinished orders go back to the kitchen",

@@ -353,6 +353,24 @@ impl Store {
     /// missed. Orders already in RabbitMQ (`queued`) are not among them.
     pub fn leftovers(&self) -> Result<Vec<Order>, StoreError> {
         let dir = &self.shared.dir;
+        let mut left = self.unfinished_on_disk(|| lease::claim_leftovers(dir))?;
+        left.retain(|o| !o.queued);
+        if left.is_empty() {
+            lease::handed_over(dir)?;
+        }
+        Ok(left)
+    }
+
+    /// Unfinished orders as the files hold them now, read under the
+    /// store's lock, PREPARING first (they were at the front), then by
+    /// ticket; none unless `first` (run under the lock) says to go on. For
+    /// start-up, where a process that just died may have written after
+    /// this one loaded the store.
+    fn unfinished_on_disk(
+        &self,
+        first: impl FnOnce() -> Result<bool, StoreError>,
+    ) -> Result<Vec<Order>, StoreError> {
+        let dir = &self.shared.dir;
         let lock_path = dir.join(disk::LOCK);
         let lock = std::fs::OpenOptions::new()
             .read(true)
@@ -361,21 +379,25 @@ impl Store {
             .map_err(disk::io_error(&lock_path))?;
         let _held = crate::durable::exclusive(&lock, crate::durable::LOCK_WAIT)
             .map_err(|e| StoreError::Busy(e.into()))?;
-        if !lease::claim_leftovers(dir)? {
+        if !first()? {
             return Ok(Vec::new());
         }
         let (_, state) = disk::Disk::load(dir)?;
         let mut left: Vec<Order> = state
             .live
             .into_values()
-            .filter(|o| matches!(o.status, Status::Taken | Status::Preparing) && !o.queued)
+            .filter(|o| matches!(o.status, Status::Taken | Status::Preparing))
             .collect();
-        if left.is_empty() {
-            lease::handed_over(dir)?;
-        }
-        // Those that were being prepared were at the front.
         left.sort_by_key(|o| (o.status != Status::Preparing, o.ticket));
         Ok(left)
+    }
+
+    /// For a server without a broker, once it holds that lease: every
+    /// unfinished order, as the files hold them now (the server that held
+    /// the lease before may have written after this one loaded the store),
+    /// PREPARING first.
+    pub fn unfinished_now(&self) -> Result<Vec<Order>, StoreError> {
+        self.unfinished_on_disk(|| Ok(true))
     }
 
     /// The orders [`Store::leftovers`] gave are in the queue now.

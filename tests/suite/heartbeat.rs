@@ -51,6 +51,16 @@ async fn a_frozen_worker_loses_its_order_within_the_heartbeat() {
         server.order_json(ticket).await["worker"] == frozen_name.as_str()
     })
     .await;
+    // Its crew has reported the order (a report goes every 200 ms at most).
+    wait_until(
+        DEADLINE,
+        "the kitchen to show the order in its lane",
+        || async {
+            let k = server.get_json("/kitchen/now").await;
+            lane(&k, &frozen_name).is_some_and(|l| l["order"] == ticket)
+        },
+    )
+    .await;
     let other = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "1s"], &[]).await;
     let other_name = format!("worker 1 (pid {})", other.pid);
 
