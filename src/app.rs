@@ -16,11 +16,11 @@ use crate::board::Board;
 use crate::broker::Broker;
 use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
-use crate::kitchen::{Cooking, Crew, Report, View, Worker};
+use crate::kitchen::{Cooking, Crew, Halt, Report, View, Worker};
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
-use crate::store::{Observer, Store};
+use crate::store::{Lease, Observer, Opening, Queueing, Store};
 use crate::ticket::{CounterFile, Tickets};
 use crate::wait::Wait;
 use crate::web::metrics::Scrape;
@@ -54,6 +54,10 @@ pub struct Restaurant {
     allowed_hosts: Vec<String>,
     /// What it is, for the log line once it serves.
     summary: String,
+    /// Why a worker stopped the process, if one did.
+    halt: Halt,
+    /// Its place among the restaurant's processes, held until it stops.
+    lease: Lease,
 }
 
 impl Restaurant {
@@ -74,7 +78,8 @@ impl Restaurant {
         let dir = &kitchen.data_dir;
         let broker = match &kitchen.broker {
             Some(url) => {
-                Some(Broker::start(url, &format!("fastfood server {}", std::process::id())).await?)
+                let name = format!("fastfood server {}", std::process::id());
+                Some(Broker::start(url, &name, kitchen.heartbeat).await?)
             }
             None => None,
         };
@@ -82,8 +87,18 @@ impl Restaurant {
         let wait = Arc::new(Wait::new(config.workers, kitchen.prep_time));
         let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone(), wait.clone()];
         observers.extend(broker.as_ref().map(Broker::change_publisher));
-        let store = open_store(dir, observers).await?;
+        let store = open_store(dir, Opening::Create, observers).await?;
         let tickets = open_tickets(dir, &store).await?;
+        identify(&store).await?;
+        if let Some(broker) = &broker {
+            broker.serve_restaurant(store.restaurant().clone());
+        }
+        let lease = store.lease(if broker.is_some() {
+            Queueing::Broker
+        } else {
+            Queueing::InProcess
+        })?;
+        let halt = Halt::new(shutdown.clone());
 
         let queue = match &broker {
             Some(broker) => {
@@ -93,9 +108,16 @@ impl Restaurant {
             }
             None => {
                 let memory = MemoryQueue::new(config.queue_capacity);
-                let mut unfinished = store.unfinished();
-                // Orders that were being prepared go first: they were at the front.
-                unfinished.sort_by_key(|o| (o.status != Status::Preparing, o.ticket));
+                // This process is alone on the store (its lease): no other
+                // process holds any of these orders, so each goes back,
+                // those that were being prepared first (at the front).
+                let unfinished = {
+                    let store = store.clone();
+                    tokio::task::spawn_blocking(move || store.unfinished_now())
+                        .await
+                        .context("the task reading the unfinished orders failed")?
+                        .context("cannot read the unfinished orders")?
+                };
                 if !unfinished.is_empty() {
                     tracing::info!(
                         "{} unfinished orders go back to the kitchen",
@@ -128,6 +150,9 @@ impl Restaurant {
         let reports = Reports::start(&crew, Some(kitchen_view.clone()), broker.clone());
 
         let tasks = TaskTracker::new();
+        if broker.is_some() {
+            tasks.spawn(hand_over(store.clone(), queue.clone(), shutdown.clone()));
+        }
         tasks.spawn(kitchen_view.clone().watch(shutdown.clone()));
         if queue.is_durable() {
             tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
@@ -147,12 +172,12 @@ impl Restaurant {
             &store,
             &queue,
             kitchen,
-            &shutdown,
+            &halt,
         );
         tasks.close();
 
         let summary = format!(
-            "{}, prep time {:?}, {}, data dir {}",
+            "{}, prep time {:?}, {}, data dir {}, restaurant {}",
             workers(config.workers),
             kitchen.prep_time,
             if broker.is_some() {
@@ -160,7 +185,8 @@ impl Restaurant {
             } else {
                 "orders queued in this process"
             },
-            shown(dir).display()
+            shown(dir).display(),
+            store.restaurant()
         );
         let state = AppState {
             front,
@@ -177,6 +203,8 @@ impl Restaurant {
             broker,
             allowed_hosts: config.allowed_hosts,
             summary,
+            halt,
+            lease,
         })
     }
 
@@ -189,6 +217,8 @@ impl Restaurant {
             broker,
             allowed_hosts,
             summary,
+            halt,
+            lease,
         } = self;
         let shutdown = state.shutdown.clone();
         let addr = listener.local_addr()?;
@@ -212,7 +242,11 @@ impl Restaurant {
         if let Some(broker) = broker {
             broker.close().await;
         }
-        Ok(())
+        drop(lease);
+        match halt.reason() {
+            Some(why) => bail!(why),
+            None => Ok(()),
+        }
     }
 }
 
@@ -225,8 +259,17 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     if config.workers == 0 {
         bail!("--workers 0 would start a worker process with nobody in it: give at least 1");
     }
-    let broker = Broker::start(url, &format!("fastfood worker {}", std::process::id())).await?;
-    let store = open_store(&kitchen.data_dir, vec![broker.change_publisher()]).await?;
+    let name = format!("fastfood worker {}", std::process::id());
+    let broker = Broker::start(url, &name, kitchen.heartbeat).await?;
+    // A worker joins a restaurant: it never creates a data directory or a store.
+    let store = open_store(
+        &kitchen.data_dir,
+        Opening::Join,
+        vec![broker.change_publisher()],
+    )
+    .await?;
+    broker.serve_restaurant(store.restaurant().clone());
+    let lease = store.lease(Queueing::Broker)?;
     let queue = Queue::new(broker.clone());
     if let Some(addr) = &config.metrics {
         serve_metrics(addr, Scrape::worker(&store, &queue), &shutdown).await?;
@@ -234,6 +277,8 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     let crew = Crew::new("worker");
     let reports = Reports::start(&crew, None, Some(broker.clone()));
     let tasks = TaskTracker::new();
+    tasks.spawn(hand_over(store.clone(), queue.clone(), shutdown.clone()));
+    let halt = Halt::new(shutdown.clone());
     start_workers(
         &tasks,
         &crew,
@@ -241,20 +286,25 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
         &store,
         &queue,
         kitchen,
-        &shutdown,
+        &halt,
     );
     tasks.close();
     tracing::info!(
-        "{}, prep time {:?}, data dir {}",
+        "{}, prep time {:?}, data dir {}, restaurant {}",
         workers(config.workers),
         kitchen.prep_time,
-        shown(&kitchen.data_dir).display()
+        shown(&kitchen.data_dir).display(),
+        store.restaurant()
     );
     shutdown.cancelled().await;
     stop(tasks).await;
     reports.stop().await;
     broker.close().await;
-    Ok(())
+    drop(lease);
+    match halt.reason() {
+        Some(why) => bail!(why),
+        None => Ok(()),
+    }
 }
 
 /// The sending of a crew's reports: to this server's kitchen view, and on
@@ -296,6 +346,60 @@ impl Reports {
     async fn stop(self) {
         self.done.cancel();
         let _ = self.task.await;
+    }
+}
+
+/// Takes over, into RabbitMQ, the orders a server without a broker left
+/// in its memory when it died or stopped (see [`Store::leftovers`]),
+/// retrying while the broker cannot take them, until `shutdown`.
+async fn hand_over(store: Store, queue: Queue, shutdown: CancellationToken) {
+    let found = {
+        let store = store.clone();
+        tokio::task::spawn_blocking(move || store.leftovers()).await
+    };
+    let left = match found {
+        Ok(Ok(left)) if left.is_empty() => return,
+        Ok(Ok(left)) => left,
+        Ok(Err(e)) => {
+            tracing::error!("cannot look for orders a server without a broker left: {e}");
+            return;
+        }
+        Err(e) => {
+            tracing::error!(
+                "the task looking for orders a server without a broker left failed: {e}"
+            );
+            return;
+        }
+    };
+    tracing::info!(
+        "{} unfinished orders of a server without a broker, which is gone, go to RabbitMQ",
+        left.len()
+    );
+    let mut retry = crate::backoff::RECONNECT;
+    for order in left {
+        loop {
+            let sent = match queue.reserve() {
+                Ok(slot) => slot.send(order.ticket).await,
+                Err(e) => Err(e),
+            };
+            match sent {
+                Ok(()) => break,
+                Err(e) => {
+                    tracing::debug!("order {} not handed over yet: {e}", order.ticket);
+                    tokio::select! {
+                        _ = shutdown.cancelled() => return,
+                        _ = tokio::time::sleep(retry.pause()) => {}
+                    }
+                }
+            }
+        }
+        if order.status == Status::Taken {
+            let _ = store.mark_queued(order.ticket).await;
+        }
+    }
+    let done = tokio::task::spawn_blocking(move || store.handed_over()).await;
+    if !matches!(done, Ok(Ok(()))) {
+        tracing::warn!("the orders were handed over, but queue.lock still says they were not");
     }
 }
 
@@ -345,7 +449,7 @@ fn start_workers(
     store: &Store,
     queue: &Queue,
     kitchen: &KitchenConfig,
-    shutdown: &CancellationToken,
+    halt: &Halt,
 ) {
     let cooking = Cooking::new(
         kitchen.prep_time,
@@ -356,8 +460,15 @@ fn start_workers(
     for n in 1..=workers {
         let hand = crew.hire(n);
         let orders = queue.consumer(hand.name(), kitchen.prefetch);
-        let worker = Worker::new(hand, store.clone(), orders, cooking.clone(), tasks.clone());
-        tasks.spawn(worker.run(shutdown.clone()));
+        let worker = Worker::new(
+            hand,
+            store.clone(),
+            orders,
+            cooking.clone(),
+            tasks.clone(),
+            halt.clone(),
+        );
+        tasks.spawn(worker.run(halt.shutdown()));
     }
 }
 
@@ -389,12 +500,26 @@ async fn stop(tasks: TaskTracker) {
 
 /// Opens the order store off the async threads: it waits for the store's
 /// file lock with a sleeping poll.
-async fn open_store(dir: &Path, observers: Vec<Arc<dyn Observer>>) -> anyhow::Result<Store> {
+async fn open_store(
+    dir: &Path,
+    opening: Opening,
+    observers: Vec<Arc<dyn Observer>>,
+) -> anyhow::Result<Store> {
     let dir = dir.to_owned();
-    tokio::task::spawn_blocking(move || Store::open(&dir, observers))
+    tokio::task::spawn_blocking(move || Store::open_as(&dir, opening, observers))
         .await
         .context("the task opening the order store failed")?
         .context("cannot open the order store")
+}
+
+/// Gives a store from before identities its identity, once every file has
+/// been checked (off the async threads: it takes the store's lock).
+async fn identify(store: &Store) -> anyhow::Result<()> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.identify().map(|_| ()))
+        .await
+        .context("the task identifying the restaurant failed")?
+        .context("cannot give the restaurant its identity")
 }
 
 /// Opens the counter (off the async threads, like the store), refusing one

@@ -114,6 +114,13 @@ pub struct KitchenConfig {
     /// would (no give-back, no goodbye).
     #[arg(long, env = "FASTFOOD_CRASH_ON", value_name = "TEXT", value_parser = parse_crash_on)]
     pub crash_on: Option<String>,
+
+    /// With --broker: the AMQP heartbeat, in whole seconds from 1s to 5min.
+    /// RabbitMQ gives the orders of a process silent for about two of them
+    /// (frozen, cut off) to another worker; a `heartbeat=` in the broker URL
+    /// wins over this.
+    #[arg(long, env = "FASTFOOD_HEARTBEAT", default_value = "10s", value_parser = parse_heartbeat)]
+    pub heartbeat: Duration,
 }
 
 /// The most deliveries `--max-deliveries` allows.
@@ -139,6 +146,26 @@ fn parse_crash_on(text: &str) -> Result<String, String> {
         ));
     }
     Ok(pill.to_owned())
+}
+
+/// The longest AMQP heartbeat: past it a frozen worker holds its order for
+/// many minutes.
+pub const MAX_HEARTBEAT: Duration = Duration::from_secs(300);
+
+/// An AMQP heartbeat: whole seconds, 1s to [`MAX_HEARTBEAT`].
+pub fn parse_heartbeat(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(time)
+            if time.subsec_nanos() == 0
+                && (Duration::from_secs(1)..=MAX_HEARTBEAT).contains(&time) =>
+        {
+            Ok(time)
+        }
+        _ => Err(format!(
+            "{text:?} is not a heartbeat: give whole seconds from 1s to 5min, e.g. 10s \
+             (RabbitMQ gives a silent process's orders away after about two)"
+        )),
+    }
 }
 
 /// The most orders RabbitMQ may hand one worker ahead.
@@ -311,6 +338,14 @@ mod tests {
         }
         assert_eq!(parse_crash_on(" poison ").unwrap(), "poison");
         assert!(parse_crash_on("  ").is_err());
+        assert_eq!(parse_heartbeat("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_heartbeat("5min").unwrap(), MAX_HEARTBEAT);
+        for bad in ["0", "0s", "500ms", "1.5s", "301s", "1h", "-1s", "soon"] {
+            assert!(
+                parse_heartbeat(bad).unwrap_err().contains("1s to 5min"),
+                "{bad}"
+            );
+        }
         assert_eq!(parse_rate("0.9").unwrap(), 0.9);
         for bad in ["1", "0.95", "NaN", "-0.1", "inf"] {
             assert!(parse_rate(bad).unwrap_err().contains("0 and 0.9"), "{bad}");

@@ -13,6 +13,8 @@
 //! - [`order`]: an order and its one-way statuses. Pure.
 //! - [`pickup`]: pickup codes: drawn, parsed, compared. Pure but for the
 //!   CSPRNG.
+//! - [`restaurant`]: a restaurant's identity, and the one check of a
+//!   delivered order against it. Pure but for the CSPRNG.
 //! - [`ticket`]: the counter file; the only code that opens it.
 //! - [`store`]: the order store's files; the only code that opens them.
 //! - `durable`: the file locks with a bounded wait, and directory fsyncs, that
@@ -51,6 +53,7 @@ pub mod metrics;
 pub mod order;
 pub mod pickup;
 pub mod queue;
+pub mod restaurant;
 #[cfg(feature = "rush")]
 pub mod rush;
 pub mod store;

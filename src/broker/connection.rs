@@ -4,8 +4,8 @@
 //! queue declared with other settings) are reported with what to do.
 
 use std::str::FromStr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use futures_util::StreamExt;
@@ -19,8 +19,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    Broker, CHANGES_EXCHANGE, DEAD_QUEUE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE, Session,
-    Shared, redact,
+    Broker, CHANGES_EXCHANGE, DEAD_QUEUE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE,
+    ORPHANS_QUEUE, Session, Shared, redact,
 };
 use crate::backoff;
 use crate::queue::QueueError;
@@ -51,11 +51,17 @@ impl Broker {
     /// Connects to RabbitMQ at `url` and keeps reconnecting until [`Broker::close`].
     /// If RabbitMQ is down this returns at once and connects later; it fails
     /// only for problems that retrying cannot fix.
-    pub async fn start(url: &str, name: &str) -> Result<Broker, BrokerError> {
+    /// `heartbeat` is the AMQP heartbeat asked for (RabbitMQ takes the
+    /// lower of its own and this), unless the URL has a `heartbeat=` of its
+    /// own: RabbitMQ closes the connection of a process silent for about
+    /// two, and hands its unacknowledged orders to another worker.
+    pub async fn start(url: &str, name: &str, heartbeat: Duration) -> Result<Broker, BrokerError> {
         AMQPUri::from_str(url).map_err(|_| BrokerError::BadUrl(redact(url)))?;
         let broker = Broker {
             shared: Arc::new(Shared {
                 url: url.to_owned(),
+                heartbeat,
+                restaurant: OnceLock::new(),
                 session: watch::channel(None).0,
                 blocked: AtomicBool::new(false),
                 sessions: AtomicU64::new(0),
@@ -124,7 +130,16 @@ impl Broker {
 
     async fn open_session(&self, name: &str) -> Result<Session, lapin::Error> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let connection = Connection::connect(&self.shared.url, properties).await?;
+        let mut uri = AMQPUri::from_str(&self.shared.url).expect("checked at start");
+        if uri.query.heartbeat.is_none() {
+            let seconds = self
+                .shared
+                .heartbeat
+                .as_secs()
+                .clamp(1, u64::from(u16::MAX));
+            uri.query.heartbeat = Some(seconds as u16);
+        }
+        let connection = Connection::connect_uri(uri, properties).await?;
         let publisher = connection.create_channel().await?;
         publisher
             .confirm_select(ConfirmSelectOptions::default())
@@ -143,13 +158,16 @@ impl Broker {
             let _ = connection.close(200, "bye".into()).await;
             return Err(e);
         }
-        publisher
-            .queue_declare(
-                DEAD_QUEUE.into(),
-                QueueDeclareOptions::durable(),
-                FieldTable::default(),
-            )
-            .await?;
+        // Nobody consumes these two: a person looks at what lands there.
+        for queue in [DEAD_QUEUE, ORPHANS_QUEUE] {
+            publisher
+                .queue_declare(
+                    queue.into(),
+                    QueueDeclareOptions::durable(),
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         for exchange in [CHANGES_EXCHANGE, KITCHEN_EXCHANGE] {
             publisher
                 .exchange_declare(

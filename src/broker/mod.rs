@@ -9,7 +9,8 @@
 //! # Topology
 //!
 //! - `orders`: a durable classic queue with `x-max-priority`. A message is one
-//!   ticket number, four big-endian bytes, persistent, like the original. New
+//!   ticket number, four big-endian bytes, persistent, like the original, with
+//!   the restaurant's identity in its `restaurant_id` header. New
 //!   orders have priority 0; an order a worker gives back is published again
 //!   with `PRIORITY_GIVEN_BACK`, so it goes to the front of the line.
 //!   Workers take one at a time (prefetch 1) and acknowledge only once the
@@ -22,6 +23,10 @@
 //!   keeps its arguments (RabbitMQ refuses to redeclare a queue with new
 //!   ones, such as `x-dead-letter-exchange`), and the same code serves
 //!   every queue type.
+//! - `orders.orphaned`: a durable queue where a worker sets aside, untouched,
+//!   an order message of its own restaurant (or one carrying no identity)
+//!   whose ticket the store does not know, instead of acknowledging it: a
+//!   person looks at it (see [`crate::kitchen`]).
 //! - `fastfood.changes`: a fanout exchange. Every process publishes the
 //!   changes it commits to the store; every server binds its own exclusive,
 //!   server-named queue to it, so every server hears of every change at once,
@@ -45,8 +50,8 @@ mod fanout;
 mod kitchen;
 mod orders;
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use lapin::{Channel, Connection};
@@ -56,11 +61,19 @@ use tokio_util::sync::CancellationToken;
 
 pub use connection::BrokerError;
 
+use crate::restaurant::RestaurantId;
+
 const ORDERS_QUEUE: &str = "orders";
 /// Where a poison order's message goes when the kitchen sets it aside: a
 /// durable classic queue with no arguments, which nobody consumes, for a
 /// person to look at (the management UI's "Get messages").
 pub const DEAD_QUEUE: &str = "orders.dead";
+/// Where order messages that no store knows are set aside.
+const ORPHANS_QUEUE: &str = "orders.orphaned";
+/// The header of an order message that names its restaurant.
+const RESTAURANT_HEADER: &str = "restaurant_id";
+/// The header of a set-aside message that says why.
+const WHY_HEADER: &str = "set_aside_because";
 const CHANGES_EXCHANGE: &str = "fastfood.changes";
 const KITCHEN_EXCHANGE: &str = "fastfood.kitchen";
 /// The `orders` queue's `x-max-priority`: two levels are all we use.
@@ -78,6 +91,11 @@ pub struct Broker {
 
 struct Shared {
     url: String,
+    /// The AMQP heartbeat asked for, unless the URL names one.
+    heartbeat: Duration,
+    /// The restaurant whose orders this process publishes and takes: set
+    /// once its store is open ([`Broker::serve_restaurant`]).
+    restaurant: OnceLock<RestaurantId>,
     /// The live session, or `None` while disconnected.
     session: watch::Sender<Option<Session>>,
     /// Whether RabbitMQ blocks publishers (a disk or memory alarm).

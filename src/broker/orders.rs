@@ -17,15 +17,28 @@ use lapin::options::{
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Acker, BasicProperties, Confirmation};
 
-use super::{Broker, DEAD_QUEUE, ORDERS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT, Session};
+use super::{
+    Broker, DEAD_QUEUE, ORDERS_QUEUE, ORPHANS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT,
+    RESTAURANT_HEADER, Session, WHY_HEADER,
+};
 use crate::backoff;
 use crate::order::Ticket;
 use crate::queue::{
     Backend, BackendConsumer, BackendDelivery, BackendSlot, Health, QueueError, SetAside,
 };
+use crate::restaurant::{RestaurantId, Stamp};
 use crate::ticket;
 
 impl Broker {
+    /// Names the restaurant whose orders this process publishes (in each
+    /// message's `restaurant_id` header) and takes; once, when its store is
+    /// open. Until then no order can be published.
+    pub fn serve_restaurant(&self, restaurant: RestaurantId) {
+        if let Err(again) = self.shared.restaurant.set(restaurant) {
+            debug_assert_eq!(Some(&again), self.shared.restaurant.get());
+        }
+    }
+
     /// How many workers consume the `orders` queue now, in every process;
     /// `None` while disconnected or when RabbitMQ does not answer.
     pub async fn workers_at_work(&self) -> Option<usize> {
@@ -67,9 +80,20 @@ impl Broker {
     /// Publishes `ticket` to the `orders` queue and waits until RabbitMQ has
     /// confirmed it (persisted, routed, not returned), within [`PUBLISH_TIMEOUT`].
     async fn publish_order(&self, ticket: Ticket, priority: u8) -> Result<(), QueueError> {
+        let Some(restaurant) = self.shared.restaurant.get() else {
+            return Err(QueueError::Unavailable(
+                "no order can be queued before the store names its restaurant".into(),
+            ));
+        };
+        let mut headers = FieldTable::default();
+        headers.insert(
+            RESTAURANT_HEADER.into(),
+            AMQPValue::LongString(restaurant.as_str().into()),
+        );
         let properties = BasicProperties::default()
             .with_delivery_mode(2)
-            .with_priority(priority);
+            .with_priority(priority)
+            .with_headers(headers);
         self.publish(ORDERS_QUEUE, ticket, &ticket::to_bytes(ticket), properties)
             .await
     }
@@ -132,6 +156,8 @@ struct OrderConsumer {
 /// back to the broker, which puts it back where it was: near the front.
 struct OrderDelivery {
     ticket: Ticket,
+    /// The restaurant its `restaurant_id` header names, if it has one.
+    restaurant: Option<String>,
     broker: Broker,
     acker: Option<Acker>,
     /// RabbitMQ delivered it before, to a consumer that did not settle it.
@@ -189,8 +215,15 @@ impl OrderConsumer {
                             .await;
                         continue;
                     };
+                    let restaurant = delivery
+                        .properties
+                        .headers()
+                        .as_ref()
+                        .and_then(|headers| headers.inner().get(RESTAURANT_HEADER))
+                        .map(text_of);
                     return OrderDelivery {
                         ticket,
+                        restaurant,
                         broker: self.broker.clone(),
                         acker: Some(delivery.acker),
                         redelivered: delivery.redelivered,
@@ -220,6 +253,15 @@ impl OrderConsumer {
                 FieldTable::default(),
             )
             .await
+    }
+}
+
+/// A header's value as text, whatever AMQP type it was sent as.
+fn text_of(value: &AMQPValue) -> String {
+    match value {
+        AMQPValue::LongString(s) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        AMQPValue::ShortString(s) => s.as_str().to_owned(),
+        other => format!("{other:?}"),
     }
 }
 
@@ -301,6 +343,76 @@ impl BackendDelivery for OrderDelivery {
 
     fn redelivered(&self) -> bool {
         self.redelivered
+    }
+
+    fn stamp(&self) -> Stamp {
+        Stamp::Carried(self.restaurant.clone())
+    }
+
+    /// Not this restaurant's: back to RabbitMQ untouched, where it was.
+    fn refuse(mut self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
+        async move {
+            let acker = self.acker.take().expect("settled once");
+            acker
+                .nack(BasicNackOptions {
+                    requeue: true,
+                    ..Default::default()
+                })
+                .await
+                .map(|_| ())
+                .map_err(|e| {
+                    QueueError::Unavailable(format!(
+                        "could not give back order {}: {e}",
+                        self.ticket
+                    ))
+                })
+        }
+        .boxed()
+    }
+
+    /// Published, as it came (its headers and why), to `orders.orphaned`,
+    /// then this copy acknowledged. If that publish fails, the broker takes
+    /// this copy back instead.
+    fn orphan(mut self: Box<Self>, why: String) -> BoxFuture<'static, Result<(), QueueError>> {
+        async move {
+            let acker = self.acker.take().expect("settled once");
+            let mut headers = FieldTable::default();
+            if let Some(restaurant) = &self.restaurant {
+                headers.insert(
+                    RESTAURANT_HEADER.into(),
+                    AMQPValue::LongString(restaurant.as_str().into()),
+                );
+            }
+            headers.insert(WHY_HEADER.into(), AMQPValue::LongString(why.into()));
+            let properties = BasicProperties::default()
+                .with_delivery_mode(2)
+                .with_headers(headers);
+            let published = self
+                .broker
+                .publish(
+                    ORPHANS_QUEUE,
+                    self.ticket,
+                    &ticket::to_bytes(self.ticket),
+                    properties,
+                )
+                .await;
+            let settled = match &published {
+                Ok(()) => acker.ack(BasicAckOptions::default()).await,
+                Err(_) => {
+                    acker
+                        .nack(BasicNackOptions {
+                            requeue: true,
+                            ..Default::default()
+                        })
+                        .await
+                }
+            };
+            published?;
+            settled.map(|_| ()).map_err(|e| {
+                QueueError::Unavailable(format!("could not set order {} aside: {e}", self.ticket))
+            })
+        }
+        .boxed()
     }
 
     /// Done with: the broker forgets it.

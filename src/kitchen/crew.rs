@@ -210,6 +210,18 @@ impl Crew {
     }
 
     fn update(&self, index: usize, change: impl FnOnce(&mut Lane) -> Option<String>) {
+        if let Some(text) = self.record(index, change) {
+            tracing::info!("{text}");
+        }
+    }
+
+    /// Changes lane `index` and keeps the moment it returns; the moment,
+    /// for the caller to log.
+    fn record(
+        &self,
+        index: usize,
+        change: impl FnOnce(&mut Lane) -> Option<String>,
+    ) -> Option<String> {
         let mut state = self.inner.state.lock();
         let note = change(&mut state.lanes[index]);
         if let Some(text) = &note {
@@ -223,9 +235,7 @@ impl Crew {
         }
         drop(state);
         self.inner.changed.notify_one();
-        if let Some(text) = note {
-            tracing::info!("{text}");
-        }
+        note
     }
 }
 
@@ -280,6 +290,14 @@ impl Hand {
     /// A moment worth telling that changes nothing in the lane.
     pub fn note(&self, text: String) {
         self.crew.update(self.index, |_| Some(text));
+    }
+
+    /// A moment that needs a person: told like [`Hand::note`], and logged
+    /// as an error.
+    pub fn alarm(&self, text: String) {
+        if let Some(text) = self.crew.record(self.index, |_| Some(text)) {
+            tracing::error!("{text}");
+        }
     }
 }
 

@@ -14,4 +14,4 @@ mod worker;
 
 pub use crew::{Crew, Hand, Lane, Moment, Report};
 pub use view::{LaneNow, Now, QueueNow, View};
-pub use worker::{Cooking, Prepared, Worker};
+pub use worker::{Cooking, Halt, Prepared, Worker};

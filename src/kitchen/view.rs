@@ -309,6 +309,17 @@ impl View {
         changed
     }
 
+    /// Whether a worker that stopped answering still holds `ticket`: the
+    /// store shows it PREPARING at the delivery the lane had, so nobody has
+    /// taken it again or finished it.
+    fn still_holds(&self, ticket: Ticket, lane: &Lane) -> bool {
+        matches!(
+            self.store.lookup(ticket),
+            Lookup::Live(order) if order.status == crate::order::Status::Preparing
+                && order.deliveries == lane.delivery
+        )
+    }
+
     /// What became of the order a worker held when it stopped answering.
     fn fate(&self, ticket: Ticket, lane: &Lane) -> String {
         match self.store.lookup(ticket) {
@@ -352,6 +363,15 @@ impl View {
                 };
                 if seen.gone.is_none() {
                     in_flight += usize::from(lane.order.is_some()) + lane.finishing as usize;
+                } else if let Some(ticket) = lane.order
+                    && self.still_holds(ticket, lane)
+                {
+                    // Silent, not shut down (that gives its order back
+                    // first): frozen or cut off, its order stays with it
+                    // until RabbitMQ sees the connection gone (about two
+                    // heartbeats) and another worker claims it.
+                    held.insert(ticket);
+                    in_flight += 1;
                 }
                 workers.push(LaneNow {
                     lane: lane.clone(),
@@ -529,6 +549,38 @@ mod tests {
         assert_eq!(log.iter().filter(|t| *t == said).count(), 1, "{log:?}");
         let joined = format!("worker 1 (pid {}) joined the kitchen", std::process::id());
         assert_eq!(log.last(), Some(&joined), "{log:?}");
+    }
+
+    #[tokio::test]
+    async fn a_silent_worker_s_order_stays_in_flight_until_another_takes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), Vec::new()).unwrap();
+        store.record(57, "fries".into()).await.unwrap();
+        store
+            .claim(57, "worker 2 (pid 4121)".into(), 5)
+            .await
+            .unwrap();
+        // A claim is answered before it is durable; the state follows.
+        let delivered = |n: u32| matches!(store.lookup(57), Lookup::Live(o) if o.deliveries == n);
+        while !delivered(1) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let view = View::new(Queue::new(MemoryQueue::new(10)), store.clone(), 1);
+        view.heard(report(2, Some(57), &[], false));
+        assert!(view.look_for_silence(Instant::now() + SILENCE));
+        let now = view.now();
+        assert_eq!(now.workers[0].state, "gone");
+        assert_eq!(now.queue.in_flight, 1, "frozen, it still holds order 57");
+        assert!(!now.queue.next.contains(&57), "nor is 57 next");
+        // Taken again (delivery 2): no longer the silent worker's.
+        store
+            .claim(57, "worker 1 (pid 99)".into(), 5)
+            .await
+            .unwrap();
+        while !delivered(2) {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(view.now().queue.in_flight, 0);
     }
 
     #[tokio::test]

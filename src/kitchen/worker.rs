@@ -15,8 +15,18 @@
 //! aside instead of prepared again: CANCELLED by the kitchen in the store,
 //! its message to the queue's dead letters. `--crash-on TEXT` makes such an
 //! order for the experiments: the worker that starts one aborts its process.
+//!
+//! A worker never acknowledges an order it cannot account for. Before
+//! anything, an order is checked against the store's restaurant
+//! ([`crate::restaurant::RestaurantId::admits`]): another restaurant's order goes back to the
+//! queue untouched and the worker's whole process stops ([`Halt`]), saying
+//! which store it opened, so that a worker of that restaurant takes the
+//! order. An order of this restaurant (or one whose message names none)
+//! that the store does not know, decided under the store's lock by the
+//! claim, is set aside where a person can find it (an orphan), with an
+//! error in the log.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -26,6 +36,7 @@ use tokio_util::task::TaskTracker;
 use super::Hand;
 use crate::order::{CancelledBy, Order, Status, Ticket};
 use crate::queue::{Consumer, Delivery, SetAside};
+use crate::restaurant::Admission;
 use crate::store::{Lookup, Outcome, Repeat, Store};
 use crate::{crash, metrics};
 
@@ -46,8 +57,11 @@ pub enum Prepared {
     AlreadyDone(Ticket),
     /// The customer cancelled it while it waited: acknowledged, not cooked.
     Cancelled(Ticket),
-    /// The store does not know it: acknowledged and dropped.
-    Unknown(Ticket),
+    /// The store does not know it: set aside, untouched (an orphan), never
+    /// acknowledged as done.
+    Orphaned(Ticket),
+    /// Another restaurant's: back to the queue untouched; the process stops.
+    Refused(Ticket),
     /// Given back to the front of the queue.
     GaveBack(Ticket),
     /// A poison order, delivered as often as allowed: set aside, not cooked.
@@ -97,6 +111,40 @@ impl Cooking {
     }
 }
 
+/// How a worker stops its whole process when it must not go on (an order
+/// of another restaurant came its way), and why; cheap to clone.
+#[derive(Clone)]
+pub struct Halt {
+    shutdown: CancellationToken,
+    why: Arc<OnceLock<String>>,
+}
+
+impl Halt {
+    /// Stops by cancelling `shutdown`, the process's own.
+    pub fn new(shutdown: CancellationToken) -> Halt {
+        Halt {
+            shutdown,
+            why: Arc::new(OnceLock::new()),
+        }
+    }
+
+    /// Stops the process, for the reason `why` (the first reason stands).
+    pub fn stop(&self, why: String) {
+        let _ = self.why.set(why);
+        self.shutdown.cancel();
+    }
+
+    /// The process's shutdown, which [`Halt::stop`] cancels.
+    pub fn shutdown(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Why the process was stopped, if a worker stopped it.
+    pub fn reason(&self) -> Option<String> {
+        self.why.get().cloned()
+    }
+}
+
 /// One kitchen worker; its log lines and its lane on `/kitchen` say
 /// "worker N (pid P)", and so do the orders it claims.
 pub struct Worker {
@@ -108,6 +156,8 @@ pub struct Worker {
     tasks: TaskTracker,
     /// Bounds the cooked orders still being recorded.
     finishing: Arc<Semaphore>,
+    /// Stops the process when an order of another restaurant comes.
+    halt: Halt,
 }
 
 impl Worker {
@@ -117,6 +167,7 @@ impl Worker {
         orders: Consumer,
         cooking: Cooking,
         tasks: TaskTracker,
+        halt: Halt,
     ) -> Self {
         let finishing = Arc::new(Semaphore::new(FINISHING_AT_ONCE));
         Worker {
@@ -126,6 +177,7 @@ impl Worker {
             cooking,
             tasks,
             finishing,
+            halt,
         }
     }
 
@@ -137,12 +189,16 @@ impl Worker {
                 _ = shutdown.cancelled() => break,
                 next = self.orders.next() => next,
             };
-            if let Prepared::GaveBack(_) = self.prepare(delivery, &shutdown).await {
-                // Let another worker have it, and do not spin on a failing store.
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(ERROR_PAUSE) => {}
+            match self.prepare(delivery, &shutdown).await {
+                Prepared::GaveBack(_) => {
+                    // Let another worker have it, and do not spin on a failing store.
+                    tokio::select! {
+                        _ = shutdown.cancelled() => break,
+                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
+                    }
                 }
+                Prepared::Refused(_) => break,
+                _ => {}
             }
         }
         tracing::debug!("{} stops", self.hand.name());
@@ -152,6 +208,11 @@ impl Worker {
     pub async fn prepare(&self, delivery: Delivery, shutdown: &CancellationToken) -> Prepared {
         let ticket = delivery.ticket();
         let me = self.hand.name().clone();
+        let ours = self.store.restaurant();
+        let admission = ours.admits(&delivery.stamp());
+        if let Admission::Foreign(theirs) = &admission {
+            return self.refuse(delivery, theirs).await;
+        }
         let limit = self.cooking.max_deliveries;
         let suspect = delivery.redelivered()
             || matches!(self.store.lookup(ticket), Lookup::Live(o) if o.status == Status::Preparing);
@@ -227,11 +288,25 @@ impl Worker {
                 ));
                 return settle(&me, delivery, Prepared::Cancelled(ticket)).await;
             }
-            Ok(Outcome::NotFound) | Ok(Outcome::WrongStatus(_)) | Ok(Outcome::WrongCode) => {
-                self.hand.note(format!(
-                    "order {ticket} is not in the store: {me} dropped it"
-                ));
-                return settle(&me, delivery, Prepared::Unknown(ticket)).await;
+            // Decided under the store's lock, after reading every other
+            // process's changes: the store really does not know it.
+            Ok(Outcome::NotFound) => {
+                let unnamed = if admission == Admission::Unstamped {
+                    ", and its message names no restaurant"
+                } else {
+                    ""
+                };
+                let why = format!(
+                    "order {ticket} is not in the store of restaurant {ours} ({}){unnamed}",
+                    self.store.place()
+                );
+                return orphan(&self.hand, delivery, why).await;
+            }
+            // Not answers to a claim; should one come, the order is not lost.
+            Ok(Outcome::WrongStatus(_)) | Ok(Outcome::WrongCode) => {
+                let why = "the store gave its claim an answer it does not expect";
+                self.hand.put_down(true, Some(back(&me, ticket, why)));
+                return give_back(&me, delivery, why).await;
             }
             Err(e) => {
                 let why = e.to_string();
@@ -315,7 +390,23 @@ impl Worker {
             Ok(Outcome::Collected) | Ok(Outcome::Unchanged(_)) => {
                 return settle(&me, delivery, Prepared::AlreadyDone(ticket)).await;
             }
-            Ok(_) => return settle(&me, delivery, Prepared::Unknown(ticket)).await,
+            // Cancelled meanwhile (by the customer, or set aside by
+            // another worker): nothing left to do here.
+            Ok(Outcome::Cancelled) => {
+                return settle(&me, delivery, Prepared::AlreadyDone(ticket)).await;
+            }
+            Ok(Outcome::NotFound) => {
+                let why = format!(
+                    "order {ticket} was to be set aside but is no longer in the store ({})",
+                    self.store.place()
+                );
+                return orphan(&self.hand, delivery, why).await;
+            }
+            Ok(_) => {
+                let why = "the store gave its set-aside an answer it does not expect";
+                self.hand.note(back(&me, ticket, why));
+                return give_back_after_a_pause(&me, delivery, why).await;
+            }
             Err(e) => {
                 let why = e.to_string();
                 self.hand.note(back(&me, ticket, &why));
@@ -343,6 +434,55 @@ impl Worker {
         tracing::warn!("{me}: {note}");
         self.hand.note(note);
         Prepared::SetAside(ticket)
+    }
+
+    /// Gives another restaurant's order back to the queue untouched and
+    /// stops this process, saying which store it opened and what to do.
+    async fn refuse(&self, delivery: Delivery, theirs: &str) -> Prepared {
+        let ticket = delivery.ticket();
+        let why = format!(
+            "order {ticket} belongs to restaurant {theirs}, but {} is restaurant {}: {} gave it back \
+             to the queue untouched, and this process stops so that a worker of that restaurant takes it. \
+             Give --data-dir the data directory of the server that took the order, or run each restaurant \
+             on a RabbitMQ virtual host of its own (amqp://HOST:5672/VHOST)",
+            self.store.place(),
+            self.store.restaurant(),
+            self.hand.name(),
+        );
+        if let Err(e) = delivery.refuse().await {
+            // Unsettled, it goes back when the connection closes.
+            tracing::warn!("{}: {e}", self.hand.name());
+        }
+        self.hand.alarm(why.clone());
+        self.halt.stop(why);
+        Prepared::Refused(ticket)
+    }
+}
+
+/// Sets an order nobody can account for aside, where a person can find it,
+/// with an error in the log; gives it back if that fails.
+async fn orphan(hand: &Hand, delivery: Delivery, why: String) -> Prepared {
+    let ticket = delivery.ticket();
+    let name = hand.name();
+    match delivery.orphan(why.clone()).await {
+        Ok(()) => {
+            hand.alarm(format!(
+                "{why}: {name} set it aside untouched (with RabbitMQ, in the orders.orphaned queue) \
+                 for a person to look at, and did not acknowledge it as done"
+            ));
+            Prepared::Orphaned(ticket)
+        }
+        Err(e) => {
+            hand.put_down(
+                true,
+                Some(back(
+                    name,
+                    ticket,
+                    &format!("{why}; setting it aside failed: {e}"),
+                )),
+            );
+            Prepared::GaveBack(ticket)
+        }
     }
 }
 
@@ -380,13 +520,18 @@ async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared {
         }
         // A cancel never follows a claim (but a set-aside by another worker
         // that took it again); nor does a code come into it.
-        Ok(Outcome::NotFound)
-        | Ok(Outcome::Cancelled)
-        | Ok(Outcome::WrongCode)
-        | Ok(Outcome::OverLimit(_)) => (
-            settle(name, delivery, Prepared::Unknown(ticket)).await,
+        Ok(Outcome::Cancelled) | Ok(Outcome::WrongCode) | Ok(Outcome::OverLimit(_)) => (
+            settle(name, delivery, Prepared::AlreadyDone(ticket)).await,
             None,
         ),
+        // Claimed, then gone from the store: nobody can account for it.
+        Ok(Outcome::NotFound) => {
+            let why = format!(
+                "order {ticket} was claimed but is no longer in the store ({})",
+                store.place()
+            );
+            (orphan(hand, delivery, why).await, None)
+        }
         Err(e) => {
             let why = e.to_string();
             let note = back(name, ticket, &why);

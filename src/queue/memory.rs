@@ -13,6 +13,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::{Backend, BackendConsumer, BackendDelivery, BackendSlot, Health, QueueError};
 use crate::order::Ticket;
+use crate::restaurant::Stamp;
 
 #[derive(Clone)]
 pub struct MemoryQueue {
@@ -193,6 +194,23 @@ impl BackendConsumer for MemoryQueue {
 impl BackendDelivery for Delivery {
     fn ticket(&self) -> Ticket {
         self.ticket
+    }
+
+    /// It never left this process: this restaurant's.
+    fn stamp(&self) -> Stamp {
+        Stamp::Local
+    }
+
+    fn refuse(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
+        Delivery::give_back(*self);
+        std::future::ready(Ok(())).boxed()
+    }
+
+    /// Nowhere to keep it in this process: its place is freed, and the
+    /// worker's log line (an error) is its record.
+    fn orphan(self: Box<Self>, _why: String) -> BoxFuture<'static, Result<(), QueueError>> {
+        Delivery::ack(*self);
+        std::future::ready(Ok(())).boxed()
     }
 
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {

@@ -23,6 +23,7 @@ use std::time::Duration;
 use futures_util::future::BoxFuture;
 
 use crate::order::Ticket;
+use crate::restaurant::Stamp;
 
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum QueueError {
@@ -90,8 +91,15 @@ pub trait BackendDelivery: Send {
     fn redelivered(&self) -> bool {
         false
     }
+    /// What it says of its restaurant.
+    fn stamp(&self) -> Stamp;
     fn ack(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
     fn give_back(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
+    /// Back to the queue untouched, where it was (not republished).
+    fn refuse(self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>>;
+    /// An order no store here knows: out of the line, but kept where a
+    /// person can find it (`why` says why), instead of being acknowledged.
+    fn orphan(self: Box<Self>, why: String) -> BoxFuture<'static, Result<(), QueueError>>;
     /// A poison order, set aside: done with here, and kept where an
     /// operator can look at it. By default the queue keeps nothing: the
     /// store's CANCELLED order (cancelled by the kitchen) and the log are
@@ -201,6 +209,23 @@ impl Delivery {
     /// Whether the queue says it was delivered before and not settled.
     pub fn redelivered(&self) -> bool {
         self.0.redelivered()
+    }
+
+    /// What it says of its restaurant.
+    pub fn stamp(&self) -> Stamp {
+        self.0.stamp()
+    }
+
+    /// Not this restaurant's: back to the queue untouched, for another.
+    pub async fn refuse(self) -> Result<(), QueueError> {
+        self.0.refuse().await
+    }
+
+    /// An order nobody can account for: out of the line, but kept where a
+    /// person can find it (RabbitMQ's `orders.orphaned`), never simply
+    /// acknowledged.
+    pub async fn orphan(self, why: String) -> Result<(), QueueError> {
+        self.0.orphan(why).await
     }
 
     /// The order is done with (READY, or nothing left to do): forget it.

@@ -14,6 +14,9 @@
 //!   orders in the restaurant.
 //! - `history.jsonl`: every order that left (collected or cancelled), in the
 //!   log's form. Append-only.
+//! - `restaurant_id`: the restaurant's identity, read and made by
+//!   [`super::identity`] under the lock: with a new store, or for an older
+//!   store once the program has checked every file (`Store::identify`).
 //!
 //! Once the log holds more changes than twice the live orders (and a
 //! minimum), it is compacted: history appended and fsynced, then a new
@@ -34,14 +37,16 @@ use std::io::{self, Write};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
-use super::StoreError;
 use super::history::read_history;
+use super::identity;
 use super::log::{LogRead, create_log, read_log};
 use super::snapshot::{parse_snapshot, snapshot_bytes};
 use super::state::{Change, Record, State};
 use super::testing::compact_min;
+use super::{Opening, StoreError};
 use crate::crash;
 use crate::durable;
+use crate::restaurant::RestaurantId;
 
 pub const SNAPSHOT: &str = "orders.json";
 pub const LOG: &str = "orders.log";
@@ -52,8 +57,19 @@ pub const HISTORY: &str = "history.jsonl";
 const PROBE_BYTES: usize = 4096;
 
 /// Opens `orders.lock` (creating it) and loads the other files while holding
-/// it. Returns the lock file, for every later cycle to lock again.
-pub fn open(dir: &Path) -> Result<(File, Disk, State), StoreError> {
+/// it, with the restaurant's identity. Returns the lock file, for every
+/// later cycle to lock again. [`Opening::Create`] creates the store's files
+/// (and the identity of a new store) where they are missing; [`Opening::Join`] refuses a
+/// directory that holds no restaurant, creating nothing there but the lock.
+pub fn open(
+    dir: &Path,
+    opening: Opening,
+) -> Result<(File, Disk, State, Option<RestaurantId>), StoreError> {
+    // An identity, once written, never changes: a worker may look before
+    // it locks anything.
+    if opening == Opening::Join && identity::read(dir)?.is_none() {
+        return Err(not_a_restaurant(dir));
+    }
     let lock_path = dir.join(LOCK);
     let lock = OpenOptions::new()
         .create(true)
@@ -62,12 +78,46 @@ pub fn open(dir: &Path) -> Result<(File, Disk, State), StoreError> {
         .write(true)
         .open(&lock_path)
         .map_err(io_error(&lock_path))?;
-    let (disk, state) = {
+    let (disk, state, id) = {
         let _held = durable::exclusive(&lock, durable::LOCK_WAIT)
             .map_err(|e| StoreError::Busy(e.into()))?;
-        Disk::load(dir)?
+        let has_store = dir.join(SNAPSHOT).exists() || dir.join(LOG).exists();
+        let found = identity::read(dir)?;
+        if opening == Opening::Join && (found.is_none() || !has_store) {
+            return Err(not_a_restaurant(dir));
+        }
+        // Loaded first: a store that is refused is left exactly as it was.
+        let (disk, state) = Disk::load(dir)?;
+        let id = match found {
+            Some(id) => Some(id),
+            // A new store is born with its identity.
+            None if !has_store => Some(identity::create(dir)?),
+            // An older store gets one once the program has checked
+            // everything else (`Store::identify`).
+            None => None,
+        };
+        (disk, state, id)
     };
-    Ok((lock, disk, state))
+    Ok((lock, disk, state, id))
+}
+
+/// Why `dir` (which exists) is no restaurant a worker can join.
+fn not_a_restaurant(dir: &Path) -> StoreError {
+    let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+    let has_store = dir.join(SNAPSHOT).exists() || dir.join(LOG).exists();
+    let what = if has_store {
+        format!(
+            "the data directory {} holds an order store without a restaurant identity ({})",
+            shown.display(),
+            identity::IDENTITY
+        )
+    } else {
+        format!(
+            "the data directory {} holds no restaurant (no order store)",
+            shown.display()
+        )
+    };
+    StoreError::NotARestaurant { what }
 }
 
 /// What a catch-up found in the log that this process did not write.

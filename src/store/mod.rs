@@ -26,6 +26,8 @@ mod committer;
 mod compact;
 mod disk;
 mod history;
+mod identity;
+mod lease;
 mod log;
 mod snapshot;
 mod state;
@@ -35,18 +37,21 @@ pub mod testing;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, oneshot};
 
 pub use disk::{HISTORY, LOG, SNAPSHOT};
+pub use identity::IDENTITY;
+pub use lease::{Lease, QUEUE_LOCK, Queueing};
 pub use state::{Lookup, Outcome, Record, Repeat};
 
 use crate::order::{Order, Status, Ticket};
 use crate::pickup::PickupCode;
+use crate::restaurant::RestaurantId;
 use committer::{Committer, follow};
 use state::{Request, State};
 
@@ -85,6 +90,26 @@ pub enum StoreError {
     Stopped,
     #[error("{0}")]
     NoRandomness(String),
+    #[error(
+        "{what}: a worker joins a restaurant that `fastfood serve` created, and never creates one. \
+         Give --data-dir the data directory of the restaurant's server (`fastfood serve` makes one \
+         when it first starts)"
+    )]
+    NotARestaurant { what: String },
+    /// Another process keeps this store's orders where this one cannot
+    /// share them (see [`Store::lease`]): the whole sentence.
+    #[error("{0}")]
+    InUse(String),
+}
+
+/// Who opens a store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Opening {
+    /// `serve`: creates the data directory, the store and the restaurant's
+    /// identity where they are missing.
+    Create,
+    /// A worker process: joins a restaurant that exists, and creates nothing.
+    Join,
 }
 
 /// Which process committed a change.
@@ -126,6 +151,9 @@ pub struct Store {
 /// What handles and the committer both see.
 struct Shared {
     dir: PathBuf,
+    /// The restaurant this store belongs to: known at open, or for a store
+    /// from before identities, once [`Store::identify`] made one.
+    restaurant: OnceLock<RestaurantId>,
     state: RwLock<State>,
     /// False from a failed write (a full disk, a lock held elsewhere too
     /// long) until a write or a probe succeeds; see the committer.
@@ -137,18 +165,39 @@ impl Store {
     /// called inside a Tokio runtime, which runs the follower; it blocks on
     /// the store's file lock, so async code calls it through `spawn_blocking`.
     pub fn open(dir: &Path, observers: Vec<Arc<dyn Observer>>) -> Result<Store, StoreError> {
+        Store::open_as(dir, Opening::Create, observers)
+    }
+
+    /// Opens the store in `dir` as `opening` says: [`Opening::Join`] refuses
+    /// a directory that is missing or holds no restaurant (see
+    /// [`Store::open`] for the rest).
+    pub fn open_as(
+        dir: &Path,
+        opening: Opening,
+        observers: Vec<Arc<dyn Observer>>,
+    ) -> Result<Store, StoreError> {
         if dir.exists() && !dir.is_dir() {
             return Err(StoreError::NotADirectory {
                 path: dir.to_owned(),
             });
         }
-        create_data_dir(dir)?;
-        let (lock, disk, state) = disk::open(dir)?;
+        match opening {
+            Opening::Create => create_data_dir(dir)?,
+            Opening::Join if !dir.exists() => {
+                let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.to_owned());
+                return Err(StoreError::NotARestaurant {
+                    what: format!("the data directory {} does not exist", shown.display()),
+                });
+            }
+            Opening::Join => {}
+        }
+        let (lock, disk, state, restaurant) = disk::open(dir, opening)?;
         for observer in &observers {
             observer.reloaded(state.version, &state.live);
         }
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
+            restaurant: restaurant.map(OnceLock::from).unwrap_or_default(),
             state: RwLock::new(state),
             writable: AtomicBool::new(true),
         });
@@ -286,6 +335,110 @@ impl Store {
     /// processes).
     pub fn lookup(&self, ticket: Ticket) -> Lookup {
         self.read().lookup(ticket)
+    }
+
+    /// Makes sure the store has an identity: a store from before
+    /// identities gets one now. `serve` calls it once it has checked every
+    /// file (a store it refuses is left exactly as it was).
+    pub fn identify(&self) -> Result<&RestaurantId, StoreError> {
+        if let Some(id) = self.shared.restaurant.get() {
+            return Ok(id);
+        }
+        let lock_path = self.shared.dir.join(disk::LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(disk::io_error(&lock_path))?;
+        let id = identity::read_or_create(&self.shared.dir, &lock)?;
+        Ok(self.shared.restaurant.get_or_init(|| id))
+    }
+
+    /// The restaurant this store belongs to.
+    ///
+    /// # Panics
+    /// On a store from before identities opened by `serve`, until
+    /// [`Store::identify`] has made it one.
+    pub fn restaurant(&self) -> &RestaurantId {
+        self.shared
+            .restaurant
+            .get()
+            .expect("the store is identified at start-up")
+    }
+
+    /// Where the store is, for a sentence: "the data directory /srv/data".
+    pub fn place(&self) -> String {
+        let dir = &self.shared.dir;
+        let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
+        format!("the data directory {}", shown.display())
+    }
+
+    /// Takes this process's place among the processes of the restaurant,
+    /// for its whole life: alone with [`Queueing::InProcess`] (its orders
+    /// wait in its memory), beside others with [`Queueing::Broker`].
+    /// `InUse` at once, with what to do, when that cannot be.
+    pub fn lease(&self, queueing: Queueing) -> Result<Lease, StoreError> {
+        lease::take(&self.shared.dir, &self.place(), queueing)
+    }
+
+    /// For a process with a broker (holding that lease): the unfinished
+    /// orders a server without a broker left in no queue but its memory,
+    /// when it is gone and nobody has taken them over yet; they are this
+    /// process's to publish, then [`Store::handed_over`]. Read from the
+    /// files under the store's lock, so nothing that server wrote last is
+    /// missed. Orders already in RabbitMQ (`queued`) are not among them.
+    pub fn leftovers(&self) -> Result<Vec<Order>, StoreError> {
+        let dir = &self.shared.dir;
+        let mut left = self.unfinished_on_disk(|| lease::claim_leftovers(dir))?;
+        left.retain(|o| !o.queued);
+        if left.is_empty() {
+            lease::handed_over(dir)?;
+        }
+        Ok(left)
+    }
+
+    /// Unfinished orders as the files hold them now, read under the
+    /// store's lock, PREPARING first (they were at the front), then by
+    /// ticket; none unless `first` (run under the lock) says to go on. For
+    /// start-up, where a process that just died may have written after
+    /// this one loaded the store.
+    fn unfinished_on_disk(
+        &self,
+        first: impl FnOnce() -> Result<bool, StoreError>,
+    ) -> Result<Vec<Order>, StoreError> {
+        let dir = &self.shared.dir;
+        let lock_path = dir.join(disk::LOCK);
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&lock_path)
+            .map_err(disk::io_error(&lock_path))?;
+        let _held = crate::durable::exclusive(&lock, crate::durable::LOCK_WAIT)
+            .map_err(|e| StoreError::Busy(e.into()))?;
+        if !first()? {
+            return Ok(Vec::new());
+        }
+        let (_, state) = disk::Disk::load(dir)?;
+        let mut left: Vec<Order> = state
+            .live
+            .into_values()
+            .filter(|o| matches!(o.status, Status::Taken | Status::Preparing))
+            .collect();
+        left.sort_by_key(|o| (o.status != Status::Preparing, o.ticket));
+        Ok(left)
+    }
+
+    /// For a server without a broker, once it holds that lease: every
+    /// unfinished order, as the files hold them now (the server that held
+    /// the lease before may have written after this one loaded the store),
+    /// PREPARING first.
+    pub fn unfinished_now(&self) -> Result<Vec<Order>, StoreError> {
+        self.unfinished_on_disk(|| Ok(true))
+    }
+
+    /// The orders [`Store::leftovers`] gave are in the queue now.
+    pub fn handed_over(&self) -> Result<(), StoreError> {
+        lease::handed_over(&self.shared.dir)
     }
 
     /// Orders the kitchen has not finished, oldest first.

@@ -75,7 +75,7 @@ pub struct Checked {
 /// they hold, or the error that would stop the program. For the fuzz targets
 /// and tests of the loading path.
 pub fn check(dir: &Path) -> Result<Checked, StoreError> {
-    let (_, _, state) = super::disk::open(dir)?;
+    let (_, _, state, _) = super::disk::open(dir, super::Opening::Create)?;
     Ok(Checked {
         version: state.version,
         live: state.live.len(),

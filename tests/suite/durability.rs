@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::rabbit::Rabbit;
 use crate::support::{
     Damage, ServerProcess, code_for, each_damage_is_refused, log_line, place_orders, placed_orders,
     read_counter, read_store, stored_order, write_store,
@@ -106,12 +107,24 @@ async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn four_processes_share_one_counter_and_one_store() {
     const ORDERS: usize = 2000;
+    // Servers that share a data directory share their line in RabbitMQ: a
+    // server without a broker keeps its orders in its own memory, alone.
+    let Some(rabbit) = Rabbit::vhost("four-processes").await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     // Started together on an empty directory: they race to create the files.
-    let servers = futures_util::future::join_all(
-        (0..4).map(|_| ServerProcess::spawn(dir.path(), &["--prep-time", "0", "--workers", "4"])),
-    )
-    .await;
+    let args = [
+        "--prep-time",
+        "0",
+        "--workers",
+        "4",
+        "--broker",
+        &rabbit.url,
+    ];
+    let servers =
+        futures_util::future::join_all((0..4).map(|_| ServerProcess::spawn(dir.path(), &args)))
+            .await;
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let tickets = place_orders(&bases, ORDERS, 32).await;
     let mut sorted = tickets.clone();
@@ -122,10 +135,10 @@ async fn four_processes_share_one_counter_and_one_store() {
         "tickets are exactly 1..={ORDERS}"
     );
 
-    // Each process prepares its own orders; every process's board follows all.
+    // The workers of every process prepare them; every board follows all.
+    let mut versions = Vec::new();
     for server in &servers {
-        let board = server.wait_all_ready(&sorted).await;
-        assert_eq!(board.version, 3 * ORDERS as u64);
+        versions.push(server.wait_all_ready(&sorted).await.version);
     }
     for (i, ticket) in [1, ORDERS as u32 / 2, ORDERS as u32]
         .into_iter()
@@ -135,11 +148,29 @@ async fn four_processes_share_one_counter_and_one_store() {
     }
     assert_eq!(read_counter(dir.path()), ORDERS as u32);
     let records = check_store_files(dir.path());
+    let count = |status: &str| {
+        records
+            .iter()
+            .filter(|r| r["order"]["status"] == status)
+            .count()
+    };
     assert_eq!(
-        records.len(),
-        3 * ORDERS,
-        "each order was taken, claimed and made ready exactly once"
+        (count("PREPARING"), count("READY")),
+        (ORDERS, ORDERS),
+        "each order was claimed and made ready exactly once"
     );
+    // TAKEN once each, and again where the broker's confirm was recorded
+    // before the claim.
+    assert!(
+        (ORDERS..=2 * ORDERS).contains(&count("TAKEN")),
+        "{}",
+        count("TAKEN")
+    );
+    let last = records.len() as u64;
+    for version in versions {
+        assert!(version <= last, "a board never runs ahead of the store");
+    }
+    rabbit.wait_drained("orders").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -433,8 +464,13 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
     std::fs::write(d.join("orders.log"), log).unwrap();
     std::fs::write(d.join("counter"), OLD.to_be_bytes()).unwrap();
 
-    let mut a = ServerProcess::spawn(d, &["--prep-time", "0"]).await;
-    let b = ServerProcess::spawn(d, &["--prep-time", "0"]).await;
+    // Two servers on one data directory share their line in RabbitMQ.
+    let Some(rabbit) = Rabbit::vhost("compaction-follows").await else {
+        return;
+    };
+    let args = ["--prep-time", "0", "--broker", &rabbit.url];
+    let mut a = ServerProcess::spawn(d, &args).await;
+    let b = ServerProcess::spawn(d, &args).await;
     let mut board = b.updates().await;
     assert_eq!(board.next_event().await.version(), version);
 
@@ -442,10 +478,17 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
     let placed = [a.place_coded("fries").await, a.place_coded("cola").await];
     let new = [placed[0].ticket, placed[1].ticket];
     assert_eq!(new, [OLD + 1, OLD + 2]);
-    let final_version = version + 6;
-    for server in [&a, &b] {
-        assert_eq!(server.wait_all_ready(&new).await.version, final_version);
-    }
+    // Taken, claimed, made ready; and marked queued where the broker's
+    // confirm was recorded before the claim.
+    let final_version = a.wait_all_ready(&new).await.version;
+    assert!(
+        (version + 6..=version + 8).contains(&final_version),
+        "{final_version}"
+    );
+    crate::support::wait_until(crate::support::DEADLINE, "B follows", || async {
+        b.board().await.version == final_version
+    })
+    .await;
     let history =
         std::fs::read_to_string(d.join("history.jsonl")).expect("compaction wrote the history");
     let left: Vec<Value> = history
@@ -517,7 +560,7 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
 
     // And the compacted files load after a crash.
     a.kill9().await;
-    let a = ServerProcess::spawn(d, &["--prep-time", "0"]).await;
+    let a = ServerProcess::spawn(d, &args).await;
     assert_eq!(
         a.order_json(1).await,
         json!({"order": 1, "status": "COLLECTED"})
@@ -553,9 +596,13 @@ async fn a_log_line_cut_short_by_a_crash_is_dropped() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_is_collected_once_whichever_processes_customers_ask() {
+    let Some(rabbit) = Rabbit::vhost("collected-once").await else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
-    let a = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
-    let b = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    let args = ["--prep-time", "0", "--broker", &rabbit.url];
+    let a = ServerProcess::spawn(dir.path(), &args).await;
+    let b = ServerProcess::spawn(dir.path(), &args).await;
     let placed = placed_orders(&[&a.base, &b.base], 20, 20).await;
     let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     let mut sorted = tickets.clone();
