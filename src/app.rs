@@ -83,6 +83,7 @@ impl Restaurant {
         let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone(), wait.clone()];
         observers.extend(broker.as_ref().map(Broker::change_publisher));
         let store = open_store(dir, observers).await?;
+        store.set_max_orders(config.max_orders);
         let tickets = open_tickets(dir, &store).await?;
 
         let queue = match &broker {

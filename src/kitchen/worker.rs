@@ -149,6 +149,15 @@ impl Worker {
                 ));
                 return settle(&me, delivery, Prepared::Unknown(ticket)).await;
             }
+            // Only a new order can find the restaurant full; kept, not dropped.
+            Ok(Outcome::Full) => {
+                return give_back(
+                    &me,
+                    delivery,
+                    "the store answered as if it were a new order",
+                )
+                .await;
+            }
             Err(e) => {
                 let why = e.to_string();
                 self.hand.put_down(true, Some(back(&me, ticket, &why)));
@@ -222,6 +231,16 @@ async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared {
         // A cancel never follows a claim; nor does a code come into it.
         Ok(Outcome::NotFound) | Ok(Outcome::Cancelled) | Ok(Outcome::WrongCode) => (
             settle(name, delivery, Prepared::Unknown(ticket)).await,
+            None,
+        ),
+        // Only a new order can find the restaurant full; kept, not dropped.
+        Ok(Outcome::Full) => (
+            give_back_after_a_pause(
+                name,
+                delivery,
+                "the store answered as if it were a new order",
+            )
+            .await,
             None,
         ),
         Err(e) => {

@@ -128,6 +128,7 @@ fn refusal(ticket: Ticket, outcome: Outcome) -> ApiError {
         Outcome::Collected => ApiError::AlreadyCollected(ticket),
         Outcome::Cancelled => ApiError::AlreadyCancelled(ticket),
         Outcome::NotFound => ApiError::NoSuchOrder(ticket),
+        Outcome::Full => ApiError::Internal(format!("order {ticket}: unexpected outcome")),
         Outcome::Changed(o)
         | Outcome::ClaimedAgain { order: o, .. }
         | Outcome::Unchanged(o)

@@ -19,6 +19,7 @@ mod cli;
 mod crash_points;
 mod durability;
 mod file_faults;
+mod full;
 mod hostile_input;
 mod kill_storm;
 mod kitchen;
