@@ -197,7 +197,10 @@ impl Restaurant {
         // As a make-service: each connection clones the router (one
         // reference count). Served as a plain router, axum rebuilds its
         // route table for every connection, ~10 KB per open board.
-        let router = web::router(state, hosts).into_make_service();
+        // With each connection's address: the pickup-code throttle counts
+        // wrong codes per client address.
+        let router =
+            web::router(state, hosts).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tokio::select! {

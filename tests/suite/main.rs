@@ -26,3 +26,4 @@ mod kitchen;
 mod metrics;
 mod restaurant;
 mod rush;
+mod throttle;
