@@ -180,11 +180,16 @@ pub async fn show(
     }
 }
 
-/// `GET /orders`: the whole board.
+/// `GET /orders`: the whole board, written a piece at a time as the
+/// socket takes it (a reader that stalls holds one piece, not the board).
 pub async fn board(State(app): State<AppState>) -> Response {
+    let pieces = futures_util::stream::unfold(app.board.snapshot(), |mut whole| async move {
+        let piece = whole.next_piece()?;
+        Some((Ok::<_, std::convert::Infallible>(piece), whole))
+    });
     (
         [(header::CONTENT_TYPE, "application/json")],
-        app.board.snapshot(),
+        axum::body::Body::from_stream(pieces),
     )
         .into_response()
 }
