@@ -5,7 +5,10 @@
 //!
 //! It connects --boards `/updates` streams, then places --rate orders per
 //! second for --duration and collects each as soon as it is READY (so the
-//! board stays small and every order makes four changes). Each board counts
+//! board stays small and every order makes four changes). With --live N,
+//! N orders are placed first and never collected (READY at --prep-time 0),
+//! so every board holds N orders: a change still costs one order's bytes,
+//! and only the first event (the whole board) grows with N. Each board counts
 //! the changes it got and checks that none was skipped (versions one by one,
 //! no full board after the first). Every --sample-th board also parses each
 //! event and measures publish → receive: its arrival time minus the time the
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{Context, bail};
 use clap::Parser;
-use fastfood::order::{Order, Status};
+use fastfood::order::{Status, Timestamp};
 use fastfood::rush::Latency;
 use fastfood::rush::sse;
 use futures_util::StreamExt;
@@ -46,22 +49,29 @@ struct Args {
     /// Measure latency on every SAMPLE-th board (1: all).
     #[arg(long, default_value_t = 10)]
     sample: usize,
+    /// Orders placed before the boards connect and never collected: the
+    /// restaurant every board holds (at most the server's --max-orders).
+    #[arg(long, default_value_t = 0)]
+    live: usize,
     /// Connections opened at once while connecting.
     #[arg(long, default_value_t = 256)]
     connect_burst: usize,
 }
 
+/// A change event: the changed order as it is now (once collected, only
+/// its number and status).
 #[derive(Deserialize)]
 struct Event {
     version: u64,
     change: Option<Change>,
-    orders: Vec<Order>,
 }
 
 #[derive(Deserialize)]
 struct Change {
-    order: u32,
     status: Status,
+    taken_at: Option<Timestamp>,
+    preparing_at: Option<Timestamp>,
+    ready_at: Option<Timestamp>,
 }
 
 #[derive(Default)]
@@ -93,6 +103,18 @@ async fn main() -> anyhow::Result<()> {
     let connected = Arc::new(AtomicU64::new(0));
     let stop = tokio_util::sync::CancellationToken::new();
     let burst = Arc::new(Semaphore::new(args.connect_burst));
+
+    // The standing orders, placed before any board connects.
+    for _ in 0..args.live {
+        let response = client
+            .post(format!("{base}/order"))
+            .body("a standing order, never collected")
+            .send()
+            .await?;
+        if response.status() != reqwest::StatusCode::CREATED {
+            bail!("/order answered {} for a standing order", response.status());
+        }
+    }
 
     let started = Instant::now();
     let mut boards = Vec::new();
@@ -153,14 +175,11 @@ async fn main() -> anyhow::Result<()> {
                 t.last_version = t.last_version.max(version);
                 drop(t);
                 if sampled && let Ok(event) = serde_json::from_slice::<Event>(data) {
-                    let stamped = event.change.and_then(|c| {
-                        let order = event.orders.iter().find(|o| o.ticket == c.order)?;
-                        match c.status {
-                            Status::Taken => Some(order.taken_at),
-                            Status::Preparing => order.preparing_at,
-                            Status::Ready => order.ready_at,
-                            _ => None,
-                        }
+                    let stamped = event.change.and_then(|c| match c.status {
+                        Status::Taken => c.taken_at,
+                        Status::Preparing => c.preparing_at,
+                        Status::Ready => c.ready_at,
+                        _ => None,
                     });
                     if let Some(at) = stamped {
                         let us = now.duration_since(at.0).unwrap_or_default().as_micros() as u64;
@@ -263,6 +282,7 @@ async fn main() -> anyhow::Result<()> {
         "{}",
         json!({
             "boards": args.boards,
+            "live_orders": args.live,
             "connect_s": connect_time.as_secs_f64(),
             "orders": placed.load(Ordering::Relaxed),
             "collected": collected.load(Ordering::Relaxed),

@@ -57,10 +57,13 @@ async fn main() -> Result<(), Error> {
 
     let mut last = String::new();
     while let Some(event) = events.next().await {
-        let board: Value = serde_json::from_str(&event?.data)?;
-        let mine = board["orders"]
-            .as_array()
-            .and_then(|orders| orders.iter().find(|o| o["order"] == ticket));
+        // The whole board (first, or after falling behind), or one change.
+        let event: Value = serde_json::from_str(&event?.data)?;
+        let mine = match event["orders"].as_array() {
+            Some(orders) => orders.iter().find(|o| o["order"] == ticket),
+            None if event["change"]["order"] == ticket => Some(&event["change"]),
+            None => continue,
+        };
         let Some(status) = mine.and_then(|o| o["status"].as_str()) else {
             if !last.is_empty() {
                 return Err(format!("order {ticket} left the board before we collected it").into());
@@ -73,6 +76,9 @@ async fn main() -> Result<(), Error> {
         }
         if status == "READY" {
             break;
+        }
+        if status == "CANCELLED" || status == "COLLECTED" {
+            return Err(format!("order {ticket} is {status}: nothing to collect").into());
         }
     }
 

@@ -88,6 +88,7 @@ impl Restaurant {
         let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone(), wait.clone()];
         observers.extend(broker.as_ref().map(Broker::change_publisher));
         let store = open_store(dir, Opening::Create, observers).await?;
+        store.set_max_orders(config.max_orders);
         let tickets = open_tickets(dir, &store).await?;
         identify(&store).await?;
         if let Some(broker) = &broker {
@@ -227,7 +228,10 @@ impl Restaurant {
         // As a make-service: each connection clones the router (one
         // reference count). Served as a plain router, axum rebuilds its
         // route table for every connection, ~10 KB per open board.
-        let router = web::router(state, hosts).into_make_service();
+        // With each connection's address: the pickup-code throttle counts
+        // wrong codes per client address.
+        let router =
+            web::router(state, hosts).into_make_service_with_connect_info::<std::net::SocketAddr>();
         let server = axum::serve(listener, router)
             .with_graceful_shutdown(shutdown.clone().cancelled_owned());
         tokio::select! {

@@ -2,25 +2,28 @@
 //! them, and the fan-out of each change to every connected screen. It is fed
 //! by the store (as an [`Observer`]) and read by `/updates` and `/orders`.
 //!
-//! Each order is serialised once, when it changes. Each change becomes an
-//! entry in a ring: the change, plus the board right after it as a persistent
-//! map (`imbl`), which shares all but a few nodes with its neighbours, so
-//! recording a change costs the store's committer next to nothing whatever
-//! the size of the board. The SSE frame of an entry (`id:` and `data:` with
-//! the whole board) is built by the first screen that reads it, outside any
-//! lock, and shared by every other screen as `Bytes`: a thousand screens cost
-//! one frame and a thousand reference counts, and a screen that never reads
-//! costs nobody anything.
+//! Each order is serialised once, when it changes. A change becomes an entry
+//! in a ring: its SSE frame (`id:` and `data:` with the version and the
+//! changed order, a few hundred bytes however full the restaurant is), built
+//! once and shared by every screen as `Bytes`, plus the board right after it
+//! as a persistent map (`imbl`), which shares all but a few nodes with its
+//! neighbours, for the screens that asked for the whole board in every event.
+//! So recording a change costs the committer O(log n), and each screen O(1).
 //!
-//! The ring is bounded both in count ([`BACKLOG`]) and in the bytes its
-//! frames take or would take ([`BACKLOG_BYTES`]), since every frame holds the
-//! whole board. A screen keeps only its place in the ring; when it reads
-//! again after its place was overwritten, it gets the whole current board
-//! instead of the frames it missed.
+//! A whole board (on connect, after falling behind, and for `GET /orders`)
+//! is a [`Whole`]: a snapshot of the map, written out in pieces of about
+//! [`PIECE`] bytes as the socket takes them. A reader that stalls holds the
+//! snapshot (which shares its nodes and its orders' JSON with the live
+//! board) and one piece, never a copy of the whole restaurant.
+//!
+//! The ring is bounded in count ([`BACKLOG`]). A screen keeps only its place
+//! in the ring; when it reads again after its place was overwritten, it gets
+//! the whole current board instead of the changes it missed.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
-use std::sync::{Arc, OnceLock};
+use std::ops::Bound;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use imbl::OrdMap;
@@ -30,29 +33,21 @@ use tokio::sync::watch;
 use crate::order::{Order, Status, Ticket};
 use crate::store::{Observer, Origin, Record};
 
-/// Most frames kept for screens that fall behind.
+/// Most changes kept for screens that fall behind.
 pub const BACKLOG: usize = 256;
-/// Most bytes of frames kept (or that would be, once built) for screens that
-/// fall behind (the newest is kept whatever its size).
-pub const BACKLOG_BYTES: usize = 8 * 1024 * 1024;
-
-/// One SSE message, framed (`id:` and `data:` lines), ready to write.
-#[derive(Clone, Debug)]
-pub struct Frame {
-    pub version: u64,
-    pub bytes: Bytes,
-}
+/// About how many bytes of a whole board are written at a time.
+pub const PIECE: usize = 16 * 1024;
 
 pub struct Board {
     inner: Mutex<Inner>,
-    /// The sequence number after the newest frame: screens wait on it.
+    /// The sequence number after the newest change: screens wait on it.
     /// Its receivers are the connected screens.
     sent: watch::Sender<u64>,
 }
 
-/// A screen's place in the board's frames.
+/// A screen's place in the board's changes.
 pub struct Cursor {
-    /// The sequence number of the next frame this screen needs.
+    /// The sequence number of the next change this screen needs.
     next: u64,
     changes: watch::Receiver<u64>,
 }
@@ -60,87 +55,131 @@ pub struct Cursor {
 /// What a screen gets next.
 pub enum Next {
     /// The next change, in order.
-    Frame(Frame),
+    Change(Arc<Change>),
     /// It fell behind: the whole board now, from which it carries on.
-    Lagged(Frame),
+    Lagged(Whole),
 }
 
 /// Each order's status and JSON, by ticket.
 type Orders = OrdMap<Ticket, (Status, Bytes)>;
 
 /// One change on the ring, with the board as it was right after it.
-struct Entry {
-    version: u64,
-    /// `None` for the whole board (on connect, or after falling behind).
-    change: Option<(Ticket, Status)>,
+pub struct Change {
+    pub version: u64,
+    /// The changed order's JSON, as `GET /orders/N` shows it.
+    json: Bytes,
+    /// `id: V` and `data: {"version": V, "change": {...}}`, framed.
+    frame: Bytes,
     orders: Orders,
-    /// The frame's length, known before it is built.
-    size: usize,
-    frame: OnceLock<Frame>,
 }
 
-impl Entry {
-    fn new(inner: &Inner, change: Option<(Ticket, Status)>) -> Arc<Entry> {
-        let size = 96 + inner.orders_bytes + inner.orders.len();
-        Arc::new(Entry {
-            version: inner.version,
-            change,
-            orders: inner.orders.clone(),
-            size,
-            frame: OnceLock::new(),
-        })
+impl Change {
+    /// The SSE frame of this change alone.
+    pub fn frame(&self) -> Bytes {
+        self.frame.clone()
     }
 
-    /// The SSE frame, built by whoever asks first.
-    fn frame(&self) -> Frame {
-        self.frame
-            .get_or_init(|| {
-                let v = self.version;
-                let mut out = Vec::with_capacity(self.size);
-                write!(out, "id: {v}\ndata: {{\"version\":{v},\"change\":").expect("vec write");
-                match self.change {
-                    Some((ticket, status)) => {
-                        write!(out, "{{\"order\":{ticket},\"status\":\"{status}\"}}")
-                    }
-                    None => write!(out, "null"),
-                }
-                .expect("vec write");
-                out.extend_from_slice(b",\"orders\":");
-                write_orders(&self.orders, &mut out);
-                out.extend_from_slice(b"}\n\n");
-                Frame {
-                    version: v,
-                    bytes: out.into(),
-                }
-            })
-            .clone()
+    /// The SSE frame of this change with the whole board after it.
+    pub fn with_board(&self) -> Whole {
+        let v = self.version;
+        let mut head = Vec::with_capacity(64 + self.json.len());
+        write!(head, "id: {v}\ndata: {{\"version\":{v},\"change\":").expect("vec write");
+        head.extend_from_slice(&self.json);
+        head.extend_from_slice(b",\"orders\":");
+        Whole::new(head, self.orders.clone(), b"}\n\n")
     }
 }
 
-/// `[order,order,...]`, each order's JSON as it was serialised.
-fn write_orders(orders: &Orders, out: &mut Vec<u8>) {
-    out.push(b'[');
-    for (i, (_, json)) in orders.values().enumerate() {
-        if i > 0 {
-            out.push(b',');
+/// A whole board, written out a piece at a time: `head`, `[`, the orders'
+/// JSON, `]`, `tail`.
+pub struct Whole {
+    pub version: u64,
+    head: Option<Vec<u8>>,
+    orders: Orders,
+    /// The ticket to write from next.
+    from: Ticket,
+    /// Whether an order was written (the next needs a comma).
+    any: bool,
+    tail: &'static [u8],
+    done: bool,
+}
+
+impl Whole {
+    fn new(head: Vec<u8>, orders: Orders, tail: &'static [u8]) -> Whole {
+        Whole {
+            version: 0,
+            head: Some(head),
+            orders,
+            from: 0,
+            any: false,
+            tail,
+            done: false,
         }
-        out.extend_from_slice(json);
     }
-    out.push(b']');
+
+    /// The SSE frame of the whole board, `"change": null`.
+    fn frame(version: u64, orders: Orders) -> Whole {
+        let mut head = Vec::with_capacity(64);
+        write!(
+            head,
+            "id: {version}\ndata: {{\"version\":{version},\"change\":null,\"orders\":"
+        )
+        .expect("vec write");
+        Whole {
+            version,
+            ..Whole::new(head, orders, b"}\n\n")
+        }
+    }
+
+    /// The next piece, about [`PIECE`] bytes (or one order, if larger);
+    /// `None` once all was written.
+    pub fn next_piece(&mut self) -> Option<Bytes> {
+        if self.done {
+            return None;
+        }
+        let mut out = match self.head.take() {
+            Some(mut head) => {
+                head.push(b'[');
+                head
+            }
+            None => Vec::with_capacity(PIECE + 1024),
+        };
+        let range = self
+            .orders
+            .range((Bound::Included(self.from), Bound::Unbounded));
+        for (ticket, (_, json)) in range {
+            if out.len() >= PIECE {
+                self.from = *ticket;
+                return Some(out.into());
+            }
+            if self.any {
+                out.push(b',');
+            }
+            out.extend_from_slice(json);
+            self.any = true;
+        }
+        out.push(b']');
+        out.extend_from_slice(self.tail);
+        self.done = true;
+        Some(out.into())
+    }
+
+    /// All of it at once (for tests and small boards).
+    pub fn to_vec(mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        while let Some(piece) = self.next_piece() {
+            out.extend_from_slice(&piece);
+        }
+        out
+    }
 }
 
 #[derive(Default)]
 struct Inner {
     version: u64,
     orders: Orders,
-    /// The total length of the orders' JSON.
-    orders_bytes: usize,
-    /// The whole board with `"change": null`, kept while it is current.
-    current: Option<Arc<Entry>>,
     /// The last changes; the first has sequence number `first`.
-    ring: VecDeque<Arc<Entry>>,
-    /// What the ring's frames take, or will once built.
-    ring_bytes: usize,
+    ring: VecDeque<Arc<Change>>,
     first: u64,
 }
 
@@ -153,57 +192,46 @@ impl Board {
     }
 
     /// The whole board now, and a place from which every later change follows.
-    pub fn subscribe(&self) -> (Frame, Cursor) {
-        let (current, cursor) = {
-            let mut inner = self.lock();
-            // Under the lock: no change can slip between the two.
-            let cursor = Cursor {
-                next: inner.end(),
-                changes: self.sent.subscribe(),
-            };
-            (inner.current(), cursor)
+    pub fn subscribe(&self) -> (Whole, Cursor) {
+        let inner = self.lock();
+        // Under the lock: no change can slip between the two.
+        let cursor = Cursor {
+            next: inner.end(),
+            changes: self.sent.subscribe(),
         };
-        (current.frame(), cursor)
+        (Whole::frame(inner.version, inner.orders.clone()), cursor)
     }
 
-    /// The frame `cursor` needs next, if there is one yet; `None` means wait
+    /// What `cursor` needs next, if there is anything yet; `None` means wait
     /// for [`Cursor::changed`].
     pub fn next(&self, cursor: &mut Cursor) -> Option<Next> {
-        // Seen before looking, so a frame sent after this look wakes the wait.
+        // Seen before looking, so a change sent after this look wakes the wait.
         cursor.changes.borrow_and_update();
-        let entry = {
-            let mut inner = self.lock();
-            if cursor.next < inner.first {
-                cursor.next = inner.end();
-                let current = inner.current();
-                drop(inner);
-                return Some(Next::Lagged(current.frame()));
-            }
-            let entry = inner
-                .ring
-                .get((cursor.next - inner.first) as usize)?
-                .clone();
-            cursor.next += 1;
-            entry
-        };
-        Some(Next::Frame(entry.frame()))
-    }
-
-    /// `{"version": V, "orders": [...]}`: the body of `GET /orders`.
-    pub fn snapshot(&self) -> Bytes {
-        let (version, orders, size) = {
-            let inner = self.lock();
-            (
+        let inner = self.lock();
+        if cursor.next < inner.first {
+            cursor.next = inner.end();
+            return Some(Next::Lagged(Whole::frame(
                 inner.version,
                 inner.orders.clone(),
-                inner.orders_bytes + inner.orders.len(),
-            )
-        };
-        let mut out = Vec::with_capacity(32 + size);
-        write!(out, "{{\"version\":{version},\"orders\":").expect("vec write");
-        write_orders(&orders, &mut out);
-        out.push(b'}');
-        out.into()
+            )));
+        }
+        let change = inner
+            .ring
+            .get((cursor.next - inner.first) as usize)?
+            .clone();
+        cursor.next += 1;
+        Some(Next::Change(change))
+    }
+
+    /// `{"version": V, "orders": [...]}`: the body of `GET /orders`, to be
+    /// written a piece at a time.
+    pub fn snapshot(&self) -> Whole {
+        let inner = self.lock();
+        let head = format!("{{\"version\":{},\"orders\":", inner.version).into_bytes();
+        Whole {
+            version: inner.version,
+            ..Whole::new(head, inner.orders.clone(), b"}")
+        }
     }
 
     /// How many screens are connected.
@@ -212,14 +240,10 @@ impl Board {
     }
 
     /// Adds a change for every screen and wakes them.
-    fn send(&self, inner: &mut Inner, entry: Arc<Entry>) {
-        inner.ring_bytes += entry.size;
-        inner.ring.push_back(entry);
-        while inner.ring.len() > 1
-            && (inner.ring.len() > BACKLOG || inner.ring_bytes > BACKLOG_BYTES)
-        {
-            let old = inner.ring.pop_front().expect("not empty");
-            inner.ring_bytes -= old.size;
+    fn send(&self, inner: &mut Inner, change: Arc<Change>) {
+        inner.ring.push_back(change);
+        while inner.ring.len() > BACKLOG {
+            inner.ring.pop_front();
             inner.first += 1;
         }
         self.sent.send_replace(inner.end());
@@ -231,7 +255,7 @@ impl Board {
 }
 
 impl Cursor {
-    /// Waits until a frame may be there for this screen (see [`Board::next`]).
+    /// Waits until a change may be there for this screen (see [`Board::next`]).
     pub async fn changed(&mut self) {
         // An error means the board is gone; the stream ends with shutdown.
         if self.changes.changed().await.is_err() {
@@ -241,36 +265,28 @@ impl Cursor {
 }
 
 impl Inner {
-    /// The sequence number the next frame will get.
+    /// The sequence number the next change will get.
     fn end(&self) -> u64 {
         self.first + self.ring.len() as u64
     }
 
-    /// The whole board as it is now.
-    fn current(&mut self) -> Arc<Entry> {
-        match &self.current {
-            Some(entry) if entry.version == self.version => entry.clone(),
-            _ => {
-                let entry = Entry::new(self, None);
-                self.current = Some(entry.clone());
-                entry
-            }
-        }
-    }
-
-    fn put(&mut self, order: &Order) {
-        let json: Bytes = serde_json::to_vec(order)
-            .expect("an order serialises")
-            .into();
-        self.orders_bytes += json.len();
-        if let Some((_, old)) = self.orders.insert(order.ticket, (order.status, json)) {
-            self.orders_bytes -= old.len();
-        }
-    }
-
-    fn remove(&mut self, ticket: Ticket) {
-        if let Some((_, old)) = self.orders.remove(&ticket) {
-            self.orders_bytes -= old.len();
+    /// Records `order`; its JSON as `GET /orders/N` shows it.
+    fn put(&mut self, order: &Order) -> Bytes {
+        if order.status.is_live() {
+            let json: Bytes = serde_json::to_vec(order)
+                .expect("an order serialises")
+                .into();
+            self.orders
+                .insert(order.ticket, (order.status, json.clone()));
+            json
+        } else {
+            self.orders.remove(&order.ticket);
+            // Gone from the board: `GET /orders/N` shows its number and status.
+            format!(
+                "{{\"order\":{},\"status\":\"{}\"}}",
+                order.ticket, order.status
+            )
+            .into()
         }
     }
 }
@@ -283,20 +299,25 @@ impl Observer for Board {
             // Nobody to keep them for: a screen that connects starts afresh.
             inner.first = inner.end();
             inner.ring.clear();
-            inner.ring_bytes = 0;
         }
         for record in records {
             let order = &record.order;
             let before = inner.orders.get(&order.ticket).map(|(status, _)| *status);
-            if order.status.is_live() {
-                inner.put(order);
-            } else {
-                inner.remove(order.ticket);
-            }
+            let json = inner.put(order);
             inner.version = record.version;
             if watched && before != Some(order.status) {
-                let entry = Entry::new(&inner, Some((order.ticket, order.status)));
-                self.send(&mut inner, entry);
+                let v = record.version;
+                let mut frame = Vec::with_capacity(48 + json.len());
+                write!(frame, "id: {v}\ndata: {{\"version\":{v},\"change\":").expect("vec write");
+                frame.extend_from_slice(&json);
+                frame.extend_from_slice(b"}\n\n");
+                let change = Change {
+                    version: v,
+                    json,
+                    frame: frame.into(),
+                    orders: inner.orders.clone(),
+                };
+                self.send(&mut inner, Arc::new(change));
             }
         }
     }
@@ -305,13 +326,14 @@ impl Observer for Board {
         let mut inner = self.lock();
         inner.version = version;
         inner.orders = Orders::new();
-        inner.orders_bytes = 0;
         for order in live.values() {
             inner.put(order);
         }
         if self.screens() > 0 {
-            let entry = inner.current();
-            self.send(&mut inner, entry);
+            // Every screen resyncs: its place is now behind the ring.
+            inner.first = inner.end() + 1;
+            inner.ring.clear();
+            self.sent.send_replace(inner.first);
         }
     }
 }
@@ -328,77 +350,104 @@ mod tests {
         }
     }
 
+    fn text(bytes: &[u8]) -> &str {
+        std::str::from_utf8(bytes).unwrap()
+    }
+
     #[test]
-    fn a_screen_gets_every_frame_in_order_then_waits() {
+    fn a_screen_gets_every_change_in_order_then_waits() {
         let board = Board::new();
         let (first, mut cursor) = board.subscribe();
         assert_eq!(first.version, 0);
+        assert_eq!(
+            text(&first.to_vec()),
+            "id: 0\ndata: {\"version\":0,\"change\":null,\"orders\":[]}\n\n"
+        );
         for v in 1..=3 {
             board.committed(&[taken(v, v as Ticket, "cola")], Origin::Here);
         }
         for v in 1..=3 {
             match board.next(&mut cursor) {
-                Some(Next::Frame(f)) => assert_eq!(f.version, v),
-                _ => panic!("frame {v}"),
+                Some(Next::Change(c)) => assert_eq!(c.version, v),
+                _ => panic!("change {v}"),
             }
         }
         assert!(board.next(&mut cursor).is_none());
     }
 
     #[test]
-    fn frames_are_built_only_when_read_and_only_once() {
+    fn a_change_costs_the_same_however_full_the_board_is() {
         let board = Board::new();
         let (_, mut reader) = board.subscribe();
-        let (_, _never_reads) = board.subscribe();
-        for v in 1..=50 {
-            board.committed(&[taken(v, v as Ticket, "fries")], Origin::Here);
+        let text_1000 = "x".repeat(1000);
+        // Read as they come: the 1st change and the 2,000th cost the same.
+        let mut sizes = Vec::new();
+        for v in 1..=2000 {
+            board.committed(&[taken(v, v as Ticket, &text_1000)], Origin::Here);
+            match board.next(&mut reader) {
+                Some(Next::Change(c)) => sizes.push(c.frame().len()),
+                _ => panic!("change {v}"),
+            }
         }
-        let built = |board: &Board| {
-            board
-                .lock()
-                .ring
-                .iter()
-                .filter(|e| e.frame.get().is_some())
-                .count()
+        let (least, most) = (sizes.iter().min().unwrap(), sizes.iter().max().unwrap());
+        assert!(*most < 1200 && most - least < 10, "{least}..{most} bytes");
+        // A second screen shares the same bytes.
+        let (_, mut other) = board.subscribe();
+        board.committed(&[taken(2001, 2001, "fries")], Origin::Here);
+        let (Some(Next::Change(a)), Some(Next::Change(b))) =
+            (board.next(&mut reader), board.next(&mut other))
+        else {
+            panic!("a change for both")
         };
-        assert_eq!(built(&board), 0, "recording a change builds no frame");
-        let Some(Next::Frame(first)) = board.next(&mut reader) else {
-            panic!("a frame")
-        };
-        assert_eq!(built(&board), 1);
-        // A second screen reading the same change shares the same bytes.
-        let (_, mut other) = {
-            let inner = board.lock();
-            (
-                0,
-                Cursor {
-                    next: inner.first,
-                    changes: board.sent.subscribe(),
-                },
-            )
-        };
-        let Some(Next::Frame(again)) = board.next(&mut other) else {
-            panic!("a frame")
-        };
-        assert_eq!(first.bytes.as_ptr(), again.bytes.as_ptr());
-        assert!(std::str::from_utf8(&first.bytes).unwrap().starts_with("id: 1\ndata: {\"version\":1,\"change\":{\"order\":1,\"status\":\"TAKEN\"},\"orders\":[{\"order\":1,"));
+        assert_eq!(a.frame().as_ptr(), b.frame().as_ptr());
+        assert!(text(&a.frame()).starts_with(
+            "id: 2001\ndata: {\"version\":2001,\"change\":{\"order\":2001,\"status\":\"TAKEN\",\"content\":\"fries\""
+        ));
+        // Who asked for the whole board in every event gets it.
+        let whole = a.with_board().to_vec();
+        let data = text(&whole).strip_prefix("id: 2001\ndata: ").unwrap();
+        let value: serde_json::Value = serde_json::from_str(data.trim_end()).unwrap();
+        assert_eq!(value["orders"].as_array().unwrap().len(), 2001);
+        assert_eq!(value["change"]["order"], 2001);
     }
 
     #[test]
-    fn the_frames_kept_are_bounded_in_bytes_and_a_stalled_screen_resyncs() {
+    fn a_whole_board_is_written_in_pieces() {
+        let board = Board::new();
+        let text_1000 = "y".repeat(1000);
+        for v in 1..=100 {
+            board.committed(&[taken(v, v as Ticket, &text_1000)], Origin::Here);
+        }
+        let mut whole = board.snapshot();
+        // Later changes do not reach a snapshot being written.
+        board.committed(&[taken(101, 101, "late")], Origin::Here);
+        let mut pieces = Vec::new();
+        while let Some(piece) = whole.next_piece() {
+            assert!(piece.len() < PIECE + 1200, "{} bytes", piece.len());
+            pieces.extend_from_slice(&piece);
+        }
+        assert!(pieces.len() > 5 * PIECE);
+        let value: serde_json::Value = serde_json::from_slice(&pieces).unwrap();
+        assert_eq!(value["version"], 100);
+        let tickets: Vec<u64> = value["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["order"].as_u64().unwrap())
+            .collect();
+        assert_eq!(tickets, (1..=100).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn a_stalled_screen_resyncs_to_the_whole_board() {
         let board = Board::new();
         let (_, mut stalled) = board.subscribe();
-        // Every frame holds the whole board, which grows by 1000 characters
-        // per order: 400 frames would be ~80 MB if all were kept.
-        let text = "x".repeat(1000);
         for v in 1..=400 {
-            board.committed(&[taken(v, v as Ticket, &text)], Origin::Here);
-            let inner = board.lock();
-            assert!(inner.ring.len() <= BACKLOG);
-            assert!(inner.ring_bytes <= BACKLOG_BYTES || inner.ring.len() == 1);
+            board.committed(&[taken(v, v as Ticket, "z")], Origin::Here);
+            assert!(board.lock().ring.len() <= BACKLOG);
         }
         match board.next(&mut stalled) {
-            Some(Next::Lagged(frame)) => assert_eq!(frame.version, 400),
+            Some(Next::Lagged(whole)) => assert_eq!(whole.version, 400),
             _ => panic!("a screen that fell behind gets the whole board"),
         }
         assert!(board.next(&mut stalled).is_none(), "and then waits");

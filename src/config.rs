@@ -30,6 +30,12 @@ pub struct ServeConfig {
     #[arg(long, env = "FASTFOOD_QUEUE_CAPACITY", default_value_t = 100_000, value_parser = parse_capacity)]
     pub queue_capacity: usize,
 
+    /// Most orders in the restaurant at once, waiting, being prepared or
+    /// ready to collect (1 to 1000000); past it `/order` answers `503
+    /// restaurant_full` until one is collected or cancelled.
+    #[arg(long, env = "FASTFOOD_MAX_ORDERS", default_value_t = 10_000, value_parser = parse_max_orders)]
+    pub max_orders: usize,
+
     /// Host names the restaurant's pages are reached by, comma-separated
     /// (e.g. restaurant.example): a browser may place and collect orders only
     /// from a page of this server under one of these names, or of
@@ -206,6 +212,9 @@ pub const MAX_PREP_TIME: Duration = Duration::from_secs(3600);
 pub const MAX_WORKERS: usize = 64;
 /// The largest in-process queue: a million tickets waiting (a few MB).
 pub const MAX_QUEUE_CAPACITY: usize = 1_000_000;
+/// The most orders a restaurant may be told to hold: each costs its JSON on
+/// every board and in the store's memory.
+pub const MAX_MAX_ORDERS: usize = 1_000_000;
 /// The highest failure rate: at 1 no order would ever be finished.
 pub const MAX_FAIL_RATE: f64 = 0.9;
 
@@ -241,6 +250,15 @@ fn parse_capacity(text: &str) -> Result<usize, String> {
         Ok(n) if (1..=MAX_QUEUE_CAPACITY).contains(&n) => Ok(n),
         _ => Err(format!(
             "{text:?} is not a queue size: give a whole number from 1 to {MAX_QUEUE_CAPACITY}"
+        )),
+    }
+}
+
+fn parse_max_orders(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_MAX_ORDERS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of orders: give a whole number from 1 to {MAX_MAX_ORDERS}"
         )),
     }
 }
@@ -320,6 +338,13 @@ mod tests {
                 .contains("1 to 1000000")
         );
         assert!(parse_capacity("0").is_err());
+        assert_eq!(parse_max_orders("1000000").unwrap(), 1_000_000);
+        for bad in ["0", "1000001", "-1", "lots"] {
+            assert!(
+                parse_max_orders(bad).unwrap_err().contains("1 to 1000000"),
+                "{bad}"
+            );
+        }
         assert_eq!(parse_prefetch("1000").unwrap(), 1000);
         for bad in ["0", "1001", "65536", "-1"] {
             assert!(

@@ -164,6 +164,11 @@ impl Front {
     /// while the order is recorded (see [`crate::ticket`]); the order is
     /// queued, and the customer answered, only once both are durable.
     pub async fn place(&self, content: String) -> Result<Placed, FrontError> {
+        // A full restaurant costs no ticket (the store's batch decides, but
+        // most refusals are seen here first).
+        if let Some(max) = self.store.is_full() {
+            return Err(StoreError::Full(max).into());
+        }
         let slot = self.queue.reserve()?;
         let numbered = self.tickets.next().await?;
         let ticket = numbered.ticket;

@@ -1,9 +1,11 @@
 // fastfood lobby board.
 //
-// Follows GET /updates (Server-Sent Events). Every event carries the whole
-// board (`orders`: every order not yet collected), so rendering is always
-// "draw exactly what the last event says"; `change` and a diff against the
-// previous board only decide what to highlight and announce.
+// Follows GET /updates (Server-Sent Events). The first event (and one after
+// falling behind or reconnecting) carries the whole board (`orders`: every
+// order not yet collected); every other event carries one `change`, the
+// order as it is now, which this page applies to its copy of the board.
+// Rendering is always "draw exactly what the copy says"; a diff against the
+// previous board only decides what to highlight and announce.
 //
 // The ready column never hides a number: its tiles shrink (down to a size
 // still readable across a room) until every READY number fits; beyond that,
@@ -87,11 +89,26 @@
   /** The stream, once started: `reconnect()` opens it again. */
   let updates = null;
 
-  /** One event: the whole board, or a change and the board after it. */
+  /** order number -> order: the board as the events so far make it. */
+  let copy = new Map();
+  const LIVE = new Set(["TAKEN", "PREPARING", "READY"]);
+
+  /** One event: the whole board, or one change to apply to the copy. */
   function onEvent(data) {
+    if (Array.isArray(data.orders)) {
+      copy = new Map(data.orders.map((o) => [o.order, o]));
+    } else if (data.change && typeof data.change.order === "number") {
+      // A change older than the board we hold is already in it.
+      if (typeof state.version === "number" && data.version <= state.version) return;
+      if (LIVE.has(data.change.status)) copy.set(data.change.order, data.change);
+      else copy.delete(data.change.order);
+    } else {
+      return;
+    }
     state.lastEventAt = Date.now();
     state.version = data.version ?? state.version;
-    onBoard(data);
+    const orders = [...copy.values()].sort((a, b) => a.order - b.order);
+    onBoard({ orders });
   }
 
   /**

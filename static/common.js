@@ -2,8 +2,9 @@
 //
 // - errors: an API error as the sentence in its JSON `message`;
 // - the wait in words ("7 orders ahead of you · ready in about 2 minutes");
-// - following one order live: GET /updates (SSE) for its status, and
-//   GET /orders/N for how long it will be (the stream carries no estimates);
+// - following one order live: GET /updates (SSE) for its status (the whole
+//   board first, then each change alone), and GET /orders/N for how long it
+//   will be (the stream carries no estimates);
 // - a chime made with WebAudio (no sound file).
 //
 // Loaded before each page's own script; defines one global, `Fastfood`.
@@ -188,17 +189,25 @@ window.Fastfood = (() => {
     }
 
     const onData = (data) => {
-      const orders = Array.isArray(data.orders) ? data.orders : [];
-      const mine = orders.find((o) => o.order === n);
-      if (mine) {
-        emit({ order: n, status: mine.status, content: mine.content });
-        // Any move in the kitchen may change how long: ask again.
-        if (mine.status === "TAKEN" || mine.status === "PREPARING") refresh();
+      if (Array.isArray(data.orders)) {
+        // The whole board (on connect, or after falling behind).
+        const mine = data.orders.find((o) => o.order === n);
+        if (mine) {
+          emit({ order: n, status: mine.status, content: mine.content });
+          if (mine.status === "TAKEN" || mine.status === "PREPARING") refresh();
+        } else {
+          refresh(); // not on the board and we missed why: ask
+        }
       } else if (data.change && data.change.order === n) {
-        // It left the board (collected, or cancelled by whom).
-        emit({ order: n, status: data.change.status, cancelled_by: data.change.cancelled_by });
-      } else {
-        refresh(); // not on the board and we missed why: ask
+        const { status, content, cancelled_by } = data.change;
+        const seen = { order: n, status };
+        if (content !== undefined) seen.content = content;
+        if (cancelled_by !== undefined) seen.cancelled_by = cancelled_by;
+        emit(seen);
+        if (status === "TAKEN" || status === "PREPARING") refresh();
+      } else if (last && (last.status === "TAKEN" || last.status === "PREPARING")) {
+        // Any move in the kitchen may change how long: ask again.
+        refresh();
       }
     };
 

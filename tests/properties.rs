@@ -313,6 +313,7 @@ fn seen(ticket: Ticket, answer: Result<Outcome, StoreError>, content: Option<&st
         Ok(Outcome::Cancelled) => Expect::Cancelled,
         Ok(Outcome::NotFound) => Expect::NotFound,
         Ok(Outcome::WrongCode) => Expect::WrongCode,
+        Ok(Outcome::Full) => panic!("the store has no bound here, yet it said full"),
         Err(StoreError::Corrupt { what, .. }) if what.contains("handed out twice") => {
             Expect::Refused
         }

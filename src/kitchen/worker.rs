@@ -308,6 +308,15 @@ impl Worker {
                 self.hand.put_down(true, Some(back(&me, ticket, why)));
                 return give_back(&me, delivery, why).await;
             }
+            // Only a new order can find the restaurant full; kept, not dropped.
+            Ok(Outcome::Full) => {
+                return give_back(
+                    &me,
+                    delivery,
+                    "the store answered as if it were a new order",
+                )
+                .await;
+            }
             Err(e) => {
                 let why = e.to_string();
                 self.hand.put_down(true, Some(back(&me, ticket, &why)));
@@ -532,6 +541,16 @@ async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared {
             );
             (orphan(hand, delivery, why).await, None)
         }
+        // Only a new order can find the restaurant full; kept, not dropped.
+        Ok(Outcome::Full) => (
+            give_back_after_a_pause(
+                name,
+                delivery,
+                "the store answered as if it were a new order",
+            )
+            .await,
+            None,
+        ),
         Err(e) => {
             let why = e.to_string();
             let note = back(name, ticket, &why);

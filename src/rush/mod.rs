@@ -226,6 +226,8 @@ impl Embedded {
             format!("--listen={addr}"),
             format!("--data-dir={}", dir.display()),
             format!("--workers={}", config.embedded_workers()),
+            // A rush measures the kitchen, not the bound on orders waiting.
+            format!("--max-orders={}", config::MAX_MAX_ORDERS),
             format!(
                 "--prep-time={}",
                 humantime::format_duration(config.prep_time)

@@ -6,7 +6,9 @@
 //! may be faster than the reply): it is kept for a while, and the customer
 //! finds it when they start watching. A full board (`"change": null`, on
 //! connect or after this screen fell behind) is searched for READY orders
-//! this screen might have missed.
+//! this screen might have missed; every other event is one change (the
+//! order as it is now), so this screen keeps no copy of the board: it
+//! only needs the READY moments.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -41,10 +43,10 @@ struct Head {
     _orders: IgnoredAny,
 }
 
-/// The version and change of an event. The board the server sends after a
-/// change can be megabytes, so when the event starts the way the server
-/// writes it (`{"version":…,"change":…,"orders":[…]}`) only the part before
-/// the orders is parsed.
+/// The version and change of an event. A whole board can be megabytes, so
+/// when the event starts the way the server writes it
+/// (`{"version":…,"change":…,"orders":[…]}`) only the part before the
+/// orders is parsed.
 fn head(data: &[u8]) -> anyhow::Result<Head> {
     const ORDERS: &[u8] = b",\"orders\":";
     let prefix = data.get(..256.min(data.len())).unwrap_or_default();

@@ -37,7 +37,7 @@ pub mod testing;
 use std::collections::{BTreeMap, HashMap};
 use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -88,6 +88,11 @@ pub enum StoreError {
     },
     #[error("the order store has stopped")]
     Stopped,
+    /// A new order refused: the restaurant holds its most orders already.
+    #[error(
+        "the restaurant holds {0} orders, its most; a new one must wait until one is collected"
+    )]
+    Full(usize),
     #[error("{0}")]
     NoRandomness(String),
     #[error(
@@ -158,6 +163,8 @@ struct Shared {
     /// False from a failed write (a full disk, a lock held elsewhere too
     /// long) until a write or a probe succeeds; see the committer.
     writable: AtomicBool,
+    /// The most orders in the restaurant (see [`Store::set_max_orders`]).
+    max_orders: AtomicUsize,
 }
 
 impl Store {
@@ -200,6 +207,7 @@ impl Store {
             restaurant: restaurant.map(OnceLock::from).unwrap_or_default(),
             state: RwLock::new(state),
             writable: AtomicBool::new(true),
+            max_orders: AtomicUsize::new(usize::MAX),
         });
         let (jobs, inbox) = mpsc::channel(INBOX);
         let committer = Committer {
@@ -220,6 +228,22 @@ impl Store {
         Ok(Store { jobs, shared })
     }
 
+    /// Sets the most orders the restaurant may hold (TAKEN, PREPARING or
+    /// READY): past it [`Store::record`] refuses with [`StoreError::Full`].
+    /// Decided in the committer's batch against the live set it has just
+    /// read from disk, so processes sharing the files, each with this
+    /// bound, hold it together. No bound until this is called.
+    pub fn set_max_orders(&self, max: usize) {
+        self.shared.max_orders.store(max, Ordering::Relaxed);
+    }
+
+    /// Whether the restaurant holds its most orders now (as last read: a
+    /// quick refusal before a ticket is numbered; the batch decides).
+    pub fn is_full(&self) -> Option<usize> {
+        let max = self.shared.max_orders.load(Ordering::Relaxed);
+        (self.read().live.len() >= max).then_some(max)
+    }
+
     /// Records a new order, `TAKEN`, with a new pickup code: the order and
     /// its code, which the store keeps and never shows again.
     pub async fn record(
@@ -233,10 +257,14 @@ impl Store {
                 ticket,
                 content,
                 code,
+                max_live: self.shared.max_orders.load(Ordering::Relaxed),
             })
             .await?
         {
             Outcome::Changed(order) => Ok((order, code)),
+            Outcome::Full => Err(StoreError::Full(
+                self.shared.max_orders.load(Ordering::Relaxed),
+            )),
             _ => Err(StoreError::Corrupt {
                 path: self.shared.dir.clone(),
                 what: format!(

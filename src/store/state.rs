@@ -228,6 +228,9 @@ pub enum Request {
         ticket: Ticket,
         content: String,
         code: PickupCode,
+        /// The most orders the restaurant may hold: a new one past it is
+        /// refused ([`Outcome::Full`]).
+        max_live: usize,
     },
     /// One step forward to `to`. With [`Repeat::Allow`], an order already at
     /// or past `to` is left as it is and reported `Unchanged` (a redelivered
@@ -321,6 +324,8 @@ pub enum Outcome {
     NotFound,
     /// A customer's step with a missing or wrong pickup code: nothing done.
     WrongCode,
+    /// A new order refused: the restaurant already holds its most orders.
+    Full,
 }
 
 /// The changes planned in one group commit, seen on top of the state they
@@ -331,6 +336,9 @@ pub struct Batch<'s> {
     /// not yet in the state: they count as made (see [`Batch::on_top`]).
     pending: u64,
     changed: HashMap<Ticket, Order>,
+    /// Orders in the restaurant once the pending changes and this batch's
+    /// are applied.
+    live: usize,
     /// Codes of the orders this batch takes.
     codes: HashMap<Ticket, PickupCode>,
     pub records: Vec<Change>,
@@ -342,6 +350,7 @@ impl<'s> Batch<'s> {
             state,
             pending: 0,
             changed: HashMap::new(),
+            live: state.live.len(),
             codes: HashMap::new(),
             records: Vec::new(),
         }
@@ -356,6 +365,7 @@ impl<'s> Batch<'s> {
             if let Some(code) = change.pickup_code {
                 batch.codes.insert(change.order.ticket, code);
             }
+            batch.count(&change.order);
             batch
                 .changed
                 .insert(change.order.ticket, change.order.clone());
@@ -383,8 +393,19 @@ impl<'s> Batch<'s> {
         if let Some(code) = pickup_code {
             self.codes.insert(order.ticket, code);
         }
+        self.count(&order);
         self.changed.insert(order.ticket, order.clone());
         order
+    }
+
+    /// Counts `order`'s change in [`Batch::live`], before it is recorded.
+    fn count(&mut self, order: &Order) {
+        let was_live = matches!(self.lookup(order.ticket), Lookup::Live(_));
+        match (was_live, order.status.is_live()) {
+            (false, true) => self.live += 1,
+            (true, false) => self.live = self.live.saturating_sub(1),
+            _ => {}
+        }
     }
 
     /// Whether `given` opens order `t`: its code, compared in constant time.
@@ -403,7 +424,9 @@ impl<'s> Batch<'s> {
                 ticket,
                 content,
                 code,
+                max_live,
             } => match self.lookup(*ticket) {
+                Lookup::Unknown if self.live >= *max_live => Outcome::Full,
                 Lookup::Unknown => Outcome::Changed(
                     self.push(Order::new(*ticket, content.clone(), now), Some(*code)),
                 ),
@@ -506,10 +529,37 @@ mod tests {
                 ticket: t,
                 content: "x".into(),
                 code: code(),
+                max_live: usize::MAX,
             },
             Timestamp::now(),
         );
         batch.records.pop().unwrap()
+    }
+
+    #[test]
+    fn a_full_restaurant_refuses_new_orders_until_one_leaves() {
+        let mut state = State::default();
+        state.apply(&record(&state, 1)).unwrap();
+        let now = Timestamp::now();
+        let new = |ticket| Request::Record {
+            ticket,
+            content: "x".into(),
+            code: code(),
+            max_live: 2,
+        };
+        // One live, one pending (written, not yet durable): full.
+        let pending = record(&state, 2);
+        let mut batch = Batch::on_top(&state, [&pending]);
+        assert_eq!(batch.decide(&new(3), now), Outcome::Full);
+        // The customer of order 1 cancels in the same batch: room for one.
+        let cancel = Request::Customer {
+            ticket: 1,
+            to: Status::Cancelled,
+            code: Some(code()),
+        };
+        assert!(matches!(batch.decide(&cancel, now), Outcome::Changed(_)));
+        assert!(matches!(batch.decide(&new(3), now), Outcome::Changed(_)));
+        assert_eq!(batch.decide(&new(4), now), Outcome::Full);
     }
 
     #[test]
@@ -522,6 +572,7 @@ mod tests {
                 ticket: 1,
                 content: "x".into(),
                 code: code(),
+                max_live: usize::MAX,
             },
             now,
         );
@@ -537,6 +588,7 @@ mod tests {
             ticket: 1,
             content: "y".into(),
             code: code(),
+            max_live: usize::MAX,
         };
         assert!(matches!(next.decide(&again, now), Outcome::WrongStatus(_)));
         let collect = Request::Customer {
@@ -569,6 +621,7 @@ mod tests {
                     ticket: 1,
                     content: "x".into(),
                     code: code(),
+                    max_live: usize::MAX,
                 },
                 now
             ),

@@ -47,6 +47,10 @@ pub enum ApiError {
     QueueUnavailable(#[from] QueueError),
     #[error("the order book is busy or cannot be written right now; please try again shortly")]
     StoreUnavailable(#[source] StoreError),
+    #[error(
+        "the restaurant is full: it holds {0} orders, its most, and takes a new one once an order is collected; please try again in a little while"
+    )]
+    RestaurantFull(usize),
     #[error("{}", tickets_message(.0))]
     NoTickets(#[from] TicketError),
     #[error("{message}")]
@@ -73,6 +77,7 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Busy(_) | StoreError::Io { .. } => ApiError::StoreUnavailable(e),
+            StoreError::Full(max) => ApiError::RestaurantFull(max),
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -115,6 +120,7 @@ impl ApiError {
             ApiError::TooLate(_) => (StatusCode::CONFLICT, "too_late"),
             ApiError::QueueUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable"),
             ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
+            ApiError::RestaurantFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "restaurant_full"),
             ApiError::NoTickets(
                 TicketError::Busy(_) | TicketError::Io { .. } | TicketError::Slow(_),
             ) => (StatusCode::SERVICE_UNAVAILABLE, "tickets_unavailable"),
@@ -161,7 +167,13 @@ impl IntoResponse for ApiError {
         // Worth retrying: the queue, the store or the counter is busy or down
         // for a while. Running out of ticket numbers is not.
         let exhausted = matches!(self, ApiError::NoTickets(TicketError::Exhausted { .. }));
-        if status == StatusCode::SERVICE_UNAVAILABLE && !exhausted {
+        if let ApiError::RestaurantFull(_) = &self {
+            // A place frees when a customer collects: seconds, not a moment.
+            response.headers_mut().insert(
+                header::RETRY_AFTER,
+                HeaderValue::from(FULL_RETRY_AFTER_SECS),
+            );
+        } else if status == StatusCode::SERVICE_UNAVAILABLE && !exhausted {
             response
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
@@ -169,6 +181,9 @@ impl IntoResponse for ApiError {
         response
     }
 }
+
+/// `Retry-After` of `503 restaurant_full`.
+pub const FULL_RETRY_AFTER_SECS: u64 = 10;
 
 /// Whole seconds to wait, rounded up, at least one.
 fn retry_after_secs(wait: &std::time::Duration) -> u64 {

@@ -12,6 +12,7 @@ use serde::Serialize;
 
 use super::AppState;
 use super::error::{ApiError, Result, rejected};
+use super::throttle::Client;
 use crate::order::{CancelledBy, Order, Status, Ticket, parse_content};
 use crate::pickup::PickupCode;
 use crate::store::{Lookup, Outcome};
@@ -72,10 +73,11 @@ pub async fn place(
 /// `POST /take?order=N&code=C`: the customer collects a READY order.
 pub async fn collect(
     State(app): State<AppState>,
+    client: Client,
     RawQuery(query): RawQuery,
 ) -> Result<Json<Order>> {
     let asked = parse_take_query(query.as_deref())?;
-    match by_customer(&app, &asked, Status::Collected).await? {
+    match by_customer(&app, client, &asked, Status::Collected).await? {
         Outcome::Changed(order) => Ok(Json(order)),
         Outcome::WrongStatus(order) | Outcome::Unchanged(order) => {
             Err(ApiError::NotReady(Box::new(order)))
@@ -87,9 +89,13 @@ pub async fn collect(
 /// `POST /cancel?order=N&code=C`: the customer cancels an order the kitchen
 /// has not started. The store decides against a worker's claim: of the two,
 /// exactly one happens.
-pub async fn cancel(State(app): State<AppState>, RawQuery(query): RawQuery) -> Result<Json<Order>> {
+pub async fn cancel(
+    State(app): State<AppState>,
+    client: Client,
+    RawQuery(query): RawQuery,
+) -> Result<Json<Order>> {
     let asked = parse_take_query(query.as_deref())?;
-    match by_customer(&app, &asked, Status::Cancelled).await? {
+    match by_customer(&app, client, &asked, Status::Cancelled).await? {
         Outcome::Changed(order) => {
             tracing::info!("order {} was cancelled by its customer", order.ticket);
             Ok(Json(order))
@@ -102,17 +108,23 @@ pub async fn cancel(State(app): State<AppState>, RawQuery(query): RawQuery) -> R
 }
 
 /// A customer's step, through the throttle: `429` once too many wrong
-/// codes were given for this order.
-async fn by_customer(app: &AppState, asked: &CustomerQuery, to: Status) -> Result<Outcome> {
+/// codes were given for this order (by this client, or by everyone), or by
+/// this client.
+async fn by_customer(
+    app: &AppState,
+    client: Client,
+    asked: &CustomerQuery,
+    to: Status,
+) -> Result<Outcome> {
     let ticket = asked.ticket;
-    let attempt =
-        app.throttle
-            .begin(ticket)
-            .await
-            .map_err(|retry_after| ApiError::TooManyAttempts {
-                ticket,
-                retry_after,
-            })?;
+    let attempt = app
+        .throttle
+        .begin(ticket, client)
+        .await
+        .map_err(|retry_after| ApiError::TooManyAttempts {
+            ticket,
+            retry_after,
+        })?;
     let code = asked.code.as_deref().and_then(PickupCode::parse);
     let outcome = app.front.store.by_customer(ticket, to, code).await;
     let wrong = matches!(outcome, Ok(Outcome::WrongCode));
@@ -131,6 +143,7 @@ fn refusal(app: &AppState, ticket: Ticket, outcome: Outcome) -> ApiError {
             _ => ApiError::AlreadyCancelled(ticket),
         },
         Outcome::NotFound => ApiError::NoSuchOrder(ticket),
+        Outcome::Full => ApiError::Internal(format!("order {ticket}: unexpected outcome")),
         Outcome::Changed(o)
         | Outcome::ClaimedAgain { order: o, .. }
         | Outcome::OverLimit(o)
@@ -183,11 +196,16 @@ struct Closed {
     cancelled_by: Option<CancelledBy>,
 }
 
-/// `GET /orders`: the whole board.
+/// `GET /orders`: the whole board, written a piece at a time as the
+/// socket takes it (a reader that stalls holds one piece, not the board).
 pub async fn board(State(app): State<AppState>) -> Response {
+    let pieces = futures_util::stream::unfold(app.board.snapshot(), |mut whole| async move {
+        let piece = whole.next_piece()?;
+        Some((Ok::<_, std::convert::Infallible>(piece), whole))
+    });
     (
         [(header::CONTENT_TYPE, "application/json")],
-        app.board.snapshot(),
+        axum::body::Body::from_stream(pieces),
     )
         .into_response()
 }

@@ -42,7 +42,7 @@ pub const TAKES: &[Takes] = &[
     takes("/cancel", &["order", "code"], true),
     takes("/orders", &[], false),
     takes("/orders/{ticket}", &[], false),
-    takes("/updates", &[], false),
+    takes("/updates", &["board"], false),
     takes("/healthz", &[], false),
     takes("/readyz", &[], false),
     takes("/metrics", &[], false),

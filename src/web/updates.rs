@@ -1,24 +1,29 @@
 //! `GET /updates`: the board as Server-Sent Events.
 //!
-//! The frames come pre-serialised from the [`Board`], shared by every screen;
-//! this module only adds the keep-alive comments and ends the stream on
-//! shutdown. (axum's `Sse` would re-encode every event for every client,
-//! which is the copy the board exists to avoid.)
+//! The whole board first, then each change alone: the frames come
+//! pre-serialised from the [`Board`], shared by every screen. A whole board
+//! (the first, after falling behind, or in every event for a screen that
+//! asked with `?board=every`) is written a piece at a time as the socket
+//! takes it, so a screen that stops reading holds one piece, not a copy of
+//! the restaurant. This module adds the keep-alive comments and ends the
+//! stream on shutdown. (axum's `Sse` would re-encode every event for every
+//! client, which is the copy the board exists to avoid.)
 
 use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
-use axum::http::header;
+use axum::extract::{RawQuery, State};
+use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use futures_util::stream;
 use tokio::time::{Instant, Interval};
 use tokio_util::sync::CancellationToken;
 
 use super::AppState;
-use crate::board::{Board, Cursor, Frame, Next};
+use super::error::ApiError;
+use crate::board::{Board, Cursor, Next, Whole};
 
 /// How often an idle stream gets a comment, so proxies keep it open.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(15);
@@ -28,8 +33,11 @@ const RETRY_FRAME: &[u8] = b"retry: 1000\n\n";
 
 struct Screen {
     board: Arc<Board>,
-    first: Option<Frame>,
-    /// Its place in the board's frames.
+    /// The whole board being written, if one is.
+    whole: Option<Whole>,
+    /// Whether this screen asked for the whole board in every event.
+    every: bool,
+    /// Its place in the board's changes.
     cursor: Cursor,
     /// The newest version this screen has been sent.
     sent: u64,
@@ -37,12 +45,44 @@ struct Screen {
     shutdown: CancellationToken,
 }
 
-pub async fn stream(State(app): State<AppState>) -> Response {
+/// `?board=first` (the default: the whole board first, then changes) or
+/// `?board=every` (the whole board in every event, as the original sent it).
+fn every(query: Option<&str>) -> Result<bool, ApiError> {
+    let mut every = false;
+    for (key, value) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        match (key.as_ref(), value.as_ref()) {
+            ("board", "every") => every = true,
+            ("board", "first") => every = false,
+            (_, value) => {
+                let shown: String = value
+                    .chars()
+                    .take(24)
+                    .flat_map(char::escape_debug)
+                    .collect();
+                return Err(ApiError::Rejected {
+                    status: StatusCode::BAD_REQUEST,
+                    code: "bad_parameter",
+                    message: format!(
+                        "/updates?board= takes first (the whole board once, then each change) or every (the whole board in every event), not \"{shown}\""
+                    ),
+                });
+            }
+        }
+    }
+    Ok(every)
+}
+
+pub async fn stream(State(app): State<AppState>, RawQuery(query): RawQuery) -> Response {
+    let every = match every(query.as_deref()) {
+        Ok(every) => every,
+        Err(e) => return e.into_response(),
+    };
     let (first, cursor) = app.board.subscribe();
     let screen = Screen {
         board: app.board.clone(),
         sent: first.version,
-        first: Some(first),
+        whole: Some(first),
+        every,
         cursor,
         keep_alive: tokio::time::interval_at(Instant::now() + KEEP_ALIVE, KEEP_ALIVE),
         shutdown: app.shutdown.clone(),
@@ -65,19 +105,31 @@ pub async fn stream(State(app): State<AppState>) -> Response {
 
 impl Screen {
     async fn next(mut self) -> Option<(Result<Bytes, Infallible>, Self)> {
-        if let Some(first) = self.first.take() {
-            return Some((Ok(first.bytes), self));
-        }
         loop {
             if self.shutdown.is_cancelled() {
                 return None;
             }
+            if let Some(whole) = &mut self.whole {
+                match whole.next_piece() {
+                    Some(piece) => return Some((Ok(piece), self)),
+                    None => self.whole = None,
+                }
+            }
             match self.board.next(&mut self.cursor) {
-                Some(Next::Frame(frame)) if frame.version <= self.sent => continue,
-                // A frame, or the whole board when it fell behind.
-                Some(Next::Frame(frame) | Next::Lagged(frame)) => {
-                    self.sent = frame.version;
-                    return Some((Ok(frame.bytes), self));
+                Some(Next::Change(change)) if change.version <= self.sent => continue,
+                Some(Next::Change(change)) => {
+                    self.sent = change.version;
+                    if self.every {
+                        self.whole = Some(change.with_board());
+                        continue;
+                    }
+                    return Some((Ok(change.frame()), self));
+                }
+                // It fell behind: the whole board now.
+                Some(Next::Lagged(whole)) => {
+                    self.sent = whole.version;
+                    self.whole = Some(whole);
+                    continue;
                 }
                 None => {}
             }

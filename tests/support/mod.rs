@@ -36,7 +36,7 @@ pub use files::{
     write_store,
 };
 pub use process::{ServerProcess, WorkerProcess, proc_status_bytes, run_to_exit};
-pub use sse::{Event, SseClient, SseEvent, streams_client};
+pub use sse::{SseClient, SseEvent, streams_client};
 
 /// The longest any single step of a test may take before it fails: generous,
 /// because the machine is small and shared. Only a failing test waits this long.

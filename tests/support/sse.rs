@@ -4,7 +4,9 @@
 //! Every test that reads `/updates` (one screen, thousands, or a watcher
 //! that follows restarting servers) reads it through this one client.
 
+use std::collections::BTreeMap;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Duration;
 
 use fastfood::rush::sse;
@@ -22,6 +24,9 @@ pub struct SseEvent {
     /// The `event:` type ("message" when none was given).
     pub event: String,
     pub data: Value,
+    /// The board after this event, as the client's copy has it: the whole
+    /// board an event carries, or the copy with the event's change applied.
+    pub copy: Arc<BTreeMap<u32, Value>>,
 }
 
 impl SseEvent {
@@ -43,8 +48,17 @@ impl SseEvent {
         ))
     }
 
+    /// The board after this event (see [`SseEvent::copy`]).
     pub fn board(&self) -> Board {
-        Board::from_value(&self.data)
+        Board {
+            version: self.version(),
+            orders: self.copy.values().cloned().collect(),
+        }
+    }
+
+    /// Whether this event carries the whole board.
+    pub fn is_whole(&self) -> bool {
+        self.data["orders"].is_array()
     }
 }
 
@@ -57,6 +71,9 @@ const EVENT_LIMIT: usize = 64 << 20;
 /// A lobby screen on `/updates`.
 pub struct SseClient {
     events: EventStream,
+    /// The board as the events so far make it, by ticket (shared with the
+    /// last event, copied only when that event is still held).
+    copy: Arc<BTreeMap<u32, Value>>,
 }
 
 /// A client for streams, one or thousands at once: no overall timeout (each
@@ -98,6 +115,7 @@ impl SseClient {
         }
         Ok(SseClient {
             events: Box::pin(sse::events(response.bytes_stream(), EVENT_LIMIT)),
+            copy: Arc::default(),
         })
     }
 
@@ -115,15 +133,47 @@ impl SseClient {
         let event = self.try_next_raw(timeout).await?;
         let data = serde_json::from_str(&event.data)
             .unwrap_or_else(|e| panic!("event data is not JSON ({e}): {}", event.data));
+        let copy = self.apply(&data);
         Some(SseEvent {
             id: event.id,
             event: event.event,
             data,
+            copy,
         })
     }
 
     /// The next event unparsed (for screens that read thousands of big
     /// boards); panics if none comes within [`EVENT_DEADLINE`].
+    /// Applies one event to the copy of the board, as a board page does: a
+    /// whole board replaces it; a change puts or removes its order.
+    fn apply(&mut self, data: &Value) -> Arc<BTreeMap<u32, Value>> {
+        if let Some(orders) = data["orders"].as_array() {
+            Board::from_value(data); // checks the order
+            self.copy = Arc::new(
+                orders
+                    .iter()
+                    .map(|o| (o["order"].as_u64().unwrap() as u32, o.clone()))
+                    .collect(),
+            );
+            return self.copy.clone();
+        }
+        let change = &data["change"];
+        let ticket = change["order"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("an event with neither orders nor a change: {data}"))
+            as u32;
+        let copy = Arc::make_mut(&mut self.copy);
+        match change["status"].as_str() {
+            Some("TAKEN" | "PREPARING" | "READY") => {
+                copy.insert(ticket, change.clone());
+            }
+            _ => {
+                copy.remove(&ticket);
+            }
+        }
+        self.copy.clone()
+    }
+
     pub async fn next_raw(&mut self) -> Event {
         match self.try_next_raw(EVENT_DEADLINE).await {
             Some(event) => event,
