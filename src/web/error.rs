@@ -203,6 +203,23 @@ fn capitalise(message: &str) -> String {
     out
 }
 
+/// A request body that could not be read: `408` when it did not arrive in
+/// time (the connection's body timeout), otherwise axum's own rejection.
+pub fn body_refused(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(error) = source {
+        if let Some(late) = error.downcast_ref::<super::server::BodyTimedOut>() {
+            return ApiError::Rejected {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "body_timeout",
+                message: late.to_string(),
+            };
+        }
+        source = error.source();
+    }
+    rejected(e.status(), e.body_text())
+}
+
 /// Turns any of axum's own rejections (a bad query, a body too large…) into
 /// our error format, keeping its status and its explanation.
 pub fn rejected(status: StatusCode, text: String) -> ApiError {

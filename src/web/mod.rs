@@ -9,6 +9,7 @@ pub mod metrics;
 mod orders;
 mod pages;
 mod query;
+pub mod server;
 mod throttle;
 mod updates;
 

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
-use super::error::{ApiError, Result, rejected};
+use super::error::{ApiError, Result, body_refused};
 use crate::order::{Order, Status, Ticket, parse_content};
 use crate::pickup::PickupCode;
 use crate::store::{Lookup, Outcome};
@@ -44,7 +44,7 @@ pub async fn place(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let body = body.map_err(|e| rejected(e.status(), e.body_text()))?;
+    let body = body.map_err(body_refused)?;
     let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
     let content = parse_content(content_type, &body)?;
     // Run to the end even if the customer hangs up: once an order is numbered

@@ -17,7 +17,7 @@ use qrcode::QrCode;
 use qrcode::render::svg;
 
 use super::AppState;
-use super::error::{ApiError, rejected};
+use super::error::{ApiError, body_refused};
 
 /// The longest text `POST /qr` encodes, in bytes: a page address with a code
 /// needs under a hundred; a QR code of a kilobyte is already hard to scan.
@@ -72,7 +72,7 @@ pub fn router() -> Router<AppState> {
 /// `POST /qr`: the body (text, 1..=[`QR_MAX_BYTES`] bytes) as a QR code, in
 /// SVG, dark on white with the quiet zone scanners need.
 pub async fn qr(body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
-    let body = body.map_err(|e| rejected(e.status(), e.body_text()))?;
+    let body = body.map_err(body_refused)?;
     let text = std::str::from_utf8(&body).map_err(|_| ApiError::Rejected {
         status: StatusCode::BAD_REQUEST,
         code: "not_text",
