@@ -57,7 +57,7 @@ const PROBE_BYTES: usize = 4096;
 /// it. Returns the lock file, for every later cycle to lock again.
 pub fn open(dir: &Path) -> Result<(File, Disk, State), StoreError> {
     let lock_path = dir.join(LOCK);
-    let lock = OpenOptions::new()
+    let lock = durable::private()
         .create(true)
         .truncate(false)
         .read(true)
@@ -333,7 +333,7 @@ impl Disk {
     /// takes a write now. The caller holds the lock.
     pub fn probe(&self) -> Result<(), StoreError> {
         let path = self.dir.join(PROBE);
-        let written = File::create(&path)
+        let written = durable::create_private(&path)
             .and_then(|mut file| {
                 file.write_all(&[b'\n'; PROBE_BYTES])?;
                 file.sync_all()
@@ -386,7 +386,7 @@ pub(super) fn write_atomically(
     let path = dir.join(name);
     let temp = dir.join(format!(".{name}.tmp"));
     let io = io_error(&path);
-    let mut file = File::create(&temp).map_err(&io)?;
+    let mut file = durable::create_private(&temp).map_err(&io)?;
     file.write_all(bytes).map_err(&io)?;
     crash::here(written);
     file.sync_all().map_err(&io)?;

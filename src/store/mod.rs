@@ -329,6 +329,7 @@ impl Store {
 /// Creates the data directory itself when it is missing, never its parents.
 fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
     if dir.is_dir() {
+        warn_if_readable(dir);
         return Ok(());
     }
     let parent = match dir.parent() {
@@ -343,13 +344,31 @@ fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
             parent: parent.to_owned(),
         });
     }
-    match std::fs::create_dir(dir) {
+    match crate::durable::create_private_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(StoreError::Io {
             path: dir.to_owned(),
             error: e.into(),
         }),
+    }
+}
+
+/// An existing data directory keeps its mode; the log says when other
+/// users may read it, since `orders.log` holds every live pickup code.
+fn warn_if_readable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "the data directory {} is open to other users (mode {mode:04o}), and its files hold the \
+             pickup codes: `chmod 700 {}` keeps them to this user",
+            dir.display(),
+            dir.display()
+        );
     }
 }
 

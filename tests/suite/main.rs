@@ -20,6 +20,7 @@ mod connections;
 mod crash_points;
 mod durability;
 mod file_faults;
+mod file_modes;
 mod hostile_input;
 mod kill_storm;
 mod kitchen;
