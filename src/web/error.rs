@@ -29,9 +29,9 @@ pub enum ApiError {
     #[error("order {0} was cancelled")]
     AlreadyCancelled(Ticket),
     #[error(
-        "that is not the pickup code of order {0}: it is the six digits on the receipt (/take?order={0}&code=482913)"
+        "that is not the pickup code of order {0}: it is the six digits on the receipt ({1}?order={0}&code=482913)"
     )]
-    WrongCode(Ticket),
+    WrongCode(Ticket, &'static str),
     #[error("too many wrong pickup codes for order {ticket}; try again in {} seconds", retry_after_secs(.retry_after))]
     TooManyAttempts {
         ticket: Ticket,
@@ -103,7 +103,7 @@ impl ApiError {
             ApiError::NotReady(_) => (StatusCode::CONFLICT, "not_ready"),
             ApiError::AlreadyCollected(_) => (StatusCode::GONE, "already_collected"),
             ApiError::AlreadyCancelled(_) => (StatusCode::GONE, "already_cancelled"),
-            ApiError::WrongCode(_) => (StatusCode::FORBIDDEN, "wrong_code"),
+            ApiError::WrongCode(..) => (StatusCode::FORBIDDEN, "wrong_code"),
             ApiError::TooManyAttempts { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
