@@ -87,6 +87,32 @@ pub enum StoreError {
     NoRandomness(String),
 }
 
+impl StoreError {
+    /// What happened, for a page anyone may read (the kitchen's log of
+    /// moments): no path, no OS error text. The log line keeps the detail.
+    pub fn what_happened(&self) -> &'static str {
+        match self {
+            StoreError::Busy(_) => "the order store was busy",
+            StoreError::Io { error, .. } => match error.kind() {
+                io::ErrorKind::NotFound => "a file of the order store is missing",
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                    "the order store may not be written"
+                }
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                    "the disk of the order store is full"
+                }
+                _ => "the order store could not be written",
+            },
+            StoreError::Corrupt { .. } => "the order store is damaged",
+            StoreError::Stopped => "the order store has stopped",
+            StoreError::NotADirectory { .. } | StoreError::NoParent { .. } => {
+                "the order store's directory is missing"
+            }
+            StoreError::NoRandomness(_) => "no pickup code could be drawn",
+        }
+    }
+}
+
 /// Which process committed a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
