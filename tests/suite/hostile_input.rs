@@ -1149,3 +1149,94 @@ async fn framing_browser_headers_and_codes_in_a_form_body() {
         assert!(hidden.is_empty() || !message.contains(hidden), "{message}");
     }
 }
+
+/// `POST /qr` draws what the kiosk sends, a phone page of this restaurant,
+/// and nothing else, under the rules of every route; a burst gets drawings
+/// or `503 busy` with `Retry-After`, never a queue of CPU work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_draws_only_this_restaurants_phone_pages() {
+    let app = TestApp::spawn(&["--prep-time", "0"]).await;
+    let host = app.base.strip_prefix("http://").unwrap().to_owned();
+    let qr = |body: Vec<u8>, path: &str| {
+        app.client
+            .post(app.url(path))
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(body)
+            .send()
+    };
+    let good = format!("http://{host}/my/7#code=482913");
+    let response = qr(good.clone().into_bytes(), "/qr").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), "image/svg+xml");
+    assert!(response.text().await.unwrap().contains("<svg"));
+
+    let mut utf16 = Vec::new();
+    for unit in good.encode_utf16() {
+        utf16.extend_from_slice(&unit.to_le_bytes());
+    }
+    for (body, status, code) in [
+        (
+            b"http://evil.example/my/7#code=482913".to_vec(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            format!("http://{host}/my/7").into_bytes(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            format!("http://{host}/my/7#code=482913\0").into_bytes(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            format!("http://{host}/my/7#code=482913\x1b[2J").into_bytes(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            format!("http://{host}/my/7?x=1#code=482913").into_bytes(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            "\u{200B}\u{2060}".as_bytes().to_vec(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            "anything at all, a kilobyte of it".repeat(30).into_bytes(),
+            413,
+            "text_too_long",
+        ),
+        (utf16.clone(), 400, "not_a_phone_page"),
+        (Vec::new(), 400, "empty_text"),
+    ] {
+        let response = qr(body, "/qr").await.unwrap();
+        expect_error(response, status, code).await;
+    }
+    let response = qr(good.clone().into_bytes(), "/qr?size=9000")
+        .await
+        .unwrap();
+    expect_error(response, 400, "unknown_parameter").await;
+
+    // A burst: each answer is a drawing or a refusal that says when to ask
+    // again.
+    let answers =
+        futures_util::future::join_all((0..40).map(|_| qr(good.clone().into_bytes(), "/qr"))).await;
+    let mut drawn = 0;
+    for response in answers {
+        let response = response.unwrap();
+        match response.status().as_u16() {
+            200 => drawn += 1,
+            503 => {
+                assert_eq!(header(&response, "retry-after"), "1");
+                expect_error(response, 503, "busy").await;
+            }
+            other => panic!("a burst of /qr answered {other}"),
+        }
+    }
+    assert!(drawn > 0, "no QR code drawn in a burst of 40");
+    app.shutdown().await;
+}
