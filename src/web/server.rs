@@ -209,7 +209,7 @@ impl Open {
             ),
         };
         tracing::warn!(
-            "closed {} new connection(s) at once: {what}",
+            "closed {} new connection(s) at once since the last such line; the last because {what}",
             counts.refused
         );
         counts.refused = 0;
