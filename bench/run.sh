@@ -79,10 +79,13 @@ wait_up() { # URL [pid]
 }
 
 SERVER_PID=
+# Every load generator here is one client on 127.0.0.1: the connection caps
+# are left to the descriptor limit.
 start_server() { # data-dir, extra args...
   local dir=$1; shift
   local p; p=$(next_port)
-  "$BIN" serve --listen "127.0.0.1:$p" --data-dir "$dir" --prep-time "${PREP:-0}" --queue-capacity "$QUEUE_CAPACITY" --max-orders "$MAX_ORDERS" "$@" >"$WORK/server-$p.log" 2>&1 &
+  "$BIN" serve --listen "127.0.0.1:$p" --data-dir "$dir" --prep-time "${PREP:-0}" --queue-capacity "$QUEUE_CAPACITY" --max-orders "$MAX_ORDERS" \
+    --max-connections 100000 --max-connections-per-client 100000 "$@" >"$WORK/server-$p.log" 2>&1 &
   SERVER_PID=$!; PIDS+=("$SERVER_PID")
   URL="http://127.0.0.1:$p"
   wait_up "$URL"

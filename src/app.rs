@@ -52,6 +52,8 @@ pub struct Restaurant {
     broker: Option<Broker>,
     /// `--allowed-hosts`, for the cross-origin guard once the address is known.
     allowed_hosts: Vec<String>,
+    /// What each connection may take.
+    limits: web::server::Limits,
     /// What it is, for the log line once it serves.
     summary: String,
     /// Why a worker stopped the process, if one did.
@@ -197,12 +199,21 @@ impl Restaurant {
             throttle: Arc::new(Throttle::from_env()),
             shutdown,
         };
+        let connections = &config.connections;
+        let limits = web::server::Limits {
+            header_timeout: connections.header_timeout,
+            body_timeout: connections.body_timeout,
+            idle_timeout: connections.idle_timeout,
+            max_connections: web::server::connection_cap(connections.max_connections),
+            max_per_client: connections.max_connections_per_client,
+        };
         Ok(Restaurant {
             state,
             tasks,
             reports,
             broker,
             allowed_hosts: config.allowed_hosts,
+            limits,
             summary,
             halt,
             lease,
@@ -217,6 +228,7 @@ impl Restaurant {
             reports,
             broker,
             allowed_hosts,
+            limits,
             summary,
             halt,
             lease,
@@ -225,17 +237,13 @@ impl Restaurant {
         let addr = listener.local_addr()?;
         tracing::info!("serving on http://{addr} with {summary}");
         let hosts = web::Hosts::new(addr, &allowed_hosts);
-        // As a make-service: each connection clones the router (one
-        // reference count). Served as a plain router, axum rebuilds its
-        // route table for every connection, ~10 KB per open board.
-        // With each connection's address: the pickup-code throttle counts
-        // wrong codes per client address.
-        let router =
-            web::router(state, hosts).into_make_service_with_connect_info::<std::net::SocketAddr>();
-        let server = axum::serve(listener, router)
-            .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+        // Each connection clones the router: one reference count. Our own
+        // accept loop (`web::server`) gives every request its client's
+        // address, which the pickup-code throttle counts by.
+        let router = web::router(state, hosts);
+        let server = web::server::serve(listener, router, limits, shutdown.clone());
         tokio::select! {
-            served = server => served.context("the HTTP server failed")?,
+            _ = server => {}
             _ = async { shutdown.cancelled().await; tokio::time::sleep(SHUTDOWN_GRACE).await } => {
                 tracing::warn!("some connections were still open after {SHUTDOWN_GRACE:?}; closing them");
             }

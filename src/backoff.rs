@@ -63,6 +63,12 @@ pub const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration
 /// connection (the connection itself is [`RECONNECT`]'s).
 pub const REOPEN: Backoff = Backoff::steady(Duration::from_millis(100));
 
+/// A worker whose store cannot be written: it gives the order back and
+/// waits 500 ms, then twice as long after each failure in a row, at most
+/// 15 s, instead of taking the order again twice a second.
+pub const STORE_FAILING: Backoff =
+    Backoff::new(Duration::from_millis(500), Duration::from_secs(15), 2);
+
 /// Cancelling an order the queue refused, while the store fails: once a second.
 pub const CANCEL_RETRY: Backoff = Backoff::steady(Duration::from_secs(1));
 

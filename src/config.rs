@@ -44,7 +44,64 @@ pub struct ServeConfig {
     pub allowed_hosts: Vec<String>,
 
     #[command(flatten)]
+    pub connections: ConnectionConfig,
+
+    #[command(flatten)]
     pub kitchen: KitchenConfig,
+}
+
+/// What one HTTP connection may take, so that one client cannot hold every
+/// socket. Past a cap, a new connection is closed at once.
+#[derive(Args, Debug, Clone)]
+pub struct ConnectionConfig {
+    /// Time a request's headers may take to arrive, from its first byte
+    /// (1s to 5m); then the connection is closed.
+    #[arg(long, env = "FASTFOOD_HEADER_TIMEOUT", default_value = "10s", value_parser = parse_timeout)]
+    pub header_timeout: Duration,
+
+    /// Time a request's body may take to arrive, after its headers (1s to
+    /// 5m); then it is answered 408 and the connection closed.
+    #[arg(long, env = "FASTFOOD_BODY_TIMEOUT", default_value = "15s", value_parser = parse_timeout)]
+    pub body_timeout: Duration,
+
+    /// Time a kept-alive connection may wait for its next request (1s to 5m);
+    /// an answer being streamed (/updates) is not idle.
+    #[arg(long, env = "FASTFOOD_IDLE_TIMEOUT", default_value = "60s", value_parser = parse_timeout)]
+    pub idle_timeout: Duration,
+
+    /// Open connections in all, boards included (1 to 1000000); kept below
+    /// the process's limit on open files.
+    #[arg(long, env = "FASTFOOD_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = parse_connections)]
+    pub max_connections: usize,
+
+    /// Open connections from one client address (1 to 1000000).
+    #[arg(long, env = "FASTFOOD_MAX_CONNECTIONS_PER_CLIENT", default_value_t = 256, value_parser = parse_connections)]
+    pub max_connections_per_client: usize,
+}
+
+/// The longest connection timeout: past it a stuck client holds a socket
+/// for nothing.
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(300);
+/// The most connections a cap may allow.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
+/// A connection timeout: 1s to [`MAX_CONNECTION_TIMEOUT`].
+pub fn parse_timeout(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(time) if (Duration::from_secs(1)..=MAX_CONNECTION_TIMEOUT).contains(&time) => Ok(time),
+        _ => Err(format!(
+            "{text:?} is not a connection timeout: give a duration from 1s to 5m, e.g. 10s"
+        )),
+    }
+}
+
+fn parse_connections(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_CONNECTIONS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "{text:?} is not a number of connections: give a whole number from 1 to {MAX_CONNECTIONS}"
+        )),
+    }
 }
 
 /// What a worker process started without a broker is told.
@@ -368,6 +425,20 @@ mod tests {
         for bad in ["0", "0s", "500ms", "1.5s", "301s", "1h", "-1s", "soon"] {
             assert!(
                 parse_heartbeat(bad).unwrap_err().contains("1s to 5min"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_timeout("5m").unwrap(), MAX_CONNECTION_TIMEOUT);
+        for bad in ["0", "999ms", "301s", "soon"] {
+            assert!(
+                parse_timeout(bad).unwrap_err().contains("1s to 5m"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_connections("1000000").unwrap(), MAX_CONNECTIONS);
+        for bad in ["0", "1000001", "-1"] {
+            assert!(
+                parse_connections(bad).unwrap_err().contains("1 to 1000000"),
                 "{bad}"
             );
         }

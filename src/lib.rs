@@ -27,7 +27,8 @@
 //! - [`kitchen`]: a worker: claim, prepare, mark ready, acknowledge.
 //! - [`wait`]: how long an order should wait: the line and the kitchen's
 //!   pace, learnt from the store's changes.
-//! - [`web`]: routes, handlers, JSON errors, SSE, embedded pages.
+//! - [`web`]: routes, handlers, JSON errors, SSE, embedded pages, and the
+//!   accept loop with its connection limits (`web::server`).
 //! - [`crash`]: crash points the durability tests set by env var.
 //! - [`metrics`]: every Prometheus metric's name, help and buckets, the
 //!   process's recorder, and its text for `/metrics`. Depends on [`order`]

@@ -334,11 +334,15 @@ pub fn parse_content(content_type: Option<&[u8]>, body: &[u8]) -> Result<String,
             .iter()
             .any(|utf8| charset.eq_ignore_ascii_case(utf8))
     {
-        let shown: String = charset
-            .chars()
-            .take(40)
-            .flat_map(char::escape_debug)
-            .collect();
+        // Named when it is a charset's name; anything else is not repeated.
+        let name = charset.len() <= 40
+            && charset
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.:+".contains(&b));
+        let shown = match name {
+            true => format!("charset {charset}"),
+            false => "the charset it names".to_owned(),
+        };
         return Err(ContentError::Charset(shown));
     }
     let text = std::str::from_utf8(body).map_err(|_| ContentError::NotText)?;
@@ -561,11 +565,11 @@ mod tests {
         );
         assert_eq!(
             parse("text/plain; Charset=utf-16le", b"f\0r\0"),
-            Err(ContentError::Charset("utf-16le".into()))
+            Err(ContentError::Charset("charset utf-16le".into()))
         );
         assert_eq!(
             parse("text/plain; charset=iso-8859-1", b"caf\xe9"),
-            Err(ContentError::Charset("iso-8859-1".into()))
+            Err(ContentError::Charset("charset iso-8859-1".into()))
         );
         assert_eq!(parse_content(None, b"caf\xe9"), Err(ContentError::NotText));
     }

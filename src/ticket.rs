@@ -264,7 +264,7 @@ impl CounterFile {
 /// (which fails, harmlessly, if another process got there first).
 fn create_atomically(dir: &Path, path: &Path) -> io::Result<()> {
     let temp = dir.join(format!(".{FILE_NAME}.{}.tmp", std::process::id()));
-    let mut file = File::create(&temp)?;
+    let mut file = crate::durable::create_private(&temp)?;
     file.write_all(&to_bytes(0))?;
     file.sync_all()?;
     let linked = fs::hard_link(&temp, path);

@@ -209,11 +209,18 @@
   async function drawQr(order, code) {
     const url = `${location.origin}/my/${order}#code=${encodeURIComponent(code)}`;
     try {
-      const res = await fetch("/qr", {
-        method: "POST",
-        headers: { "Content-Type": "text/plain; charset=utf-8" },
-        body: url,
-      });
+      let res;
+      // 503: the server is drawing others; it says when to ask again.
+      for (let tries = 0; tries < 3; tries++) {
+        res = await fetch("/qr", {
+          method: "POST",
+          headers: { "Content-Type": "text/plain; charset=utf-8" },
+          body: url,
+        });
+        if (res.status !== 503) break;
+        const wait = Number(res.headers.get("Retry-After")) || 1;
+        await new Promise((done) => setTimeout(done, wait * 1000));
+      }
       if (!res.ok || !ticket || ticket.order !== order) return;
       const svg = new DOMParser().parseFromString(await res.text(), "image/svg+xml").documentElement;
       if (svg.nodeName !== "svg") return;

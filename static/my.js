@@ -166,7 +166,8 @@
     for (const b of [el.collect, el.cancel, el.confirmYes]) b.disabled = true;
     let res;
     try {
-      res = await fetch(`${path}?order=${n}&code=${encodeURIComponent(code)}`, { method: "POST" });
+      // In the body, as a form: a request line is kept by proxies and logs.
+      res = await fetch(path, { method: "POST", body: new URLSearchParams({ order: n, code }) });
     } catch {
       el.error.textContent = OFFLINE;
       render();

@@ -130,9 +130,14 @@ impl Broker {
             Ok(Ok(_)) => Err(QueueError::Unavailable(format!(
                 "the message broker refused order {ticket}"
             ))),
-            Ok(Err(e)) => Err(QueueError::Unavailable(format!(
-                "the message broker failed: {e}"
-            ))),
+            // The answer says what happened; the log line keeps the detail
+            // (an OS error, an address).
+            Ok(Err(e)) => {
+                tracing::warn!("publishing order {ticket}: {e}");
+                Err(QueueError::Unavailable(
+                    "the message broker failed to take it".into(),
+                ))
+            }
             Err(_) => Err(QueueError::Unavailable(format!(
                 "the message broker did not confirm within {PUBLISH_TIMEOUT:?}"
             ))),

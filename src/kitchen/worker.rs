@@ -38,7 +38,7 @@ use crate::order::{CancelledBy, Order, Status, Ticket};
 use crate::queue::{Consumer, Delivery, SetAside};
 use crate::restaurant::Admission;
 use crate::store::{Lookup, Outcome, Repeat, Store};
-use crate::{crash, metrics};
+use crate::{backoff, crash, metrics};
 
 /// How long a worker pauses after giving an order back, before the next one.
 const ERROR_PAUSE: Duration = Duration::from_millis(500);
@@ -66,6 +66,9 @@ pub enum Prepared {
     GaveBack(Ticket),
     /// A poison order, delivered as often as allowed: set aside, not cooked.
     SetAside(Ticket),
+    /// Given back because the store could not be written: the worker backs
+    /// off before the next order.
+    StoreFailed(Ticket),
 }
 
 /// How the workers of a process cook: the settings of `serve` and `worker`
@@ -184,21 +187,27 @@ impl Worker {
     /// Prepares orders until `shutdown`.
     pub async fn run(mut self, shutdown: CancellationToken) {
         tracing::debug!("{} starts", self.hand.name());
+        let mut failing = backoff::STORE_FAILING;
         loop {
             let delivery = tokio::select! {
                 _ = shutdown.cancelled() => break,
                 next = self.orders.next() => next,
             };
-            match self.prepare(delivery, &shutdown).await {
-                Prepared::GaveBack(_) => {
-                    // Let another worker have it, and do not spin on a failing store.
-                    tokio::select! {
-                        _ = shutdown.cancelled() => break,
-                        _ = tokio::time::sleep(ERROR_PAUSE) => {}
-                    }
-                }
+            let pause = match self.prepare(delivery, &shutdown).await {
+                // Let another worker have it.
+                Prepared::GaveBack(_) => ERROR_PAUSE,
+                // And do not spin on a failing store: each failure in a row
+                // waits longer.
+                Prepared::StoreFailed(_) => failing.pause(),
                 Prepared::Refused(_) => break,
-                _ => {}
+                _ => {
+                    failing.reset();
+                    continue;
+                }
+            };
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = tokio::time::sleep(pause) => {}
             }
         }
         tracing::debug!("{} stops", self.hand.name());
@@ -318,9 +327,11 @@ impl Worker {
                 .await;
             }
             Err(e) => {
-                let why = e.to_string();
-                self.hand.put_down(true, Some(back(&me, ticket, &why)));
-                return give_back(&me, delivery, &why).await;
+                let why = e.what_happened();
+                tracing::warn!("{me}: cannot claim order {ticket}: {e}");
+                self.hand.put_down(true, Some(back(&me, ticket, why)));
+                give_back(&me, delivery, why).await;
+                return Prepared::StoreFailed(ticket);
             }
         };
         if let Some(pill) = &self.cooking.crash_on
@@ -417,9 +428,11 @@ impl Worker {
                 return give_back_after_a_pause(&me, delivery, why).await;
             }
             Err(e) => {
-                let why = e.to_string();
-                self.hand.note(back(&me, ticket, &why));
-                return give_back_after_a_pause(&me, delivery, &why).await;
+                let why = e.what_happened();
+                tracing::warn!("{me}: cannot set order {ticket} aside: {e}");
+                self.hand.note(back(&me, ticket, why));
+                give_back_after_a_pause(&me, delivery, why).await;
+                return Prepared::StoreFailed(ticket);
             }
         };
         metrics::set_aside();
@@ -552,17 +565,18 @@ async fn finish(store: &Store, hand: &Hand, delivery: Delivery) -> Prepared {
             None,
         ),
         Err(e) => {
-            let why = e.to_string();
-            let note = back(name, ticket, &why);
+            let why = e.what_happened();
+            tracing::warn!("{name}: cannot mark order {ticket} READY: {e}");
+            let note = back(name, ticket, why);
             (
-                give_back_after_a_pause(name, delivery, &why).await,
+                give_back_after_a_pause(name, delivery, why).await,
                 Some(note),
             )
         }
     };
     hand.finished(
         matches!(how, Prepared::Ready(_)),
-        matches!(how, Prepared::GaveBack(_)),
+        matches!(how, Prepared::GaveBack(_) | Prepared::StoreFailed(_)),
         note,
     );
     how

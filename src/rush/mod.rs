@@ -232,6 +232,10 @@ impl Embedded {
                 "--prep-time={}",
                 humantime::format_duration(config.prep_time)
             ),
+            // Every customer is this one client: the caps are the
+            // descriptor limit's alone.
+            format!("--max-connections={}", config::MAX_CONNECTIONS),
+            format!("--max-connections-per-client={}", config::MAX_CONNECTIONS),
         ])
         .context("the embedded restaurant's settings")?;
         let stop = CancellationToken::new();

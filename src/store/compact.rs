@@ -3,7 +3,6 @@
 //! fsynced, then a new snapshot and a fresh log are each written to a temp
 //! file, fsynced and renamed into place. The crash tests stop at every step.
 
-use std::fs::OpenOptions;
 use std::io::Write;
 
 use super::StoreError;
@@ -13,7 +12,7 @@ use super::log::create_log;
 use super::snapshot::snapshot_bytes;
 use super::state::State;
 use super::testing::compact_min;
-use crate::crash;
+use crate::{crash, durable};
 
 /// Compaction's snapshot and log rewrites: the crash tests stop there.
 const SNAPSHOT_CRASH_POINTS: CrashPoints = [
@@ -46,7 +45,7 @@ impl Disk {
     fn compact(&mut self, state: &State) -> Result<(), StoreError> {
         let history_path = self.dir.join(HISTORY);
         let io = io_error(&history_path);
-        let mut history = OpenOptions::new()
+        let mut history = durable::private()
             .read(true)
             .append(true)
             .create(true)

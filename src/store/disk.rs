@@ -71,7 +71,7 @@ pub fn open(
         return Err(not_a_restaurant(dir));
     }
     let lock_path = dir.join(LOCK);
-    let lock = OpenOptions::new()
+    let lock = durable::private()
         .create(true)
         .truncate(false)
         .read(true)
@@ -484,7 +484,7 @@ pub(super) fn write_atomically(
     let path = dir.join(name);
     let temp = dir.join(format!(".{name}.tmp"));
     let io = io_error(&path);
-    let mut file = File::create(&temp).map_err(&io)?;
+    let mut file = durable::create_private(&temp).map_err(&io)?;
     file.write_all(bytes).map_err(&io)?;
     crash::here(written);
     file.sync_all().map_err(&io)?;

@@ -117,6 +117,35 @@ pub enum Opening {
     Join,
 }
 
+impl StoreError {
+    /// What happened, for a page anyone may read (the kitchen's log of
+    /// moments): no path, no OS error text. The log line keeps the detail.
+    pub fn what_happened(&self) -> &'static str {
+        match self {
+            StoreError::Busy(_) => "the order store was busy",
+            StoreError::Io { error, .. } => match error.kind() {
+                io::ErrorKind::NotFound => "a file of the order store is missing",
+                io::ErrorKind::PermissionDenied | io::ErrorKind::ReadOnlyFilesystem => {
+                    "the order store may not be written"
+                }
+                io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => {
+                    "the disk of the order store is full"
+                }
+                _ => "the order store could not be written",
+            },
+            StoreError::Corrupt { .. } => "the order store is damaged",
+            StoreError::Stopped => "the order store has stopped",
+            StoreError::NotADirectory { .. } | StoreError::NoParent { .. } => {
+                "the order store's directory is missing"
+            }
+            StoreError::NoRandomness(_) => "no pickup code could be drawn",
+            StoreError::Full(_) => "the restaurant is full",
+            StoreError::NotARestaurant { .. } => "the data directory is not a restaurant's",
+            StoreError::InUse(_) => "another process holds this store's line",
+        }
+    }
+}
+
 /// Which process committed a change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Origin {
@@ -546,6 +575,7 @@ impl Store {
 /// Creates the data directory itself when it is missing, never its parents.
 fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
     if dir.is_dir() {
+        warn_if_readable(dir);
         return Ok(());
     }
     let parent = match dir.parent() {
@@ -560,13 +590,31 @@ fn create_data_dir(dir: &Path) -> Result<(), StoreError> {
             parent: parent.to_owned(),
         });
     }
-    match std::fs::create_dir(dir) {
+    match crate::durable::create_private_dir(dir) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists && dir.is_dir() => Ok(()),
         Err(e) => Err(StoreError::Io {
             path: dir.to_owned(),
             error: e.into(),
         }),
+    }
+}
+
+/// An existing data directory keeps its mode; the log says when other
+/// users may read it, since `orders.log` holds every live pickup code.
+fn warn_if_readable(dir: &Path) {
+    use std::os::unix::fs::PermissionsExt;
+    let Ok(meta) = std::fs::metadata(dir) else {
+        return;
+    };
+    let mode = meta.permissions().mode() & 0o777;
+    if mode & 0o077 != 0 {
+        tracing::warn!(
+            "the data directory {} is open to other users (mode {mode:04o}), and its files hold the \
+             pickup codes: `chmod 700 {}` keeps them to this user",
+            dir.display(),
+            dir.display()
+        );
     }
 }
 

@@ -33,9 +33,9 @@ pub enum ApiError {
     )]
     SetAside(Ticket),
     #[error(
-        "that is not the pickup code of order {0}: give the six digits printed on its receipt (/take?order={0}&code= followed by them)"
+        "that is not the pickup code of order {0}: give the six digits printed on its receipt ({1}?order={0}&code= followed by them)"
     )]
-    WrongCode(Ticket),
+    WrongCode(Ticket, &'static str),
     #[error("too many wrong pickup codes for order {ticket}; try again in {} seconds", retry_after_secs(.retry_after))]
     TooManyAttempts {
         ticket: Ticket,
@@ -113,7 +113,7 @@ impl ApiError {
             ApiError::AlreadyCollected(_) => (StatusCode::GONE, "already_collected"),
             ApiError::AlreadyCancelled(_) => (StatusCode::GONE, "already_cancelled"),
             ApiError::SetAside(_) => (StatusCode::GONE, "set_aside"),
-            ApiError::WrongCode(_) => (StatusCode::FORBIDDEN, "wrong_code"),
+            ApiError::WrongCode(..) => (StatusCode::FORBIDDEN, "wrong_code"),
             ApiError::TooManyAttempts { .. } => {
                 (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts")
             }
@@ -221,6 +221,23 @@ fn capitalise(message: &str) -> String {
         out.push('.');
     }
     out
+}
+
+/// A request body that could not be read: `408` when it did not arrive in
+/// time (the connection's body timeout), otherwise axum's own rejection.
+pub fn body_refused(e: axum::extract::rejection::BytesRejection) -> ApiError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(&e);
+    while let Some(error) = source {
+        if let Some(late) = error.downcast_ref::<super::server::BodyTimedOut>() {
+            return ApiError::Rejected {
+                status: StatusCode::REQUEST_TIMEOUT,
+                code: "body_timeout",
+                message: late.to_string(),
+            };
+        }
+        source = error.source();
+    }
+    rejected(e.status(), e.body_text())
 }
 
 /// Turns any of axum's own rejections (a bad query, a body too large…) into

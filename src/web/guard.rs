@@ -135,6 +135,101 @@ impl Drop for Lingering {
     }
 }
 
+/// Refuses a request whose framing this server would otherwise read
+/// wrongly, before any route: two `Host` headers (`400 duplicate_host`: the
+/// origin guard would read only the first), a `Transfer-Encoding` other than
+/// plain `chunked` (`501 unsupported_transfer_encoding`: HTTP/1.1 would
+/// strip the chunking and hand over, say, gzip as if it were the body), a
+/// request `Content-Encoding` (`415 unsupported_encoding`: a compressed
+/// order would be stored as its bytes). The connection is closed after a
+/// framing refusal: what follows on it cannot be trusted.
+pub async fn framing(request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let refusal = if headers.get_all(header::HOST).iter().count() > 1 {
+        Some((
+            StatusCode::BAD_REQUEST,
+            "duplicate_host",
+            "a request names its host once; this one has several Host headers",
+        ))
+    } else if !plain_chunked(headers) {
+        Some((
+            StatusCode::NOT_IMPLEMENTED,
+            "unsupported_transfer_encoding",
+            "this server reads a body sent as it is or in plain chunks (Transfer-Encoding: chunked), nothing else",
+        ))
+    } else if headers
+        .get_all(header::CONTENT_ENCODING)
+        .iter()
+        .any(|v| !v.as_bytes().trim_ascii().eq_ignore_ascii_case(b"identity"))
+    {
+        Some((
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_encoding",
+            "send the body uncompressed: this server does not decode a request's Content-Encoding",
+        ))
+    } else {
+        None
+    };
+    let Some((status, code, message)) = refusal else {
+        return next.run(request).await;
+    };
+    let mut response = ApiError::Rejected {
+        status,
+        code,
+        message: message.to_owned(),
+    }
+    .into_response();
+    response.headers_mut().insert(
+        header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    response
+}
+
+/// No `Transfer-Encoding`, or exactly `chunked`.
+fn plain_chunked(headers: &HeaderMap) -> bool {
+    let mut codings = headers
+        .get_all(header::TRANSFER_ENCODING)
+        .iter()
+        .flat_map(|v| v.as_bytes().split(|b| *b == b','))
+        .map(<[u8]>::trim_ascii)
+        .filter(|c| !c.is_empty());
+    match (codings.next(), codings.next()) {
+        (None, _) => true,
+        (Some(only), None) => only.eq_ignore_ascii_case(b"chunked"),
+        _ => false,
+    }
+}
+
+/// What a browser is told on every answer: never sniff a type, never show
+/// this server's pages in another site's frame (`frame-ancestors 'none'`,
+/// and `X-Frame-Options` for older browsers), load scripts, styles and
+/// images from here alone; and nothing a `POST` answers (a `201` with its
+/// pickup code, a collected or cancelled order) is kept in any cache.
+pub async fn browser_headers(request: Request, next: Next) -> Response {
+    use axum::http::HeaderValue;
+    let post = request.method() == Method::POST;
+    let mut response = next.run(request).await;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    headers.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+    );
+    headers.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    if post {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    response
+}
+
+/// The pages' policy: everything from this server, nothing inline, no frame.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; object-src 'none'; base-uri 'none'; \
+     form-action 'self'; frame-ancestors 'none'";
+
 /// The host names this server answers to; see the module.
 #[derive(Clone, Debug, Default)]
 pub struct Hosts {

@@ -9,6 +9,7 @@ pub mod metrics;
 mod orders;
 mod pages;
 mod query;
+pub mod server;
 mod throttle;
 mod updates;
 
@@ -72,6 +73,7 @@ pub fn router(state: AppState, hosts: Hosts) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(wrong_method)
         .layer(DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(middleware::from_fn(guard::framing))
         .layer(middleware::from_fn_with_state(
             BODY_LIMIT,
             guard::declared_length,
@@ -83,6 +85,7 @@ pub fn router(state: AppState, hosts: Hosts) -> Router {
         .layer(CatchPanicLayer::custom(|_| {
             ApiError::Internal("a handler panicked".into()).into_response()
         }))
+        .layer(middleware::from_fn(guard::browser_headers))
         .layer(middleware::from_fn(metrics::timed))
         .with_state(state)
 }

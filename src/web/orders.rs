@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::AppState;
-use super::error::{ApiError, Result, rejected};
+use super::error::{ApiError, Result, body_refused};
 use super::throttle::Client;
 use crate::order::{CancelledBy, Order, Status, Ticket, parse_content};
 use crate::pickup::PickupCode;
@@ -45,7 +45,7 @@ pub async fn place(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response> {
-    let body = body.map_err(|e| rejected(e.status(), e.body_text()))?;
+    let body = body.map_err(body_refused)?;
     let content_type = headers.get(header::CONTENT_TYPE).map(|v| v.as_bytes());
     let content = parse_content(content_type, &body)?;
     // Run to the end even if the customer hangs up: once an order is numbered
@@ -70,31 +70,38 @@ pub async fn place(
         .into_response())
 }
 
-/// `POST /take?order=N&code=C`: the customer collects a READY order.
+/// `POST /take?order=N&code=C`: the customer collects a READY order. The
+/// parameters may come in an `application/x-www-form-urlencoded` body too
+/// (the pages send them so, which keeps the code out of request lines that
+/// proxies and access logs keep).
 pub async fn collect(
     State(app): State<AppState>,
     client: Client,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Order>> {
-    let asked = parse_take_query(query.as_deref())?;
+    let asked = customer_params(TAKE, query, &headers, body)?;
     match by_customer(&app, client, &asked, Status::Collected).await? {
         Outcome::Changed(order) => Ok(Json(order)),
         Outcome::WrongStatus(order) | Outcome::Unchanged(order) => {
             Err(ApiError::NotReady(Box::new(order)))
         }
-        other => Err(refusal(&app, asked.ticket, other)),
+        other => Err(refusal(&app, TAKE, asked.ticket, other)),
     }
 }
 
-/// `POST /cancel?order=N&code=C`: the customer cancels an order the kitchen
-/// has not started. The store decides against a worker's claim: of the two,
-/// exactly one happens.
+/// `POST /cancel?order=N&code=C` (or the same in a form body): the customer
+/// cancels an order the kitchen has not started. The store decides against
+/// a worker's claim: of the two, exactly one happens.
 pub async fn cancel(
     State(app): State<AppState>,
     client: Client,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Order>> {
-    let asked = parse_take_query(query.as_deref())?;
+    let asked = customer_params(CANCEL, query, &headers, body)?;
     match by_customer(&app, client, &asked, Status::Cancelled).await? {
         Outcome::Changed(order) => {
             tracing::info!("order {} was cancelled by its customer", order.ticket);
@@ -103,8 +110,59 @@ pub async fn cancel(
         Outcome::WrongStatus(order) | Outcome::Unchanged(order) => {
             Err(ApiError::TooLate(Box::new(order)))
         }
-        other => Err(refusal(&app, asked.ticket, other)),
+        other => Err(refusal(&app, CANCEL, asked.ticket, other)),
     }
+}
+
+const TAKE: &str = "/take";
+const CANCEL: &str = "/cancel";
+
+/// The parameters of `/take` or `/cancel` (`route`): the query's, and a
+/// form body's when there is one, under one rule ([`parse_customer`]). A
+/// body of another type is refused (`415`) rather than ignored.
+fn customer_params(
+    route: &'static str,
+    query: Option<String>,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<CustomerQuery> {
+    let body = body.map_err(body_refused)?;
+    if body.is_empty() {
+        return parse_customer(route, query.as_deref());
+    }
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| v.as_bytes())
+        .unwrap_or_default();
+    let media = content_type
+        .split(|b| *b == b';')
+        .next()
+        .unwrap_or_default();
+    if !media
+        .trim_ascii()
+        .eq_ignore_ascii_case(b"application/x-www-form-urlencoded")
+    {
+        return Err(ApiError::Rejected {
+            status: StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            code: "unsupported_media_type",
+            message: format!(
+                "{route} takes the order and its code in the query or as a form (application/x-www-form-urlencoded), not another body"
+            ),
+        });
+    }
+    // A form is ASCII once percent-encoded; anything else is not one.
+    let Ok(form) = std::str::from_utf8(&body) else {
+        return Err(ApiError::Rejected {
+            status: StatusCode::BAD_REQUEST,
+            code: "not_text",
+            message: format!("{route}'s form must be UTF-8"),
+        });
+    };
+    let all = match query.as_deref() {
+        Some(query) if !query.is_empty() => format!("{query}&{form}"),
+        _ => form.to_owned(),
+    };
+    parse_customer(route, Some(&all))
 }
 
 /// A customer's step, through the throttle: `429` once too many wrong
@@ -134,9 +192,9 @@ async fn by_customer(
 
 /// The answer to a customer's step that did not happen for a reason other
 /// than the order's status.
-fn refusal(app: &AppState, ticket: Ticket, outcome: Outcome) -> ApiError {
+fn refusal(app: &AppState, route: &'static str, ticket: Ticket, outcome: Outcome) -> ApiError {
     match outcome {
-        Outcome::WrongCode => ApiError::WrongCode(ticket),
+        Outcome::WrongCode => ApiError::WrongCode(ticket, route),
         Outcome::Collected => ApiError::AlreadyCollected(ticket),
         Outcome::Cancelled => match app.front.store.cancelled_by(ticket) {
             Some(CancelledBy::Kitchen) => ApiError::SetAside(ticket),
@@ -229,6 +287,12 @@ pub struct CustomerQuery {
 /// `/take?order=7&ordr=8`) must not collect anything. A missing `code` is
 /// not refused here: the store answers that, as for a wrong one.
 pub fn parse_take_query(query: Option<&str>) -> Result<CustomerQuery> {
+    parse_customer(TAKE, query)
+}
+
+/// [`parse_take_query`] for `route` (`/take` or `/cancel`), whose refusals
+/// name that route.
+pub fn parse_customer(route: &str, query: Option<&str>) -> Result<CustomerQuery> {
     // Percent-decoding that yields invalid UTF-8 becomes U+FFFD, which is
     // then refused as not a ticket number. Each value keeps the text that
     // was sent, so a refusal quotes it (`order=+1` decodes to " 1").
@@ -241,14 +305,14 @@ pub fn parse_take_query(query: Option<&str>) -> Result<CustomerQuery> {
         .zip(sent)
         .map(|((k, v), sent)| (k.into_owned(), v.into_owned(), sent))
         .collect();
-    let ticket = ticket_param(&pairs)?;
+    let ticket = ticket_param(route, &pairs)?;
     if let Some((key, _, _)) = pairs.iter().find(|(k, _, _)| k != "order" && k != "code") {
         let shown: String = key.chars().take(24).flat_map(char::escape_debug).collect();
         return Err(ApiError::Rejected {
             status: StatusCode::BAD_REQUEST,
             code: "unknown_parameter",
             message: format!(
-                "/take and /cancel take only the order number and its pickup code (?order=42&code=482913), not \"{shown}\""
+                "{route} takes only the order number and its pickup code (?order=42&code=482913), not \"{shown}\""
             ),
         });
     }
@@ -265,12 +329,12 @@ pub fn parse_take_query(query: Option<&str>) -> Result<CustomerQuery> {
 
 /// The `order` parameter: exactly once, a ticket number. A refusal quotes
 /// the value as it was sent.
-fn ticket_param(pairs: &[(String, String, &str)]) -> Result<Ticket> {
+fn ticket_param(route: &str, pairs: &[(String, String, &str)]) -> Result<Ticket> {
     let mut values = pairs.iter().filter(|(k, _, _)| k == "order");
     match (values.next(), values.next()) {
-        (None, _) => Err(ApiError::BadTicket(
-            "say which order: /take?order=42&code=482913".into(),
-        )),
+        (None, _) => Err(ApiError::BadTicket(format!(
+            "say which order: {route}?order=42&code=482913"
+        ))),
         (Some(_), Some(_)) => Err(ApiError::BadTicket(
             "give the order number once, not several times".into(),
         )),
@@ -331,10 +395,10 @@ mod tests {
                 .map(|(a, b)| (a.to_string(), b.to_string(), *b))
                 .collect::<Vec<_>>()
         };
-        assert!(ticket_param(&pairs(&[])).is_err());
-        assert!(ticket_param(&pairs(&[("order", "1"), ("order", "2")])).is_err());
+        assert!(ticket_param(TAKE, &pairs(&[])).is_err());
+        assert!(ticket_param(TAKE, &pairs(&[("order", "1"), ("order", "2")])).is_err());
         assert_eq!(
-            ticket_param(&pairs(&[("x", "y"), ("order", "7")])).unwrap(),
+            ticket_param(TAKE, &pairs(&[("x", "y"), ("order", "7")])).unwrap(),
             7
         );
         assert_eq!(parse_take_query(Some("order=7")).unwrap().ticket, 7);

@@ -48,6 +48,7 @@ pub const TAKES: &[Takes] = &[
     takes("/metrics", &[], false),
     takes("/kitchen/now", &[], false),
     takes("/kitchen/updates", &[], false),
+    takes("/qr", &[], false),
 ];
 
 /// Refuses a request to a route of [`TAKES`] that carries a parameter the

@@ -215,7 +215,12 @@ async fn five_thousand_boards_each_get_the_board_then_every_change() {
     );
 
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
+    // Every board connects from 127.0.0.1: room for them all under the caps.
+    let server = ServerProcess::spawn(
+        dir.path(),
+        &["--prep-time", "0", "--max-connections-per-client", "6000"],
+    )
+    .await;
     let client = streams_client();
     let url = server.url("/updates");
     let mut boards: Vec<(SseClient, Watcher)> = futures_util::stream::iter(0..BOARDS)

@@ -98,6 +98,7 @@ impl Ledger {
 }
 
 /// A response read off a raw socket.
+#[derive(Debug)]
 struct Raw {
     status: u16,
     headers: Vec<(String, String)>,
@@ -956,4 +957,286 @@ async fn every_route_refuses_a_parameter_it_does_not_take() {
     let take = ledger.app.take(ready, &code).await;
     assert_eq!(take.status(), 200);
     ledger.app.shutdown().await;
+}
+
+/// The framing rules and what every answer tells a browser, through the
+/// real server: requests this server would read wrongly are refused before
+/// any route; pages cannot be framed or sniffed; answers carrying a pickup
+/// code are never cached; `/take` and `/cancel` read a form body and name
+/// themselves in their errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn framing_browser_headers_and_codes_in_a_form_body() {
+    let mut ledger = Ledger::new().await;
+    let base = ledger.app.base.clone();
+
+    // Two Host headers: 400, and the connection closed after it.
+    let raw = raw_exchange(
+        &base,
+        b"POST /order HTTP/1.1\r\nHost: localhost\r\nHost: evil.example\r\nContent-Length: 5\r\n\r\nfries",
+    )
+    .await;
+    assert_eq!(raw.status, 400, "{raw:?}");
+    assert_eq!(raw.json()["error"], "duplicate_host");
+    assert_eq!(raw.header("connection"), Some("close"));
+    ledger.unchanged("two Host headers").await;
+
+    // A transfer coding other than plain chunked: never read raw.
+    for coding in ["gzip, chunked", "chunked, chunked", "identity, chunked"] {
+        let request = format!(
+            "POST /order HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: {coding}\r\n\r\n5\r\nfries\r\n0\r\n\r\n"
+        );
+        let raw = raw_exchange(&base, request.as_bytes()).await;
+        // hyper itself refuses some (400); what it passes on, the server does.
+        assert!(
+            raw.status == 501 || (raw.status == 400 && coding != "gzip, chunked"),
+            "{coding}: {raw:?}"
+        );
+        if raw.status == 501 {
+            assert_eq!(raw.json()["error"], "unsupported_transfer_encoding");
+        }
+        ledger.unchanged(coding).await;
+    }
+    // Plain chunked still works.
+    let raw = raw_exchange(
+        &base,
+        b"POST /order HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nfries\r\n0\r\n\r\n",
+    )
+    .await;
+    assert_eq!(raw.status, 201, "{raw:?}");
+    assert_eq!(raw.json()["content"], "fries");
+    ledger.taken += 1;
+    ledger
+        .live
+        .push(raw.json()["order"].as_u64().unwrap() as u32);
+    ledger.before = ledger.app.wait_all_ready(&ledger.live).await;
+
+    // A request Content-Encoding: 415, nothing stored.
+    let client = &ledger.app.client.clone();
+    for coding in ["gzip", "br", "identity, gzip"] {
+        let response = client
+            .post(ledger.url("/order"))
+            .header("content-encoding", coding)
+            .body("fries")
+            .send()
+            .await
+            .unwrap();
+        expect_error(response, 415, "unsupported_encoding").await;
+        ledger.unchanged(coding).await;
+    }
+
+    // Every page: no sniffing, no framing, scripts from here only.
+    for page in ["/", "/kiosk", "/kitchen", "/my/1", "/kiosk.js", "/orders"] {
+        let response = client.get(ledger.url(page)).send().await.unwrap();
+        assert_eq!(response.status(), 200, "{page}");
+        assert_eq!(
+            header(&response, "x-content-type-options"),
+            "nosniff",
+            "{page}"
+        );
+        assert_eq!(header(&response, "x-frame-options"), "DENY", "{page}");
+        let csp = header(&response, "content-security-policy");
+        assert!(
+            csp.contains("frame-ancestors 'none'") && csp.contains("default-src 'self'"),
+            "{page}: {csp}"
+        );
+    }
+
+    // The 201 with the pickup code, and /take and /cancel answers: no-store.
+    let placed = client
+        .post(ledger.url("/order"))
+        .body("a burger, form-collected")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&placed, "cache-control"), "no-store");
+    let placed: Value = placed.json().await.unwrap();
+    let ticket = placed["order"].as_u64().unwrap() as u32;
+    let code = placed["pickup_code"].as_str().unwrap().to_owned();
+    ledger.taken += 1;
+    ledger.live.push(ticket);
+    ledger.before = ledger.app.wait_all_ready(&ledger.live).await;
+
+    // The code in a form body (as the pages send it); another body type is
+    // refused; /cancel's errors name /cancel.
+    let form = |path: &str, body: String| {
+        client
+            .post(format!("{base}{path}"))
+            .header(
+                "content-type",
+                "application/x-www-form-urlencoded;charset=UTF-8",
+            )
+            .body(body)
+    };
+    let wrong = form("/cancel", format!("order={ticket}&code=000000"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(header(&wrong, "cache-control"), "no-store");
+    let wrong = expect_error(wrong, 403, "wrong_code").await;
+    let message = wrong["message"].as_str().unwrap();
+    assert!(
+        message.contains("/cancel?order=") && !message.contains("/take"),
+        "{message}"
+    );
+    for (body, code) in [
+        (String::new(), "bad_ticket"),
+        (format!("order={ticket}&pickup=1"), "unknown_parameter"),
+    ] {
+        let refused = form("/cancel", body).send().await.unwrap();
+        let refused = expect_error(refused, 400, code).await;
+        let message = refused["message"].as_str().unwrap();
+        assert!(
+            message.contains("/cancel") && !message.contains("/take"),
+            "{message}"
+        );
+    }
+    let text = client
+        .post(ledger.url("/take"))
+        .header("content-type", "text/plain")
+        .body(format!("order={ticket}&code={code}"))
+        .send()
+        .await
+        .unwrap();
+    expect_error(text, 415, "unsupported_media_type").await;
+    ledger.unchanged("a code in a text body").await;
+    let taken = form("/take", format!("order={ticket}&code={code}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(taken.status(), 200);
+    assert_eq!(header(&taken, "cache-control"), "no-store");
+    let taken: Value = taken.json().await.unwrap();
+    assert_eq!(taken["status"], "COLLECTED");
+    ledger.live.retain(|t| *t != ticket);
+    ledger.before = ledger.app.board().await;
+
+    // The order in the query, the code in the body: one set of parameters.
+    let order = ledger.accept("to cancel").await;
+    let (n, code) = (
+        order["order"].as_u64().unwrap(),
+        order["pickup_code"].as_str().unwrap(),
+    );
+    let cancelled = client
+        .post(ledger.url(&format!("/cancel?order={n}")))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!("code={code}"))
+        .send()
+        .await
+        .unwrap();
+    // READY already (prep time 0): too late, and it says so about /cancel.
+    let too_late = expect_error(cancelled, 409, "too_late").await;
+    assert_eq!(too_late["status"], "READY");
+
+    // The 415 for a charset names a charset, and never repeats anything else.
+    for (content_type, shown, hidden) in [
+        ("text/plain; charset=utf-16le", "charset utf-16le", ""),
+        (
+            "text/plain; charset=\"<b>x</b>\"",
+            "the charset it names",
+            "<b>",
+        ),
+    ] {
+        let response = client
+            .post(ledger.url("/order"))
+            .header("content-type", content_type)
+            .body("fries")
+            .send()
+            .await
+            .unwrap();
+        let error = expect_error(response, 415, "unsupported_charset").await;
+        let message = error["message"].as_str().unwrap();
+        assert!(message.contains(shown), "{message}");
+        assert!(hidden.is_empty() || !message.contains(hidden), "{message}");
+    }
+}
+
+/// `POST /qr` draws what the kiosk sends, a phone page of this restaurant,
+/// and nothing else, under the rules of every route; a burst gets drawings
+/// or `503 busy` with `Retry-After`, never a queue of CPU work.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qr_draws_only_this_restaurants_phone_pages() {
+    let app = TestApp::spawn(&["--prep-time", "0"]).await;
+    let host = app.base.strip_prefix("http://").unwrap().to_owned();
+    let qr = |body: Vec<u8>, path: &str| {
+        app.client
+            .post(app.url(path))
+            .header("content-type", "text/plain; charset=utf-8")
+            .body(body)
+            .send()
+    };
+    let good = format!("http://{host}/my/7#code=482913");
+    let response = qr(good.clone().into_bytes(), "/qr").await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(header(&response, "content-type"), "image/svg+xml");
+    assert!(response.text().await.unwrap().contains("<svg"));
+
+    let mut utf16 = Vec::new();
+    for unit in good.encode_utf16() {
+        utf16.extend_from_slice(&unit.to_le_bytes());
+    }
+    for (body, status, code) in [
+        (
+            b"http://evil.example/my/7#code=482913".to_vec(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            format!("http://{host}/my/7").into_bytes(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            format!("http://{host}/my/7#code=482913\0").into_bytes(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            format!("http://{host}/my/7#code=482913\x1b[2J").into_bytes(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            format!("http://{host}/my/7?x=1#code=482913").into_bytes(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            "\u{200B}\u{2060}".as_bytes().to_vec(),
+            400,
+            "not_a_phone_page",
+        ),
+        (
+            "anything at all, a kilobyte of it".repeat(30).into_bytes(),
+            413,
+            "text_too_long",
+        ),
+        (utf16.clone(), 400, "not_a_phone_page"),
+        (Vec::new(), 400, "empty_text"),
+    ] {
+        let response = qr(body, "/qr").await.unwrap();
+        expect_error(response, status, code).await;
+    }
+    let response = qr(good.clone().into_bytes(), "/qr?size=9000")
+        .await
+        .unwrap();
+    expect_error(response, 400, "unknown_parameter").await;
+
+    // A burst: each answer is a drawing or a refusal that says when to ask
+    // again.
+    let answers =
+        futures_util::future::join_all((0..40).map(|_| qr(good.clone().into_bytes(), "/qr"))).await;
+    let mut drawn = 0;
+    for response in answers {
+        let response = response.unwrap();
+        match response.status().as_u16() {
+            200 => drawn += 1,
+            503 => {
+                assert_eq!(header(&response, "retry-after"), "1");
+                expect_error(response, 503, "busy").await;
+            }
+            other => panic!("a burst of /qr answered {other}"),
+        }
+    }
+    assert!(drawn > 0, "no QR code drawn in a burst of 40");
+    app.shutdown().await;
 }

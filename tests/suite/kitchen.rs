@@ -385,3 +385,59 @@ async fn a_moment_told_while_the_server_was_cut_off_reaches_its_page_afterwards(
     drop(server);
     let _ = rabbitmqctl(&["delete_user", &user]).await;
 }
+
+/// The data directory moved away under a running server: the kitchen's log
+/// says what happened, never where (no path, no OS error), on
+/// `/kitchen/now` and `/kitchen/updates`; the server's own log keeps the
+/// detail; and a worker that cannot write backs off instead of taking the
+/// order back and forth twice a second.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_that_cannot_be_written_is_told_without_paths_and_workers_back_off() {
+    let parent = tempfile::tempdir().unwrap();
+    let dir = parent.path().join("data");
+    std::fs::create_dir(&dir).unwrap();
+    let server = ServerProcess::spawn(&dir, &["--prep-time", "1s", "--workers", "1"]).await;
+    let mut updates = SseClient::connect(&server.url("/kitchen/updates")).await;
+    server.place("burger").await;
+    server.place("fries").await;
+    let moved = parent.path().join("moved");
+    std::fs::rename(&dir, &moved).unwrap();
+
+    // Watch for 8 s: every moment, from the JSON and from the stream.
+    let secret = parent.path().to_str().unwrap().to_owned();
+    let watch = tokio::time::Instant::now() + Duration::from_secs(8);
+    let mut streamed = Vec::new();
+    while let Ok(Some(event)) =
+        tokio::time::timeout_at(watch, async { updates.try_next_event(DEADLINE).await }).await
+    {
+        streamed.push(event.data.to_string());
+    }
+    let kitchen = server.get_json("/kitchen/now").await;
+    let moments = log(&kitchen);
+    let given_back: Vec<_> = moments
+        .iter()
+        .filter(|m| m.contains("goes back to the front of the line"))
+        .collect();
+    assert!(!given_back.is_empty(), "no give-back told: {moments:?}");
+    assert!(
+        given_back
+            .iter()
+            .any(|m| m.contains("a file of the order store is missing")),
+        "{given_back:?}"
+    );
+    for text in moments.iter().chain(&streamed) {
+        assert!(
+            !text.contains(&secret) && !text.contains("os error") && !text.contains("orders.log"),
+            "a path or an OS error on a public page: {text}"
+        );
+    }
+    // Backing off from 500 ms, doubling: a handful in 8 s, not 16 or more.
+    assert!(
+        given_back.len() <= 7,
+        "{} give-backs in 8 s: {given_back:#?}",
+        given_back.len()
+    );
+    // The log keeps the detail.
+    let log = server.stderr();
+    assert!(log.contains("orders.log"), "{log}");
+}
