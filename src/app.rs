@@ -20,6 +20,7 @@ use crate::kitchen::{Crew, Report, View, Worker};
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
+use crate::store::postgres::Sharing;
 use crate::store::{Observer, Store};
 use crate::ticket::{CounterFile, Tickets};
 use crate::wait::Wait;
@@ -71,7 +72,6 @@ impl Restaurant {
              (or drop --workers 0 to cook here)"
             );
         }
-        let dir = &kitchen.data_dir;
         let broker = match &kitchen.broker {
             Some(url) => {
                 Some(Broker::start(url, &format!("fastfood server {}", std::process::id())).await?)
@@ -82,8 +82,11 @@ impl Restaurant {
         let wait = Arc::new(Wait::new(config.workers, kitchen.prep_time));
         let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone(), wait.clone()];
         observers.extend(broker.as_ref().map(Broker::change_publisher));
-        let store = open_store(dir, observers).await?;
-        let tickets = open_tickets(dir, &store).await?;
+        let sharing = match &broker {
+            Some(_) => Sharing::WithBroker,
+            None => Sharing::Alone,
+        };
+        let (store, tickets) = open_store_and_tickets(kitchen, observers, sharing).await?;
 
         let queue = match &broker {
             Some(broker) => {
@@ -151,7 +154,7 @@ impl Restaurant {
         tasks.close();
 
         let summary = format!(
-            "{}, prep time {:?}, {}, data dir {}",
+            "{}, prep time {:?}, {}, {}",
             workers(config.workers),
             kitchen.prep_time,
             if broker.is_some() {
@@ -159,7 +162,7 @@ impl Restaurant {
             } else {
                 "orders queued in this process"
             },
-            shown(dir).display()
+            kept_in(kitchen)
         );
         let state = AppState {
             front,
@@ -225,7 +228,15 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
         bail!("--workers 0 would start a worker process with nobody in it: give at least 1");
     }
     let broker = Broker::start(url, &format!("fastfood worker {}", std::process::id())).await?;
-    let store = open_store(&kitchen.data_dir, vec![broker.change_publisher()]).await?;
+    let store = match &kitchen.database {
+        Some(url) => {
+            Store::open_database(url, vec![broker.change_publisher()], Sharing::WithBroker)
+                .await
+                .context("cannot open the order store")?
+                .0
+        }
+        None => open_store(&kitchen.data_dir, vec![broker.change_publisher()]).await?,
+    };
     let queue = Queue::new(broker.clone());
     if let Some(addr) = &config.metrics {
         serve_metrics(addr, Scrape::worker(&store, &queue), &shutdown).await?;
@@ -244,10 +255,10 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     );
     tasks.close();
     tracing::info!(
-        "{}, prep time {:?}, data dir {}",
+        "{}, prep time {:?}, {}",
         workers(config.workers),
         kitchen.prep_time,
-        shown(&kitchen.data_dir).display()
+        kept_in(kitchen)
     );
     shutdown.cancelled().await;
     stop(tasks).await;
@@ -385,6 +396,36 @@ async fn stop(tasks: TaskTracker) {
     {
         tracing::warn!("workers did not stop within {SHUTDOWN_GRACE:?}");
     }
+}
+
+/// Where the orders are kept, for the summary line (a URL without its
+/// password).
+fn kept_in(kitchen: &KitchenConfig) -> String {
+    match &kitchen.database {
+        Some(url) => format!(
+            "orders in PostgreSQL at {}",
+            crate::store::postgres::redact(url)
+        ),
+        None => format!("data dir {}", shown(&kitchen.data_dir).display()),
+    }
+}
+
+/// The store and the ticket numbers: from the database when there is one,
+/// otherwise from the data directory.
+async fn open_store_and_tickets(
+    kitchen: &KitchenConfig,
+    observers: Vec<Arc<dyn Observer>>,
+    sharing: Sharing,
+) -> anyhow::Result<(Store, Tickets)> {
+    if let Some(url) = &kitchen.database {
+        return Store::open_database(url, observers, sharing)
+            .await
+            .context("cannot open the order store");
+    }
+    let dir = &kitchen.data_dir;
+    let store = open_store(dir, observers).await?;
+    let tickets = open_tickets(dir, &store).await?;
+    Ok((store, tickets))
 }
 
 /// Opens the order store off the async threads: it waits for the store's

@@ -76,6 +76,14 @@ pub struct KitchenConfig {
     #[arg(long, env = "FASTFOOD_PREP_TIME", default_value = "10s", allow_hyphen_values = true, value_parser = parse_prep_time)]
     pub prep_time: Duration,
 
+    /// PostgreSQL to keep the tickets and orders in, instead of --data-dir,
+    /// e.g. postgres://fastfood:PASSWORD@db1,db2/fastfood?target_session_attrs=read-write:
+    /// then any number of servers and workers, on any machines, share it.
+    // Checked when the store opens, not by a value parser: clap's error
+    // would print the URL, password and all.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
+
     /// RabbitMQ to queue orders in, e.g. amqp://guest:guest@127.0.0.1:5672
     /// (without it, orders wait in this process).
     #[arg(long, env = "AMQP_URL")]

@@ -27,6 +27,7 @@ mod compact;
 mod disk;
 mod history;
 mod log;
+pub mod postgres;
 mod snapshot;
 mod state;
 #[doc(hidden)]
@@ -83,6 +84,10 @@ pub enum StoreError {
     },
     #[error("the order store has stopped")]
     Stopped,
+    /// The database (`--database`) cannot be reached or refused a statement;
+    /// the message names it without its password.
+    #[error("{0}")]
+    Database(String),
     #[error("{0}")]
     NoRandomness(String),
 }

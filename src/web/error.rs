@@ -68,7 +68,9 @@ impl From<FrontError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy(_) | StoreError::Io { .. } => ApiError::StoreUnavailable(e),
+            StoreError::Busy(_) | StoreError::Io { .. } | StoreError::Database(_) => {
+                ApiError::StoreUnavailable(e)
+            }
             other => ApiError::Internal(other.to_string()),
         }
     }
@@ -110,9 +112,9 @@ impl ApiError {
             ApiError::TooLate(_) => (StatusCode::CONFLICT, "too_late"),
             ApiError::QueueUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "queue_unavailable"),
             ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
-            ApiError::NoTickets(TicketError::Busy(_) | TicketError::Io { .. }) => {
-                (StatusCode::SERVICE_UNAVAILABLE, "tickets_unavailable")
-            }
+            ApiError::NoTickets(
+                TicketError::Busy(_) | TicketError::Io { .. } | TicketError::Database(_),
+            ) => (StatusCode::SERVICE_UNAVAILABLE, "tickets_unavailable"),
             ApiError::NoTickets(TicketError::Exhausted { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "tickets_exhausted")
             }
@@ -179,7 +181,7 @@ fn tickets_message(e: &TicketError) -> String {
              the restaurant's staff must start a new ticket roll (a new data directory)",
             u32::MAX
         ),
-        TicketError::Busy(_) | TicketError::Io { .. } => {
+        TicketError::Busy(_) | TicketError::Io { .. } | TicketError::Database(_) => {
             "no ticket number can be handed out right now; please try again shortly".into()
         }
         TicketError::Corrupt { .. }
