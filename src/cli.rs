@@ -64,7 +64,9 @@ impl Cli {
 fn env_shown(cmd: clap::Command) -> clap::Command {
     cmd.mut_args(|arg| {
         let hide = match arg.get_env() {
-            Some(name) => name == "AMQP_URL" || name == "DATABASE_URL" || std::env::var_os(name).is_none(),
+            Some(name) => {
+                name == "AMQP_URL" || name == "DATABASE_URL" || std::env::var_os(name).is_none()
+            }
             None => false,
         };
         arg.hide_env_values(hide)

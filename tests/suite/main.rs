@@ -23,5 +23,6 @@ mod hostile_input;
 mod kill_storm;
 mod kitchen;
 mod metrics;
+mod postgres;
 mod restaurant;
 mod rush;

@@ -144,10 +144,7 @@ async fn check_or_create(client: &Client, shown: &str) -> Result<(), StoreError>
     for (table, wanted) in TABLES {
         let found = columns(table);
         if found.is_empty() {
-            return Err(not_ours(format!(
-                "the table {table} is missing, but {} exist",
-                present.join(", ")
-            )));
+            continue;
         }
         let fits = found.len() == wanted.len()
             && found
@@ -161,6 +158,12 @@ async fn check_or_create(client: &Client, shown: &str) -> Result<(), StoreError>
                 shape.join(", ")
             )));
         }
+    }
+    if let Some((table, _)) = TABLES.iter().find(|(t, _)| columns(t).is_empty()) {
+        return Err(not_ours(format!(
+            "the table {table} is missing, but {} exist",
+            present.join(", ")
+        )));
     }
     if sequence.is_none() {
         return Err(not_ours("the sequence fastfood_ticket is missing".into()));
