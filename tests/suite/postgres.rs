@@ -349,3 +349,196 @@ async fn a_statement_that_hangs_on_a_lock_is_bounded_by_a_timeout() {
     .await;
     app.shutdown().await;
 }
+
+/// What the rush's clients saw.
+#[derive(Default)]
+struct Rush {
+    /// `(ticket, code, when)` of every 201.
+    accepted: Vec<(u32, String, Instant)>,
+    /// `(status, when)` of every other answer.
+    refused: Vec<(u16, Instant)>,
+    /// The longest any answer took.
+    slowest: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_synchronous_standby_loses_no_201_and_takes_orders_again_within_10s() {
+    use crate::support::pg::Cluster;
+    use std::sync::{Arc, Mutex};
+
+    let Some(rabbit) = Rabbit::vhost("pg_failover").await else {
+        return;
+    };
+    let primary = Cluster::primary();
+    let standby = Cluster::standby_of(&primary);
+    primary
+        .sql(
+            "postgres",
+            "alter system set synchronous_standby_names = '*'",
+        )
+        .unwrap();
+    primary.sql("postgres", "select pg_reload_conf()").unwrap();
+    wait_until(DEADLINE, "the standby is synchronous", || async {
+        primary
+            .sql("postgres", "select sync_state from pg_stat_replication")
+            .is_ok_and(|s| s == "sync")
+    })
+    .await;
+    primary.sql("postgres", "create database fastfood").unwrap();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/fastfood?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let args = [
+        "--database",
+        url.as_str(),
+        "--broker",
+        rabbit.url.as_str(),
+        "--workers",
+        "0",
+    ];
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let a = ServerProcess::spawn(dirs[0].path(), &args).await;
+    let b = ServerProcess::spawn(dirs[1].path(), &args).await;
+    let worker_args = ["--database", url.as_str(), "--prep-time", "10ms"];
+    let _w1 = WorkerProcess::spawn(dirs[2].path(), &rabbit.url, &worker_args, &[]).await;
+    let _w2 = WorkerProcess::spawn(dirs[2].path(), &rabbit.url, &worker_args, &[]).await;
+
+    // Four customers at each server, ordering as fast as they are answered.
+    let rush = Arc::new(Mutex::new(Rush::default()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut customers = Vec::new();
+    for i in 0..8 {
+        let api = crate::support::Api::at(if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        });
+        let (rush, stop) = (rush.clone(), stop.clone());
+        customers.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let started = Instant::now();
+                let response = api.order(format!("customer {i}")).await;
+                let took = started.elapsed();
+                let status = response.status().as_u16();
+                let retry = header(&response, "retry-after");
+                let body: Value = response.json().await.unwrap();
+                let accepted = (status == 201).then(|| {
+                    (
+                        body["order"].as_u64().unwrap() as u32,
+                        body["pickup_code"].as_str().unwrap().to_owned(),
+                        Instant::now(),
+                    )
+                });
+                {
+                    let mut rush = rush.lock().unwrap();
+                    rush.slowest = rush.slowest.max(took);
+                    match accepted {
+                        Some(order) => rush.accepted.push(order),
+                        None => rush.refused.push((status, Instant::now())),
+                    }
+                }
+                if status != 201 {
+                    assert_eq!(status, 503, "only 201 or 503, never a 500: {body}");
+                    assert_eq!(retry, "1");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rush.lock().unwrap().accepted.len();
+    assert!(before > 0, "orders are taken before the failover");
+    primary.kill9();
+    let killed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    standby.promote();
+    let promoted = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "a 201 within 10 s of the promotion",
+        || async {
+            rush.lock()
+                .unwrap()
+                .accepted
+                .iter()
+                .any(|(_, _, at)| *at > promoted)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    for customer in customers {
+        customer.await.expect("a customer saw only 201 or 503");
+    }
+    let rush = Arc::try_unwrap(rush).ok().unwrap().into_inner().unwrap();
+    assert!(
+        rush.slowest < BOUNDED,
+        "an answer took {:?}: never a hang",
+        rush.slowest
+    );
+    assert!(
+        rush.refused
+            .iter()
+            .any(|(_, at)| *at > killed && *at < promoted),
+        "503s while there was no primary"
+    );
+    let tickets: Vec<u32> = rush.accepted.iter().map(|(t, _, _)| *t).collect();
+    assert_eq!(
+        tickets.iter().collect::<BTreeSet<_>>().len(),
+        tickets.len(),
+        "no ticket twice"
+    );
+
+    // Every 201 is in the promoted database and reaches READY, on both boards.
+    for server in [&a, &b] {
+        wait_until(
+            DEADLINE,
+            "every accepted order READY on every board",
+            || async {
+                let board = server.board().await.statuses();
+                tickets
+                    .iter()
+                    .all(|t| board.get(t).map(String::as_str) == Some("READY"))
+            },
+        )
+        .await;
+    }
+    let in_db = standby
+        .sql("fastfood", "select ticket from fastfood_orders")
+        .unwrap();
+    let in_db: BTreeSet<u32> = in_db.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(
+        tickets.iter().all(|t| in_db.contains(t)),
+        "every 201 is in the database"
+    );
+
+    // No status backward, no version missing: the log replays.
+    let log = standby
+        .sql(
+            "fastfood",
+            "select version, ticket, body->>'status' from fastfood_changes order by version",
+        )
+        .unwrap();
+    let rank = |s: &str| {
+        ["TAKEN", "PREPARING", "READY", "COLLECTED", "CANCELLED"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    let mut furthest = std::collections::BTreeMap::new();
+    for (i, line) in log.lines().enumerate() {
+        let f: Vec<&str> = line.split('|').collect();
+        assert_eq!(f[0].parse::<usize>().unwrap(), i + 1, "versions 1, 2, 3, …");
+        let (ticket, r) = (f[1].parse::<u32>().unwrap(), rank(f[2]));
+        let before = furthest.insert(ticket, r).unwrap_or(0);
+        assert!(r >= before, "order {ticket} went back to {}", f[2]);
+    }
+
+    // The boards converge: the same orders at the same version.
+    wait_until(DEADLINE, "both boards show the same thing", || async {
+        let (x, y) = (a.get_json("/orders").await, b.get_json("/orders").await);
+        x == y
+    })
+    .await;
+}

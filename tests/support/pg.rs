@@ -139,3 +139,225 @@ impl Backend {
         }
     }
 }
+
+/// The PostgreSQL programs.
+const BIN: &str = "/usr/lib/postgresql/15/bin";
+
+/// A PostgreSQL cluster of the test's own, in a temp dir, run as the
+/// `postgres` user (the server refuses root). Stopped at once, with
+/// everything it started, when dropped, whatever happened.
+pub struct Cluster {
+    pub port: u16,
+    pub dir: std::path::PathBuf,
+    /// Owns the parent directory, removed last.
+    _root: tempfile::TempDir,
+}
+
+/// A port nobody listens on now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+/// Runs a PostgreSQL program as the `postgres` user; its output, or why not.
+fn as_postgres(program: &str, args: &[&str]) -> Result<String, String> {
+    let out = Command::new("runuser")
+        .args(["-u", "postgres", "--"])
+        .arg(format!("{BIN}/{program}"))
+        .args(args)
+        .output()
+        .map_err(|e| format!("{program}: {e}"))?;
+    if out.status.success() {
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    } else {
+        Err(format!(
+            "{program} {args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+fn postgres_owns(path: &std::path::Path) {
+    let status = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .expect("chown");
+    assert!(status.success());
+}
+
+impl Cluster {
+    fn empty() -> Cluster {
+        let root = tempfile::tempdir().expect("a temp dir");
+        postgres_owns(root.path());
+        Cluster {
+            port: free_port(),
+            dir: root.path().join("data"),
+            _root: root,
+        }
+    }
+
+    /// A new primary, started.
+    pub fn primary() -> Cluster {
+        let cluster = Cluster::empty();
+        let dir = cluster.dir.to_str().unwrap();
+        as_postgres("initdb", &["-D", dir, "-A", "trust", "-U", "postgres"]).expect("initdb");
+        cluster.start();
+        cluster
+    }
+
+    /// A standby of `primary` (`pg_basebackup -R`), started.
+    pub fn standby_of(primary: &Cluster) -> Cluster {
+        let cluster = Cluster::empty();
+        let dir = cluster.dir.to_str().unwrap();
+        let port = primary.port.to_string();
+        as_postgres(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                dir,
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+            ],
+        )
+        .expect("pg_basebackup");
+        cluster.start();
+        cluster
+    }
+
+    pub fn start(&self) {
+        let dir = self.dir.to_str().unwrap();
+        let log = self.dir.with_file_name("log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1",
+            self.port,
+            self.dir.parent().unwrap().display()
+        );
+        as_postgres(
+            "pg_ctl",
+            &[
+                "-D",
+                dir,
+                "-w",
+                "-l",
+                log.to_str().unwrap(),
+                "-o",
+                &options,
+                "start",
+            ],
+        )
+        .expect("pg_ctl start");
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/db`.
+    pub fn url(&self, db: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Runs `sql` on database `db` through `psql`.
+    pub fn sql(&self, db: &str, sql: &str) -> Result<String, String> {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                &self.url(db),
+                "-c",
+                sql,
+            ])
+            .output()
+            .map_err(|e| format!("psql: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&out.stderr).into_owned())
+        }
+    }
+
+    /// The postmaster's process id, if it runs.
+    pub fn postmaster(&self) -> Option<i32> {
+        std::fs::read_to_string(self.dir.join("postmaster.pid"))
+            .ok()?
+            .lines()
+            .next()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `kill -9` of the postmaster, then of the processes it had started
+    /// (as when the machine dies: nothing of the server answers any more).
+    pub fn kill9(&self) {
+        let Some(pid) = self.postmaster() else { return };
+        let children = children_of(pid);
+        let _ = Command::new("kill").args(["-9", &pid.to_string()]).status();
+        for child in children {
+            let _ = Command::new("kill")
+                .args(["-9", &child.to_string()])
+                .status();
+        }
+    }
+
+    /// `pg_ctl promote`: the standby becomes the primary.
+    pub fn promote(&self) {
+        as_postgres(
+            "pg_ctl",
+            &["-D", self.dir.to_str().unwrap(), "-w", "promote"],
+        )
+        .expect("pg_ctl promote");
+    }
+}
+
+/// The processes whose parent is `pid`.
+fn children_of(pid: i32) -> Vec<i32> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|child| {
+            std::fs::read_to_string(format!("/proc/{child}/stat")).is_ok_and(|stat| {
+                // pid (comm) state ppid …: the comm may hold spaces.
+                stat.rsplit_once(')')
+                    .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
+                    == Some(pid)
+            })
+        })
+        .collect()
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.postmaster().is_some() {
+            let stopped = as_postgres(
+                "pg_ctl",
+                &[
+                    "-D",
+                    self.dir.to_str().unwrap(),
+                    "-m",
+                    "immediate",
+                    "-w",
+                    "stop",
+                ],
+            );
+            if stopped.is_err() {
+                self.kill9();
+            }
+        }
+    }
+}
