@@ -140,8 +140,20 @@ impl Backend {
     }
 }
 
-/// The PostgreSQL programs.
-const BIN: &str = "/usr/lib/postgresql/15/bin";
+/// The PostgreSQL programs (of the newest version installed).
+fn bin() -> std::path::PathBuf {
+    let mut versions: Vec<_> = std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed in /usr/lib/postgresql")
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("bin/initdb").exists())
+        .collect();
+    versions.sort();
+    versions
+        .pop()
+        .expect("a PostgreSQL version with initdb")
+        .join("bin")
+}
 
 /// A PostgreSQL cluster of the test's own, in a temp dir, run as the
 /// `postgres` user (the server refuses root). Stopped at once, with
@@ -165,7 +177,7 @@ pub fn free_port() -> u16 {
 fn as_postgres(program: &str, args: &[&str]) -> Result<String, String> {
     let out = Command::new("runuser")
         .args(["-u", "postgres", "--"])
-        .arg(format!("{BIN}/{program}"))
+        .arg(bin().join(program))
         .args(args)
         .output()
         .map_err(|e| format!("{program}: {e}"))?;
