@@ -14,7 +14,7 @@ use tokio_util::task::TaskTracker;
 
 use crate::board::Board;
 use crate::broker::Broker;
-use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
+use crate::config::{ImportConfig, KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
 use crate::kitchen::{Crew, Report, View, Worker};
 use crate::order::Status;
@@ -264,6 +264,37 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     stop(tasks).await;
     reports.stop().await;
     broker.close().await;
+    Ok(())
+}
+
+/// `fastfood import`: reads the data directory (refusing one in use),
+/// copies it into the database (refusing one with orders), says what it
+/// copied.
+pub async fn import(config: ImportConfig) -> anyhow::Result<()> {
+    let dir = config.data_dir.clone();
+    let (files, counter) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let files = crate::store::export(&dir)
+            .with_context(|| format!("cannot read the restaurant in {}", shown(&dir).display()))?;
+        let counter = CounterFile::open(&dir, crate::ticket::Create::MustExist)
+            .and_then(|c| c.last())
+            .context("cannot read the ticket counter")?;
+        Ok((files, counter))
+    })
+    .await
+    .context("the task reading the data directory failed")??;
+    let imported = crate::store::postgres::import(&config.database, &files, counter)
+        .await
+        .context("cannot import the restaurant")?;
+    println!(
+        "copied {} live orders (with their pickup codes) and {} that left, from {} into PostgreSQL at {}; \
+         the next ticket is {}. Start `fastfood serve` and `fastfood worker` with --database now; \
+         the files are left as they were",
+        imported.live,
+        imported.left,
+        shown(&config.data_dir).display(),
+        crate::store::postgres::redact(&config.database),
+        u64::from(imported.counter) + 1
+    );
     Ok(())
 }
 

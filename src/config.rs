@@ -64,6 +64,19 @@ pub struct WorkerConfig {
     pub kitchen: KitchenConfig,
 }
 
+/// `fastfood import`: a restaurant's files copied into an empty database.
+#[derive(Parser, Debug, Clone)]
+pub struct ImportConfig {
+    /// The data directory to copy from; no process may be using it.
+    #[arg(long, env = "FASTFOOD_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// The PostgreSQL database to copy into (empty: no orders yet), e.g.
+    /// postgres://fastfood:PASSWORD@db1/fastfood.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database: String,
+}
+
 /// What every process that touches orders needs.
 #[derive(Args, Debug, Clone)]
 pub struct KitchenConfig {
@@ -77,8 +90,9 @@ pub struct KitchenConfig {
     pub prep_time: Duration,
 
     /// PostgreSQL to keep the tickets and orders in, instead of --data-dir,
-    /// e.g. postgres://fastfood:PASSWORD@db1,db2/fastfood?target_session_attrs=read-write:
-    /// then any number of servers and workers, on any machines, share it.
+    /// e.g. postgres://USER:PASSWORD@HOST/fastfood (a standby too:
+    /// HOST1,HOST2 and ?target_session_attrs=read-write); any number of
+    /// servers and workers, on any machines, then share it.
     // Checked when the store opens, not by a value parser: clap's error
     // would print the URL, password and all.
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]

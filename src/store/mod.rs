@@ -43,7 +43,7 @@ use std::time::Duration;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, oneshot};
 
-pub use disk::{HISTORY, LOG, SNAPSHOT};
+pub use disk::{Exported, HISTORY, LOG, SNAPSHOT, export};
 pub use state::{Lookup, Outcome, Record, Repeat};
 
 use crate::order::{Order, Status, Ticket};

@@ -571,3 +571,79 @@ async fn kill_9_of_a_server_on_the_database_loses_no_order_and_keeps_counting() 
     server.wait_all_ready(&tickets).await;
     assert_eq!(server.place("after").await, 21, "the counter goes on");
 }
+
+/// `fastfood import --data-dir DIR --database URL`: its exit status, stdout
+/// and stderr.
+async fn import(dir: &std::path::Path, url: &str) -> (bool, String, String) {
+    let out = crate::support::process::fastfood(
+        [
+            "import",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--database",
+            url,
+        ],
+        &[],
+    )
+    .output()
+    .await
+    .expect("run fastfood import");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_copies_a_restaurant_from_its_files_into_an_empty_database_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0"]).await;
+    let placed = [
+        app.place_coded("fries").await,
+        app.place_coded("shake").await,
+        app.place_coded("burger").await,
+    ];
+    app.wait_all_ready(&[1, 2, 3]).await;
+    assert_eq!(app.take(1, &placed[0].code).await.status(), 200);
+    app.shutdown().await;
+
+    // Refused while a server uses the directory.
+    let db = Database::create("import");
+    let mut running = ServerProcess::spawn(dir.path(), &[]).await;
+    let (ok, _, stderr) = import(dir.path(), &db.url).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "process {} is using the data directory",
+            running.pid
+        )),
+        "{stderr}"
+    );
+    running.terminate();
+    running.wait(DEADLINE).await.expect("the server stops");
+
+    let (ok, stdout, stderr) = import(dir.path(), &db.url).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("copied 2 live orders (with their pickup codes) and 1 that left")
+            && stdout.contains("the next ticket is 4"),
+        "{stdout}"
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_at(elsewhere.path(), &["--database", &db.url]).await;
+    expect_error(app.take(1, &placed[0].code).await, 410, "already_collected").await;
+    expect_error(app.take(2, "000000").await, 403, "wrong_code").await;
+    assert_eq!(app.take(2, &placed[1].code).await.status(), 200);
+    assert_eq!(app.order_json(3).await["status"], "READY");
+    assert_eq!(app.place("next").await, 4, "the counter goes on");
+    app.shutdown().await;
+
+    let (ok, _, stderr) = import(dir.path(), &db.url).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("the database already holds a restaurant"),
+        "{stderr}"
+    );
+}

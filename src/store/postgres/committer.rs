@@ -37,7 +37,7 @@ const MAX_BATCH: usize = 1024;
 /// The longest one batch's transaction may take, every round trip of it.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Held by the transaction of each batch.
-const BATCH_LOCK: i64 = 0x6661_7374_666f_6f03;
+pub(super) const BATCH_LOCK: i64 = 0x6661_7374_666f_6f03;
 /// Most changes read in one catch-up (a long outage catches up in steps).
 const FOLLOW_AT_MOST: i64 = 10_000;
 
@@ -46,7 +46,7 @@ const CATCH_UP: &str = "select version, body::text, pickup_code from fastfood_ch
 
 /// Every change of a batch and the orders' new rows, and the notice, in one
 /// statement (one round trip).
-const WRITE: &str = "
+pub(super) const WRITE: &str = "
 with changes as (
     insert into fastfood_changes (version, ticket, body, pickup_code)
     select v, t, b::jsonb, p
@@ -343,25 +343,8 @@ impl Committer {
         };
         let (client, prepared) = self.connection().await?;
         if !ours.is_empty() {
-            let rows = Rows::of(&ours);
-            let last = ours.last().expect("not empty").version.to_string();
-            client
-                .execute(
-                    &prepared.write,
-                    &[
-                        &rows.versions,
-                        &rows.tickets,
-                        &rows.bodies,
-                        &rows.codes,
-                        &rows.order_tickets,
-                        &rows.order_statuses,
-                        &rows.order_bodies,
-                        &rows.order_codes,
-                        &rows.order_versions,
-                        &CHANNEL,
-                        &last,
-                    ],
-                )
+            Rows::of(&ours)
+                .write(client, &prepared.write)
                 .await
                 .map_err(fail)?;
         }
@@ -371,7 +354,7 @@ impl Committer {
 }
 
 /// A batch's changes as the columns of its two inserts.
-struct Rows {
+pub(super) struct Rows {
     versions: Vec<i64>,
     tickets: Vec<i64>,
     bodies: Vec<String>,
@@ -384,7 +367,39 @@ struct Rows {
 }
 
 impl Rows {
-    fn of(changes: &[Change]) -> Rows {
+    /// Runs [`WRITE`] with these rows, notifying the last version.
+    pub(super) async fn write(
+        &self,
+        client: &Client,
+        write: &Statement,
+    ) -> Result<u64, tokio_postgres::Error> {
+        let last = self
+            .versions
+            .last()
+            .copied()
+            .unwrap_or_default()
+            .to_string();
+        client
+            .execute(
+                write,
+                &[
+                    &self.versions,
+                    &self.tickets,
+                    &self.bodies,
+                    &self.codes,
+                    &self.order_tickets,
+                    &self.order_statuses,
+                    &self.order_bodies,
+                    &self.order_codes,
+                    &self.order_versions,
+                    &CHANNEL,
+                    &last,
+                ],
+            )
+            .await
+    }
+
+    pub(super) fn of(changes: &[Change]) -> Rows {
         let body = |order: &Order| serde_json::to_string(order).expect("an order serialises");
         let code = |c: &Change| c.pickup_code.map(|c| c.as_str().to_owned());
         // One row per order (its last change), with the code its first had.

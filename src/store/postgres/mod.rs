@@ -8,10 +8,12 @@
 //! - `committer`: the task that consumes the store's jobs, one transaction
 //!   per batch under an advisory lock, so that versions commit in order.
 //! - `tickets`: ticket numbers from a sequence.
+//! - `import`: a restaurant's files copied into an empty database.
 //!
 //! See docs/design.md, "PostgreSQL: the same rules, kept in a database".
 
 mod committer;
+mod import;
 mod link;
 mod schema;
 mod tickets;
@@ -23,6 +25,7 @@ use std::sync::atomic::AtomicBool;
 use parking_lot::RwLock;
 use tokio::sync::mpsc;
 
+pub use import::{Imported, import};
 pub use link::redact;
 use link::{Line, Link};
 
