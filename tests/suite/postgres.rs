@@ -647,3 +647,61 @@ async fn import_copies_a_restaurant_from_its_files_into_an_empty_database_once()
         "{stderr}"
     );
 }
+
+/// Each order's statuses in the database's log, in version order, a
+/// restatement (the same status again) counted once.
+fn steps_in_log(db: &Database) -> std::collections::BTreeMap<u32, Vec<String>> {
+    let mut steps: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    let log = db.sql("select ticket, body->>'status' from fastfood_changes order by version");
+    for line in log.lines() {
+        let (ticket, status) = line.split_once('|').unwrap();
+        let seen = steps.entry(ticket.parse().unwrap()).or_default();
+        if seen.last().map(String::as_str) != Some(status) {
+            seen.push(status.to_owned());
+        }
+    }
+    steps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_a_claim_on_the_database_ends_one_way_only() {
+    use futures_util::StreamExt;
+
+    let db = Database::create("cancel_race");
+    let app = TestApp::spawn(&["--database", &db.url, "--prep-time", "0"]).await;
+    let api: &crate::support::Api = &app;
+    let outcomes: Vec<(u32, u16)> = futures_util::stream::iter(0..150)
+        .map(|i| async move {
+            let placed = api.place_coded(&format!("race {i}")).await;
+            let cancel = api.cancel(placed.ticket, &placed.code).await;
+            let status = cancel.status().as_u16();
+            if status != 200 {
+                let body = expect_error(cancel, 409, "too_late").await;
+                assert!(["PREPARING", "READY"].contains(&body["status"].as_str().unwrap()));
+            }
+            (placed.ticket, status)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let cooked: Vec<u32> = outcomes
+        .iter()
+        .filter(|(_, s)| *s != 200)
+        .map(|(t, _)| *t)
+        .collect();
+    app.wait_all_ready(&cooked).await;
+    let steps = steps_in_log(&db);
+    for (ticket, status) in &outcomes {
+        let steps = &steps[ticket];
+        if *status == 200 {
+            assert_eq!(
+                steps,
+                &["TAKEN", "CANCELLED"],
+                "order {ticket}: never cooked"
+            );
+        } else {
+            assert_eq!(steps, &["TAKEN", "PREPARING", "READY"], "order {ticket}");
+        }
+    }
+    app.shutdown().await;
+}
