@@ -7,6 +7,7 @@
 #   SKIP_BOARDS_10K=1 bash bench/run.sh
 #   BROKER=0 bash bench/run.sh        # leave out the RabbitMQ scenarios
 #   PREFETCH=32 bash bench/run.sh     # the prefetch of the broker kitchen's fast rows
+#   POSTGRES=0 bash bench/run.sh      # leave out the PostgreSQL (--database) rows
 #
 # Needs: cargo, curl, jq; wrk if installed (apt-get install -y wrk), else
 # `limits load`; RabbitMQ at $AMQP_URL for the broker scenarios, which run
@@ -37,10 +38,18 @@ AMQP_BASE=${AMQP_BASE%/}
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/fastfood-bench.XXXXXX")
 RESULTS=$WORK/results.tsv
 PIDS=()
+# PostgreSQL for the --database rows (trust auth, as the tests use it).
+PG_HOST=${PG_HOST:-127.0.0.1}
+PG_PORT=${PG_PORT:-5432}
+PG_BASE=postgres://postgres@$PG_HOST:$PG_PORT
+PG_DBS=()
 
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  for db in "${PG_DBS[@]}"; do
+    psql -X -q "$PG_BASE/postgres" -c "drop database if exists $db with (force)" >/dev/null 2>&1 || true
+  done
   rm -rf "$WORK"
 }
 trap cleanup EXIT
@@ -327,6 +336,47 @@ if [ -z "${SKIP_BOARDS_10K:-}" ]; then
   # changes, not what the restaurant holds (only the first board grows).
   boards 10000 2 10
   boards 10000 2 1000
+fi
+
+echo "== 5. PostgreSQL (--database)" >&2
+# The limit: what PostgreSQL itself commits here, one-row INSERT … RETURNING
+# per transaction with synchronous commit, as many clients as /order gets.
+# A fresh database per row, dropped at the end. POSTGRES=0 leaves them out.
+if [ "${POSTGRES:-1}" != 0 ] && command -v pgbench >/dev/null && pg_isready -q -h "$PG_HOST" -p "$PG_PORT"; then
+  pg_db() { # name: a fresh database, its URL in DB_URL (not in a subshell: cleanup drops it)
+    local db=fastfood_bench_$1
+    psql -X -q "$PG_BASE/postgres" -c "drop database if exists $db with (force)" -c "create database $db" >/dev/null
+    PG_DBS+=("$db")
+    DB_URL="$PG_BASE/$db"
+  }
+  pg_db pgbench
+  url=$DB_URL
+  psql -X -q "$url" -c "create table one (id bigserial primary key, body text not null)"
+  echo "insert into one (body) values ('cheeseburger, fries, cola') returning id;" >"$WORK/insert.sql"
+  tps=$(pgbench -n -c "$CONNECTIONS" -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/insert.sql" "$url" 2>&1 |
+    awk '/^tps/ { printf "%.0f", $3; exit }')
+  record "limit: PostgreSQL one-row insert … returning" "${tps:--}" "tx/s" - "pgbench -n -c $CONNECTIONS -j 2 -T $SECONDS_PER_RUN, synchronous commit"
+  pg_db order
+  start_server "$WORK/pg-embedded" --workers 2 --database "$DB_URL"
+  read -r rps p50 p99 refused < <(order_load "$URL/order")
+  record "/order, PostgreSQL, in-process queue" "$rps" "201s/s" "limit: PostgreSQL one-row insert … returning" "refused: $refused; p50 $p50, p99 $p99"
+  stop_server
+  if [ "$HAVE_BROKER" = 1 ]; then
+    purge_orders
+    pg_db order_broker
+    start_server "$WORK/pg-broker" --workers 0 --broker "$BROKER_URL" --database "$DB_URL"
+    read -r rps p50 p99 refused < <(order_load "$URL/order")
+    record "/order, PostgreSQL, RabbitMQ" "$rps" "201s/s" "limit: PostgreSQL one-row insert … returning" "refused: $refused; p50 $p50, p99 $p99"
+    stop_server
+    purge_orders
+  fi
+  pg_db kitchen
+  kitchen_db=$DB_URL
+  drain "kitchen capacity, PostgreSQL, 2 workers" "limit: PostgreSQL one-row insert … returning" "$WORK/pg-drain" \
+    1h "--workers 1 --database $kitchen_db" "--workers 2 --database $kitchen_db"
+  record "/order, PostgreSQL, after $PRELOAD collected" "-" "" - "not measured yet"
+else
+  record "PostgreSQL rows" "-" "" - "not measured: POSTGRES=0, no pgbench, or no PostgreSQL at $PG_HOST:$PG_PORT"
 fi
 
 echo

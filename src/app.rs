@@ -14,12 +14,13 @@ use tokio_util::task::TaskTracker;
 
 use crate::board::Board;
 use crate::broker::Broker;
-use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
+use crate::config::{ImportConfig, KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
 use crate::kitchen::{Cooking, Crew, Halt, Report, View, Worker};
 use crate::order::Status;
 use crate::queue::Queue;
 use crate::queue::memory::MemoryQueue;
+use crate::store::postgres::Sharing;
 use crate::store::{Lease, Observer, Opening, Queueing, Store};
 use crate::ticket::{CounterFile, Tickets};
 use crate::wait::Wait;
@@ -77,7 +78,6 @@ impl Restaurant {
              (or drop --workers 0 to cook here)"
             );
         }
-        let dir = &kitchen.data_dir;
         let broker = match &kitchen.broker {
             Some(url) => {
                 let name = format!("fastfood server {}", std::process::id());
@@ -89,10 +89,13 @@ impl Restaurant {
         let wait = Arc::new(Wait::new(config.workers, kitchen.prep_time));
         let mut observers: Vec<Arc<dyn Observer>> = vec![board.clone(), wait.clone()];
         observers.extend(broker.as_ref().map(Broker::change_publisher));
-        let store = open_store(dir, Opening::Create, observers).await?;
+        let sharing = match &broker {
+            Some(_) => Sharing::WithBroker,
+            None => Sharing::Alone,
+        };
+        let (store, tickets) =
+            open_store_and_tickets(kitchen, Opening::Create, observers, sharing).await?;
         store.set_max_orders(config.max_orders);
-        let tickets = open_tickets(dir, &store).await?;
-        identify(&store).await?;
         if let Some(broker) = &broker {
             broker.serve_restaurant(store.restaurant().clone());
         }
@@ -180,7 +183,7 @@ impl Restaurant {
         tasks.close();
 
         let summary = format!(
-            "{}, prep time {:?}, {}, data dir {}, restaurant {}",
+            "{}, prep time {:?}, {}, {}, restaurant {}",
             workers(config.workers),
             kitchen.prep_time,
             if broker.is_some() {
@@ -188,7 +191,7 @@ impl Restaurant {
             } else {
                 "orders queued in this process"
             },
-            shown(dir).display(),
+            kept_in(kitchen),
             store.restaurant()
         );
         let state = AppState {
@@ -274,12 +277,22 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     let name = format!("fastfood worker {}", std::process::id());
     let broker = Broker::start(url, &name, kitchen.heartbeat).await?;
     // A worker joins a restaurant: it never creates a data directory or a store.
-    let store = open_store(
-        &kitchen.data_dir,
-        Opening::Join,
-        vec![broker.change_publisher()],
-    )
-    .await?;
+    let store = match &kitchen.database {
+        Some(url) => {
+            Store::open_database(url, vec![broker.change_publisher()], Sharing::WithBroker)
+                .await
+                .context("cannot open the order store")?
+                .0
+        }
+        None => {
+            open_store(
+                &kitchen.data_dir,
+                Opening::Join,
+                vec![broker.change_publisher()],
+            )
+            .await?
+        }
+    };
     broker.serve_restaurant(store.restaurant().clone());
     let lease = store.lease(Queueing::Broker)?;
     let queue = Queue::new(broker.clone());
@@ -302,10 +315,10 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     );
     tasks.close();
     tracing::info!(
-        "{}, prep time {:?}, data dir {}, restaurant {}",
+        "{}, prep time {:?}, {}, restaurant {}",
         workers(config.workers),
         kitchen.prep_time,
-        shown(&kitchen.data_dir).display(),
+        kept_in(kitchen),
         store.restaurant()
     );
     shutdown.cancelled().await;
@@ -317,6 +330,37 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
         Some(why) => bail!(why),
         None => Ok(()),
     }
+}
+
+/// `fastfood import`: reads the data directory (refusing one in use),
+/// copies it into the database (refusing one with orders), says what it
+/// copied.
+pub async fn import(config: ImportConfig) -> anyhow::Result<()> {
+    let dir = config.data_dir.clone();
+    let (files, counter) = tokio::task::spawn_blocking(move || -> anyhow::Result<_> {
+        let files = crate::store::export(&dir)
+            .with_context(|| format!("cannot read the restaurant in {}", shown(&dir).display()))?;
+        let counter = CounterFile::open(&dir, crate::ticket::Create::MustExist)
+            .and_then(|c| c.last())
+            .context("cannot read the ticket counter")?;
+        Ok((files, counter))
+    })
+    .await
+    .context("the task reading the data directory failed")??;
+    let imported = crate::store::postgres::import(&config.database, &files, counter)
+        .await
+        .context("cannot import the restaurant")?;
+    println!(
+        "copied {} live orders (with their pickup codes) and {} that left, from {} into PostgreSQL at {}; \
+         the next ticket is {}. Start `fastfood serve` and `fastfood worker` with --database now; \
+         the files are left as they were",
+        imported.live,
+        imported.left,
+        shown(&config.data_dir).display(),
+        crate::store::postgres::redact(&config.database),
+        u64::from(imported.counter) + 1
+    );
+    Ok(())
 }
 
 /// The sending of a crew's reports: to this server's kitchen view, and on
@@ -508,6 +552,38 @@ async fn stop(tasks: TaskTracker) {
     {
         tracing::warn!("workers did not stop within {SHUTDOWN_GRACE:?}");
     }
+}
+
+/// Where the orders are kept, for the summary line (a URL without its
+/// password).
+fn kept_in(kitchen: &KitchenConfig) -> String {
+    match &kitchen.database {
+        Some(url) => format!(
+            "orders in PostgreSQL at {}",
+            crate::store::postgres::redact(url)
+        ),
+        None => format!("data dir {}", shown(&kitchen.data_dir).display()),
+    }
+}
+
+/// The store and the ticket numbers: from the database when there is one,
+/// otherwise from the data directory.
+async fn open_store_and_tickets(
+    kitchen: &KitchenConfig,
+    opening: Opening,
+    observers: Vec<Arc<dyn Observer>>,
+    sharing: Sharing,
+) -> anyhow::Result<(Store, Tickets)> {
+    if let Some(url) = &kitchen.database {
+        return Store::open_database(url, observers, sharing)
+            .await
+            .context("cannot open the order store");
+    }
+    let dir = &kitchen.data_dir;
+    let store = open_store(dir, opening, observers).await?;
+    let tickets = open_tickets(dir, &store).await?;
+    identify(&store).await?;
+    Ok((store, tickets))
 }
 
 /// Opens the order store off the async threads: it waits for the store's

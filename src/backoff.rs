@@ -59,6 +59,11 @@ pub const LOCK_POLL: Backoff =
 /// Reconnecting to the broker: 100 ms, doubling, at most 5 s.
 pub const RECONNECT: Backoff = Backoff::new(Duration::from_millis(100), Duration::from_secs(5), 2);
 
+/// Reconnecting to PostgreSQL: 100 ms, doubling, at most 2 s, so that a
+/// promoted standby takes orders within seconds of its promotion.
+pub const DATABASE_RECONNECT: Backoff =
+    Backoff::new(Duration::from_millis(100), Duration::from_secs(2), 2);
+
 /// Opening a consumer or a change listener again after it failed on a live
 /// connection (the connection itself is [`RECONNECT`]'s).
 pub const REOPEN: Backoff = Backoff::steady(Duration::from_millis(100));

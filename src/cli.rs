@@ -10,7 +10,7 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::{self, Restaurant};
-use crate::config::{ServeConfig, WORKER_NEEDS_BROKER, WorkerConfig};
+use crate::config::{ImportConfig, ServeConfig, WORKER_NEEDS_BROKER, WorkerConfig};
 
 /// A fast-food restaurant in one binary: customers order and get a ticket,
 /// the kitchen prepares orders from a queue, and a lobby board shows every
@@ -31,6 +31,11 @@ pub enum Command {
     /// Run kitchen workers in their own process, for complex mode: they take
     /// orders from RabbitMQ and share the data directory with the server.
     Worker(WorkerConfig),
+    /// Copy a restaurant from its data directory into an empty PostgreSQL
+    /// database (live orders with their pickup codes, history, the ticket
+    /// counter), then run `serve` and `worker` with --database. The files
+    /// are left as they were.
+    Import(ImportConfig),
     /// Simulate a lunch rush against a running restaurant (--target) or one
     /// started in this process, and report how it coped.
     #[cfg(feature = "rush")]
@@ -67,7 +72,9 @@ impl Cli {
 fn env_shown(cmd: clap::Command) -> clap::Command {
     cmd.mut_args(|arg| {
         let hide = match arg.get_env() {
-            Some(name) => name == "AMQP_URL" || std::env::var_os(name).is_none(),
+            Some(name) => {
+                name == "AMQP_URL" || name == "DATABASE_URL" || std::env::var_os(name).is_none()
+            }
             None => false,
         };
         arg.hide_env_values(hide)
@@ -108,6 +115,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             restaurant.serve(listener).await
         }
         Command::Worker(config) => app::work(config, shutdown).await,
+        Command::Import(config) => app::import(config).await,
         #[cfg(feature = "rush")]
         Command::Rush(config) => crate::rush::run(config, shutdown).await,
     }

@@ -132,6 +132,19 @@ pub struct WorkerConfig {
     pub kitchen: KitchenConfig,
 }
 
+/// `fastfood import`: a restaurant's files copied into an empty database.
+#[derive(Parser, Debug, Clone)]
+pub struct ImportConfig {
+    /// The data directory to copy from; no process may be using it.
+    #[arg(long, env = "FASTFOOD_DATA_DIR", default_value = "data")]
+    pub data_dir: PathBuf,
+
+    /// The PostgreSQL database to copy into (empty: no orders yet), e.g.
+    /// postgres://fastfood:PASSWORD@db1/fastfood.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database: String,
+}
+
 /// What every process that touches orders needs.
 #[derive(Args, Debug, Clone)]
 pub struct KitchenConfig {
@@ -143,6 +156,15 @@ pub struct KitchenConfig {
     /// How long preparing one order takes: `10s`, `250ms`, `0`; at most 1h.
     #[arg(long, env = "FASTFOOD_PREP_TIME", default_value = "10s", allow_hyphen_values = true, value_parser = parse_prep_time)]
     pub prep_time: Duration,
+
+    /// PostgreSQL to keep the tickets and orders in, instead of --data-dir,
+    /// e.g. postgres://USER:PASSWORD@HOST/fastfood (a standby too:
+    /// HOST1,HOST2 and ?target_session_attrs=read-write); any number of
+    /// servers and workers, on any machines, then share it.
+    // Checked when the store opens, not by a value parser: clap's error
+    // would print the URL, password and all.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database: Option<String>,
 
     /// RabbitMQ to queue orders in, e.g. amqp://guest:guest@127.0.0.1:5672
     /// (without it, orders wait in this process).

@@ -17,6 +17,8 @@
 //!   delivered order against it. Pure but for the CSPRNG.
 //! - [`ticket`]: the counter file; the only code that opens it.
 //! - [`store`]: the order store's files; the only code that opens them.
+//!   `store::postgres` keeps the same store in PostgreSQL (`--database`),
+//!   the only code that speaks to the database (tokio-postgres).
 //! - `durable`: the file locks with a bounded wait, and directory fsyncs, that
 //!   the counter and the store share.
 //! - [`backoff`]: the one retry policy, with each retrying loop's constants.

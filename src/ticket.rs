@@ -89,6 +89,9 @@ pub enum TicketError {
     Stopped,
     #[error("the ticket counter's fsync took longer than {} s", .0.as_secs())]
     Slow(std::time::Duration),
+    /// The database that draws the numbers (`--database`) failed.
+    #[error("{0}")]
+    Database(String),
 }
 
 /// Whether [`CounterFile::open`] may create a missing counter.
@@ -106,7 +109,8 @@ pub struct Tickets {
     requests: mpsc::Sender<Reply>,
 }
 
-type Reply = oneshot::Sender<Result<Numbered, TicketError>>;
+/// Where a number (or why there is none) is sent.
+pub type Reply = oneshot::Sender<Result<Numbered, TicketError>>;
 
 /// The counter file, opened and checked.
 pub struct CounterFile {
@@ -279,15 +283,26 @@ fn create_atomically(dir: &Path, path: &Path) -> io::Result<()> {
 /// A number handed out, and when it is durable.
 pub struct Numbered {
     pub ticket: Ticket,
-    synced: watch::Receiver<Option<Result<(), TicketError>>>,
+    /// `None`: durable when handed out (drawn by the database).
+    synced: Option<watch::Receiver<Option<Result<(), TicketError>>>>,
 }
 
 impl Numbered {
+    /// A number that was durable when it was handed out.
+    pub fn durable_already(ticket: Ticket) -> Numbered {
+        Numbered {
+            ticket,
+            synced: None,
+        }
+    }
+
     /// Waits until the counter's fsync that covers this number is done, at
     /// most [`DURABLE_WAIT`].
-    pub async fn durable(mut self) -> Result<(), TicketError> {
-        let synced = self.synced.wait_for(Option::is_some);
-        match tokio::time::timeout(DURABLE_WAIT, synced).await {
+    pub async fn durable(self) -> Result<(), TicketError> {
+        let Some(mut synced) = self.synced else {
+            return Ok(());
+        };
+        match tokio::time::timeout(DURABLE_WAIT, synced.wait_for(Option::is_some)).await {
             Ok(Ok(synced)) => synced.clone().expect("waited for it"),
             Ok(Err(_)) => Err(TicketError::Stopped),
             Err(_) => Err(TicketError::Slow(DURABLE_WAIT)),
@@ -335,7 +350,7 @@ impl Tickets {
                             for (i, reply) in batch.drain(..).enumerate() {
                                 let _ = reply.send(Ok(Numbered {
                                     ticket: first + i as u32,
-                                    synced: durable.clone(),
+                                    synced: Some(durable.clone()),
                                 }));
                             }
                             if to_sync.send(synced).is_err() {
@@ -353,6 +368,14 @@ impl Tickets {
             })
             .expect("spawn the ticket-counter thread");
         Tickets { requests }
+    }
+
+    /// A handle whose numbers someone else draws (the database's sequence,
+    /// which the store owns): it serves the returned inbox, `capacity`
+    /// requests deep.
+    pub fn drawn_elsewhere(capacity: usize) -> (Tickets, mpsc::Receiver<Reply>) {
+        let (requests, inbox) = mpsc::channel(capacity);
+        (Tickets { requests }, inbox)
     }
 
     /// The next ticket number, written but perhaps not yet durable: wait for

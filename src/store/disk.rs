@@ -46,6 +46,7 @@ use super::testing::compact_min;
 use super::{Opening, StoreError};
 use crate::crash;
 use crate::durable;
+use crate::order::Order;
 use crate::restaurant::RestaurantId;
 
 pub const SNAPSHOT: &str = "orders.json";
@@ -492,4 +493,103 @@ pub(super) fn write_atomically(
     fs::rename(&temp, &path).map_err(&io)?;
     crash::here(renamed);
     durable::sync_dir(dir).map_err(&io)
+}
+
+/// A restaurant read from its files for `fastfood import`, with the store's
+/// lock held until it is dropped, so nothing changes while it is copied.
+pub struct Exported {
+    _lock: File,
+    /// Orders still in the restaurant, each with its pickup code (if any).
+    pub live: Vec<(Order, Option<crate::pickup::PickupCode>)>,
+    /// Orders that left (collected or cancelled), as they left.
+    pub left: Vec<Order>,
+    /// The highest ticket number the files mention.
+    pub highest: crate::order::Ticket,
+}
+
+/// Reads every order in `dir`: the live ones from the snapshot and log, the
+/// ones that left from the history and from the log not yet compacted.
+/// Refused while another process has the store open (on Linux, any process
+/// holding `orders.lock` open), and the lock is held until the result is
+/// dropped.
+pub fn export(dir: &Path) -> Result<Exported, StoreError> {
+    let lock_path = dir.join(LOCK);
+    if !lock_path.exists() {
+        return Err(corrupt(
+            dir,
+            format!(
+                "holds no order store ({LOCK} is missing): give the data directory the restaurant ran with"
+            ),
+        ));
+    }
+    if let Some(pid) = holders_of(&lock_path).into_iter().next() {
+        return Err(StoreError::Busy(std::sync::Arc::new(io::Error::other(
+            format!(
+                "process {pid} is using the data directory {}: stop every server and worker of this restaurant first",
+                dir.display()
+            ),
+        ))));
+    }
+    let lock = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&lock_path)
+        .map_err(io_error(&lock_path))?;
+    let held =
+        durable::exclusive(&lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
+    std::mem::forget(held);
+    let (disk, state) = Disk::load(dir)?;
+    let mut left: std::collections::BTreeMap<crate::order::Ticket, Order> = Default::default();
+    let history = dir.join(HISTORY);
+    match fs::read(&history) {
+        Ok(bytes) => {
+            for (i, line) in bytes.split(|b| *b == b'\n').enumerate() {
+                if line.iter().all(u8::is_ascii_whitespace) {
+                    continue;
+                }
+                let record: Change = serde_json::from_slice(line).map_err(|e| {
+                    corrupt(&history, format!("line {}: not a valid entry: {e}", i + 1))
+                })?;
+                left.insert(record.order.ticket, record.order);
+            }
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_error(&history)(e)),
+    }
+    for record in disk.leaving {
+        left.insert(record.order.ticket, record.order);
+    }
+    let live = state
+        .live
+        .values()
+        .map(|o| (o.clone(), state.codes.get(&o.ticket).copied()))
+        .collect();
+    Ok(Exported {
+        _lock: lock,
+        live,
+        left: left.into_values().collect(),
+        highest: state.highest,
+    })
+}
+
+/// The other processes that hold `path` open (Linux: `/proc/PID/fd`).
+fn holders_of(path: &Path) -> Vec<u32> {
+    let Ok(target) = fs::canonicalize(path) else {
+        return Vec::new();
+    };
+    let me = std::process::id();
+    let Ok(procs) = fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|p| p.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| *pid != me)
+        .filter(|pid| {
+            fs::read_dir(format!("/proc/{pid}/fd")).is_ok_and(|fds| {
+                fds.flatten()
+                    .any(|fd| fs::read_link(fd.path()).is_ok_and(|l| l == target))
+            })
+        })
+        .collect()
 }

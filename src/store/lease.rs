@@ -38,7 +38,16 @@ pub enum Queueing {
 
 /// Held for the process's life: dropping it (or dying) lets go.
 pub struct Lease {
-    _file: File,
+    /// The lock file held for the process's life; none for a store in a
+    /// database, whose connection holds the rule instead.
+    _file: Option<File>,
+}
+
+impl Lease {
+    /// The lease of a store in a database: its connection holds it.
+    pub fn in_database() -> Lease {
+        Lease { _file: None }
+    }
 }
 
 /// Takes the lease of `queueing` on the store in `dir` (`place` names it in
@@ -60,7 +69,7 @@ pub fn take(dir: &Path, place: &str, queueing: Queueing) -> Result<Lease, StoreE
                 file.set_len(0).map_err(&io)?;
                 file.rewind().map_err(&io)?;
                 writeln!(file, "{}", std::process::id()).map_err(&io)?;
-                return Ok(Lease { _file: file });
+                return Ok(Lease { _file: Some(file) });
             }
             if fs2::FileExt::try_lock_shared(&file).is_ok() {
                 let _ = fs2::FileExt::unlock(&file);
@@ -81,7 +90,7 @@ pub fn take(dir: &Path, place: &str, queueing: Queueing) -> Result<Lease, StoreE
         }
         Queueing::Broker => {
             if fs2::FileExt::try_lock_shared(&file).is_ok() {
-                return Ok(Lease { _file: file });
+                return Ok(Lease { _file: Some(file) });
             }
             Err(StoreError::InUse(format!(
                 "{place} is served by `fastfood serve` without --broker ({}), which keeps its orders in its \

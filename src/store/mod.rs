@@ -29,6 +29,7 @@ mod history;
 mod identity;
 mod lease;
 mod log;
+pub mod postgres;
 mod snapshot;
 mod state;
 #[doc(hidden)]
@@ -44,7 +45,7 @@ use std::time::Duration;
 use parking_lot::{RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::{mpsc, oneshot};
 
-pub use disk::{HISTORY, LOG, SNAPSHOT};
+pub use disk::{Exported, HISTORY, LOG, SNAPSHOT, export};
 pub use identity::IDENTITY;
 pub use lease::{Lease, QUEUE_LOCK, Queueing};
 pub use state::{Lookup, Outcome, Record, Repeat};
@@ -93,6 +94,10 @@ pub enum StoreError {
         "the restaurant holds {0} orders, its most; a new one must wait until one is collected"
     )]
     Full(usize),
+    /// The database (`--database`) cannot be reached or refused a statement;
+    /// the message names it without its password.
+    #[error("{0}")]
+    Database(String),
     #[error("{0}")]
     NoRandomness(String),
     #[error(
@@ -142,6 +147,7 @@ impl StoreError {
             StoreError::Full(_) => "the restaurant is full",
             StoreError::NotARestaurant { .. } => "the data directory is not a restaurant's",
             StoreError::InUse(_) => "another process holds this store's line",
+            StoreError::Database(_) => "the order database did not answer as it should",
         }
     }
 }
@@ -184,7 +190,12 @@ pub struct Store {
 
 /// What handles and the committer both see.
 struct Shared {
+    /// The data directory; for a store in PostgreSQL, its URL without the
+    /// password (then `in_database`).
     dir: PathBuf,
+    /// Whether the store is in PostgreSQL: the database holds the lock of
+    /// the in-process queue, and there are no files to read.
+    in_database: bool,
     /// The restaurant this store belongs to: known at open, or for a store
     /// from before identities, once [`Store::identify`] made one.
     restaurant: OnceLock<RestaurantId>,
@@ -233,6 +244,7 @@ impl Store {
         }
         let shared = Arc::new(Shared {
             dir: dir.to_owned(),
+            in_database: false,
             restaurant: restaurant.map(OnceLock::from).unwrap_or_default(),
             state: RwLock::new(state),
             writable: AtomicBool::new(true),
@@ -425,6 +437,9 @@ impl Store {
 
     /// Where the store is, for a sentence: "the data directory /srv/data".
     pub fn place(&self) -> String {
+        if self.shared.in_database {
+            return format!("the database {}", self.shared.dir.display());
+        }
         let dir = &self.shared.dir;
         let shown = std::path::absolute(dir).unwrap_or_else(|_| dir.clone());
         format!("the data directory {}", shown.display())
@@ -435,6 +450,11 @@ impl Store {
     /// wait in its memory), beside others with [`Queueing::Broker`].
     /// `InUse` at once, with what to do, when that cannot be.
     pub fn lease(&self, queueing: Queueing) -> Result<Lease, StoreError> {
+        if self.shared.in_database {
+            // The database connection holds the same rule (an advisory
+            // lock), taken when it was opened.
+            return Ok(Lease::in_database());
+        }
         lease::take(&self.shared.dir, &self.place(), queueing)
     }
 
@@ -445,6 +465,11 @@ impl Store {
     /// files under the store's lock, so nothing that server wrote last is
     /// missed. Orders already in RabbitMQ (`queued`) are not among them.
     pub fn leftovers(&self) -> Result<Vec<Order>, StoreError> {
+        if self.shared.in_database {
+            // A database refuses a process with the in-process queue beside
+            // processes with a broker: nothing is ever left over.
+            return Ok(Vec::new());
+        }
         let dir = &self.shared.dir;
         let mut left = self.unfinished_on_disk(|| lease::claim_leftovers(dir))?;
         left.retain(|o| !o.queued);
@@ -490,11 +515,20 @@ impl Store {
     /// the lease before may have written after this one loaded the store),
     /// PREPARING first.
     pub fn unfinished_now(&self) -> Result<Vec<Order>, StoreError> {
+        if self.shared.in_database {
+            // Loaded at open, and this process is alone on the database.
+            let mut left = self.unfinished();
+            left.sort_by_key(|o| (o.status != Status::Preparing, o.ticket));
+            return Ok(left);
+        }
         self.unfinished_on_disk(|| Ok(true))
     }
 
     /// The orders [`Store::leftovers`] gave are in the queue now.
     pub fn handed_over(&self) -> Result<(), StoreError> {
+        if self.shared.in_database {
+            return Ok(());
+        }
         lease::handed_over(&self.shared.dir)
     }
 

@@ -76,7 +76,9 @@ impl From<FrontError> for ApiError {
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match e {
-            StoreError::Busy(_) | StoreError::Io { .. } => ApiError::StoreUnavailable(e),
+            StoreError::Busy(_) | StoreError::Io { .. } | StoreError::Database(_) => {
+                ApiError::StoreUnavailable(e)
+            }
             StoreError::Full(max) => ApiError::RestaurantFull(max),
             other => ApiError::Internal(other.to_string()),
         }
@@ -122,7 +124,10 @@ impl ApiError {
             ApiError::StoreUnavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "store_unavailable"),
             ApiError::RestaurantFull(_) => (StatusCode::SERVICE_UNAVAILABLE, "restaurant_full"),
             ApiError::NoTickets(
-                TicketError::Busy(_) | TicketError::Io { .. } | TicketError::Slow(_),
+                TicketError::Busy(_)
+                | TicketError::Io { .. }
+                | TicketError::Slow(_)
+                | TicketError::Database(_),
             ) => (StatusCode::SERVICE_UNAVAILABLE, "tickets_unavailable"),
             ApiError::NoTickets(TicketError::Exhausted { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "tickets_exhausted")
@@ -199,7 +204,10 @@ fn tickets_message(e: &TicketError) -> String {
              the restaurant's staff must start a new ticket roll (a new data directory)",
             u32::MAX
         ),
-        TicketError::Busy(_) | TicketError::Io { .. } | TicketError::Slow(_) => {
+        TicketError::Busy(_)
+        | TicketError::Io { .. }
+        | TicketError::Slow(_)
+        | TicketError::Database(_) => {
             "no ticket number can be handed out right now; please try again shortly".into()
         }
         TicketError::Corrupt { .. }

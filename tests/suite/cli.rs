@@ -121,9 +121,14 @@ async fn help_names_each_variable_and_shows_a_value_only_when_set() {
         &[
             ("FASTFOOD_WORKERS", "3"),
             ("AMQP_URL", "amqp://guest:secret@127.0.0.1:5672"),
+            (
+                "DATABASE_URL",
+                "postgres://fastfood:secret@db1,db2/fastfood",
+            ),
         ],
     )
     .await;
+    assert!(help.contains("[env: DATABASE_URL]"), "{help}");
     assert!(help.contains("[env: FASTFOOD_WORKERS=3]"), "{help}");
     assert!(help.contains("[env: AMQP_URL]"), "{help}");
     assert!(
@@ -134,7 +139,7 @@ async fn help_names_each_variable_and_shows_a_value_only_when_set() {
 
 #[tokio::test]
 async fn long_help_lines_are_wrapped() {
-    for command in ["serve", "worker", "rush"] {
+    for command in ["serve", "worker", "rush", "import"] {
         let (_, help, _) = run(&[command, "--help"], &[("COLUMNS", "80")]).await;
         for line in help.lines() {
             assert!(line.chars().count() <= 80, "{command}: {line:?}");

@@ -30,6 +30,7 @@ mod kill_storm;
 mod kitchen;
 mod metrics;
 mod poison;
+mod postgres;
 mod restaurant;
 mod rush;
 mod sharing;

@@ -27,6 +27,7 @@ use tokio_util::sync::CancellationToken;
 pub mod faults;
 pub mod files;
 pub mod invariants;
+pub mod pg;
 pub mod process;
 pub mod rabbit;
 pub mod sse;

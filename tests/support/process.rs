@@ -24,7 +24,10 @@ use super::{Api, DEADLINE, POLL_EVERY, wait_until};
 /// without any of them, so the environment the tests run in cannot change
 /// what it does. A test that wants one passes it explicitly.
 pub fn app_reads(name: &str) -> bool {
-    name.starts_with("FASTFOOD_") || name == "AMQP_URL" || name == "RUST_LOG"
+    name.starts_with("FASTFOOD_")
+        || name == "AMQP_URL"
+        || name == "DATABASE_URL"
+        || name == "RUST_LOG"
 }
 
 /// `fastfood ARGS` with what the program reads ([`app_reads`]) cleared, logs

@@ -1,0 +1,722 @@
+//! The restaurant with its orders in PostgreSQL (`--database`): the same
+//! walk on both backends from one harness, several processes on one
+//! database, and the database's faults (not answering, not ours, newer,
+//! lost while running, a statement that hangs), each with its sentence and
+//! never the password.
+
+use std::collections::BTreeSet;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use crate::support::pg::{Backend, Database};
+use crate::support::rabbit::Rabbit;
+use crate::support::{
+    DEADLINE, ServerProcess, SseClient, TestApp, WorkerProcess, expect_error, header, run_to_exit,
+    wait_until,
+};
+
+/// The longest `/order` may take while the database is away: its batch's
+/// timeout, and some room for a small shared machine.
+const BOUNDED: Duration = Duration::from_secs(12);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_api_walk_holds_on_both_backends_and_across_a_restart() {
+    for backend in Backend::both("walk") {
+        let dir = tempfile::tempdir().unwrap();
+        let mut args = vec!["--prep-time", "0"];
+        args.extend(backend.args());
+        let app = TestApp::spawn_at(dir.path(), &args).await;
+        let name = backend.name();
+        let first = app.place_coded("fries").await;
+        let second = app.place_coded("shake").await;
+        assert_eq!(
+            (first.ticket, second.ticket),
+            (1, 2),
+            "{name}: tickets from 1"
+        );
+        app.wait_all_ready(&[1, 2]).await;
+        expect_error(app.take(1, "000000").await, 403, "wrong_code").await;
+        let taken = app.take(1, &first.code).await;
+        assert_eq!(taken.status(), 200, "{name}");
+        expect_error(app.take(1, &first.code).await, 410, "already_collected").await;
+        expect_error(app.cancel(2, &second.code).await, 409, "too_late").await;
+        let order = app.order_json(2).await;
+        assert_eq!(order["status"], "READY", "{name}: {order}");
+        assert_eq!(order["deliveries"], 1, "{name}: {order}");
+        app.shutdown().await;
+
+        // The same restaurant again: everything is where it was, and the
+        // next ticket follows the last.
+        let app = TestApp::spawn_at(dir.path(), &args).await;
+        expect_error(app.take(1, &first.code).await, 410, "already_collected").await;
+        expect_error(app.take(2, "000000").await, 403, "wrong_code").await;
+        assert_eq!(app.take(2, &second.code).await.status(), 200, "{name}");
+        assert_eq!(app.place("burger").await, 3, "{name}: the counter goes on");
+        app.shutdown().await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_process_with_the_in_process_queue_is_refused_with_a_sentence() {
+    let db = Database::create("alone");
+    let dir = tempfile::tempdir().unwrap();
+    let first = ServerProcess::spawn(dir.path(), &["--database", &db.url]).await;
+    let other = tempfile::tempdir().unwrap();
+    let second = run_to_exit(other.path(), &["--database", &db.url]).await;
+    assert!(!second.status.success());
+    assert!(
+        second
+            .stderr
+            .contains("another fastfood process already uses the database")
+            && second.stderr.contains("--broker"),
+        "{}",
+        second.stderr
+    );
+    // The first one still takes orders, and is the only one with a line.
+    let ticket = first.place("fries").await;
+    first.wait_all_ready(&[ticket]).await;
+}
+
+/// `(version, ticket, status)` of every change a screen saw after its first
+/// board, until `count` orders have gone by COLLECTED.
+async fn follow_screen(mut screen: SseClient, count: usize) -> (u64, Vec<(u64, u32, String)>) {
+    let first = screen.next_event().await;
+    let start = first.version();
+    let mut seen = Vec::new();
+    let mut collected = 0;
+    while collected < count {
+        let event = screen.next_event().await;
+        let (ticket, status) = event
+            .change()
+            .unwrap_or_else(|| panic!("a whole board in the middle: {:?}", event.data));
+        if status == "COLLECTED" {
+            collected += 1;
+        }
+        seen.push((event.version(), ticket, status));
+    }
+    (start, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_servers_and_two_workers_on_one_database_see_every_change_in_one_order() {
+    let Some(rabbit) = Rabbit::vhost("pg_two_servers").await else {
+        return;
+    };
+    let db = Database::create("two_servers");
+    let args = [
+        "--database",
+        db.url.as_str(),
+        "--broker",
+        rabbit.url.as_str(),
+        "--workers",
+        "0",
+    ];
+    let (dir_a, dir_b, dir_w) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let a = ServerProcess::spawn(dir_a.path(), &args).await;
+    let b = ServerProcess::spawn(dir_b.path(), &args).await;
+    let worker_args = ["--database", db.url.as_str(), "--prep-time", "20ms"];
+    let mut w1 = WorkerProcess::spawn(dir_w.path(), &rabbit.url, &worker_args, &[]).await;
+    let _w2 = WorkerProcess::spawn(dir_w.path(), &rabbit.url, &worker_args, &[]).await;
+    const ORDERS: usize = 40;
+    let screens = [
+        tokio::spawn(follow_screen(a.updates().await, ORDERS)),
+        tokio::spawn(follow_screen(b.updates().await, ORDERS)),
+    ];
+
+    let mut placed = Vec::new();
+    for i in 0..ORDERS {
+        if i == ORDERS / 2 {
+            // A worker dies holding whatever it had: the other cooks it.
+            w1.kill9().await;
+        }
+        let server = if i % 2 == 0 { &a } else { &b };
+        placed.push((server, server.place_coded(&format!("order {i}")).await));
+    }
+    let tickets: Vec<u32> = placed.iter().map(|(_, p)| p.ticket).collect();
+    assert_eq!(
+        tickets.iter().collect::<BTreeSet<_>>().len(),
+        ORDERS,
+        "no ticket twice: {tickets:?}"
+    );
+    a.wait_all_ready(&tickets).await;
+    b.wait_all_ready(&tickets).await;
+    for (i, (_, p)) in placed.iter().enumerate() {
+        // Collected at the other server than the one that took it.
+        let server = if i % 2 == 0 { &b } else { &a };
+        assert_eq!(server.take(p.ticket, &p.code).await.status(), 200);
+    }
+    // What every board must show: each change in the database's log that
+    // moved an order's status (a restatement, such as the broker's
+    // confirmation, moves nothing a screen shows), in version order.
+    let log =
+        db.sql("select version, ticket, body->>'status' from fastfood_changes order by version");
+    let mut last_status = std::collections::BTreeMap::new();
+    let mut expected = Vec::new();
+    for line in log.lines() {
+        let fields: Vec<&str> = line.split('|').collect();
+        let (version, ticket) = (
+            fields[0].parse::<u64>().unwrap(),
+            fields[1].parse::<u32>().unwrap(),
+        );
+        if last_status.insert(ticket, fields[2].to_owned()).as_deref() != Some(fields[2]) {
+            expected.push((version, ticket, fields[2].to_owned()));
+        }
+    }
+    for screen in screens {
+        let (start, seen) = tokio::time::timeout(DEADLINE, screen)
+            .await
+            .expect("every change reaches both screens")
+            .unwrap();
+        let from_start: Vec<_> = expected
+            .iter()
+            .filter(|(v, _, _)| *v > start)
+            .cloned()
+            .collect();
+        assert_eq!(
+            seen, from_start,
+            "a board saw every status change, in the log's version order, no gap, no repeat"
+        );
+    }
+    let rows = db.sql("select count(*) from fastfood_orders where status = 'COLLECTED'");
+    assert_eq!(rows, ORDERS.to_string());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_does_not_answer_at_start_is_refused_without_the_password() {
+    let dir = tempfile::tempdir().unwrap();
+    for (url, says) in [
+        (
+            "postgres://postgres:hunter2@127.0.0.1:1/fastfood",
+            "Connection refused",
+        ),
+        // An address nobody answers on: the connection times out.
+        ("postgres://postgres:hunter2@10.255.255.1:5432/fastfood", ""),
+    ] {
+        let started = Instant::now();
+        let exited = run_to_exit(dir.path(), &["--database", url]).await;
+        assert!(!exited.status.success());
+        assert!(
+            started.elapsed() < BOUNDED,
+            "refused in {:?}",
+            started.elapsed()
+        );
+        assert!(
+            exited
+                .stderr
+                .contains("cannot open the order store: PostgreSQL at postgres://postgres:***@")
+                && exited.stderr.contains(says),
+            "{}",
+            exited.stderr
+        );
+        assert!(!exited.stderr.contains("hunter2"), "{}", exited.stderr);
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_that_is_not_ours_or_newer_is_refused_and_left_alone() {
+    let db = Database::create("not_ours");
+    db.sql("create table fastfood_orders (id int, name text); insert into fastfood_orders values (1, 'mine')");
+    let dir = tempfile::tempdir().unwrap();
+    let exited = run_to_exit(dir.path(), &["--database", &db.url]).await;
+    assert!(!exited.status.success());
+    assert!(
+        exited.stderr.contains(
+            "the table fastfood_orders has other columns than fastfood's (id integer, name text)"
+        ) && exited
+            .stderr
+            .contains("never alters a table it did not make"),
+        "{}",
+        exited.stderr
+    );
+    assert_eq!(db.sql("select name from fastfood_orders"), "mine");
+    assert_eq!(
+        db.sql("select count(*) from pg_tables where tablename like 'fastfood_%'"),
+        "1",
+        "nothing created next to it"
+    );
+
+    let newer = Database::create("newer");
+    let app = TestApp::spawn(&["--database", &newer.url]).await;
+    app.shutdown().await;
+    newer.sql("update fastfood_meta set schema_version = 99");
+    let exited = run_to_exit(dir.path(), &["--database", &newer.url]).await;
+    assert!(!exited.status.success());
+    assert!(
+        exited.stderr.contains(
+            "the database's schema is version 99, newer than this fastfood knows (version 1)"
+        ),
+        "{}",
+        exited.stderr
+    );
+}
+
+/// `POST /order`, timed: its status and its `Retry-After`.
+async fn timed_order(app: &TestApp) -> (u16, String, Value) {
+    let started = Instant::now();
+    let response = app.order("fries".to_owned()).await;
+    assert!(
+        started.elapsed() < BOUNDED,
+        "/order took {:?}",
+        started.elapsed()
+    );
+    let status = response.status().as_u16();
+    let retry = header(&response, "retry-after");
+    (status, retry, response.json().await.unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_lost_while_running_answers_503_then_comes_back_by_itself() {
+    let db = Database::create("lost");
+    // Trust auth ignores the password; it is there to be kept out of sight.
+    let url = db.url.replace("postgres@", "postgres:hunter2@");
+    let app = TestApp::spawn(&["--database", &url, "--prep-time", "0"]).await;
+    let placed = app.place_coded("before").await;
+    app.wait_all_ready(&[placed.ticket]).await;
+
+    db.refuse_connections();
+    let (status, retry, body) = timed_order(&app).await;
+    assert_eq!((status, retry.as_str()), (503, "1"), "{body}");
+    assert!(!body.to_string().contains("hunter2"));
+    let take = app.take(placed.ticket, &placed.code).await;
+    assert_eq!(take.status(), 503);
+    assert_eq!(header(&take, "retry-after"), "1");
+    wait_until(DEADLINE, "/readyz says 503", || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 503)
+    })
+    .await;
+    // The board stays up with what it had.
+    let board = app.board().await;
+    assert_eq!(
+        board.statuses().get(&placed.ticket).map(String::as_str),
+        Some("READY")
+    );
+    let metrics = app
+        .client
+        .get(app.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(!metrics.contains("hunter2"));
+
+    db.allow();
+    wait_until(DEADLINE, "/order answers 201 again", || async {
+        timed_order(&app).await.0 == 201
+    })
+    .await;
+    wait_until(DEADLINE, "/readyz says 200", || async {
+        app.client
+            .get(app.url("/readyz"))
+            .send()
+            .await
+            .is_ok_and(|r| r.status() == 200)
+    })
+    .await;
+    assert_eq!(app.take(placed.ticket, &placed.code).await.status(), 200);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statement_that_hangs_on_a_lock_is_bounded_by_a_timeout() {
+    let db = Database::create("hangs");
+    let app = TestApp::spawn(&["--database", &db.url, "--prep-time", "0"]).await;
+    let first = app.place("before").await;
+    app.wait_all_ready(&[first]).await;
+
+    let meddler = db.connect().await;
+    meddler
+        .batch_execute("begin; lock table fastfood_changes in access exclusive mode")
+        .await
+        .unwrap();
+    let (status, retry, body) = timed_order(&app).await;
+    assert_eq!((status, retry.as_str()), (503, "1"), "{body}");
+    meddler.batch_execute("rollback").await.unwrap();
+
+    wait_until(DEADLINE, "/order answers 201 again", || async {
+        timed_order(&app).await.0 == 201
+    })
+    .await;
+    app.shutdown().await;
+}
+
+/// What the rush's clients saw.
+#[derive(Default)]
+struct Rush {
+    /// `(ticket, code, when)` of every 201.
+    accepted: Vec<(u32, String, Instant)>,
+    /// `(status, when)` of every other answer.
+    refused: Vec<(u16, Instant)>,
+    /// The longest any answer took.
+    slowest: Duration,
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failover_to_a_synchronous_standby_loses_no_201_and_takes_orders_again_within_10s() {
+    use crate::support::pg::Cluster;
+    use std::sync::{Arc, Mutex};
+
+    // The clusters run as the `postgres` user, which only root can become.
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        assert!(
+            std::env::var("FASTFOOD_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "FASTFOOD_REQUIRE_ROOT=1 but the tests do not run as root"
+        );
+        eprintln!(
+            "SKIPPED the failover test: it starts PostgreSQL clusters as the postgres user; run the tests as root"
+        );
+        return;
+    }
+    let Some(rabbit) = Rabbit::vhost("pg_failover").await else {
+        return;
+    };
+    let primary = Cluster::primary();
+    let standby = Cluster::standby_of(&primary);
+    primary
+        .sql(
+            "postgres",
+            "alter system set synchronous_standby_names = '*'",
+        )
+        .unwrap();
+    primary.sql("postgres", "select pg_reload_conf()").unwrap();
+    wait_until(DEADLINE, "the standby is synchronous", || async {
+        primary
+            .sql("postgres", "select sync_state from pg_stat_replication")
+            .is_ok_and(|s| s == "sync")
+    })
+    .await;
+    primary.sql("postgres", "create database fastfood").unwrap();
+    let url = format!(
+        "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/fastfood?target_session_attrs=read-write",
+        primary.port, standby.port
+    );
+    let args = [
+        "--database",
+        url.as_str(),
+        "--broker",
+        rabbit.url.as_str(),
+        "--workers",
+        "0",
+    ];
+    let dirs = [(); 3].map(|()| tempfile::tempdir().unwrap());
+    let a = ServerProcess::spawn(dirs[0].path(), &args).await;
+    let b = ServerProcess::spawn(dirs[1].path(), &args).await;
+    let worker_args = ["--database", url.as_str(), "--prep-time", "10ms"];
+    let _w1 = WorkerProcess::spawn(dirs[2].path(), &rabbit.url, &worker_args, &[]).await;
+    let _w2 = WorkerProcess::spawn(dirs[2].path(), &rabbit.url, &worker_args, &[]).await;
+
+    // Four customers at each server, ordering as fast as they are answered.
+    let rush = Arc::new(Mutex::new(Rush::default()));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut customers = Vec::new();
+    for i in 0..8 {
+        let api = crate::support::Api::at(if i % 2 == 0 {
+            a.base.clone()
+        } else {
+            b.base.clone()
+        });
+        let (rush, stop) = (rush.clone(), stop.clone());
+        customers.push(tokio::spawn(async move {
+            while !stop.is_cancelled() {
+                let started = Instant::now();
+                let response = api.order(format!("customer {i}")).await;
+                let took = started.elapsed();
+                let status = response.status().as_u16();
+                let retry = header(&response, "retry-after");
+                let body: Value = response.json().await.unwrap();
+                let accepted = (status == 201).then(|| {
+                    (
+                        body["order"].as_u64().unwrap() as u32,
+                        body["pickup_code"].as_str().unwrap().to_owned(),
+                        Instant::now(),
+                    )
+                });
+                {
+                    let mut rush = rush.lock().unwrap();
+                    rush.slowest = rush.slowest.max(took);
+                    match accepted {
+                        Some(order) => rush.accepted.push(order),
+                        None => rush.refused.push((status, Instant::now())),
+                    }
+                }
+                if status != 201 {
+                    assert_eq!(status, 503, "only 201 or 503, never a 500: {body}");
+                    assert_eq!(retry, "1");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let before = rush.lock().unwrap().accepted.len();
+    assert!(before > 0, "orders are taken before the failover");
+    primary.kill9();
+    let killed = Instant::now();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    standby.promote();
+    let promoted = Instant::now();
+    wait_until(
+        Duration::from_secs(10),
+        "a 201 within 10 s of the promotion",
+        || async {
+            rush.lock()
+                .unwrap()
+                .accepted
+                .iter()
+                .any(|(_, _, at)| *at > promoted)
+        },
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    for customer in customers {
+        customer.await.expect("a customer saw only 201 or 503");
+    }
+    let rush = Arc::try_unwrap(rush).ok().unwrap().into_inner().unwrap();
+    assert!(
+        rush.slowest < BOUNDED,
+        "an answer took {:?}: never a hang",
+        rush.slowest
+    );
+    assert!(
+        rush.refused
+            .iter()
+            .any(|(_, at)| *at > killed && *at < promoted),
+        "503s while there was no primary"
+    );
+    let tickets: Vec<u32> = rush.accepted.iter().map(|(t, _, _)| *t).collect();
+    assert_eq!(
+        tickets.iter().collect::<BTreeSet<_>>().len(),
+        tickets.len(),
+        "no ticket twice"
+    );
+
+    // Every 201 is in the promoted database and reaches READY, on both boards.
+    for server in [&a, &b] {
+        wait_until(
+            DEADLINE,
+            "every accepted order READY on every board",
+            || async {
+                let board = server.board().await.statuses();
+                tickets
+                    .iter()
+                    .all(|t| board.get(t).map(String::as_str) == Some("READY"))
+            },
+        )
+        .await;
+    }
+    let in_db = standby
+        .sql("fastfood", "select ticket from fastfood_orders")
+        .unwrap();
+    let in_db: BTreeSet<u32> = in_db.lines().map(|l| l.parse().unwrap()).collect();
+    assert!(
+        tickets.iter().all(|t| in_db.contains(t)),
+        "every 201 is in the database"
+    );
+
+    // No status backward, no version missing: the log replays.
+    let log = standby
+        .sql(
+            "fastfood",
+            "select version, ticket, body->>'status' from fastfood_changes order by version",
+        )
+        .unwrap();
+    let rank = |s: &str| {
+        ["TAKEN", "PREPARING", "READY", "COLLECTED", "CANCELLED"]
+            .iter()
+            .position(|x| *x == s)
+            .unwrap()
+    };
+    let mut furthest = std::collections::BTreeMap::new();
+    for (i, line) in log.lines().enumerate() {
+        let f: Vec<&str> = line.split('|').collect();
+        assert_eq!(f[0].parse::<usize>().unwrap(), i + 1, "versions 1, 2, 3, …");
+        let (ticket, r) = (f[1].parse::<u32>().unwrap(), rank(f[2]));
+        let before = furthest.insert(ticket, r).unwrap_or(0);
+        assert!(r >= before, "order {ticket} went back to {}", f[2]);
+    }
+
+    // The boards converge: the same orders at the same version.
+    wait_until(DEADLINE, "both boards show the same thing", || async {
+        let (x, y) = (a.get_json("/orders").await, b.get_json("/orders").await);
+        x == y
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_of_a_server_on_the_database_loses_no_order_and_keeps_counting() {
+    let db = Database::create("kill9");
+    let dir = tempfile::tempdir().unwrap();
+    let args = ["--database", db.url.as_str(), "--prep-time", "500ms"];
+    let mut server = ServerProcess::spawn(dir.path(), &args).await;
+    let placed = crate::support::placed_orders(&[&server.base], 20, 20).await;
+    let mut tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
+    tickets.sort_unstable();
+    assert_eq!(tickets, (1..=20).collect::<Vec<_>>());
+    let before = server.board().await.statuses();
+    assert!(
+        before.values().any(|s| s == "TAKEN" || s == "PREPARING"),
+        "the kill must happen mid-run: {before:?}"
+    );
+    server.kill9().await;
+    assert_eq!(
+        db.sql("select count(*) from fastfood_orders"),
+        "20",
+        "every acknowledged order is in the database"
+    );
+
+    // Its lock went with its connection: a new server takes the line, and
+    // cooks what the dead one left.
+    let server = ServerProcess::spawn(dir.path(), &args).await;
+    server.wait_all_ready(&tickets).await;
+    assert_eq!(server.place("after").await, 21, "the counter goes on");
+}
+
+/// `fastfood import --data-dir DIR --database URL`: its exit status, stdout
+/// and stderr.
+async fn import(dir: &std::path::Path, url: &str) -> (bool, String, String) {
+    let out = crate::support::process::fastfood(
+        [
+            "import",
+            "--data-dir",
+            dir.to_str().unwrap(),
+            "--database",
+            url,
+        ],
+        &[],
+    )
+    .output()
+    .await
+    .expect("run fastfood import");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_copies_a_restaurant_from_its_files_into_an_empty_database_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_at(dir.path(), &["--prep-time", "0"]).await;
+    let placed = [
+        app.place_coded("fries").await,
+        app.place_coded("shake").await,
+        app.place_coded("burger").await,
+    ];
+    app.wait_all_ready(&[1, 2, 3]).await;
+    assert_eq!(app.take(1, &placed[0].code).await.status(), 200);
+    app.shutdown().await;
+
+    // Refused while a server uses the directory.
+    let db = Database::create("import");
+    let mut running = ServerProcess::spawn(dir.path(), &[]).await;
+    let (ok, _, stderr) = import(dir.path(), &db.url).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains(&format!(
+            "process {} is using the data directory",
+            running.pid
+        )),
+        "{stderr}"
+    );
+    running.terminate();
+    running.wait(DEADLINE).await.expect("the server stops");
+
+    let (ok, stdout, stderr) = import(dir.path(), &db.url).await;
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("copied 2 live orders (with their pickup codes) and 1 that left")
+            && stdout.contains("the next ticket is 4"),
+        "{stdout}"
+    );
+
+    let elsewhere = tempfile::tempdir().unwrap();
+    let app = TestApp::spawn_at(elsewhere.path(), &["--database", &db.url]).await;
+    expect_error(app.take(1, &placed[0].code).await, 410, "already_collected").await;
+    expect_error(app.take(2, "000000").await, 403, "wrong_code").await;
+    assert_eq!(app.take(2, &placed[1].code).await.status(), 200);
+    assert_eq!(app.order_json(3).await["status"], "READY");
+    assert_eq!(app.place("next").await, 4, "the counter goes on");
+    app.shutdown().await;
+
+    let (ok, _, stderr) = import(dir.path(), &db.url).await;
+    assert!(!ok);
+    assert!(
+        stderr.contains("the database already holds a restaurant"),
+        "{stderr}"
+    );
+}
+
+/// Each order's statuses in the database's log, in version order, a
+/// restatement (the same status again) counted once.
+fn steps_in_log(db: &Database) -> std::collections::BTreeMap<u32, Vec<String>> {
+    let mut steps: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
+    let log = db.sql("select ticket, body->>'status' from fastfood_changes order by version");
+    for line in log.lines() {
+        let (ticket, status) = line.split_once('|').unwrap();
+        let seen = steps.entry(ticket.parse().unwrap()).or_default();
+        if seen.last().map(String::as_str) != Some(status) {
+            seen.push(status.to_owned());
+        }
+    }
+    steps
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_racing_a_claim_on_the_database_ends_one_way_only() {
+    use futures_util::StreamExt;
+
+    let db = Database::create("cancel_race");
+    let app = TestApp::spawn(&["--database", &db.url, "--prep-time", "0"]).await;
+    let api: &crate::support::Api = &app;
+    let outcomes: Vec<(u32, u16)> = futures_util::stream::iter(0..150)
+        .map(|i| async move {
+            let placed = api.place_coded(&format!("race {i}")).await;
+            let cancel = api.cancel(placed.ticket, &placed.code).await;
+            let status = cancel.status().as_u16();
+            if status != 200 {
+                let body = expect_error(cancel, 409, "too_late").await;
+                assert!(["PREPARING", "READY"].contains(&body["status"].as_str().unwrap()));
+            }
+            (placed.ticket, status)
+        })
+        .buffer_unordered(8)
+        .collect()
+        .await;
+    let cooked: Vec<u32> = outcomes
+        .iter()
+        .filter(|(_, s)| *s != 200)
+        .map(|(t, _)| *t)
+        .collect();
+    app.wait_all_ready(&cooked).await;
+    let steps = steps_in_log(&db);
+    for (ticket, status) in &outcomes {
+        let steps = &steps[ticket];
+        if *status == 200 {
+            assert_eq!(
+                steps,
+                &["TAKEN", "CANCELLED"],
+                "order {ticket}: never cooked"
+            );
+        } else {
+            assert_eq!(steps, &["TAKEN", "PREPARING", "READY"], "order {ticket}");
+        }
+    }
+    app.shutdown().await;
+}
