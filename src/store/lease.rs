@@ -54,7 +54,7 @@ impl Lease {
 /// a refusal), at once or never.
 pub fn take(dir: &Path, place: &str, queueing: Queueing) -> Result<Lease, StoreError> {
     let path = dir.join(QUEUE_LOCK);
-    let mut file = OpenOptions::new()
+    let mut file = crate::durable::private()
         .create(true)
         .truncate(false)
         .read(true)

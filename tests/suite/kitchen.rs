@@ -178,7 +178,18 @@ fn time(value: &Value) -> std::time::SystemTime {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fail_rate_drops_an_order_in_the_middle_of_its_preparation() {
     const PREP: Duration = Duration::from_secs(4);
-    let app = TestApp::spawn(&["--prep-time", "4s", "--workers", "1", "--fail-rate", "0.9"]).await;
+    let app = TestApp::spawn(&[
+        "--prep-time",
+        "4s",
+        "--workers",
+        "1",
+        "--fail-rate",
+        "0.9",
+        // Every drop is a delivery: at 0.9 it would often be set aside.
+        "--max-deliveries",
+        "100",
+    ])
+    .await;
     // At 0.9 the first attempt at an order is dropped 9 times in 10; an
     // order that was not is READY, and the next one is tried.
     for i in 0..4 {

@@ -157,6 +157,10 @@ impl SseClient {
             );
             return self.copy.clone();
         }
+        // Another stream (`/kitchen/updates`): no board to keep.
+        if data.get("change").is_none() {
+            return self.copy.clone();
+        }
         let change = &data["change"];
         let ticket = change["order"]
             .as_u64()
