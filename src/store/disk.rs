@@ -505,6 +505,10 @@ pub struct Exported {
     pub left: Vec<Order>,
     /// The highest ticket number the files mention.
     pub highest: crate::order::Ticket,
+    /// The restaurant's identity, if the files have one (a store from
+    /// before identities has none): the database takes it over, so the
+    /// orders already in RabbitMQ stay this restaurant's.
+    pub restaurant: Option<RestaurantId>,
 }
 
 /// Reads every order in `dir`: the live ones from the snapshot and log, the
@@ -539,6 +543,7 @@ pub fn export(dir: &Path) -> Result<Exported, StoreError> {
         durable::exclusive(&lock, durable::LOCK_WAIT).map_err(|e| StoreError::Busy(e.into()))?;
     std::mem::forget(held);
     let (disk, state) = Disk::load(dir)?;
+    let restaurant = super::identity::read(dir)?;
     let mut left: std::collections::BTreeMap<crate::order::Ticket, Order> = Default::default();
     let history = dir.join(HISTORY);
     match fs::read(&history) {
@@ -569,6 +574,7 @@ pub fn export(dir: &Path) -> Result<Exported, StoreError> {
         live,
         left: left.into_values().collect(),
         highest: state.highest,
+        restaurant,
     })
 }
 

@@ -646,6 +646,13 @@ async fn import_copies_a_restaurant_from_its_files_into_an_empty_database_once()
         "{stdout}"
     );
 
+    // The restaurant keeps its identity: orders already in RabbitMQ carry it.
+    let identity = std::fs::read_to_string(dir.path().join("restaurant_id")).unwrap();
+    assert_eq!(
+        db.sql("select restaurant_id from fastfood_meta").trim(),
+        identity.trim()
+    );
+
     let elsewhere = tempfile::tempdir().unwrap();
     let app = TestApp::spawn_at(elsewhere.path(), &["--database", &db.url]).await;
     expect_error(app.take(1, &placed[0].code).await, 410, "already_collected").await;

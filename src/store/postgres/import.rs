@@ -68,6 +68,16 @@ pub async fn import(url: &str, files: &Exported, counter: Ticket) -> Result<Impo
             .await
             .map_err(fail)?;
     }
+    // The restaurant keeps its identity: orders already in RabbitMQ carry it.
+    if let Some(restaurant) = &files.restaurant {
+        client
+            .execute(
+                "update fastfood_meta set restaurant_id = $1",
+                &[&restaurant.as_str()],
+            )
+            .await
+            .map_err(fail)?;
+    }
     let counter = counter.max(files.highest);
     if counter > 0 {
         client
