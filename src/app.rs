@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::board::Board;
-use crate::broker::Broker;
+use crate::broker::{Broker, QueueType};
 use crate::config::{KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
 use crate::kitchen::{Crew, Report, View, Worker};
@@ -72,10 +72,22 @@ impl Restaurant {
             );
         }
         let dir = &kitchen.data_dir;
+        if kitchen.broker.is_none() && kitchen.queue_type != QueueType::Classic {
+            bail!(
+                "--queue-type {} is a kind of RabbitMQ queue, and this restaurant has no broker: add --broker \
+             amqp://guest:guest@127.0.0.1:5672 (or a cluster's URLs, comma-separated), or drop --queue-type",
+                kitchen.queue_type
+            );
+        }
         let broker = match &kitchen.broker {
-            Some(url) => {
-                Some(Broker::start(url, &format!("fastfood server {}", std::process::id())).await?)
-            }
+            Some(url) => Some(
+                Broker::start(
+                    url,
+                    &format!("fastfood server {}", std::process::id()),
+                    kitchen.queue_type,
+                )
+                .await?,
+            ),
             None => None,
         };
         let board = Board::new();
@@ -224,7 +236,12 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     if config.workers == 0 {
         bail!("--workers 0 would start a worker process with nobody in it: give at least 1");
     }
-    let broker = Broker::start(url, &format!("fastfood worker {}", std::process::id())).await?;
+    let broker = Broker::start(
+        url,
+        &format!("fastfood worker {}", std::process::id()),
+        kitchen.queue_type,
+    )
+    .await?;
     let store = open_store(&kitchen.data_dir, vec![broker.change_publisher()]).await?;
     let queue = Queue::new(broker.clone());
     if let Some(addr) = &config.metrics {

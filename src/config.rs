@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+use crate::broker::QueueType;
+
 /// `fastfood serve`: the restaurant.
 #[derive(Parser, Debug, Clone)]
 pub struct ServeConfig {
@@ -77,7 +79,9 @@ pub struct KitchenConfig {
     pub prep_time: Duration,
 
     /// RabbitMQ to queue orders in, e.g. amqp://guest:guest@127.0.0.1:5672
-    /// (without it, orders wait in this process).
+    /// (without it, orders wait in this process); for a cluster, its nodes'
+    /// URLs, comma-separated: the process uses one that answers, and another
+    /// when that node is lost.
     #[arg(long, env = "AMQP_URL")]
     pub broker: Option<String>,
 
@@ -94,6 +98,18 @@ pub struct KitchenConfig {
     /// another is idle, and a worker that dies hands back all it held.
     #[arg(long, env = "FASTFOOD_PREFETCH", default_value_t = 1, value_parser = parse_prefetch)]
     pub prefetch: u16,
+
+    /// With --broker: the kind of RabbitMQ queue orders wait in: classic (on
+    /// one node) or quorum (replicated over a cluster's nodes; a confirmed
+    /// order survives the loss of a minority of them). Every process of a
+    /// restaurant must give the same.
+    #[arg(long, env = "FASTFOOD_QUEUE_TYPE", default_value = "classic", value_parser = parse_queue_type)]
+    pub queue_type: QueueType,
+}
+
+/// A RabbitMQ queue type: `classic` or `quorum`.
+pub fn parse_queue_type(text: &str) -> Result<QueueType, String> {
+    text.parse()
 }
 
 /// The most orders RabbitMQ may hand one worker ahead.
@@ -268,5 +284,7 @@ mod tests {
         for bad in ["", "http://a.example", "a.example/x", "a b"] {
             assert!(parse_allowed_host(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(parse_queue_type("quorum").unwrap(), QueueType::Quorum);
+        assert!(parse_queue_type("Quorum").unwrap_err().contains("classic"));
     }
 }

@@ -17,7 +17,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Acker, BasicProperties, Confirmation};
 
-use super::{Broker, ORDERS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT, Session};
+use super::{Broker, ORDERS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT, QueueType, Session};
 use crate::backoff;
 use crate::order::Ticket;
 use crate::queue::{Backend, BackendConsumer, BackendDelivery, BackendSlot, Health, QueueError};
@@ -294,19 +294,25 @@ impl BackendDelivery for OrderDelivery {
         .boxed()
     }
 
-    /// Not finished: published again at high priority, so it goes to the
-    /// front, then this copy is acknowledged. If that publish fails, the
-    /// broker takes this copy back instead (to where it was, near the front).
+    /// Not finished. On a classic queue: published again at high priority,
+    /// so it goes to the front, then this copy is acknowledged; if that
+    /// publish fails, the broker takes this copy back instead (to where it
+    /// was, near the front). On a quorum queue, which has no priorities:
+    /// nacked, and the queue serves it before the orders waiting.
     fn give_back(mut self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
         async move {
             let acker = self.acker.take().expect("settled once");
-            match self
-                .broker
-                .publish_order(self.ticket, PRIORITY_GIVEN_BACK)
-                .await
-            {
-                Ok(()) => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
-                Err(_) => acker
+            let republished = match self.broker.shared.queue_type {
+                QueueType::Classic => self
+                    .broker
+                    .publish_order(self.ticket, PRIORITY_GIVEN_BACK)
+                    .await
+                    .is_ok(),
+                QueueType::Quorum => false,
+            };
+            match republished {
+                true => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
+                false => acker
                     .nack(BasicNackOptions {
                         requeue: true,
                         ..Default::default()
