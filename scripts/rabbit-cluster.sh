@@ -17,7 +17,9 @@
 # Settings (environment): CLUSTER_DIR (default /tmp/fastfood-cluster),
 # CLUSTER_PREFIX (node names, default ff), CLUSTER_PORT (the first node's
 # AMQP port, default 5681; the others take the next two; each node's
-# distribution port is its AMQP port + 20000). Run as root (RabbitMQ's
+# distribution port is its AMQP port + 20000), CLUSTER_OWNER (a pid: `up`
+# leaves a watcher that takes the cluster down once that process is gone,
+# however it ended; the tests use it). Run as root (RabbitMQ's
 # scripts then run the nodes as the `rabbitmq` user) or as `rabbitmq`.
 set -euo pipefail
 
@@ -100,6 +102,8 @@ up() {
     fi
   done
   mkdir -p "$DIR"
+  # A node that fails to start or join leaves nothing behind.
+  trap 'echo "the cluster did not come up; removing what was started" >&2; down' EXIT
   for n in "${NODES[@]}"; do
     local base="$DIR/node$n"
     mkdir -p "$base/mnesia" "$base/log"
@@ -126,6 +130,12 @@ EOF
     fi
   done
   ctl 1 await_startup >/dev/null
+  if [ -n "${CLUSTER_OWNER:-}" ]; then
+    # Detached from the caller's terminal and pipes, so nobody waits for it.
+    CLUSTER_DIR="$DIR" CLUSTER_PREFIX="$PREFIX" CLUSTER_PORT="$PORT" setsid bash -c 'while kill -0 "$1" 2>/dev/null && [ -d "$2" ]; do sleep 1; done; exec "$3" down' \
+      watcher "$CLUSTER_OWNER" "$DIR" "$(realpath "$0")" </dev/null >/dev/null 2>&1 &
+  fi
+  trap - EXIT
   echo "cluster up: --broker $(urls)" >&2
 }
 
@@ -177,7 +187,7 @@ case "${1:-}" in
     pid_of "$2" >/dev/null || start_node "$2"
     ;;
   *)
-    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,23p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
     ;;
 esac
