@@ -202,12 +202,15 @@ extern "C" fn take_down_at_exit() {
 }
 
 /// Three consecutive AMQP ports, each free now with its distribution port
-/// (port + 20000), somewhere this process alone is likely to pick.
+/// (port + 20000), somewhere this process alone is likely to pick, and all
+/// below Linux's ephemeral ports (32768 and up), so no outgoing connection
+/// takes one while a node restarts its listener.
 fn free_ports() -> u16 {
     let free = |port: u16| TcpListener::bind(("127.0.0.1", port)).is_ok();
-    let start = 21000 + (std::process::id() % 4000) as u16 * 5;
-    (0..400)
-        .map(|i| 21000 + (start - 21000 + i * 3) % 24000)
+    let span: u16 = 12700 - 10000;
+    let start = (std::process::id() % u32::from(span / 3)) as u16 * 3;
+    (0..span / 3)
+        .map(|i| 10000 + (start + i * 3) % span)
         .find(|&base| (base..base + 3).all(|p| free(p) && free(p + 20000)))
         .expect("three free ports")
 }
