@@ -148,7 +148,13 @@ async fn a_node_killed_mid_rush_loses_no_confirmed_order_and_orders_flow_again_w
         let stuck: Vec<_> = accepted
             .iter()
             .filter(|a| statuses.get(&a.ticket).map(String::as_str) != Some("READY"))
-            .map(|a| (a.ticket, a.content.clone(), statuses.get(&a.ticket).cloned()))
+            .map(|a| {
+                (
+                    a.ticket,
+                    a.content.clone(),
+                    statuses.get(&a.ticket).cloned(),
+                )
+            })
             .collect();
         panic!(
             "confirmed orders not READY: {stuck:?}; orders queue (ready, unacked) {:?}, orders.dead {:?}",
