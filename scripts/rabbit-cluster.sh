@@ -50,7 +50,8 @@ node_env() {
   export RABBITMQ_PID_FILE="$base/pid"
   export RABBITMQ_ENABLED_PLUGINS_FILE="$base/enabled_plugins"
   export RABBITMQ_CONFIG_FILE="$base/rabbitmq.conf"
-  # Management plugin port, should a student enable it: 15681, 15682, 15683.
+  # The management plugin's port, should it be enabled: AMQP port + 10000
+  # (15681, 15682, 15683), so that the nodes do not all ask for 15672.
   export RABBITMQ_SERVER_START_ARGS="-rabbitmq_management listener [{port,$((10000 + $(amqp_port "$n")))}]"
 }
 
