@@ -363,3 +363,64 @@ async fn a_queue_of_the_other_type_is_refused_with_what_to_do() {
         refused.stderr
     );
 }
+
+/// `--broker` with several URLs, the first on a port where nothing answers:
+/// the server connects to one that answers, and no password of the list
+/// shows in its log or its answers, whatever happens to each address.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_list_of_brokers_uses_one_that_answers_and_hides_every_password() {
+    let Some(rabbit) = Rabbit::vhost("broker-list").await else {
+        return;
+    };
+    // A port that was free a moment ago: nothing answers there.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let first_secret = "Pw7x-quince-0c1d2e3f";
+    let down = format!(
+        "amqp://guest:{first_secret}@127.0.0.1:{dead}/{}",
+        rabbit.vhost
+    );
+    let dir = tempfile::tempdir().unwrap();
+
+    // Nothing answers at all: it runs, says so for every address, and 503s.
+    let also_down = format!("amqp://guest:{first_secret}-2@127.0.0.1:{dead}/x");
+    let alone =
+        ServerProcess::spawn(dir.path(), &["--broker", &format!("{down},{also_down}")]).await;
+    wait_until(DEADLINE, "the server to say no broker answers", || async {
+        alone.stderr().contains("not reachable")
+    })
+    .await;
+    let refused = alone.order("fries").await;
+    assert_eq!(refused.status(), 503);
+    let said = alone.stderr() + &refused.text().await.unwrap();
+    assert!(
+        said.contains(&format!(
+            "amqp://guest:***@127.0.0.1:{dead}/{}",
+            rabbit.vhost
+        )),
+        "{said}"
+    );
+    assert!(!said.contains(first_secret), "{said}");
+    drop(alone);
+
+    // The second answers: it is used, and orders are prepared.
+    let list = format!("{down},{}", rabbit.url);
+    let server = ServerProcess::spawn(dir.path(), &["--broker", &list, "--prep-time", "0"]).await;
+    let ticket = server.place("fries from the second node").await;
+    server.wait_all_ready(&[ticket]).await;
+    let said = server.stderr();
+    assert!(
+        said.contains(&format!(
+            "connected to RabbitMQ at amqp://guest:***@{}",
+            crate::support::rabbit::HOST
+        )),
+        "{said}"
+    );
+    assert!(
+        !said.contains(first_secret) && !said.contains("guest:guest"),
+        "{said}"
+    );
+}
