@@ -44,7 +44,9 @@ pub enum BrokerError {
     NoVhost(String),
     #[error(
         "RabbitMQ already has an `{ORDERS_QUEUE}` queue declared with other settings ({0}); fastfood needs a durable queue with \
-         x-max-priority={MAX_PRIORITY}. Delete the old one (rabbitmqctl delete_queue {ORDERS_QUEUE}, or in the management UI) and start again"
+         x-max-priority={MAX_PRIORITY} (--queue-type classic), or a quorum queue with x-delivery-limit={QUORUM_DELIVERY_LIMIT} that \
+         dead-letters to {DEAD_QUEUE} (--queue-type quorum). Delete the old one (rabbitmqctl delete_queue {ORDERS_QUEUE}, or in the \
+         management UI) and start again"
     )]
     QueueMismatch(String),
     #[error(
