@@ -17,7 +17,7 @@ use lapin::options::{
 use lapin::types::FieldTable;
 use lapin::{Acker, BasicProperties, Confirmation};
 
-use super::{Broker, ORDERS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT, QueueType, Session};
+use super::{Broker, ORDERS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT, QueueType};
 use crate::backoff;
 use crate::order::Ticket;
 use crate::queue::{Backend, BackendConsumer, BackendDelivery, BackendSlot, Health, QueueError};
@@ -107,8 +107,8 @@ struct OrderConsumer {
     name: String,
     /// Orders RabbitMQ may hand this worker before its acknowledgements.
     prefetch: u16,
-    /// The consumer of the current session, if one is open.
-    current: Option<(u64, lapin::Consumer)>,
+    /// The consumer of the current session and its channel, if one is open.
+    current: Option<(u64, lapin::Channel, lapin::Consumer)>,
     /// The pause before opening a consumer again after it failed.
     reopen: backoff::Backoff,
 }
@@ -139,22 +139,37 @@ impl OrderConsumer {
             if self
                 .current
                 .as_ref()
-                .is_none_or(|(id, _)| *id != session.id)
+                .is_none_or(|(id, _, _)| *id != session.id)
             {
-                match self.open(&session).await {
+                self.close_current().await;
+                let channel = match session.connection.create_channel().await {
+                    Ok(channel) => channel,
+                    Err(e) => {
+                        tracing::debug!("{}: could not open a channel: {e}", self.name);
+                        tokio::time::sleep(self.reopen.pause()).await;
+                        continue;
+                    }
+                };
+                match self.open(&channel).await {
                     Ok(consumer) => {
                         self.reopen.reset();
-                        self.current = Some((session.id, consumer));
+                        self.current = Some((session.id, channel, consumer));
                     }
                     Err(e) => {
                         tracing::debug!("{}: could not consume orders: {e}", self.name);
-                        self.current = None;
+                        // The consume may yet take effect at the broker (a
+                        // quorum queue electing a leader answers late): a
+                        // consumer nobody reads would hold an order unacked
+                        // for as long as the connection lives. Closing its
+                        // channel cancels it and hands back what it held.
+                        let closing = channel.close(200, "could not consume".into());
+                        let _ = tokio::time::timeout(PUBLISH_TIMEOUT, closing).await;
                         tokio::time::sleep(self.reopen.pause()).await;
                         continue;
                     }
                 }
             }
-            let (_, consumer) = self.current.as_mut().expect("just opened");
+            let (_, _, consumer) = self.current.as_mut().expect("just opened");
             match consumer.next().await {
                 Some(Ok(delivery)) => {
                     let Some(ticket) = ticket::from_bytes(&delivery.data) else {
@@ -177,15 +192,25 @@ impl OrderConsumer {
                 }
                 Some(Err(e)) => {
                     tracing::debug!("{}: the order consumer stopped: {e}", self.name);
-                    self.current = None;
+                    self.close_current().await;
                 }
-                None => self.current = None,
+                None => self.close_current().await,
             }
         }
     }
 
-    async fn open(&self, session: &Session) -> Result<lapin::Consumer, lapin::Error> {
-        let channel = session.connection.create_channel().await?;
+    /// Closes the current consumer's channel, if any: the broker then hands
+    /// back whatever it had delivered there and nobody settled.
+    async fn close_current(&mut self) {
+        if let Some((_, channel, _)) = self.current.take()
+            && channel.status().connected()
+        {
+            let closing = channel.close(200, "consuming again".into());
+            let _ = tokio::time::timeout(PUBLISH_TIMEOUT, closing).await;
+        }
+    }
+
+    async fn open(&self, channel: &lapin::Channel) -> Result<lapin::Consumer, lapin::Error> {
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await?;
