@@ -38,14 +38,15 @@ PIDS=()
 cleanup() {
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
-  if [ -d "$WORK/cluster" ]; then cluster down >/dev/null 2>&1 || true; fi
+  if [ -d "$CLUSTER_DIR" ]; then cluster down >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
 }
-# The cluster rows' three RabbitMQ nodes (scripts/rabbit-cluster.sh), under
-# $WORK, on ports of their own; taken down at exit, or by the script's own
-# watcher should this shell die.
+# The cluster rows' three RabbitMQ nodes (scripts/rabbit-cluster.sh), on ports
+# of their own, in a directory the rabbitmq user can reach ($WORK is private);
+# taken down at exit, or by the script's own watcher should this shell die.
+CLUSTER_DIR="${TMPDIR:-/tmp}/fastfood-bench-cluster-$$"
 cluster() {
-  CLUSTER_DIR="$WORK/cluster" CLUSTER_PREFIX=fastfood-bench- CLUSTER_PORT=5781 CLUSTER_OWNER=$$ \
+  CLUSTER_DIR="$CLUSTER_DIR" CLUSTER_PREFIX=fastfood-bench- CLUSTER_PORT=5781 CLUSTER_OWNER=$$ \
     scripts/rabbit-cluster.sh "$@"
 }
 trap cleanup EXIT

@@ -119,6 +119,10 @@ log.file.level = warning
 EOF
   done
   chown -R rabbitmq:rabbitmq "$DIR"
+  if [ "$(id -u)" = 0 ] && ! runuser -u rabbitmq -- test -w "$DIR/node1"; then
+    echo "the rabbitmq user cannot reach $DIR (a directory above it is private): pick another CLUSTER_DIR" >&2
+    exit 1
+  fi
   echo "starting $(node 1), $(node 2), $(node 3) in $DIR" >&2
   for n in "${NODES[@]}"; do start_node "$n"; done
   local joined
