@@ -5,7 +5,7 @@
 //!   path; load it with wrk (or `limits load`) like `/order`.
 //! - `limits fsync --dir DIR`: one store write cycle, as the order store does
 //!   it: exclusive lock, append a line, fdatasync, unlock.
-//! - `limits amqp --url amqp://…`: RabbitMQ's pipelined, confirmed publish
+//! - `limits amqp --url amqp://… [--quorum]`: RabbitMQ's pipelined, confirmed publish
 //!   rate of persistent messages to a durable queue, with lapin.
 //! - `limits load --url URL`: a closed-loop HTTP load generator, for when
 //!   wrk is not installed. Only answers with the `--expect`ed status count
@@ -61,6 +61,9 @@ enum Command {
         duration: Duration,
         #[arg(long, default_value_t = 1000)]
         window: usize,
+        /// Publish to a quorum queue (replicated over a cluster's nodes).
+        #[arg(long)]
+        quorum: bool,
     },
     /// Closed-loop HTTP load: CONNECTIONS requests at a time for DURATION.
     Load {
@@ -92,7 +95,8 @@ async fn main() -> anyhow::Result<()> {
             url,
             duration,
             window,
-        } => amqp(&url, duration, window).await,
+            quorum,
+        } => amqp(&url, duration, window, quorum).await,
         Command::Load {
             url,
             connections,
@@ -145,11 +149,11 @@ fn fsync(dir: PathBuf, duration: Duration) -> anyhow::Result<()> {
     Ok(())
 }
 
-async fn amqp(url: &str, duration: Duration, window: usize) -> anyhow::Result<()> {
+async fn amqp(url: &str, duration: Duration, window: usize, quorum: bool) -> anyhow::Result<()> {
     use lapin::options::{
         BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions, QueueDeleteOptions,
     };
-    use lapin::types::FieldTable;
+    use lapin::types::{AMQPValue, FieldTable};
     use lapin::{BasicProperties, Connection, ConnectionProperties};
 
     const QUEUE: &str = "fastfood-limits";
@@ -157,6 +161,13 @@ async fn amqp(url: &str, duration: Duration, window: usize) -> anyhow::Result<()
         .await
         .with_context(|| format!("cannot connect to {url}"))?;
     let channel = connection.create_channel().await?;
+    let mut arguments = FieldTable::default();
+    if quorum {
+        arguments.insert(
+            "x-queue-type".into(),
+            AMQPValue::LongString("quorum".into()),
+        );
+    }
     channel
         .queue_declare(
             QUEUE.into(),
@@ -164,7 +175,7 @@ async fn amqp(url: &str, duration: Duration, window: usize) -> anyhow::Result<()
                 durable: true,
                 ..Default::default()
             },
-            FieldTable::default(),
+            arguments,
         )
         .await?;
     channel

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::board::Board;
-use crate::broker::Broker;
+use crate::broker::{Broker, QueueType};
 use crate::config::{ImportConfig, KitchenConfig, ServeConfig, WorkerConfig};
 use crate::front::Front;
 use crate::kitchen::{Cooking, Crew, Halt, Report, View, Worker};
@@ -78,10 +78,17 @@ impl Restaurant {
              (or drop --workers 0 to cook here)"
             );
         }
+        if kitchen.broker.is_none() && kitchen.queue_type != QueueType::Classic {
+            bail!(
+                "--queue-type {} is a kind of RabbitMQ queue, and this restaurant has no broker: add --broker \
+             amqp://guest:guest@127.0.0.1:5672 (or a cluster's URLs, comma-separated), or drop --queue-type",
+                kitchen.queue_type
+            );
+        }
         let broker = match &kitchen.broker {
             Some(url) => {
                 let name = format!("fastfood server {}", std::process::id());
-                Some(Broker::start(url, &name, kitchen.heartbeat).await?)
+                Some(Broker::start(url, &name, kitchen.heartbeat, kitchen.queue_type).await?)
             }
             None => None,
         };
@@ -275,7 +282,7 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
         bail!("--workers 0 would start a worker process with nobody in it: give at least 1");
     }
     let name = format!("fastfood worker {}", std::process::id());
-    let broker = Broker::start(url, &name, kitchen.heartbeat).await?;
+    let broker = Broker::start(url, &name, kitchen.heartbeat, kitchen.queue_type).await?;
     // A worker joins a restaurant: it never creates a data directory or a store.
     let store = match &kitchen.database {
         Some(url) => {

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use clap::{Args, Parser};
 
+use crate::broker::QueueType;
+
 /// `fastfood serve`: the restaurant.
 #[derive(Parser, Debug, Clone)]
 pub struct ServeConfig {
@@ -167,7 +169,9 @@ pub struct KitchenConfig {
     pub database: Option<String>,
 
     /// RabbitMQ to queue orders in, e.g. amqp://guest:guest@127.0.0.1:5672
-    /// (without it, orders wait in this process).
+    /// (without it, orders wait in this process); for a cluster, its nodes'
+    /// URLs, comma-separated: the process uses one that answers, and another
+    /// when that node is lost.
     #[arg(long, env = "AMQP_URL")]
     pub broker: Option<String>,
 
@@ -206,6 +210,13 @@ pub struct KitchenConfig {
     /// wins over this.
     #[arg(long, env = "FASTFOOD_HEARTBEAT", default_value = "10s", value_parser = parse_heartbeat)]
     pub heartbeat: Duration,
+
+    /// With --broker: the kind of RabbitMQ queue orders wait in: classic (on
+    /// one node) or quorum (replicated over a cluster's nodes; a confirmed
+    /// order survives the loss of a minority of them). Every process of a
+    /// restaurant must give the same.
+    #[arg(long, env = "FASTFOOD_QUEUE_TYPE", default_value = "classic", value_parser = parse_queue_type)]
+    pub queue_type: QueueType,
 }
 
 /// The most deliveries `--max-deliveries` allows.
@@ -251,6 +262,11 @@ pub fn parse_heartbeat(text: &str) -> Result<Duration, String> {
              (RabbitMQ gives a silent process's orders away after about two)"
         )),
     }
+}
+
+/// A RabbitMQ queue type: `classic` or `quorum`.
+pub fn parse_queue_type(text: &str) -> Result<QueueType, String> {
+    text.parse()
 }
 
 /// The most orders RabbitMQ may hand one worker ahead.
@@ -475,5 +491,7 @@ mod tests {
         for bad in ["", "http://a.example", "a.example/x", "a b"] {
             assert!(parse_allowed_host(bad).is_err(), "{bad:?}");
         }
+        assert_eq!(parse_queue_type("quorum").unwrap(), QueueType::Quorum);
+        assert!(parse_queue_type("Quorum").unwrap_err().contains("classic"));
     }
 }

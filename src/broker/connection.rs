@@ -1,10 +1,12 @@
 //! The one connection to RabbitMQ of a process: made at start, watched by a
-//! supervisor task, and made again with backoff whenever it is lost. Problems
-//! that retrying cannot fix (a wrong URL, refused credentials, an `orders`
-//! queue declared with other settings) are reported with what to do.
+//! supervisor task, and made again with backoff whenever it is lost. Given
+//! several URLs (the nodes of one cluster), each attempt tries them in turn,
+//! starting after the node that was lost, and keeps the first that answers.
+//! Problems that retrying cannot fix (a wrong URL, refused credentials, an
+//! `orders` queue declared with other settings) are reported with what to do.
 
 use std::str::FromStr;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
@@ -20,7 +22,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Broker, CHANGES_EXCHANGE, DEAD_QUEUE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE,
-    ORPHANS_QUEUE, Session, Shared, redact,
+    ORPHANS_QUEUE, QUORUM_DELIVERY_LIMIT, QueueType, Session, Shared, redact, redact_all,
 };
 use crate::backoff;
 use crate::queue::QueueError;
@@ -42,24 +44,100 @@ pub enum BrokerError {
     NoVhost(String),
     #[error(
         "RabbitMQ already has an `{ORDERS_QUEUE}` queue declared with other settings ({0}); fastfood needs a durable queue with \
-         x-max-priority={MAX_PRIORITY}. Delete the old one (rabbitmqctl delete_queue {ORDERS_QUEUE}, or in the management UI) and start again"
+         x-max-priority={MAX_PRIORITY} (--queue-type classic), or a quorum queue with x-delivery-limit={QUORUM_DELIVERY_LIMIT} that \
+         dead-letters to {DEAD_QUEUE} (--queue-type quorum). Delete the old one (rabbitmqctl delete_queue {ORDERS_QUEUE}, or in the \
+         management UI) and start again"
     )]
     QueueMismatch(String),
+    #[error(
+        "RabbitMQ already has an `{ORDERS_QUEUE}` queue of type {existing}, and this process was started with \
+         --queue-type {wanted}; a queue's type never changes. Start every process of the restaurant with \
+         --queue-type {existing} (or FASTFOOD_QUEUE_TYPE={existing}), or, to move to {wanted}, stop them all \
+         and delete the queue once it is empty (rabbitmqctl delete_queue {ORDERS_QUEUE}, or in the management UI), \
+         then start again"
+    )]
+    QueueTypeMismatch {
+        existing: QueueType,
+        wanted: QueueType,
+    },
+}
+
+/// How long one connection attempt to one node may take before the next
+/// node is tried (a host that is down may never answer at all).
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Why a connection could not be made.
+enum Failure {
+    /// Retrying cannot fix it.
+    Fatal(BrokerError),
+    /// An outage, perhaps: worth another try.
+    Retry(String),
+}
+
+impl From<lapin::Error> for Failure {
+    fn from(e: lapin::Error) -> Self {
+        match fatal(&e) {
+            Some(fatal) => Failure::Fatal(fatal),
+            None => Failure::Retry(e.to_string()),
+        }
+    }
+}
+
+/// The `orders` queue's arguments for `queue_type`.
+fn orders_arguments(queue_type: QueueType) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    match queue_type {
+        QueueType::Classic => {
+            arguments.insert("x-max-priority".into(), AMQPValue::LongInt(MAX_PRIORITY));
+        }
+        QueueType::Quorum => {
+            arguments.insert(
+                "x-queue-type".into(),
+                AMQPValue::LongString(QueueType::Quorum.name().into()),
+            );
+            arguments.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(QUORUM_DELIVERY_LIMIT.into()),
+            );
+            arguments.insert(
+                "x-dead-letter-exchange".into(),
+                AMQPValue::LongString("".into()),
+            );
+            arguments.insert(
+                "x-dead-letter-routing-key".into(),
+                AMQPValue::LongString(DEAD_QUEUE.into()),
+            );
+        }
+    }
+    arguments
 }
 
 impl Broker {
-    /// Connects to RabbitMQ at `url` and keeps reconnecting until [`Broker::close`].
-    /// If RabbitMQ is down this returns at once and connects later; it fails
-    /// only for problems that retrying cannot fix.
-    /// `heartbeat` is the AMQP heartbeat asked for (RabbitMQ takes the
-    /// lower of its own and this), unless the URL has a `heartbeat=` of its
-    /// own: RabbitMQ closes the connection of a process silent for about
-    /// two, and hands its unacknowledged orders to another worker.
-    pub async fn start(url: &str, name: &str, heartbeat: Duration) -> Result<Broker, BrokerError> {
-        AMQPUri::from_str(url).map_err(|_| BrokerError::BadUrl(redact(url)))?;
+    /// Connects to RabbitMQ at `urls` (one URL, or the comma-separated URLs
+    /// of one cluster's nodes) with an `orders` queue of `queue_type`, and
+    /// keeps reconnecting until [`Broker::close`]. If RabbitMQ is down this
+    /// returns at once and connects later; it fails only for problems that
+    /// retrying cannot fix. `heartbeat` is the AMQP heartbeat asked for
+    /// (RabbitMQ takes the lower of its own and this), unless a URL has a
+    /// `heartbeat=` of its own: RabbitMQ closes the connection of a process
+    /// silent for about two, and hands its unacknowledged orders to another
+    /// worker.
+    pub async fn start(
+        urls: &str,
+        name: &str,
+        heartbeat: Duration,
+        queue_type: QueueType,
+    ) -> Result<Broker, BrokerError> {
+        let urls: Vec<String> = urls.split(',').map(|url| url.trim().to_owned()).collect();
+        for url in &urls {
+            AMQPUri::from_str(url).map_err(|_| BrokerError::BadUrl(redact(url)))?;
+        }
+        let all = redact_all(&urls.join(","));
         let broker = Broker {
             shared: Arc::new(Shared {
-                url: url.to_owned(),
+                urls,
+                next: AtomicUsize::new(0),
+                queue_type,
                 heartbeat,
                 restaurant: OnceLock::new(),
                 session: watch::channel(None).0,
@@ -71,13 +149,10 @@ impl Broker {
         };
         let first = match broker.open_session(name).await {
             Ok(first) => Some(first),
-            Err(e) => {
-                if let Some(fatal) = fatal(&e) {
-                    return Err(fatal);
-                }
+            Err(Failure::Fatal(fatal)) => return Err(fatal),
+            Err(Failure::Retry(e)) => {
                 tracing::warn!(
-                    "RabbitMQ at {} is not reachable ({e}); retrying in the background, and no order goes through it until then",
-                    redact(url)
+                    "RabbitMQ at {all} is not reachable ({e}); retrying in the background, and no order goes through it until then"
                 );
                 None
             }
@@ -128,9 +203,41 @@ impl Broker {
         session.clone().expect("waited for it")
     }
 
-    async fn open_session(&self, name: &str) -> Result<Session, lapin::Error> {
+    /// Connects to one of the nodes, trying each in turn from the one after
+    /// the last lost; the first error that retrying cannot fix ends the turn.
+    async fn open_session(&self, name: &str) -> Result<Session, Failure> {
+        let count = self.shared.urls.len();
+        let first = self.shared.next.load(Ordering::Relaxed);
+        let mut failures = Vec::new();
+        for node in (first..first + count).map(|i| i % count) {
+            let url = &self.shared.urls[node];
+            match tokio::time::timeout(CONNECT_TIMEOUT, self.open_session_at(node, name)).await {
+                Ok(Ok(session)) => {
+                    self.shared.next.store(node, Ordering::Relaxed);
+                    return Ok(session);
+                }
+                Ok(Err(Failure::Fatal(fatal))) => return Err(Failure::Fatal(fatal)),
+                Ok(Err(Failure::Retry(e))) => failures.push((redact(url), e)),
+                Err(_) => {
+                    failures.push((redact(url), format!("no answer within {CONNECT_TIMEOUT:?}")))
+                }
+            }
+        }
+        Err(Failure::Retry(if count == 1 {
+            failures.remove(0).1
+        } else {
+            let each: Vec<String> = failures
+                .iter()
+                .map(|(url, e)| format!("{url}: {e}"))
+                .collect();
+            each.join("; ")
+        }))
+    }
+
+    /// Connects to node `node` and declares the topology.
+    async fn open_session_at(&self, node: usize, name: &str) -> Result<Session, Failure> {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        let mut uri = AMQPUri::from_str(&self.shared.url).expect("checked at start");
+        let mut uri = AMQPUri::from_str(&self.shared.urls[node]).expect("checked at start");
         if uri.query.heartbeat.is_none() {
             let seconds = self
                 .shared
@@ -144,28 +251,45 @@ impl Broker {
         publisher
             .confirm_select(ConfirmSelectOptions::default())
             .await?;
-        let mut arguments = FieldTable::default();
-        arguments.insert("x-max-priority".into(), AMQPValue::LongInt(MAX_PRIORITY));
+        let queue_type = self.shared.queue_type;
         let declared = publisher
             .queue_declare(
                 ORDERS_QUEUE.into(),
                 QueueDeclareOptions::durable(),
-                arguments,
+                orders_arguments(queue_type),
             )
             .await;
         if let Err(e) = declared {
-            // The channel is closed by the error; a fresh one tells the rest.
+            let failure = match Failure::from(e) {
+                Failure::Fatal(BrokerError::QueueMismatch(text)) => {
+                    Failure::Fatal(match other_type(&connection, queue_type).await {
+                        Some(existing) => BrokerError::QueueTypeMismatch {
+                            existing,
+                            wanted: queue_type,
+                        },
+                        None => BrokerError::QueueMismatch(text),
+                    })
+                }
+                other => other,
+            };
             let _ = connection.close(200, "bye".into()).await;
-            return Err(e);
+            return Err(failure);
         }
-        // Nobody consumes these two: a person looks at what lands there.
+        // Nobody consumes these two: a person looks at what lands there. Of
+        // the same type as `orders`: on a cluster, a classic queue would
+        // live on one node, and every process would fail to declare it
+        // while that node is down (`orders.dead` is also where a quorum
+        // `orders` queue dead-letters what passes its delivery limit).
         for queue in [DEAD_QUEUE, ORPHANS_QUEUE] {
+            let mut arguments = FieldTable::default();
+            if queue_type == QueueType::Quorum {
+                arguments.insert(
+                    "x-queue-type".into(),
+                    AMQPValue::LongString(QueueType::Quorum.name().into()),
+                );
+            }
             publisher
-                .queue_declare(
-                    queue.into(),
-                    QueueDeclareOptions::durable(),
-                    FieldTable::default(),
-                )
+                .queue_declare(queue.into(), QueueDeclareOptions::durable(), arguments)
                 .await?;
         }
         for exchange in [CHANGES_EXCHANGE, KITCHEN_EXCHANGE] {
@@ -184,6 +308,7 @@ impl Broker {
         let id = self.shared.sessions.fetch_add(1, Ordering::Relaxed) + 1;
         Ok(Session {
             id,
+            node,
             connection: Arc::new(connection),
             publisher,
         })
@@ -203,15 +328,27 @@ impl Broker {
                 self.shared
                     .blocked
                     .store(connection.status().blocked(), Ordering::Relaxed);
+                let (node, count) = (session.node, self.shared.urls.len());
+                let url = redact(&self.shared.urls[node]);
                 self.shared.session.send_replace(Some(session));
-                tracing::info!("connected to RabbitMQ at {}", redact(&self.shared.url));
+                tracing::info!("connected to RabbitMQ at {url}");
                 let stopping = self.watch(&connection, events, &shutdown).await;
                 self.shared.session.send_replace(None);
                 if stopping {
                     let _ = connection.close(200, "shutting down".into()).await;
                     return;
                 }
-                tracing::warn!("lost the connection to RabbitMQ; reconnecting");
+                // The next attempt starts with another node, if there is one.
+                self.shared
+                    .next
+                    .store((node + 1) % count, Ordering::Relaxed);
+                if count > 1 {
+                    tracing::warn!(
+                        "lost the connection to RabbitMQ at {url}; reconnecting to another node"
+                    );
+                } else {
+                    tracing::warn!("lost the connection to RabbitMQ; reconnecting");
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -221,15 +358,15 @@ impl Broker {
                 Ok(session) => next = Some(session),
                 Err(e) => {
                     failures += 1;
-                    match fatal(&e) {
-                        Some(fatal) => tracing::error!("{fatal}"),
-                        None if failures == 1 || failures.is_multiple_of(10) => {
+                    match e {
+                        Failure::Fatal(fatal) => tracing::error!("{fatal}"),
+                        Failure::Retry(e) if failures == 1 || failures.is_multiple_of(10) => {
                             tracing::warn!(
                                 "RabbitMQ is still not reachable ({e}); retrying every {:?}",
                                 backoff.peek()
                             )
                         }
-                        None => tracing::debug!("reconnect failed: {e}"),
+                        Failure::Retry(e) => tracing::debug!("reconnect failed: {e}"),
                     }
                 }
             }
@@ -269,6 +406,24 @@ impl Broker {
             }
         }
     }
+}
+
+/// The type of the existing `orders` queue when it is the other one than
+/// `wanted`: a declare with the other type's arguments, on a channel of its
+/// own, succeeds then (and changes nothing: the queue exists with exactly
+/// those), and fails otherwise.
+async fn other_type(connection: &Connection, wanted: QueueType) -> Option<QueueType> {
+    let other = wanted.other();
+    let channel = connection.create_channel().await.ok()?;
+    let declared = channel
+        .queue_declare(
+            ORDERS_QUEUE.into(),
+            QueueDeclareOptions::durable(),
+            orders_arguments(other),
+        )
+        .await;
+    let _ = channel.close(200, "asked".into()).await;
+    declared.ok().map(|_| other)
 }
 
 /// The problem behind `e` if retrying cannot fix it.

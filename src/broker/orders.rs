@@ -19,7 +19,7 @@ use lapin::{Acker, BasicProperties, Confirmation};
 
 use super::{
     Broker, DEAD_QUEUE, ORDERS_QUEUE, ORPHANS_QUEUE, PRIORITY_GIVEN_BACK, PUBLISH_TIMEOUT,
-    RESTAURANT_HEADER, Session, WHY_HEADER,
+    QueueType, RESTAURANT_HEADER, WHY_HEADER,
 };
 use crate::backoff;
 use crate::order::Ticket;
@@ -151,8 +151,8 @@ struct OrderConsumer {
     name: String,
     /// Orders RabbitMQ may hand this worker before its acknowledgements.
     prefetch: u16,
-    /// The consumer of the current session, if one is open.
-    current: Option<(u64, lapin::Consumer)>,
+    /// The consumer of the current session and its channel, if one is open.
+    current: Option<(u64, lapin::Channel, lapin::Consumer)>,
     /// The pause before opening a consumer again after it failed.
     reopen: backoff::Backoff,
 }
@@ -190,22 +190,37 @@ impl OrderConsumer {
             if self
                 .current
                 .as_ref()
-                .is_none_or(|(id, _)| *id != session.id)
+                .is_none_or(|(id, _, _)| *id != session.id)
             {
-                match self.open(&session).await {
+                self.close_current().await;
+                let channel = match session.connection.create_channel().await {
+                    Ok(channel) => channel,
+                    Err(e) => {
+                        tracing::debug!("{}: could not open a channel: {e}", self.name);
+                        tokio::time::sleep(self.reopen.pause()).await;
+                        continue;
+                    }
+                };
+                match self.open(&channel).await {
                     Ok(consumer) => {
                         self.reopen.reset();
-                        self.current = Some((session.id, consumer));
+                        self.current = Some((session.id, channel, consumer));
                     }
                     Err(e) => {
                         tracing::debug!("{}: could not consume orders: {e}", self.name);
-                        self.current = None;
+                        // The consume may yet take effect at the broker (a
+                        // quorum queue electing a leader answers late): a
+                        // consumer nobody reads would hold an order unacked
+                        // for as long as the connection lives. Closing its
+                        // channel cancels it and hands back what it held.
+                        let closing = channel.close(200, "could not consume".into());
+                        let _ = tokio::time::timeout(PUBLISH_TIMEOUT, closing).await;
                         tokio::time::sleep(self.reopen.pause()).await;
                         continue;
                     }
                 }
             }
-            let (_, consumer) = self.current.as_mut().expect("just opened");
+            let (_, _, consumer) = self.current.as_mut().expect("just opened");
             match consumer.next().await {
                 Some(Ok(delivery)) => {
                     let Some(ticket) = ticket::from_bytes(&delivery.data) else {
@@ -238,15 +253,25 @@ impl OrderConsumer {
                 }
                 Some(Err(e)) => {
                     tracing::debug!("{}: the order consumer stopped: {e}", self.name);
-                    self.current = None;
+                    self.close_current().await;
                 }
-                None => self.current = None,
+                None => self.close_current().await,
             }
         }
     }
 
-    async fn open(&self, session: &Session) -> Result<lapin::Consumer, lapin::Error> {
-        let channel = session.connection.create_channel().await?;
+    /// Closes the current consumer's channel, if any: the broker then hands
+    /// back whatever it had delivered there and nobody settled.
+    async fn close_current(&mut self) {
+        if let Some((_, channel, _)) = self.current.take()
+            && channel.status().connected()
+        {
+            let closing = channel.close(200, "consuming again".into());
+            let _ = tokio::time::timeout(PUBLISH_TIMEOUT, closing).await;
+        }
+    }
+
+    async fn open(&self, channel: &lapin::Channel) -> Result<lapin::Consumer, lapin::Error> {
         channel
             .basic_qos(self.prefetch, BasicQosOptions::default())
             .await?;
@@ -497,19 +522,25 @@ impl BackendDelivery for OrderDelivery {
         .boxed()
     }
 
-    /// Not finished: published again at high priority, so it goes to the
-    /// front, then this copy is acknowledged. If that publish fails, the
-    /// broker takes this copy back instead (to where it was, near the front).
+    /// Not finished. On a classic queue: published again at high priority,
+    /// so it goes to the front, then this copy is acknowledged; if that
+    /// publish fails, the broker takes this copy back instead (to where it
+    /// was, near the front). On a quorum queue, which has no priorities:
+    /// nacked, and the queue serves it before the orders waiting.
     fn give_back(mut self: Box<Self>) -> BoxFuture<'static, Result<(), QueueError>> {
         async move {
             let acker = self.acker.take().expect("settled once");
-            match self
-                .broker
-                .publish_order(self.ticket, PRIORITY_GIVEN_BACK)
-                .await
-            {
-                Ok(()) => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
-                Err(_) => acker
+            let republished = match self.broker.shared.queue_type {
+                QueueType::Classic => self
+                    .broker
+                    .publish_order(self.ticket, PRIORITY_GIVEN_BACK)
+                    .await
+                    .is_ok(),
+                QueueType::Quorum => false,
+            };
+            match republished {
+                true => acker.ack(BasicAckOptions::default()).await.map(|_| ()),
+                false => acker
                     .nack(BasicNackOptions {
                         requeue: true,
                         ..Default::default()

@@ -16,6 +16,7 @@ mod broker;
 mod broker_outage;
 mod browser;
 mod cli;
+mod cluster;
 mod connections;
 mod crash_points;
 mod durability;

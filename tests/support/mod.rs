@@ -6,7 +6,8 @@
 //! method per endpoint ([`Api`]). [`sse`] reads `/updates` like a lobby
 //! screen, [`files`] reads and writes a data directory by hand,
 //! [`invariants`] checks the guarantees afterwards, [`rabbit`] gives a test
-//! a RabbitMQ of its own. Nothing waits a fixed time to assert something:
+//! a RabbitMQ of its own, [`cluster`] a vhost on a shared three-node cluster.
+//! Nothing waits a fixed time to assert something:
 //! [`wait_until`] and [`wait_for`] poll with a deadline instead.
 
 use std::collections::BTreeMap;
@@ -24,6 +25,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+pub mod cluster;
 pub mod faults;
 pub mod files;
 pub mod invariants;
