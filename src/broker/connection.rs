@@ -275,12 +275,18 @@ impl Broker {
             let _ = connection.close(200, "bye".into()).await;
             return Err(failure);
         }
-        // Nobody consumes these two: a person looks at what lands there. Of
-        // the same type as `orders`: on a cluster, a classic queue would
-        // live on one node, and every process would fail to declare it
-        // while that node is down (`orders.dead` is also where a quorum
-        // `orders` queue dead-letters what passes its delivery limit).
+        // Nobody consumes these two: a person looks at what lands there. A
+        // new one takes the type of `orders`: on a cluster, a classic queue
+        // would live on one node, and every process would fail to declare
+        // it while that node is down (`orders.dead` is also where a quorum
+        // `orders` queue dead-letters what passes its delivery limit). One
+        // that exists is used as it is, whatever its type: a restaurant
+        // that changed its queue type (deleting `orders` as told) keeps the
+        // letters it already had.
         for queue in [DEAD_QUEUE, ORPHANS_QUEUE] {
+            if exists(&connection, queue).await {
+                continue;
+            }
             let mut arguments = FieldTable::default();
             if queue_type == QueueType::Quorum {
                 arguments.insert(
@@ -412,6 +418,26 @@ impl Broker {
 /// `wanted`: a declare with the other type's arguments, on a channel of its
 /// own, succeeds then (and changes nothing: the queue exists with exactly
 /// those), and fails otherwise.
+/// Whether `queue` exists, from a passive declare on a channel of its own
+/// (a passive declare of a missing queue closes its channel).
+async fn exists(connection: &Connection, queue: &str) -> bool {
+    let Ok(channel) = connection.create_channel().await else {
+        return false;
+    };
+    let passive = QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    let found = channel
+        .queue_declare(queue.into(), passive, FieldTable::default())
+        .await
+        .is_ok();
+    if found {
+        let _ = channel.close(200, "bye".into()).await;
+    }
+    found
+}
+
 async fn other_type(connection: &Connection, wanted: QueueType) -> Option<QueueType> {
     let other = wanted.other();
     let channel = connection.create_channel().await.ok()?;
