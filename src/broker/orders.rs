@@ -172,6 +172,38 @@ struct OrderDelivery {
     properties: BasicProperties,
 }
 
+impl OrderDelivery {
+    /// Publishes a copy of this message (its body, with `properties`) to
+    /// `queue` and waits for the confirm, then acknowledges this one; if
+    /// the copy is not confirmed, the broker takes this one back instead.
+    async fn move_to(
+        &self,
+        queue: &str,
+        acker: Acker,
+        properties: BasicProperties,
+    ) -> Result<(), QueueError> {
+        let copied = self
+            .broker
+            .publish(queue, self.ticket, &self.body, properties)
+            .await;
+        let settled = match &copied {
+            Ok(()) => acker.ack(BasicAckOptions::default()).await,
+            Err(_) => {
+                acker
+                    .nack(BasicNackOptions {
+                        requeue: true,
+                        ..Default::default()
+                    })
+                    .await
+            }
+        };
+        copied?;
+        settled.map(|_| ()).map_err(|e| {
+            QueueError::Unavailable(format!("could not set order {} aside: {e}", self.ticket))
+        })
+    }
+}
+
 impl OrderConsumer {
     fn new(broker: Broker, name: &str, prefetch: u16) -> Self {
         OrderConsumer {
@@ -417,30 +449,7 @@ impl BackendDelivery for OrderDelivery {
             let properties = BasicProperties::default()
                 .with_delivery_mode(2)
                 .with_headers(headers);
-            let published = self
-                .broker
-                .publish(
-                    ORPHANS_QUEUE,
-                    self.ticket,
-                    &ticket::to_bytes(self.ticket),
-                    properties,
-                )
-                .await;
-            let settled = match &published {
-                Ok(()) => acker.ack(BasicAckOptions::default()).await,
-                Err(_) => {
-                    acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await
-                }
-            };
-            published?;
-            settled.map(|_| ()).map_err(|e| {
-                QueueError::Unavailable(format!("could not set order {} aside: {e}", self.ticket))
-            })
+            self.move_to(ORPHANS_QUEUE, acker, properties).await
         }
         .boxed()
     }
@@ -499,25 +508,9 @@ impl BackendDelivery for OrderDelivery {
                 .clone()
                 .with_delivery_mode(2)
                 .with_headers(headers);
-            let copied = self
-                .broker
-                .publish(DEAD_QUEUE, self.ticket, &self.body, properties)
-                .await;
-            let settled = match &copied {
-                Ok(()) => acker.ack(BasicAckOptions::default()).await,
-                Err(_) => {
-                    acker
-                        .nack(BasicNackOptions {
-                            requeue: true,
-                            ..Default::default()
-                        })
-                        .await
-                }
-            };
-            copied?;
-            settled.map(|_| Some(DEAD_QUEUE)).map_err(|e| {
-                QueueError::Unavailable(format!("could not set order {} aside: {e}", self.ticket))
-            })
+            self.move_to(DEAD_QUEUE, acker, properties)
+                .await
+                .map(|()| Some(DEAD_QUEUE))
         }
         .boxed()
     }
