@@ -220,7 +220,9 @@ async fn fail_rate_drops_an_order_in_the_middle_of_its_preparation() {
             after >= PREP / 5 && after <= PREP * 4 / 5,
             "dropped {after:?} into a {PREP:?} preparation: not in its middle"
         );
-        app.wait_all_ready(&[ticket]).await;
+        // Not waited for READY: at 0.9 that takes ten tries on average,
+        // unbounded in the worst case (the give-back tests cover it at
+        // lower rates).
         app.shutdown().await;
         return;
     }
