@@ -553,9 +553,17 @@ async fn compaction_moves_collected_orders_to_history_and_every_process_follows(
         );
         versions.push(event.version());
     }
-    assert_eq!(
-        versions,
-        (version + 1..=final_version + 1).collect::<Vec<_>>()
+    // In order, with no change of status missed: the only versions a board
+    // gets no event for are the broker's confirms recorded before the
+    // claim (an order restated TAKEN and queued), at most one per order.
+    assert!(versions.windows(2).all(|w| w[0] < w[1]), "{versions:?}");
+    let missed = (version + 1..=final_version + 1)
+        .filter(|v| !versions.contains(v))
+        .count();
+    assert!(
+        missed <= new.len(),
+        "{missed} versions missed, more than the {} queued marks: {versions:?}",
+        new.len()
     );
 
     // And the compacted files load after a crash.
