@@ -66,12 +66,12 @@ fn crowd(
 /// within 15 s, every confirmed order is READY once, nothing moves backward,
 /// and both boards end the same.
 ///
-/// Not run by default: in 5 of 15 runs one or two confirmed orders stayed
+/// Not run by default: in 5 of 16 runs one or two confirmed orders stayed
 /// TAKEN with the queue empty (none ready, none unacknowledged) and no
 /// process having seen them (a broken guarantee, cause not established). Run it with
 /// `cargo test --test suite -- --ignored cluster::a_node_killed`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "a confirmed order stayed TAKEN in 5 of 15 runs, the queue empty: cause not established"]
+#[ignore = "a confirmed order stayed TAKEN in 5 of 16 runs, the queue empty: cause not established"]
 async fn a_node_killed_mid_rush_loses_no_confirmed_order_and_orders_flow_again_within_15s() {
     let Some(cv) = Cluster::vhost_alone("node-kill").await else {
         return;
