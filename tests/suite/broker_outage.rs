@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::WorkerProcess;
 use crate::support::invariants::{
-    Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, check_no_ghost, order_once, wait_settled,
+    Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, check_no_ghost, crowd, order_once, wait_settled,
 };
 use crate::support::rabbit::{Rabbit, rabbitmqctl};
 use crate::support::{
@@ -168,37 +168,6 @@ async fn a_broker_restart_loses_no_confirmed_order_and_everything_reconnects() {
     );
 }
 
-/// Customers ordering at `base` until `stop`, `n` at a time, each attempt a
-/// distinct order; every answer checked (a 201, or a 503 JSON error).
-fn customers(
-    base: &str,
-    n: usize,
-    ledger: &Arc<Ledger>,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..n)
-        .map(|c| {
-            let (base, ledger, stop) = (base.to_owned(), ledger.clone(), stop.clone());
-            tokio::spawn(async move {
-                let client = http_client();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let content = format!("customer {c}, order {i}");
-                    let attempt = order_once(&client, &base, &content, ORDER_UNAVAILABLE).await;
-                    ledger.note(&attempt);
-                    let pause = if matches!(attempt, Attempt::Accepted(_)) {
-                        10
-                    } else {
-                        50
-                    };
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-            })
-        })
-        .collect()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_of_rabbitmq_under_load_loses_no_confirmed_order() {
     let Some(rabbit) = Rabbit::vhost_alone("broker-kill").await else {
@@ -216,7 +185,7 @@ async fn kill_9_of_rabbitmq_under_load_loses_no_confirmed_order() {
         Arc::new(Ledger::default()),
         Arc::new(AtomicBool::new(false)),
     );
-    let crowd = customers(&server.base, 4, &ledger, &stop);
+    let crowd = crowd(&server.base, "", 4, &ledger, &stop);
     wait_until(DEADLINE, "orders flow", || async {
         ledger.accepted().len() >= 20
     })

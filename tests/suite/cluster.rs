@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use crate::support::cluster::Cluster;
 use crate::support::invariants::{
-    Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, order_once, wait_settled,
+    Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, crowd, order_once, wait_settled,
 };
 use crate::support::rabbit::Rabbit;
 use crate::support::{
@@ -25,38 +25,6 @@ fn server_args(urls: &str) -> Vec<&str> {
     let mut args = vec!["--workers", "0", "--broker", urls];
     args.extend(QUORUM);
     args
-}
-
-/// Customers ordering at `base` until `stop`, `n` at a time; every answer is
-/// checked (a 201, or a 503 JSON error) and noted in `ledger`.
-fn crowd(
-    base: &str,
-    who: &'static str,
-    n: usize,
-    ledger: &Arc<Ledger>,
-    stop: &Arc<AtomicBool>,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    (0..n)
-        .map(|c| {
-            let (base, ledger, stop) = (base.to_owned(), ledger.clone(), stop.clone());
-            tokio::spawn(async move {
-                let client = http_client();
-                let mut i = 0;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let content = format!("{who}: customer {c}, order {i}");
-                    let attempt = order_once(&client, &base, &content, ORDER_UNAVAILABLE).await;
-                    ledger.note(&attempt);
-                    let pause = if matches!(attempt, Attempt::Accepted(_)) {
-                        10
-                    } else {
-                        50
-                    };
-                    tokio::time::sleep(Duration::from_millis(pause)).await;
-                }
-            })
-        })
-        .collect()
 }
 
 /// A server and two workers on node 1 (their first URL), a second server on

@@ -617,6 +617,42 @@ pub async fn accept(client: &reqwest::Client, base: &str, content: &str) -> Acce
     }
 }
 
+/// Customers ordering at `base` until `stop`, `n` at a time, each attempt a
+/// distinct order (its text starts with `who`, when given); every answer is
+/// checked (a `201`, or a `503` JSON error) and noted in `ledger`.
+pub fn crowd(
+    base: &str,
+    who: &'static str,
+    n: usize,
+    ledger: &Arc<Ledger>,
+    stop: &Arc<std::sync::atomic::AtomicBool>,
+) -> Vec<JoinHandle<()>> {
+    (0..n)
+        .map(|c| {
+            let (base, ledger, stop) = (base.to_owned(), ledger.clone(), stop.clone());
+            tokio::spawn(async move {
+                let client = super::http_client();
+                let mut i = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let content = match who {
+                        "" => format!("customer {c}, order {i}"),
+                        who => format!("{who}: customer {c}, order {i}"),
+                    };
+                    let attempt = order_once(&client, &base, &content, ORDER_UNAVAILABLE).await;
+                    ledger.note(&attempt);
+                    let pause = if matches!(attempt, Attempt::Accepted(_)) {
+                        10
+                    } else {
+                        50
+                    };
+                    tokio::time::sleep(Duration::from_millis(pause)).await;
+                }
+            })
+        })
+        .collect()
+}
+
 /// What a crowd of customers got: every `201`, and how many were refused
 /// (with a checked JSON error) or got no answer.
 #[derive(Default)]
