@@ -600,15 +600,7 @@ async fn a_broker_password_never_shows_in_logs_metrics_or_answers() {
         .text()
         .await
         .unwrap();
-    seen += &server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    seen += &server.metrics_text().await;
     seen += &server.stderr();
     seen += &worker.stderr();
     drop(worker);

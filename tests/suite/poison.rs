@@ -260,15 +260,7 @@ async fn in_process_a_poison_pill_is_set_aside_after_exactly_max_deliveries_of_s
         "the in-process queue's dead letter is the store:\n{}",
         server.stderr()
     );
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = server.metrics_text().await;
     assert_eq!(set_aside_total(&metrics), 1.0);
 }
 

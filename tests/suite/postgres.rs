@@ -299,15 +299,7 @@ async fn the_database_lost_while_running_answers_503_then_comes_back_by_itself()
         board.statuses().get(&placed.ticket).map(String::as_str),
         Some("READY")
     );
-    let metrics = app
-        .client
-        .get(app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = app.metrics_text().await;
     assert!(!metrics.contains("hunter2"));
 
     db.allow();

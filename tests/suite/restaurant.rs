@@ -123,13 +123,7 @@ async fn pickup_codes_guard_the_counter_and_never_leave_the_201() {
         seen.push_str(&server.order_json(*t).await.to_string());
     }
     seen.push_str(&server.get_json("/orders").await.to_string());
-    let metrics = server
-        .client
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    seen.push_str(&metrics.text().await.unwrap());
+    seen.push_str(&server.metrics_text().await);
     while let Some(event) = screen.try_next_event(Duration::from_millis(500)).await {
         seen.push_str(&event.data.to_string());
     }

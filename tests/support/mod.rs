@@ -377,6 +377,19 @@ impl Api {
         response.json().await.expect("a JSON body")
     }
 
+    /// `GET /metrics`: the Prometheus text.
+    pub async fn metrics_text(&self) -> String {
+        self.client
+            .get(self.url("/metrics"))
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .unwrap_or_else(|e| panic!("GET /metrics: {e}"))
+            .text()
+            .await
+            .expect("the metrics' text")
+    }
+
     /// `GET /orders`, parsed and checked for shape.
     pub async fn board(&self) -> Board {
         let response = self
