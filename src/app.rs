@@ -168,7 +168,11 @@ impl Restaurant {
         }
         tasks.spawn(kitchen_view.clone().watch(shutdown.clone()));
         if queue.is_durable() {
-            tasks.spawn(front.clone().requeue_unconfirmed(shutdown.clone()));
+            tasks.spawn(
+                front
+                    .clone()
+                    .requeue_unconfirmed(config.lost_after, shutdown.clone()),
+            );
         }
         if let Some(broker) = &broker {
             // Worker processes are not configured here: RabbitMQ knows them.

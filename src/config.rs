@@ -45,6 +45,16 @@ pub struct ServeConfig {
     #[arg(long, env = "FASTFOOD_ALLOWED_HOSTS", value_delimiter = ',', value_parser = parse_allowed_host)]
     pub allowed_hosts: Vec<String>,
 
+    /// With --broker: how long an order the broker confirmed may be missing
+    /// from the `orders` queue (TAKEN, not in the queue, no worker preparing
+    /// it) before this server sends it again (5s to 1h). RabbitMQ can lose a
+    /// confirmed message when a node dies; the store still has the order.
+    /// Keep it well above --prefetch times --prep-time: an order a worker
+    /// holds unclaimed looks missing too (sent twice, it is recognised, but
+    /// may be prepared twice).
+    #[arg(long, env = "FASTFOOD_LOST_AFTER", default_value = "30s", value_parser = parse_lost_after)]
+    pub lost_after: Duration,
+
     #[command(flatten)]
     pub connections: ConnectionConfig,
 
@@ -345,6 +355,18 @@ fn parse_capacity(text: &str) -> Result<usize, String> {
         Ok(n) if (1..=MAX_QUEUE_CAPACITY).contains(&n) => Ok(n),
         _ => Err(format!(
             "{text:?} is not a queue size: give a whole number from 1 to {MAX_QUEUE_CAPACITY}"
+        )),
+    }
+}
+
+/// The longest `--lost-after`.
+const MAX_LOST_AFTER: Duration = Duration::from_secs(3600);
+
+fn parse_lost_after(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(time) if (Duration::from_secs(5)..=MAX_LOST_AFTER).contains(&time) => Ok(time),
+        _ => Err(format!(
+            "{text:?} is not a time to wait for a missing order: give a duration from 5s to 1h, e.g. 30s"
         )),
     }
 }

@@ -13,14 +13,15 @@
 //! whose `/order` is still running in this process: that request queues or
 //! withdraws it itself.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
 use crate::backoff;
 use crate::crash;
+use crate::metrics;
 use crate::order::{Order, Status, Ticket};
 use crate::pickup::PickupCode;
 use crate::queue::{Queue, QueueError};
@@ -200,16 +201,20 @@ impl Front {
         Ok(Placed { order, pickup_code })
     }
 
-    /// Sends again, every few seconds until `shutdown`, the orders whose
-    /// server died before the broker confirmed them.
-    pub async fn requeue_unconfirmed(self, shutdown: CancellationToken) {
+    /// Every few seconds until `shutdown`: sends again the orders whose
+    /// server died before the broker confirmed them, and those the line lost
+    /// after confirming them (see [`Front::find_lost`]), once no queue has
+    /// held them for `lost_after`.
+    pub async fn requeue_unconfirmed(self, lost_after: Duration, shutdown: CancellationToken) {
         let unconfirmed_after = self.queue.confirm_timeout() * UNCONFIRMED_AFTER_TIMEOUTS;
         let mut tick = tokio::time::interval(SWEEP_EVERY);
+        let mut missing = Missing::default();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = tick.tick() => {}
             }
+            self.find_lost(&mut missing, lost_after).await;
             for ticket in self.store.unqueued(unconfirmed_after) {
                 if self.placing.contains(ticket) {
                     continue;
@@ -219,13 +224,62 @@ impl Front {
                 };
                 if slot.send(ticket).await.is_ok() {
                     tracing::info!(
-                        "order {ticket} never reached the queue (its server stopped?); queued it now"
+                        "order {ticket} never reached the queue (its server stopped?), or the line lost it; queued it now"
                     );
                     let _ = self.store.mark_queued(ticket).await;
                 }
             }
         }
     }
+
+    /// Orders the broker confirmed that no queue holds any more. RabbitMQ
+    /// can lose one when a node dies: its confirm said a majority had it,
+    /// yet once the node is gone it is neither ready nor unacknowledged
+    /// anywhere. The store still has it TAKEN, so the store is what finds
+    /// it: an order TAKEN and `queued` while the `orders` queue holds no
+    /// ready message, at every look for `lost_after`, cannot be waiting in
+    /// the line (it would be ready) and is not being prepared (a worker
+    /// claims an order as it receives it; with a `--prefetch` above 1 it may
+    /// hold a few unclaimed a while, which `lost_after` must outlast). It is marked lost in the store
+    /// (one server wins that; the others find it done) and so is sent again
+    /// by the same sweep. Should the queue still have had it after all, its
+    /// second message is recognised by the kitchen, as any redelivery is.
+    async fn find_lost(&self, missing: &mut Missing, lost_after: Duration) {
+        let waiting = self.store.queued_and_waiting();
+        missing.since.retain(|ticket, _| waiting.contains(ticket));
+        if waiting.is_empty() {
+            return;
+        }
+        if self.queue.count_waiting().await != Some(0) {
+            // Some order is in the line, or the broker cannot say: start
+            // again from the next look.
+            missing.since.clear();
+            return;
+        }
+        let now = Instant::now();
+        for ticket in waiting {
+            let since = *missing.since.entry(ticket).or_insert(now);
+            if now.duration_since(since) < lost_after {
+                continue;
+            }
+            missing.since.remove(&ticket);
+            if let Ok(Outcome::Changed(_)) = self.store.mark_lost(ticket).await {
+                tracing::warn!(
+                    "order {ticket} was confirmed by the broker, but no queue has held it for {}: \
+                     sending it again",
+                    humantime::format_duration(lost_after)
+                );
+                metrics::lost_by_the_line();
+            }
+        }
+    }
+}
+
+/// The orders [`Front::find_lost`] has seen missing from the line, and since
+/// when, while the queue held nothing ready.
+#[derive(Default)]
+struct Missing {
+    since: HashMap<Ticket, Instant>,
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 //! them in the Prometheus text format (`GET /metrics`, and `fastfood worker
 //! --metrics ADDR`). The rest of the program records with one call each
 //! ([`committed`], [`store_cycle`], [`http_request`], [`given_back`],
-//! [`redelivered`], [`set_aside`]); the figures that describe the restaurant *now* (orders by
+//! [`redelivered`], [`set_aside`], [`lost_by_the_line`]); the figures that describe the restaurant *now* (orders by
 //! status, queue depth, boards) are read when scraped and set with
 //! [`Now::set`] just before [`render`].
 //!
@@ -52,6 +52,9 @@ pub const GIVEN_BACK: &str = "fastfood_given_back_total";
 pub const REDELIVERED: &str = "fastfood_redelivered_total";
 /// `fastfood_set_aside_total`: poison orders this process's workers set aside.
 pub const SET_ASIDE: &str = "fastfood_set_aside_total";
+/// `fastfood_lost_by_the_line_total`: confirmed orders this server found in
+/// no queue and sent again.
+pub const LOST_BY_THE_LINE: &str = "fastfood_lost_by_the_line_total";
 
 /// A ticket waits from a fraction of a second (`--prep-time 0`) to minutes
 /// (a long line at `--prep-time 10s`).
@@ -105,6 +108,7 @@ struct Metrics {
     given_back: Counter,
     redelivered: Counter,
     set_aside: Counter,
+    lost_by_the_line: Counter,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
@@ -144,6 +148,7 @@ impl Metrics {
             given_back: counter(Key::from_static_name(GIVEN_BACK)),
             redelivered: counter(Key::from_static_name(REDELIVERED)),
             set_aside: counter(Key::from_static_name(SET_ASIDE)),
+            lost_by_the_line: counter(Key::from_static_name(LOST_BY_THE_LINE)),
             handle: handle.clone(),
             recorder,
         };
@@ -208,6 +213,11 @@ fn describe(recorder: &PrometheusRecorder) {
             SET_ASIDE,
             Some(Unit::Count),
             "Poison orders this process's workers set aside (CANCELLED by the kitchen) after --max-deliveries deliveries.",
+        ),
+        help(
+            LOST_BY_THE_LINE,
+            Some(Unit::Count),
+            "Orders the broker confirmed that this server then found in no queue (a RabbitMQ node died with them) and sent again.",
         ),
     ];
     for (name, unit, text) in counters {
@@ -304,6 +314,11 @@ pub fn set_aside() {
     METRICS.set_aside.increment(1);
 }
 
+/// This server found a confirmed order in no queue and sends it again.
+pub fn lost_by_the_line() {
+    METRICS.lost_by_the_line.increment(1);
+}
+
 /// A worker of this process received an order that had been delivered before.
 pub fn redelivered() {
     METRICS.redelivered.increment(1);
@@ -358,6 +373,7 @@ mod tests {
             (GIVEN_BACK, "counter"),
             (REDELIVERED, "counter"),
             (SET_ASIDE, "counter"),
+            (LOST_BY_THE_LINE, "counter"),
             (TICKET_TO_READY, "histogram"),
             (STORE_COMMIT, "histogram"),
             (STORE_BATCH, "histogram"),

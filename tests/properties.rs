@@ -203,7 +203,8 @@ impl Model {
         }
     }
 
-    fn mark_queued(&mut self, ticket: Ticket) -> Expect {
+    /// The broker confirmed the order (`queued`), or the line lost it.
+    fn mark_queued(&mut self, ticket: Ticket, queued: bool) -> Expect {
         if self.collected.contains(&ticket) {
             return Expect::Collected;
         }
@@ -212,9 +213,9 @@ impl Model {
         }
         match self.live.get_mut(&ticket) {
             None => Expect::NotFound,
-            Some(order) if order.status == Status::Taken && !order.queued => {
-                order.queued = true;
-                Expect::Changed(Status::Taken, true)
+            Some(order) if order.status == Status::Taken && order.queued != queued => {
+                order.queued = queued;
+                Expect::Changed(Status::Taken, queued)
             }
             Some(order) => Expect::Unchanged(order.status),
         }
@@ -226,6 +227,8 @@ enum Op {
     Take(Ticket, &'static str),
     Advance(Ticket, Status, bool),
     MarkQueued(Ticket),
+    /// The line lost a confirmed order.
+    Unqueue(Ticket),
     /// A worker (one of a few names) claims the order.
     Claim(Ticket, &'static str),
     /// A customer's step (COLLECTED or CANCELLED) with the right code (or a
@@ -269,6 +272,7 @@ fn op() -> impl Strategy<Value = Op> {
         3 => (ticket.clone(), prop::sample::select(CONTENTS)).prop_map(|(t, c)| Op::Take(t, c)),
         6 => (ticket.clone(), status, any::<bool>()).prop_map(|(t, s, i)| Op::Advance(t, s, i)),
         1 => ticket.clone().prop_map(Op::MarkQueued),
+        1 => ticket.clone().prop_map(Op::Unqueue),
         3 => (ticket.clone(), prop::sample::select(WORKERS)).prop_map(|(t, w)| Op::Claim(t, w)),
         3 => (ticket, prop_oneof![Just(Status::Collected), Just(Status::Cancelled)], prop::bool::weighted(0.8))
             .prop_map(|(t, s, right)| Op::Customer(t, s, right)),
@@ -364,6 +368,7 @@ async fn apply(store: &Store, codes: &Codes, op: &Op) -> Expect {
             seen(*t, store.advance(*t, *to, repeat(*idempotent)).await, None)
         }
         Op::MarkQueued(t) => seen(*t, store.mark_queued(*t).await, None),
+        Op::Unqueue(t) => seen(*t, store.mark_lost(*t).await, None),
         // No delivery limit here: the set-aside has its own tests.
         Op::Claim(t, worker) => seen(*t, store.claim(*t, (*worker).into(), u32::MAX).await, None),
     }
@@ -373,7 +378,8 @@ fn expect(model: &mut Model, op: &Op) -> Expect {
     match op {
         Op::Take(t, content) => model.take(*t, content),
         Op::Advance(t, to, idempotent) => model.advance(*t, *to, *idempotent),
-        Op::MarkQueued(t) => model.mark_queued(*t),
+        Op::MarkQueued(t) => model.mark_queued(*t, true),
+        Op::Unqueue(t) => model.mark_queued(*t, false),
         Op::Claim(t, worker) => model.claim(*t, worker),
         Op::Customer(t, to, right) => model.customer(*t, *to, *right),
     }

@@ -35,7 +35,7 @@ mod state;
 #[doc(hidden)]
 pub mod testing;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -385,6 +385,12 @@ impl Store {
         self.submit(Request::MarkQueued(ticket)).await
     }
 
+    /// Notes that the line lost `ticket` (see [`Request::Unqueue`]): `Changed`
+    /// tells this process to send it again.
+    pub async fn mark_lost(&self, ticket: Ticket) -> Result<Outcome, StoreError> {
+        self.submit(Request::Unqueue(ticket)).await
+    }
+
     /// Looks for other processes' changes now rather than at the next poll
     /// (another process announced one).
     pub fn follow_now(&self) {
@@ -577,6 +583,17 @@ impl Store {
             .live
             .values()
             .filter(|o| o.status == Status::Taken && !o.queued && o.taken_at.0 < before)
+            .map(|o| o.ticket)
+            .collect()
+    }
+
+    /// TAKEN orders the broker confirmed holding.
+    pub fn queued_and_waiting(&self) -> HashSet<Ticket> {
+        let state = self.read();
+        state
+            .live
+            .values()
+            .filter(|o| o.status == Status::Taken && o.queued)
             .map(|o| o.ticket)
             .collect()
     }

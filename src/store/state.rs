@@ -169,12 +169,12 @@ impl State {
             (None, Status::Taken) if !self.used(t) => {}
             (None, Status::Taken) => return Err(ApplyError::TakenTwice(t)),
             (None, to) => return Err(ApplyError::NeverTaken { ticket: t, to }),
-            // A TAKEN order restated (marked queued) is the same order. Only
-            // that restatement: a line repeated as it was is a repeat.
+            // A TAKEN order restated (marked queued, or lost by the line and
+            // so no longer queued) is the same order. Only that restatement:
+            // a line repeated as it was is a repeat.
             (Some(old), Status::Taken)
                 if old.status == Status::Taken
-                    && !old.queued
-                    && order.queued
+                    && old.queued != order.queued
                     && old.content == order.content => {}
             (Some(_), Status::Taken) => return Err(ApplyError::TakenTwice(t)),
             // A claim again (the worker that had it died or gave it back)
@@ -256,6 +256,11 @@ pub enum Request {
     SetAside(Ticket),
     /// The broker confirmed it holds this TAKEN order.
     MarkQueued(Ticket),
+    /// The line lost this TAKEN order: the broker confirmed it, yet no queue
+    /// has held it for a long while (a RabbitMQ node died with it). It is
+    /// no longer `queued`, so the server that decided this sends it again;
+    /// a second server asking finds it done (`Unchanged`) and sends nothing.
+    Unqueue(Ticket),
     /// A customer's step (collect: READY → COLLECTED, cancel: TAKEN →
     /// CANCELLED, cancelled by the customer), allowed only with the order's
     /// pickup code. `code` is what
@@ -482,6 +487,21 @@ impl<'s> Batch<'s> {
                     Outcome::Changed(self.push(
                         Order {
                             queued: true,
+                            ..order
+                        },
+                        None,
+                    ))
+                }
+                Lookup::Live(order) => Outcome::Unchanged(order),
+                Lookup::Collected => Outcome::Collected,
+                Lookup::Cancelled => Outcome::Cancelled,
+                Lookup::Unknown => Outcome::NotFound,
+            },
+            Request::Unqueue(ticket) => match self.lookup(*ticket) {
+                Lookup::Live(order) if order.status == Status::Taken && order.queued => {
+                    Outcome::Changed(self.push(
+                        Order {
+                            queued: false,
                             ..order
                         },
                         None,
@@ -824,7 +844,7 @@ mod tests {
     }
 
     #[test]
-    fn marking_an_order_queued_restates_it_once() {
+    fn marking_an_order_queued_or_lost_restates_it_once() {
         let mut state = State::default();
         state.apply(&record(&state, 4)).unwrap();
         let mut batch = Batch::new(&state);
@@ -839,8 +859,32 @@ mod tests {
         assert!(
             matches!(state.lookup(4), Lookup::Live(o) if o.queued && o.status == Status::Taken)
         );
+        // The line loses it: no longer queued, once, then queued again.
+        let mut batch = Batch::new(&state);
+        let lost = Request::Unqueue(4);
+        assert!(matches!(batch.decide(&lost, Timestamp::now()), Outcome::Changed(o) if !o.queued));
+        assert!(matches!(
+            batch.decide(&lost, Timestamp::now()),
+            Outcome::Unchanged(_)
+        ));
+        assert!(matches!(batch.decide(&mark, Timestamp::now()), Outcome::Changed(o) if o.queued));
+        for record in batch.records {
+            state.apply(&record).unwrap();
+        }
+        assert!(matches!(state.lookup(4), Lookup::Live(o) if o.queued));
+        let mut repeated = match state.lookup(4) {
+            Lookup::Live(order) => Change {
+                version: state.version + 1,
+                order,
+                pickup_code: None,
+            },
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(state.apply(&repeated), Err(ApplyError::TakenTwice(4)));
+        repeated.order.queued = false;
+        state.apply(&repeated).unwrap();
         let mut other = record(&State::default(), 4);
-        other.version = 3;
+        other.version = state.version + 1;
         other.order.content = "something else".into();
         assert_eq!(state.apply(&other), Err(ApplyError::TakenTwice(4)));
     }
