@@ -663,3 +663,69 @@ async fn a_broker_password_never_shows_in_logs_metrics_or_answers() {
         );
     }
 }
+
+/// The store, not the queue, is the source of truth: an order the broker
+/// confirmed and then lost (here the `orders` queue is purged, as a dying
+/// RabbitMQ node can do to a message) is found TAKEN by the server, which
+/// sends it again once no queue has held it for `--lost-after`; it is
+/// prepared once. A long line, orders waiting ready in the queue with no
+/// worker, is never taken for lost: nothing is sent twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirmed_order_the_queue_lost_is_sent_again_but_a_long_line_is_not() {
+    let Some(rabbit) = Rabbit::vhost("lost-by-the-line").await else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(
+        dir.path(),
+        &["--workers", "0", "--broker", &rabbit.url, "--lost-after", "5s"],
+    )
+    .await;
+    let tickets = place_orders(&[&server.base], 3, 1).await;
+    wait_until(DEADLINE, "three orders in the queue", || async {
+        rabbit.depth("orders").await == (3, 0)
+    })
+    .await;
+    // Twice --lost-after and more: the sweep looks every 5 s.
+    tokio::time::sleep(std::time::Duration::from_secs(13)).await;
+    assert_eq!(
+        rabbit.depth("orders").await,
+        (3, 0),
+        "orders waiting in the line are not sent again"
+    );
+    assert!(!server.stderr().contains("no queue has held it"));
+
+    rabbitmqctl(&["purge_queue", "-p", &rabbit.vhost, "orders"])
+        .await
+        .expect("purge_queue");
+    assert_eq!(rabbit.depth("orders").await, (0, 0));
+    wait_until(DEADLINE, "the lost orders to be sent again", || async {
+        rabbit.depth("orders").await == (3, 0)
+    })
+    .await;
+    let said = server.stderr();
+    for ticket in &tickets {
+        assert!(
+            said.contains(&format!(
+                "order {ticket} was confirmed by the broker, but no queue has held it for 5s"
+            )),
+            "{said}"
+        );
+    }
+    assert!(
+        server
+            .metrics_text()
+            .await
+            .contains("fastfood_lost_by_the_line_total 3")
+    );
+
+    let _cook = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &[]).await;
+    for ticket in &tickets {
+        wait_until(DEADLINE, "each lost order READY", || async {
+            server.order_json(*ticket).await["status"] == "READY"
+        })
+        .await;
+        assert_eq!(server.order_json(*ticket).await["deliveries"], 1);
+    }
+    rabbit.wait_drained("orders").await;
+}
