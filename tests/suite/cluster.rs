@@ -434,3 +434,159 @@ async fn a_list_of_brokers_uses_one_that_answers_and_hides_every_password() {
         "{said}"
     );
 }
+
+/// The worker lanes of `/kitchen/now` that run in the processes `pids`, and
+/// not shown as gone: `(pid, orders done)`.
+async fn live_lanes(server: &ServerProcess, pids: &[u32]) -> Vec<(u32, u64)> {
+    let kitchen = server.get_json("/kitchen/now").await;
+    kitchen["workers"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|lane| lane["state"] != "gone")
+        .filter_map(|lane| {
+            let pid = lane["pid"].as_u64()? as u32;
+            pids.contains(&pid)
+                .then(|| (pid, lane["done"].as_u64().unwrap_or_default()))
+        })
+        .collect()
+}
+
+/// A server and two workers on node 1 (their first URL), two customers
+/// ordering; node 1 is stopped cleanly. The server reconnects to another
+/// node by itself; its kitchen view shows both workers again, each having
+/// done more than before the stop (their reports flow through the new
+/// node); `/order` answers 201 again; and a board that watched throughout,
+/// on one connection, saw every change of status the store records, in
+/// version order, with no gap and no whole board again (it catches up from
+/// the store, not from the broker's notices).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_whose_node_stops_moves_to_another_its_board_misses_no_change_and_its_kitchen_shows_the_workers_again()
+ {
+    let Some(cv) = Cluster::vhost_alone("node-stop").await else {
+        return;
+    };
+    let cluster = cv.cluster();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let urls = cv.urls();
+    let server = ServerProcess::spawn(d, &server_args(&urls)).await;
+    let watch = BoardWatch::start(Arc::new(Mutex::new(server.base.clone())));
+    watch.wait_watching(&server.base).await;
+    let mut cook_args = vec!["--prep-time", "20ms"];
+    cook_args.extend(QUORUM);
+    let cooks = [
+        WorkerProcess::spawn(d, &urls, &cook_args, &[]).await,
+        WorkerProcess::spawn(d, &urls, &cook_args, &[]).await,
+    ];
+    let pids = [cooks[0].pid, cooks[1].pid];
+    let nodes = cv.connection_nodes(2).await;
+    assert!(
+        nodes.iter().filter(|n| **n == 1).count() >= 3,
+        "the server and both workers on node 1: {nodes:?}"
+    );
+
+    let (ledger, stop) = (
+        Arc::new(Ledger::default()),
+        Arc::new(AtomicBool::new(false)),
+    );
+    let customers = crowd(&server.base, "", 2, &ledger, &stop);
+    wait_until(
+        DEADLINE,
+        "orders flow, both workers on /kitchen",
+        || async {
+            let lanes = live_lanes(&server, &pids).await;
+            let both = pids.iter().all(|p| lanes.iter().any(|(l, _)| l == p));
+            ledger.accepted().len() >= 20 && both
+        },
+    )
+    .await;
+
+    cluster.stop(1).await;
+    let stopped = Instant::now();
+    let accepted_at_stop = ledger.accepted().len();
+    let bound = Duration::from_secs(30);
+    wait_until(bound, "every process on the nodes left", || async {
+        let nodes = cv.connection_nodes(2).await;
+        nodes.len() >= 3 && !nodes.contains(&1)
+    })
+    .await;
+    // Both workers listed, each with more orders done than when every
+    // process had moved: reports that went through another node.
+    let moved = live_lanes(&server, &pids).await;
+    let done = |lanes: &[(u32, u64)], pid: u32| {
+        lanes
+            .iter()
+            .filter(|(p, _)| *p == pid)
+            .map(|(_, d)| d)
+            .sum::<u64>()
+    };
+    wait_until(
+        bound.saturating_sub(stopped.elapsed()),
+        "/kitchen to show both workers again, each with more orders done, within 30 s of the stop",
+        || async {
+            let now = live_lanes(&server, &pids).await;
+            pids.iter().all(|pid| done(&now, *pid) > done(&moved, *pid))
+        },
+    )
+    .await;
+    eprintln!(
+        "the kitchen shows both workers again {:?} after the stop",
+        stopped.elapsed()
+    );
+    wait_until(
+        Duration::from_secs(15).saturating_sub(stopped.elapsed()),
+        "/order to answer 201 again within 15 s of the stop",
+        || async { ledger.accepted().len() >= accepted_at_stop + 10 },
+    )
+    .await;
+    let said = server.stderr();
+    assert!(
+        said.contains("reconnecting to another node"),
+        "the server says it moves:\n{said}"
+    );
+
+    stop.store(true, Ordering::Relaxed);
+    for customer in customers {
+        customer.await.expect("a customer failed");
+    }
+    eprintln!("{}", ledger.summary());
+    assert_eq!(ledger.no_answer(), 0, "the server answered every request");
+    let accepted = ledger.accepted();
+    let tickets: Vec<u32> = accepted.iter().map(|a| a.ticket).collect();
+    server.wait_all_ready(&tickets).await;
+    let files = wait_settled(d, &accepted, DEADLINE).await;
+
+    // The board that watched throughout: one connection, every change of
+    // status since its first board, in order, none missed, none twice.
+    let expected_last = files.version();
+    wait_until(
+        DEADLINE,
+        "the board to reach the store's last change",
+        || async {
+            watch.streams().last().is_some_and(|s| {
+                s.changes
+                    .last()
+                    .is_some_and(|(v, _, _)| *v >= expected_last)
+            })
+        },
+    )
+    .await;
+    let streams = watch.streams();
+    assert_eq!(streams.len(), 1, "one connection throughout");
+    let board = &streams[0];
+    assert_eq!(board.base, server.base);
+    assert!(board.first >= files.snapshot_version);
+    assert_eq!(board.resyncs, 0, "no whole board after the first");
+    let expected: Vec<_> = files
+        .status_changes()
+        .into_iter()
+        .filter(|(v, _, _)| *v > board.first)
+        .collect();
+    assert_eq!(
+        board.changes, expected,
+        "the board sent every change of status in the store, in order, no gap"
+    );
+    watch.finish().await;
+    drop(cooks);
+}

@@ -14,9 +14,12 @@ use lapin::options::BasicGetOptions;
 use lapin::types::AMQPValue;
 use serde_json::Value;
 
+use crate::support::cluster::Cluster;
 use crate::support::invariants::read_files;
 use crate::support::rabbit::Rabbit;
-use crate::support::{Api, DEADLINE, Placed, ServerProcess, WorkerProcess, expect_error, wait_for};
+use crate::support::{
+    Api, DEADLINE, Placed, ServerProcess, WorkerProcess, expect_error, wait_for, wait_until,
+};
 
 /// How many deliveries the tests allow: small, so a loop of crashes is short.
 const MAX: u32 = 3;
@@ -269,16 +272,34 @@ async fn classic_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_a
     let Some(rabbit) = Rabbit::vhost("poison-classic").await else {
         return;
     };
+    set_aside_and_dead_lettered(&rabbit.url, &[], async |queue: &str| {
+        rabbit.depth(queue).await
+    })
+    .await;
+}
+
+/// The pill on a RabbitMQ `orders` queue: a server with `--workers 0` on
+/// `urls` (`--broker`), worker processes started one at a time in a loop,
+/// every process also given `queue_args`; `depth` counts a queue's messages
+/// (ready, unacknowledged). Exactly [`MAX`] workers abort, the next sets the
+/// pill aside ([`check_set_aside`]), the board drops it in one event, and its
+/// message, with headers that say why, is the one message in `orders.dead`.
+async fn set_aside_and_dead_lettered(
+    urls: &str,
+    queue_args: &[&str],
+    depth: impl AsyncFn(&str) -> (u64, u64),
+) {
     let dir = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    let mut server_args = vec!["--workers", "0", "--broker", urls];
+    server_args.extend(queue_args);
+    let server = ServerProcess::spawn(dir.path(), &server_args).await;
     let placed = place_menu(&server).await;
     let pill = placed[1].clone();
     let mut board = server.updates().await;
     board.next_event().await; // the whole board, first
 
     let max = MAX.to_string();
-    let args = [
+    let mut args = vec![
         "--workers",
         "2",
         "--prep-time",
@@ -290,6 +311,7 @@ async fn classic_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_a
         "--metrics",
         "127.0.0.1:0",
     ];
+    args.extend(queue_args);
     // A supervisor's loop of worker processes, one at a time.
     let mut took_down = Vec::new();
     let worker = loop {
@@ -297,7 +319,7 @@ async fn classic_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_a
             took_down.len() <= MAX as usize,
             "taken down more than {MAX} times: {took_down:?}"
         );
-        let mut worker = WorkerProcess::spawn(dir.path(), &rabbit.url, &args, &[]).await;
+        let mut worker = WorkerProcess::spawn(dir.path(), urls, &args, &[]).await;
         let aside = wait_for(DEADLINE, "the pill set aside, or the worker down", || {
             let running = worker.is_running();
             let api = Api::at(server.base.clone());
@@ -361,10 +383,15 @@ async fn classic_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_a
     assert_eq!(set_aside_total(&metrics), 1.0);
 
     // Its message is in orders.dead, read back over AMQP, and no longer in
-    // orders.
-    rabbit.wait_drained("orders").await;
-    assert_eq!(rabbit.depth("orders.dead").await, (1, 0));
-    let connection = lapin::Connection::connect(&rabbit.url, Default::default())
+    // orders (a quorum queue's counts are a few seconds behind: waited for).
+    wait_until(
+        DEADLINE,
+        "orders empty, one message in orders.dead",
+        || async { depth("orders").await == (0, 0) && depth("orders.dead").await == (1, 0) },
+    )
+    .await;
+    let first_node = urls.split(',').next().unwrap();
+    let connection = lapin::Connection::connect(first_node, Default::default())
         .await
         .unwrap();
     let channel = connection.create_channel().await.unwrap();
@@ -399,4 +426,39 @@ async fn classic_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_a
     assert_eq!(dropped, took_down);
     drop(worker);
     let _ = connection.close(200, "done".into()).await;
+}
+
+/// The same on a quorum `orders` queue replicated over the three nodes of a
+/// cluster (`--broker URL1,URL2,URL3 --queue-type quorum`): the kitchen's
+/// own count sets the pill aside after exactly [`MAX`] deliveries, long
+/// before the queue's backstop delivery limit, and `orders.dead` is a quorum
+/// queue too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn quorum_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_and_dead_lettered() {
+    let Some(cv) = Cluster::vhost("poison-quorum").await else {
+        return;
+    };
+    set_aside_and_dead_lettered(
+        &cv.urls(),
+        &["--queue-type", "quorum"],
+        async |queue: &str| {
+            cv.depth(1, queue)
+                .await
+                .unwrap_or_else(|| panic!("no queue {queue} in {}", cv.vhost))
+        },
+    )
+    .await;
+    let types = cv
+        .cluster()
+        .ctl(1, &["list_queues", "-p", &cv.vhost, "name", "type"])
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    for queue in ["orders", "orders.dead"] {
+        assert!(
+            types
+                .lines()
+                .any(|l| l.split_whitespace().collect::<Vec<_>>() == [queue, "quorum"]),
+            "{queue} is a quorum queue: {types}"
+        );
+    }
 }

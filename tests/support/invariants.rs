@@ -251,6 +251,28 @@ impl StoreFiles {
         fates
     }
 
+    /// Every change of an order's status after the snapshot, in version
+    /// order, as `(version, ticket, status)`: what a board sends (a change
+    /// that moves no status, such as the broker's confirm, is no event).
+    pub fn status_changes(&self) -> Vec<(u64, u32, String)> {
+        let mut last: BTreeMap<u32, Status> =
+            self.snapshot.iter().map(|o| (o.ticket, o.status)).collect();
+        let mut changes = Vec::new();
+        for line in self
+            .log
+            .iter()
+            .filter(|l| l.version > self.snapshot_version)
+        {
+            let order = &line.order;
+            if last.insert(order.ticket, order.status) != Some(order.status) {
+                let status = serde_json::to_value(order.status).expect("a status serialises");
+                let status = status.as_str().expect("a status is a string").to_owned();
+                changes.push((line.version, order.ticket, status));
+            }
+        }
+        changes
+    }
+
     /// The highest ticket number any file mentions.
     pub fn highest(&self) -> u32 {
         let logged = self.log.iter().chain(&self.history).map(|l| l.order.ticket);
@@ -762,6 +784,20 @@ struct Watched {
     /// The base of the last connection that got its first event.
     watching: String,
     violations: Vec<String>,
+    /// What each connection sent.
+    streams: Vec<Stream>,
+}
+
+/// One `/updates` connection as a [`BoardWatch`] read it: the version of its
+/// first (whole) board, then each change it sent, in order.
+#[derive(Default, Debug, Clone)]
+pub struct Stream {
+    pub base: String,
+    pub first: u64,
+    /// `(version, ticket, status)`.
+    pub changes: Vec<(u64, u32, String)>,
+    /// Whole boards after the first (the screen fell behind and resynced).
+    pub resyncs: usize,
 }
 
 impl Watched {
@@ -830,6 +866,11 @@ impl BoardWatch {
         .await;
     }
 
+    /// What every connection so far sent, in order.
+    pub fn streams(&self) -> Vec<Stream> {
+        self.seen.lock().unwrap().streams.clone()
+    }
+
     /// Stops watching; panics if any order moved backward or if the board
     /// was never seen. Returns the number of events read.
     pub async fn finish(self) -> usize {
@@ -859,6 +900,7 @@ async fn follow(client: &reqwest::Client, base: &str, connection: usize, seen: &
     };
     seen.lock().unwrap().connections += 1;
     let mut last: Option<u64> = None;
+    let mut first_event = true;
     while let Some(event) = events.next_until_end().await {
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
             seen.lock()
@@ -877,6 +919,22 @@ async fn follow(client: &reqwest::Client, base: &str, connection: usize, seen: &
             )),
         }
         seen.event(&data, connection);
+        let (v, change) = (version.unwrap_or_default(), &data["change"]);
+        if first_event {
+            seen.streams.push(Stream {
+                base: base.to_owned(),
+                first: v,
+                ..Stream::default()
+            });
+        } else if let Some(stream) = seen.streams.last_mut() {
+            match (change["order"].as_u64(), change["status"].as_str()) {
+                (Some(ticket), Some(status)) => {
+                    stream.changes.push((v, ticket as u32, status.to_owned()))
+                }
+                _ => stream.resyncs += 1,
+            }
+        }
+        first_event = false;
         if seen.watching != base {
             seen.watching = base.to_owned();
         }
