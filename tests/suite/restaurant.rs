@@ -13,8 +13,10 @@ use lapin::{Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
 use crate::support::invariants::{
-    Accepted, check_files, check_forward_in_store, check_unique, read_files,
+    Accepted, StoreAt, check_files, check_forward_in_store, check_shape, check_unique, read_at,
+    read_files,
 };
+use crate::support::pg::Backend;
 use crate::support::rabbit::Rabbit;
 use crate::support::{
     Api, DEADLINE, Placed, ServerProcess, WorkerProcess, expect_error, header, placed_orders,
@@ -355,9 +357,10 @@ async fn cancel_while_taken_then_too_late_then_gone() {
 
 /// Places `count` orders at `api` and cancels each right after its `201`,
 /// while the kitchen claims them: for each, exactly one of the cancel and
-/// the claim wins. Then checks the files: a cancelled order was never
-/// PREPARING, a claimed one was never CANCELLED and reached READY.
-async fn cancel_racing_claims(api: &Api, dir: &std::path::Path, count: usize) {
+/// the claim wins. Then checks the store (files or database): a cancelled
+/// order was never PREPARING, a claimed one was never CANCELLED and reached
+/// READY.
+async fn cancel_racing_claims(api: &Api, at: &StoreAt, count: usize) {
     let outcomes: Vec<(Placed, u16)> = futures_util::stream::iter(0..count)
         .map(|i| async move {
             let placed = api.place_coded(&format!("race {i}")).await;
@@ -389,21 +392,14 @@ async fn cancel_racing_claims(api: &Api, dir: &std::path::Path, count: usize) {
         })
         .collect();
     // Any worker that was handed a cancelled order has settled it by now
-    // (the READY orders came after it in the line); read the files.
-    let files = read_files(dir);
-    check_files(&files);
+    // (the READY orders came after it in the line); read the store.
+    let files = read_at(at);
+    check_shape(at, &files);
     check_forward_in_store(&files);
     check_unique(&files, &accepted);
     for (placed, status) in &outcomes {
         // (With RabbitMQ a TAKEN order is restated once, marked queued.)
-        let mut steps: Vec<String> = files
-            .history
-            .iter()
-            .chain(&files.log)
-            .filter(|l| l.order.ticket == placed.ticket)
-            .map(|l| l.order.status.to_string())
-            .collect();
-        steps.dedup();
+        let steps = files.steps(placed.ticket);
         if *status == 200 {
             assert_eq!(
                 steps,
@@ -427,12 +423,18 @@ async fn cancel_racing_claims(api: &Api, dir: &std::path::Path, count: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_racing_a_claim_ends_one_way_only() {
+async fn a_cancel_racing_a_claim_ends_one_way(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
-    cancel_racing_claims(&server, dir.path(), 200).await;
+    let mut args = vec!["--prep-time", "0"];
+    args.extend(backend.args());
+    let server = ServerProcess::spawn(dir.path(), &args).await;
+    cancel_racing_claims(&server, &backend.store_at(dir.path()), 200).await;
 }
+
+crate::on_both_backends!(
+    a_cancel_racing_a_claim_ends_one_way_only,
+    a_cancel_racing_a_claim_ends_one_way
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_processes_skip_cancelled_orders() {
@@ -472,7 +474,7 @@ async fn worker_processes_skip_cancelled_orders() {
         "a worker acknowledged it uncooked"
     );
     // And racing the workers' claims.
-    cancel_racing_claims(&server, dir.path(), 40).await;
+    cancel_racing_claims(&server, &StoreAt::Files(dir.path().to_owned()), 40).await;
     rabbit.wait_drained("orders").await;
 }
 
