@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::invariants::{Accepted, wait_settled_at};
 use crate::support::pg::{Backend, Database};
 use crate::support::rabbit::Rabbit;
 use crate::support::{
     DEADLINE, ServerProcess, SseClient, TestApp, WorkerProcess, expect_error, header, run_to_exit,
     wait_until,
 };
+use fastfood::order::Status;
 
 /// The longest `/order` may take while the database is away: its batch's
 /// timeout, and some room for a small shared machine.
@@ -78,116 +80,6 @@ async fn a_second_process_with_the_in_process_queue_is_refused_with_a_sentence()
     // The first one still takes orders, and is the only one with a line.
     let ticket = first.place("fries").await;
     first.wait_all_ready(&[ticket]).await;
-}
-
-/// `(version, ticket, status)` of every change a screen saw after its first
-/// board, until `count` orders have gone by COLLECTED.
-async fn follow_screen(mut screen: SseClient, count: usize) -> (u64, Vec<(u64, u32, String)>) {
-    let first = screen.next_event().await;
-    let start = first.version();
-    let mut seen = Vec::new();
-    let mut collected = 0;
-    while collected < count {
-        let event = screen.next_event().await;
-        let (ticket, status) = event
-            .change()
-            .unwrap_or_else(|| panic!("a whole board in the middle: {:?}", event.data));
-        if status == "COLLECTED" {
-            collected += 1;
-        }
-        seen.push((event.version(), ticket, status));
-    }
-    (start, seen)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_servers_and_two_workers_on_one_database_see_every_change_in_one_order() {
-    let Some(rabbit) = Rabbit::vhost("pg_two_servers").await else {
-        return;
-    };
-    let Some(db) = Database::create("two_servers") else {
-        return;
-    };
-    let args = [
-        "--database",
-        db.url.as_str(),
-        "--broker",
-        rabbit.url.as_str(),
-        "--workers",
-        "0",
-    ];
-    let (dir_a, dir_b, dir_w) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let a = ServerProcess::spawn(dir_a.path(), &args).await;
-    let b = ServerProcess::spawn(dir_b.path(), &args).await;
-    let worker_args = ["--database", db.url.as_str(), "--prep-time", "20ms"];
-    let mut w1 = WorkerProcess::spawn(dir_w.path(), &rabbit.url, &worker_args, &[]).await;
-    let _w2 = WorkerProcess::spawn(dir_w.path(), &rabbit.url, &worker_args, &[]).await;
-    const ORDERS: usize = 40;
-    let screens = [
-        tokio::spawn(follow_screen(a.updates().await, ORDERS)),
-        tokio::spawn(follow_screen(b.updates().await, ORDERS)),
-    ];
-
-    let mut placed = Vec::new();
-    for i in 0..ORDERS {
-        if i == ORDERS / 2 {
-            // A worker dies holding whatever it had: the other cooks it.
-            w1.kill9().await;
-        }
-        let server = if i % 2 == 0 { &a } else { &b };
-        placed.push((server, server.place_coded(&format!("order {i}")).await));
-    }
-    let tickets: Vec<u32> = placed.iter().map(|(_, p)| p.ticket).collect();
-    assert_eq!(
-        tickets.iter().collect::<BTreeSet<_>>().len(),
-        ORDERS,
-        "no ticket twice: {tickets:?}"
-    );
-    a.wait_all_ready(&tickets).await;
-    b.wait_all_ready(&tickets).await;
-    for (i, (_, p)) in placed.iter().enumerate() {
-        // Collected at the other server than the one that took it.
-        let server = if i % 2 == 0 { &b } else { &a };
-        assert_eq!(server.take(p.ticket, &p.code).await.status(), 200);
-    }
-    // What every board must show: each change in the database's log that
-    // moved an order's status (a restatement, such as the broker's
-    // confirmation, moves nothing a screen shows), in version order.
-    let log =
-        db.sql("select version, ticket, body->>'status' from fastfood_changes order by version");
-    let mut last_status = std::collections::BTreeMap::new();
-    let mut expected = Vec::new();
-    for line in log.lines() {
-        let fields: Vec<&str> = line.split('|').collect();
-        let (version, ticket) = (
-            fields[0].parse::<u64>().unwrap(),
-            fields[1].parse::<u32>().unwrap(),
-        );
-        if last_status.insert(ticket, fields[2].to_owned()).as_deref() != Some(fields[2]) {
-            expected.push((version, ticket, fields[2].to_owned()));
-        }
-    }
-    for screen in screens {
-        let (start, seen) = tokio::time::timeout(DEADLINE, screen)
-            .await
-            .expect("every change reaches both screens")
-            .unwrap();
-        let from_start: Vec<_> = expected
-            .iter()
-            .filter(|(v, _, _)| *v > start)
-            .cloned()
-            .collect();
-        assert_eq!(
-            seen, from_start,
-            "a board saw every status change, in the log's version order, no gap, no repeat"
-        );
-    }
-    let rows = db.sql("select count(*) from fastfood_orders where status = 'COLLECTED'");
-    assert_eq!(rows, ORDERS.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -781,3 +673,148 @@ async fn a_wrong_password_is_refused_in_one_sentence_and_no_password_ever_shows(
         assert!(!seen.contains(password), "{password} shown:\n{seen}");
     }
 }
+
+/// `(version, ticket, status)` of every change a screen saw after its first
+/// board (the version it started at), until `count` orders have gone by
+/// COLLECTED or the stream ends (its server killed).
+async fn follow_screen(mut screen: SseClient, count: usize) -> (u64, Vec<(u64, u32, String)>) {
+    let start = screen.next_event().await.version();
+    let mut seen = Vec::new();
+    let mut collected = 0;
+    while collected < count {
+        let Some(event) = screen.next_until_end().await else {
+            break;
+        };
+        let data: Value = serde_json::from_str(&event.data).expect("JSON");
+        let change = &data["change"];
+        assert!(!change.is_null(), "a whole board in the middle: {data}");
+        let status = change["status"].as_str().unwrap().to_owned();
+        if status == "COLLECTED" {
+            collected += 1;
+        }
+        let version = event.id.parse().expect("the id is the version");
+        seen.push((version, change["order"].as_u64().unwrap() as u32, status));
+    }
+    (start, seen)
+}
+
+/// What a new user does, as if on four machines: two servers and two
+/// workers on one store and one RabbitMQ (on PostgreSQL a data directory
+/// and a port each; on the files one shared directory), a board on each
+/// server; a worker `kill -9`ed mid-rush and started again, then a server,
+/// started again on a new port with a new board. Nothing is lost (U L S M
+/// F on the store), every board shows every status change of the store's
+/// log after it connected, in version order, no gap, no repeat (the killed
+/// server's board a gapless beginning of it), and each order is collected
+/// at the other server than the one that took it.
+async fn two_servers_and_two_workers_on_one_store(backend: Backend) {
+    const ORDERS: usize = 60;
+    let Some(rabbit) = Rabbit::vhost(&format!("two-servers-{}", backend.tag())).await else {
+        return;
+    };
+    let dirs = backend.data_dirs(4);
+    let mut args = vec!["--broker", rabbit.url.as_str(), "--workers", "0"];
+    args.extend(backend.args());
+    let a = ServerProcess::spawn(dirs.of(0), &args).await;
+    let mut b = ServerProcess::spawn(dirs.of(1), &args).await;
+    let mut worker_args = vec!["--prep-time", "20ms"];
+    worker_args.extend(backend.args());
+    let mut w1 = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
+    let _w2 = WorkerProcess::spawn(dirs.of(3), &rabbit.url, &worker_args, &[]).await;
+    let mut screens = vec![
+        tokio::spawn(follow_screen(a.updates().await, ORDERS)),
+        tokio::spawn(follow_screen(b.updates().await, ORDERS)),
+    ];
+
+    let mut placed = Vec::new();
+    for i in 0..ORDERS {
+        if i == ORDERS / 3 {
+            // A worker dies holding whatever it had: the other cooks it,
+            // and it comes back.
+            w1.kill9().await;
+            w1 = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
+        }
+        if i == 2 * ORDERS / 3 {
+            // A server dies with its board open; it comes back elsewhere.
+            b.kill9().await;
+            b = ServerProcess::spawn(dirs.of(1), &args).await;
+            screens.push(tokio::spawn(follow_screen(b.updates().await, ORDERS)));
+        }
+        let at_a = i % 2 == 0;
+        let server = if at_a { &a } else { &b };
+        placed.push((at_a, server.place_coded(&format!("order {i}")).await));
+    }
+    let tickets: Vec<u32> = placed.iter().map(|(_, p)| p.ticket).collect();
+    assert_eq!(
+        tickets.iter().collect::<BTreeSet<_>>().len(),
+        ORDERS,
+        "no ticket twice: {tickets:?}"
+    );
+    a.wait_all_ready(&tickets).await;
+    b.wait_all_ready(&tickets).await;
+    for (at_a, p) in &placed {
+        // Collected at the other server than the one that took it.
+        let server = if *at_a { &b } else { &a };
+        assert_eq!(server.take(p.ticket, &p.code).await.status(), 200);
+    }
+    let accepted: Vec<Accepted> = placed
+        .iter()
+        .map(|(_, p)| Accepted {
+            ticket: p.ticket,
+            content: p.body["content"].as_str().unwrap().to_owned(),
+            code: p.code.clone(),
+        })
+        .collect();
+    let store = wait_settled_at(&backend.store_at(dirs.of(0)), &accepted, DEADLINE).await;
+    rabbit.wait_drained("orders").await;
+
+    // What every board must show: each change in the store's log that
+    // moved an order's status (a restatement, such as the broker's
+    // confirmation, moves nothing a screen shows), in version order.
+    let mut last_status = std::collections::BTreeMap::new();
+    let mut expected = Vec::new();
+    for line in store.history.iter().chain(&store.log) {
+        let (ticket, status) = (line.order.ticket, line.order.status.to_string());
+        if last_status.insert(ticket, status.clone()).as_ref() != Some(&status) {
+            expected.push((line.version, ticket, status));
+        }
+    }
+    let killed = 1;
+    for (i, screen) in screens.into_iter().enumerate() {
+        let (start, seen) = tokio::time::timeout(DEADLINE, screen)
+            .await
+            .expect("every change reaches every screen")
+            .unwrap();
+        let mut from_start: Vec<_> = expected
+            .iter()
+            .filter(|(v, _, _)| *v > start)
+            .cloned()
+            .collect();
+        if i == killed {
+            assert!(
+                seen.len() >= ORDERS,
+                "the killed server's board saw the first orders"
+            );
+            from_start.truncate(seen.len());
+        }
+        assert_eq!(
+            seen,
+            from_start,
+            "{}: board {i} saw every status change, in the log's version order, no gap, no repeat",
+            backend.name()
+        );
+    }
+    assert_eq!(
+        store
+            .fates()
+            .values()
+            .filter(|f| f.status == Status::Collected)
+            .count(),
+        ORDERS
+    );
+}
+
+crate::on_both_backends!(
+    two_servers_and_two_workers_on_one_store_see_every_change_in_one_order_and_lose_nothing,
+    two_servers_and_two_workers_on_one_store
+);
