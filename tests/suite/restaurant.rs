@@ -573,3 +573,122 @@ async fn the_wait_is_estimated_behind_rabbitmq_too() {
     the_estimate_holds(&server, 2, &warm).await;
     rabbit.wait_drained("orders").await;
 }
+
+/// The status and error code of an answer to `/take` or `/cancel`.
+async fn outcome(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("a JSON answer");
+    (status, body["error"].as_str().unwrap_or("").to_owned())
+}
+
+/// Two servers on one store (RabbitMQ holds their line): customers with the
+/// right code, and a stranger with a wrong one, at both at once. The code
+/// is checked in the step that collects or cancels, so exactly one of them
+/// changes the order, whichever process each asked.
+async fn the_pickup_code_is_checked_in_the_step_that_collects_or_cancels(backend: Backend) {
+    const ORDERS: usize = 10;
+    let Some(rabbit) = Rabbit::vhost(&format!("code-race-{}", backend.tag())).await else {
+        return;
+    };
+    let dirs = backend.data_dirs(3);
+    let mut args = vec!["--workers", "0", "--broker", &rabbit.url];
+    args.extend(backend.args());
+    let a = ServerProcess::spawn(dirs.of(0), &args).await;
+    let b = ServerProcess::spawn(dirs.of(1), &args).await;
+
+    // Waiting orders (nobody cooks yet): two cancels at once, one at each
+    // server, and a wrong code beside them.
+    let waiting = placed_orders(&[&a.base, &b.base], ORDERS, ORDERS).await;
+    for p in &waiting {
+        let guess = wrong(&p.code);
+        let (first, second, stranger) = futures_util::join!(
+            a.cancel(p.ticket, &p.code),
+            b.cancel(p.ticket, &p.code),
+            b.cancel(p.ticket, &guess),
+        );
+        let mut answers = vec![outcome(first).await, outcome(second).await];
+        answers.sort();
+        assert_eq!(
+            answers,
+            [(200, String::new()), (410, "already_cancelled".to_owned())],
+            "order {}: cancelled once",
+            p.ticket
+        );
+        let stranger = outcome(stranger).await;
+        assert!(
+            [(403, "wrong_code"), (410, "already_cancelled")]
+                .contains(&(stranger.0, stranger.1.as_str())),
+            "order {}: {stranger:?}",
+            p.ticket
+        );
+    }
+
+    // READY orders: a take at each server, a cancel and a wrong code, at once.
+    let mut worker_args = vec!["--prep-time", "0"];
+    worker_args.extend(backend.args());
+    let _worker = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
+    let ready = placed_orders(&[&a.base, &b.base], ORDERS, ORDERS).await;
+    let tickets: Vec<u32> = ready.iter().map(|p| p.ticket).collect();
+    a.wait_all_ready(&tickets).await;
+    b.wait_all_ready(&tickets).await;
+    for p in &ready {
+        // (The wrong codes split between the servers: each process lets
+        // one address try 20 before it closes every order to it.)
+        let guess = wrong(&p.code);
+        let (first, second, cancel, stranger) = futures_util::join!(
+            a.take(p.ticket, &p.code),
+            b.take(p.ticket, &p.code),
+            a.cancel(p.ticket, &p.code),
+            a.take(p.ticket, &guess),
+        );
+        let mut takes = vec![outcome(first).await, outcome(second).await];
+        takes.sort();
+        assert_eq!(
+            takes,
+            [(200, String::new()), (410, "already_collected".to_owned())],
+            "order {}: collected once",
+            p.ticket
+        );
+        let cancel = outcome(cancel).await;
+        assert!(
+            [(409, "too_late"), (410, "already_collected")]
+                .contains(&(cancel.0, cancel.1.as_str())),
+            "order {}: {cancel:?}",
+            p.ticket
+        );
+        let stranger = outcome(stranger).await;
+        assert!(
+            [(403, "wrong_code"), (410, "already_collected")]
+                .contains(&(stranger.0, stranger.1.as_str())),
+            "order {}: {stranger:?}",
+            p.ticket
+        );
+    }
+
+    // The store says the same: one change each, never undone.
+    let store = read_at(&backend.store_at(dirs.of(0)));
+    check_shape(&backend.store_at(dirs.of(0)), &store);
+    check_forward_in_store(&store);
+    for p in &waiting {
+        assert_eq!(
+            store.steps(p.ticket),
+            ["TAKEN", "CANCELLED"],
+            "{}",
+            p.ticket
+        );
+    }
+    for p in &ready {
+        assert_eq!(
+            store.steps(p.ticket),
+            ["TAKEN", "PREPARING", "READY", "COLLECTED"],
+            "{}",
+            p.ticket
+        );
+    }
+    rabbit.wait_drained("orders").await;
+}
+
+crate::on_both_backends!(
+    the_pickup_code_is_checked_in_the_step_that_collects_or_cancels_whichever_process_is_asked,
+    the_pickup_code_is_checked_in_the_step_that_collects_or_cancels
+);
