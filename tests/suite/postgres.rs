@@ -219,6 +219,33 @@ async fn the_database_lost_while_running_answers_503_then_comes_back_by_itself()
     .await;
     assert_eq!(app.take(placed.ticket, &placed.code).await.status(), 200);
     app.shutdown().await;
+
+    // /cancel too, of an order waiting behind one that takes ten minutes.
+    let app = TestApp::spawn(&["--database", &url, "--prep-time", "10m", "--workers", "1"]).await;
+    let cooking = app.place("slow").await;
+    let waiting = app.place_coded("waiting").await;
+    wait_until(DEADLINE, "the first order to be cooking", || async {
+        app.order_json(cooking).await["status"] == "PREPARING"
+    })
+    .await;
+    db.refuse_connections();
+    let started = Instant::now();
+    let cancel = app.cancel(waiting.ticket, &waiting.code).await;
+    assert!(
+        started.elapsed() < BOUNDED,
+        "/cancel took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(header(&cancel, "retry-after"), "1");
+    let body = expect_error(cancel, 503, "store_unavailable").await;
+    assert!(!body.to_string().contains("hunter2"));
+    db.allow();
+    wait_until(DEADLINE, "/cancel answers 200 again", || async {
+        app.cancel(waiting.ticket, &waiting.code).await.status() == 200
+    })
+    .await;
+    assert_eq!(app.order_json(waiting.ticket).await["status"], "CANCELLED");
+    app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
