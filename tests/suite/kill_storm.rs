@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::support::WorkerProcess;
 use crate::support::invariants::{
     Accepted, Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, check_error, order_once,
-    wait_settled, wait_settled_at,
+    wait_settled_at,
 };
 use crate::support::pg::Backend;
 use crate::support::rabbit::Rabbit;
@@ -153,11 +153,12 @@ async fn pause(min: u64, max: u64) {
     tokio::time::sleep(Duration::from_millis(fastrand::u64(min..max))).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_kill_9s_of_one_server_under_load_lose_nothing() {
+/// One server (in-process queue) killed every 1–3 s for 20 s under load.
+async fn random_kill_9s_of_one_server(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let args = ["--prep-time", "20ms"];
+    let mut args = vec!["--prep-time", "20ms"];
+    args.extend(backend.args());
     let crowd = Arc::new(Crowd::default());
     let board = Arc::new(Mutex::new(String::new()));
     let watch = BoardWatch::start(board.clone());
@@ -216,7 +217,7 @@ async fn random_kill_9s_of_one_server_under_load_lose_nothing() {
         "the kills hit requests in flight"
     );
 
-    let files = wait_settled(d, &accepted, SETTLE).await;
+    let files = wait_settled_at(&backend.store_at(d), &accepted, SETTLE).await;
     for ticket in crowd.collected.lock().unwrap().iter() {
         assert_eq!(
             files.fates()[ticket].status,
@@ -229,6 +230,11 @@ async fn random_kill_9s_of_one_server_under_load_lose_nothing() {
     assert!(next > files.highest(), "{next} after {}", files.highest());
     watch.finish().await;
 }
+
+crate::on_both_backends!(
+    random_kill_9s_of_one_server_under_load_lose_nothing,
+    random_kill_9s_of_one_server
+);
 
 /// 4 servers and 3 workers on one store (on the files one directory; on the
 /// database one data directory each, as on machines of their own), a
