@@ -4,7 +4,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use crate::support::invariants::{StoreAt, check_all_at};
+use crate::support::invariants::{
+    StoreAt, check_all_at, check_forward_in_store, check_shape, read_at,
+};
 use crate::support::pg::Backend;
 use crate::support::rabbit::Rabbit;
 use crate::support::{
@@ -42,10 +44,11 @@ fn check_store_files(dir: &Path) -> Vec<Value> {
     records
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
+async fn kill_9_mid_run(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::spawn(dir.path(), &["--prep-time", "500ms"]).await;
+    let mut args = vec!["--prep-time", "500ms"];
+    args.extend(backend.args());
+    let mut server = ServerProcess::spawn(dir.path(), &args).await;
     let placed = placed_orders(&[&server.base], 20, 20).await;
     let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     let mut sorted = tickets.clone();
@@ -60,16 +63,24 @@ async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
     assert!(unfinished > 0, "the kill must happen mid-run: {before:?}");
     server.kill9().await;
 
-    // The files a crash left behind are whole, and hold every order.
-    let records = check_store_files(dir.path());
-    let taken = records
+    // The store a crash left behind is whole, and holds every order.
+    let at = backend.store_at(dir.path());
+    if let StoreAt::Files(dir) = &at {
+        check_store_files(dir);
+    }
+    let store = read_at(&at);
+    check_shape(&at, &store);
+    check_forward_in_store(&store);
+    let taken = store
+        .log
         .iter()
-        .filter(|r| r["order"]["status"] == "TAKEN")
+        .filter(|l| l.order.status == Status::Taken)
         .count();
-    assert_eq!(taken, 20, "every acknowledged order is on disk");
-    assert_eq!(read_counter(dir.path()), 20);
+    assert_eq!(taken, 20, "every acknowledged order is stored");
+    assert_eq!(store.counter, 20);
 
-    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "500ms"]).await;
+    // (On the database, the dead server's lock went with its connection.)
+    let server = ServerProcess::spawn(dir.path(), &args).await;
     let board = server.wait_all_ready(&sorted).await;
     for order in &board.orders {
         assert!(
@@ -104,8 +115,15 @@ async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
         "{}",
         server.stderr()
     );
-    check_store_files(dir.path());
+    let store = read_at(&at);
+    check_shape(&at, &store);
+    check_forward_in_store(&store);
 }
+
+crate::on_both_backends!(
+    kill_9_mid_run_loses_no_order_and_keeps_counting,
+    kill_9_mid_run
+);
 
 /// Four servers on one store (on the files one directory; on the database
 /// one data directory each, as on machines of their own), started together,

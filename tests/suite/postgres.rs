@@ -483,37 +483,6 @@ async fn failover_to_a_synchronous_standby_loses_no_201_and_takes_orders_again_w
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_a_server_on_the_database_loses_no_order_and_keeps_counting() {
-    let Some(db) = Database::create("kill9") else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let args = ["--database", db.url.as_str(), "--prep-time", "500ms"];
-    let mut server = ServerProcess::spawn(dir.path(), &args).await;
-    let placed = crate::support::placed_orders(&[&server.base], 20, 20).await;
-    let mut tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
-    tickets.sort_unstable();
-    assert_eq!(tickets, (1..=20).collect::<Vec<_>>());
-    let before = server.board().await.statuses();
-    assert!(
-        before.values().any(|s| s == "TAKEN" || s == "PREPARING"),
-        "the kill must happen mid-run: {before:?}"
-    );
-    server.kill9().await;
-    assert_eq!(
-        db.sql("select count(*) from fastfood_orders"),
-        "20",
-        "every acknowledged order is in the database"
-    );
-
-    // Its lock went with its connection: a new server takes the line, and
-    // cooks what the dead one left.
-    let server = ServerProcess::spawn(dir.path(), &args).await;
-    server.wait_all_ready(&tickets).await;
-    assert_eq!(server.place("after").await, 21, "the counter goes on");
-}
-
 /// `fastfood import --data-dir DIR --database URL`: its exit status, stdout
 /// and stderr.
 async fn import(dir: &std::path::Path, url: &str) -> (bool, String, String) {
