@@ -581,6 +581,27 @@ async fn outcome(response: reqwest::Response) -> (u16, String) {
     (status, body["error"].as_str().unwrap_or("").to_owned())
 }
 
+/// Of two answers given at once about order `ticket`, one is `200` and the
+/// other `410 loser`.
+async fn one_wins(ticket: u32, first: reqwest::Response, second: reqwest::Response, loser: &str) {
+    let mut answers = vec![outcome(first).await, outcome(second).await];
+    answers.sort();
+    assert_eq!(
+        answers,
+        [(200, String::new()), (410, loser.to_owned())],
+        "order {ticket}: exactly one changes it"
+    );
+}
+
+/// The answer about order `ticket` is one of `allowed` (status, code).
+async fn one_of(ticket: u32, response: reqwest::Response, allowed: &[(u16, &str)]) {
+    let (status, code) = outcome(response).await;
+    assert!(
+        allowed.contains(&(status, code.as_str())),
+        "order {ticket}: {status} {code}"
+    );
+}
+
 /// Two servers on one store (RabbitMQ holds their line): customers with the
 /// right code, and a stranger with a wrong one, at both at once. The code
 /// is checked in the step that collects or cancels, so exactly one of them
@@ -606,21 +627,9 @@ async fn the_pickup_code_is_checked_in_the_step_that_collects_or_cancels(backend
             b.cancel(p.ticket, &p.code),
             b.cancel(p.ticket, &guess),
         );
-        let mut answers = vec![outcome(first).await, outcome(second).await];
-        answers.sort();
-        assert_eq!(
-            answers,
-            [(200, String::new()), (410, "already_cancelled".to_owned())],
-            "order {}: cancelled once",
-            p.ticket
-        );
-        let stranger = outcome(stranger).await;
-        assert!(
-            [(403, "wrong_code"), (410, "already_cancelled")]
-                .contains(&(stranger.0, stranger.1.as_str())),
-            "order {}: {stranger:?}",
-            p.ticket
-        );
+        one_wins(p.ticket, first, second, "already_cancelled").await;
+        let allowed = [(403, "wrong_code"), (410, "already_cancelled")];
+        one_of(p.ticket, stranger, &allowed).await;
     }
 
     // READY orders: a take at each server, a cancel and a wrong code, at once.
@@ -641,33 +650,17 @@ async fn the_pickup_code_is_checked_in_the_step_that_collects_or_cancels(backend
             a.cancel(p.ticket, &p.code),
             a.take(p.ticket, &guess),
         );
-        let mut takes = vec![outcome(first).await, outcome(second).await];
-        takes.sort();
-        assert_eq!(
-            takes,
-            [(200, String::new()), (410, "already_collected".to_owned())],
-            "order {}: collected once",
-            p.ticket
-        );
-        let cancel = outcome(cancel).await;
-        assert!(
-            [(409, "too_late"), (410, "already_collected")]
-                .contains(&(cancel.0, cancel.1.as_str())),
-            "order {}: {cancel:?}",
-            p.ticket
-        );
-        let stranger = outcome(stranger).await;
-        assert!(
-            [(403, "wrong_code"), (410, "already_collected")]
-                .contains(&(stranger.0, stranger.1.as_str())),
-            "order {}: {stranger:?}",
-            p.ticket
-        );
+        one_wins(p.ticket, first, second, "already_collected").await;
+        let allowed = [(409, "too_late"), (410, "already_collected")];
+        one_of(p.ticket, cancel, &allowed).await;
+        let allowed = [(403, "wrong_code"), (410, "already_collected")];
+        one_of(p.ticket, stranger, &allowed).await;
     }
 
     // The store says the same: one change each, never undone.
-    let store = read_at(&backend.store_at(dirs.of(0)));
-    check_shape(&backend.store_at(dirs.of(0)), &store);
+    let at = backend.store_at(dirs.of(0));
+    let store = read_at(&at);
+    check_shape(&at, &store);
     check_forward_in_store(&store);
     for p in &waiting {
         assert_eq!(
