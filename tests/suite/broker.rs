@@ -9,6 +9,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
 use crate::support::WorkerProcess;
+use crate::support::invariants::read_at;
+use crate::support::pg::Backend;
 use crate::support::process::fastfood;
 use crate::support::rabbit::{HOST, Rabbit, rabbitmqctl};
 use crate::support::{
@@ -303,17 +305,20 @@ async fn an_order_given_back_goes_to_the_front_of_the_line() {
     oven.first_goes_first(&rabbit).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_after_ready_before_its_ack_moves_nothing_backward() {
-    let Some(rabbit) = Rabbit::vhost("kill-ready").await else {
+async fn a_worker_killed_after_ready_before_its_ack(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("kill-ready-{}", backend.tag())).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    // The server, the doomed worker and the next one (on machines of their
+    // own with the database).
+    let dirs = backend.data_dirs(3);
+    let mut args = vec!["--workers", "0", "--broker", &rabbit.url];
+    args.extend(backend.args());
+    let server = ServerProcess::spawn(dirs.of(0), &args).await;
     let crash = [("FASTFOOD_CRASH_AT", "after-ready")];
-    let mut doomed =
-        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &crash).await;
+    let mut worker_args = vec!["--prep-time", "0"];
+    worker_args.extend(backend.args());
+    let mut doomed = WorkerProcess::spawn(dirs.of(1), &rabbit.url, &worker_args, &crash).await;
 
     let ticket = server.place("a burger").await;
     let status = doomed
@@ -333,10 +338,10 @@ async fn a_worker_killed_after_ready_before_its_ack_moves_nothing_backward() {
 
     // The broker gives the unacknowledged order to the next worker, which
     // recognises it as done and acknowledges it.
-    let next = WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "0"], &[]).await;
+    let next = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
     rabbit.wait_drained("orders").await;
     assert_eq!(server.order_json(ticket).await["status"], "READY");
-    let history = logged(dir.path(), ticket);
+    let history = read_at(&backend.store_at(dirs.of(0))).steps(ticket);
     assert!(forward(&history), "never backward: {history:?}");
     assert_eq!(history, ["TAKEN", "PREPARING", "READY"]);
     let log = next.stderr();
@@ -353,6 +358,11 @@ async fn a_worker_killed_after_ready_before_its_ack_moves_nothing_backward() {
         "{log}"
     );
 }
+
+crate::on_both_backends!(
+    a_worker_killed_after_ready_before_its_ack_moves_nothing_backward,
+    a_worker_killed_after_ready_before_its_ack
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_stored_but_never_queued_is_queued_again() {

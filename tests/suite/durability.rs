@@ -4,11 +4,16 @@
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::invariants::{
+    StoreAt, check_all_at, check_forward_in_store, check_shape, read_at,
+};
+use crate::support::pg::Backend;
 use crate::support::rabbit::Rabbit;
 use crate::support::{
     Damage, ServerProcess, code_for, each_damage_is_refused, log_line, place_orders, placed_orders,
     read_counter, read_store, stored_order, write_store,
 };
+use fastfood::order::Status;
 use serde_json::{Value, json};
 
 /// Checks what `jq` would see: `orders.json` is one JSON document shaped like
@@ -39,10 +44,11 @@ fn check_store_files(dir: &Path) -> Vec<Value> {
     records
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
+async fn kill_9_mid_run(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut server = ServerProcess::spawn(dir.path(), &["--prep-time", "500ms"]).await;
+    let mut args = vec!["--prep-time", "500ms"];
+    args.extend(backend.args());
+    let mut server = ServerProcess::spawn(dir.path(), &args).await;
     let placed = placed_orders(&[&server.base], 20, 20).await;
     let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     let mut sorted = tickets.clone();
@@ -57,16 +63,24 @@ async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
     assert!(unfinished > 0, "the kill must happen mid-run: {before:?}");
     server.kill9().await;
 
-    // The files a crash left behind are whole, and hold every order.
-    let records = check_store_files(dir.path());
-    let taken = records
+    // The store a crash left behind is whole, and holds every order.
+    let at = backend.store_at(dir.path());
+    if let StoreAt::Files(dir) = &at {
+        check_store_files(dir);
+    }
+    let store = read_at(&at);
+    check_shape(&at, &store);
+    check_forward_in_store(&store);
+    let taken = store
+        .log
         .iter()
-        .filter(|r| r["order"]["status"] == "TAKEN")
+        .filter(|l| l.order.status == Status::Taken)
         .count();
-    assert_eq!(taken, 20, "every acknowledged order is on disk");
-    assert_eq!(read_counter(dir.path()), 20);
+    assert_eq!(taken, 20, "every acknowledged order is stored");
+    assert_eq!(store.counter, 20);
 
-    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "500ms"]).await;
+    // (On the database, the dead server's lock went with its connection.)
+    let server = ServerProcess::spawn(dir.path(), &args).await;
     let board = server.wait_all_ready(&sorted).await;
     for order in &board.orders {
         assert!(
@@ -101,20 +115,29 @@ async fn kill_9_mid_run_loses_no_order_and_keeps_counting() {
         "{}",
         server.stderr()
     );
-    check_store_files(dir.path());
+    let store = read_at(&at);
+    check_shape(&at, &store);
+    check_forward_in_store(&store);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn four_processes_share_one_counter_and_one_store() {
+crate::on_both_backends!(
+    kill_9_mid_run_loses_no_order_and_keeps_counting,
+    kill_9_mid_run
+);
+
+/// Four servers on one store (on the files one directory; on the database
+/// one data directory each, as on machines of their own), started together,
+/// 2,000 orders from 32 customers at once.
+async fn four_processes_share_one_counter(backend: Backend) {
     const ORDERS: usize = 2000;
-    // Servers that share a data directory share their line in RabbitMQ: a
-    // server without a broker keeps its orders in its own memory, alone.
-    let Some(rabbit) = Rabbit::vhost("four-processes").await else {
+    // Servers that share a store share their line in RabbitMQ: a server
+    // without a broker keeps its orders in its own memory, alone.
+    let Some(rabbit) = Rabbit::vhost(&format!("four-processes-{}", backend.tag())).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    // Started together on an empty directory: they race to create the files.
-    let args = [
+    let dirs = backend.data_dirs(4);
+    // Started together on an empty store: they race to create it.
+    let mut args = vec![
         "--prep-time",
         "0",
         "--workers",
@@ -122,8 +145,9 @@ async fn four_processes_share_one_counter_and_one_store() {
         "--broker",
         &rabbit.url,
     ];
+    args.extend(backend.args());
     let servers =
-        futures_util::future::join_all((0..4).map(|_| ServerProcess::spawn(dir.path(), &args)))
+        futures_util::future::join_all((0..4).map(|i| ServerProcess::spawn(dirs.of(i), &args)))
             .await;
     let bases: Vec<String> = servers.iter().map(|s| s.base.clone()).collect();
     let tickets = place_orders(&bases, ORDERS, 32).await;
@@ -146,32 +170,45 @@ async fn four_processes_share_one_counter_and_one_store() {
     {
         assert_eq!(servers[i].order_json(ticket).await["status"], "READY");
     }
-    assert_eq!(read_counter(dir.path()), ORDERS as u32);
-    let records = check_store_files(dir.path());
-    let count = |status: &str| {
-        records
+    let at = backend.store_at(dirs.of(0));
+    let store = check_all_at(&at, &[]);
+    if let StoreAt::Files(dir) = &at {
+        check_store_files(dir);
+    }
+    assert_eq!(store.counter, ORDERS as u32);
+    let count = |status: Status| {
+        store
+            .history
             .iter()
-            .filter(|r| r["order"]["status"] == status)
+            .chain(&store.log)
+            .filter(|l| l.order.status == status)
             .count()
     };
     assert_eq!(
-        (count("PREPARING"), count("READY")),
+        (count(Status::Preparing), count(Status::Ready)),
         (ORDERS, ORDERS),
         "each order was claimed and made ready exactly once"
     );
     // TAKEN once each, and again where the broker's confirm was recorded
     // before the claim.
     assert!(
-        (ORDERS..=2 * ORDERS).contains(&count("TAKEN")),
+        (ORDERS..=2 * ORDERS).contains(&count(Status::Taken)),
         "{}",
-        count("TAKEN")
+        count(Status::Taken)
     );
-    let last = records.len() as u64;
     for version in versions {
-        assert!(version <= last, "a board never runs ahead of the store");
+        assert!(
+            version <= store.version(),
+            "a board never runs ahead of the store"
+        );
     }
     rabbit.wait_drained("orders").await;
 }
+
+crate::on_both_backends!(
+    four_processes_share_one_counter_and_one_store,
+    four_processes_share_one_counter
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hand_written_store_loads() {
@@ -602,15 +639,15 @@ async fn a_log_line_cut_short_by_a_crash_is_dropped() {
     check_store_files(dir.path());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_is_collected_once_whichever_processes_customers_ask() {
-    let Some(rabbit) = Rabbit::vhost("collected-once").await else {
+async fn an_order_is_collected_once_whichever_process(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("collected-once-{}", backend.tag())).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let args = ["--prep-time", "0", "--broker", &rabbit.url];
-    let a = ServerProcess::spawn(dir.path(), &args).await;
-    let b = ServerProcess::spawn(dir.path(), &args).await;
+    let dirs = backend.data_dirs(2);
+    let mut args = vec!["--prep-time", "0", "--broker", &rabbit.url];
+    args.extend(backend.args());
+    let a = ServerProcess::spawn(dirs.of(0), &args).await;
+    let b = ServerProcess::spawn(dirs.of(1), &args).await;
     let placed = placed_orders(&[&a.base, &b.base], 20, 20).await;
     let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
     let mut sorted = tickets.clone();
@@ -643,13 +680,23 @@ async fn an_order_is_collected_once_whichever_processes_customers_ask() {
             "order {ticket} is handed over exactly once"
         );
     }
-    let records = check_store_files(dir.path());
-    let collected = records
+    let at = backend.store_at(dirs.of(0));
+    let store = check_all_at(&at, &[]);
+    if let StoreAt::Files(dir) = &at {
+        check_store_files(dir);
+    }
+    let collected = store
+        .log
         .iter()
-        .filter(|r| r["order"]["status"] == "COLLECTED")
+        .filter(|l| l.order.status == Status::Collected)
         .count();
-    assert_eq!(collected, 20);
+    assert_eq!(collected, 20, "each order collected once, in one change");
 }
+
+crate::on_both_backends!(
+    an_order_is_collected_once_whichever_processes_customers_ask,
+    an_order_is_collected_once_whichever_process
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn memory_follows_the_orders_not_the_ticket_numbers() {

@@ -2,15 +2,19 @@
 //! seconds while customers keep ordering and collecting, restarted each
 //! time; afterwards every invariant (`support::invariants`) holds:
 //! U, L, S, M (in the store and on the boards), F, E.
-//! The broker case skips without RabbitMQ unless `FASTFOOD_REQUIRE_BROKER=1`.
+//! The broker case runs on both stores (the files, and PostgreSQL with a
+//! data directory per process) and skips without RabbitMQ unless
+//! `FASTFOOD_REQUIRE_BROKER=1`.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use crate::support::WorkerProcess;
 use crate::support::invariants::{
-    Accepted, Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, check_error, order_once, wait_settled,
+    Accepted, Attempt, BoardWatch, Ledger, ORDER_UNAVAILABLE, check_error, order_once,
+    wait_settled_at,
 };
+use crate::support::pg::Backend;
 use crate::support::rabbit::Rabbit;
 use crate::support::{ServerProcess, http_client};
 use futures_util::StreamExt;
@@ -149,11 +153,12 @@ async fn pause(min: u64, max: u64) {
     tokio::time::sleep(Duration::from_millis(fastrand::u64(min..max))).await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_kill_9s_of_one_server_under_load_lose_nothing() {
+/// One server (in-process queue) killed every 1–3 s for 20 s under load.
+async fn random_kill_9s_of_one_server(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let args = ["--prep-time", "20ms"];
+    let mut args = vec!["--prep-time", "20ms"];
+    args.extend(backend.args());
     let crowd = Arc::new(Crowd::default());
     let board = Arc::new(Mutex::new(String::new()));
     let watch = BoardWatch::start(board.clone());
@@ -212,7 +217,7 @@ async fn random_kill_9s_of_one_server_under_load_lose_nothing() {
         "the kills hit requests in flight"
     );
 
-    let files = wait_settled(d, &accepted, SETTLE).await;
+    let files = wait_settled_at(&backend.store_at(d), &accepted, SETTLE).await;
     for ticket in crowd.collected.lock().unwrap().iter() {
         assert_eq!(
             files.fates()[ticket].status,
@@ -226,20 +231,31 @@ async fn random_kill_9s_of_one_server_under_load_lose_nothing() {
     watch.finish().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn random_kill_9s_of_servers_and_workers_sharing_one_directory_lose_nothing() {
+crate::on_both_backends!(
+    random_kill_9s_of_one_server_under_load_lose_nothing,
+    random_kill_9s_of_one_server
+);
+
+/// 4 servers and 3 workers on one store (on the files one directory; on the
+/// database one data directory each, as on machines of their own), a
+/// random one killed every 2–4 s while 2,000 customers order and collect.
+async fn random_kill_9s_of_servers_and_workers(backend: Backend) {
     const ORDERS: usize = 2000;
-    let Some(rabbit) = Rabbit::vhost("kill-storm").await else {
+    const SERVERS: usize = 4;
+    let Some(rabbit) = Rabbit::vhost(&format!("kill-storm-{}", backend.tag())).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
-    let server_args = ["--workers", "0", "--broker", &rabbit.url];
-    let worker_args = ["--prep-time", "10ms", "--workers", "2"];
+    let dirs = backend.data_dirs(SERVERS + 3);
+    let mut server_args = vec!["--workers", "0", "--broker", &rabbit.url];
+    server_args.extend(backend.args());
+    let mut worker_args = vec!["--prep-time", "10ms", "--workers", "2"];
+    worker_args.extend(backend.args());
     let crowd = Arc::new(Crowd::default());
 
-    let mut servers =
-        futures_util::future::join_all((0..4).map(|_| ServerProcess::spawn(d, &server_args))).await;
+    let mut servers = futures_util::future::join_all(
+        (0..SERVERS).map(|i| ServerProcess::spawn(dirs.of(i), &server_args)),
+    )
+    .await;
     let boards: Vec<Arc<Mutex<String>>> = servers
         .iter()
         .enumerate()
@@ -254,8 +270,9 @@ async fn random_kill_9s_of_servers_and_workers_sharing_one_directory_lose_nothin
         .map(|b| BoardWatch::start(b.clone()))
         .collect();
     let mut workers = Vec::new();
-    for _ in 0..3 {
-        workers.push(WorkerProcess::spawn(d, &rabbit.url, &worker_args, &[]).await);
+    for w in 0..3 {
+        let dir = dirs.of(SERVERS + w);
+        workers.push(WorkerProcess::spawn(dir, &rabbit.url, &worker_args, &[]).await);
     }
 
     // 2,000 customers, 32 at a time, each ordering (again elsewhere if need
@@ -292,7 +309,7 @@ async fn random_kill_9s_of_servers_and_workers_sharing_one_directory_lose_nothin
                 .unwrap()
                 .retain(|b| *b != servers[victim].base);
             servers[victim].kill9().await;
-            servers[victim] = ServerProcess::spawn(d, &server_args).await;
+            servers[victim] = ServerProcess::spawn(dirs.of(victim), &server_args).await;
             crowd
                 .bases
                 .lock()
@@ -303,7 +320,8 @@ async fn random_kill_9s_of_servers_and_workers_sharing_one_directory_lose_nothin
         } else {
             let w = victim - servers.len();
             workers[w].kill9().await;
-            workers[w] = WorkerProcess::spawn(d, &rabbit.url, &worker_args, &[]).await;
+            let dir = dirs.of(SERVERS + w);
+            workers[w] = WorkerProcess::spawn(dir, &rabbit.url, &worker_args, &[]).await;
             kills.1 += 1;
         }
     }
@@ -319,7 +337,7 @@ async fn random_kill_9s_of_servers_and_workers_sharing_one_directory_lose_nothin
     assert!(kills.0 + kills.1 >= 3, "the storm killed {kills:?}");
 
     // U, L, S, M, F: every order settled, the queue drained.
-    let files = wait_settled(d, &accepted, SETTLE).await;
+    let files = wait_settled_at(&backend.store_at(dirs.of(0)), &accepted, SETTLE).await;
     for ticket in crowd.collected.lock().unwrap().iter() {
         assert_eq!(
             files.fates()[ticket].status,
@@ -341,3 +359,8 @@ async fn random_kill_9s_of_servers_and_workers_sharing_one_directory_lose_nothin
         .await;
     }
 }
+
+crate::on_both_backends!(
+    random_kill_9s_of_servers_and_workers_sharing_one_store_lose_nothing,
+    random_kill_9s_of_servers_and_workers
+);

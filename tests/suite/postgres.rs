@@ -9,12 +9,14 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::support::invariants::{Accepted, wait_settled_at};
 use crate::support::pg::{Backend, Database};
 use crate::support::rabbit::Rabbit;
 use crate::support::{
     DEADLINE, ServerProcess, SseClient, TestApp, WorkerProcess, expect_error, header, run_to_exit,
     wait_until,
 };
+use fastfood::order::Status;
 
 /// The longest `/order` may take while the database is away: its batch's
 /// timeout, and some room for a small shared machine.
@@ -59,7 +61,9 @@ async fn the_api_walk_holds_on_both_backends_and_across_a_restart() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_second_process_with_the_in_process_queue_is_refused_with_a_sentence() {
-    let db = Database::create("alone");
+    let Some(db) = Database::create("alone") else {
+        return;
+    };
     let dir = tempfile::tempdir().unwrap();
     let first = ServerProcess::spawn(dir.path(), &["--database", &db.url]).await;
     let other = tempfile::tempdir().unwrap();
@@ -76,114 +80,6 @@ async fn a_second_process_with_the_in_process_queue_is_refused_with_a_sentence()
     // The first one still takes orders, and is the only one with a line.
     let ticket = first.place("fries").await;
     first.wait_all_ready(&[ticket]).await;
-}
-
-/// `(version, ticket, status)` of every change a screen saw after its first
-/// board, until `count` orders have gone by COLLECTED.
-async fn follow_screen(mut screen: SseClient, count: usize) -> (u64, Vec<(u64, u32, String)>) {
-    let first = screen.next_event().await;
-    let start = first.version();
-    let mut seen = Vec::new();
-    let mut collected = 0;
-    while collected < count {
-        let event = screen.next_event().await;
-        let (ticket, status) = event
-            .change()
-            .unwrap_or_else(|| panic!("a whole board in the middle: {:?}", event.data));
-        if status == "COLLECTED" {
-            collected += 1;
-        }
-        seen.push((event.version(), ticket, status));
-    }
-    (start, seen)
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn two_servers_and_two_workers_on_one_database_see_every_change_in_one_order() {
-    let Some(rabbit) = Rabbit::vhost("pg_two_servers").await else {
-        return;
-    };
-    let db = Database::create("two_servers");
-    let args = [
-        "--database",
-        db.url.as_str(),
-        "--broker",
-        rabbit.url.as_str(),
-        "--workers",
-        "0",
-    ];
-    let (dir_a, dir_b, dir_w) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let a = ServerProcess::spawn(dir_a.path(), &args).await;
-    let b = ServerProcess::spawn(dir_b.path(), &args).await;
-    let worker_args = ["--database", db.url.as_str(), "--prep-time", "20ms"];
-    let mut w1 = WorkerProcess::spawn(dir_w.path(), &rabbit.url, &worker_args, &[]).await;
-    let _w2 = WorkerProcess::spawn(dir_w.path(), &rabbit.url, &worker_args, &[]).await;
-    const ORDERS: usize = 40;
-    let screens = [
-        tokio::spawn(follow_screen(a.updates().await, ORDERS)),
-        tokio::spawn(follow_screen(b.updates().await, ORDERS)),
-    ];
-
-    let mut placed = Vec::new();
-    for i in 0..ORDERS {
-        if i == ORDERS / 2 {
-            // A worker dies holding whatever it had: the other cooks it.
-            w1.kill9().await;
-        }
-        let server = if i % 2 == 0 { &a } else { &b };
-        placed.push((server, server.place_coded(&format!("order {i}")).await));
-    }
-    let tickets: Vec<u32> = placed.iter().map(|(_, p)| p.ticket).collect();
-    assert_eq!(
-        tickets.iter().collect::<BTreeSet<_>>().len(),
-        ORDERS,
-        "no ticket twice: {tickets:?}"
-    );
-    a.wait_all_ready(&tickets).await;
-    b.wait_all_ready(&tickets).await;
-    for (i, (_, p)) in placed.iter().enumerate() {
-        // Collected at the other server than the one that took it.
-        let server = if i % 2 == 0 { &b } else { &a };
-        assert_eq!(server.take(p.ticket, &p.code).await.status(), 200);
-    }
-    // What every board must show: each change in the database's log that
-    // moved an order's status (a restatement, such as the broker's
-    // confirmation, moves nothing a screen shows), in version order.
-    let log =
-        db.sql("select version, ticket, body->>'status' from fastfood_changes order by version");
-    let mut last_status = std::collections::BTreeMap::new();
-    let mut expected = Vec::new();
-    for line in log.lines() {
-        let fields: Vec<&str> = line.split('|').collect();
-        let (version, ticket) = (
-            fields[0].parse::<u64>().unwrap(),
-            fields[1].parse::<u32>().unwrap(),
-        );
-        if last_status.insert(ticket, fields[2].to_owned()).as_deref() != Some(fields[2]) {
-            expected.push((version, ticket, fields[2].to_owned()));
-        }
-    }
-    for screen in screens {
-        let (start, seen) = tokio::time::timeout(DEADLINE, screen)
-            .await
-            .expect("every change reaches both screens")
-            .unwrap();
-        let from_start: Vec<_> = expected
-            .iter()
-            .filter(|(v, _, _)| *v > start)
-            .cloned()
-            .collect();
-        assert_eq!(
-            seen, from_start,
-            "a board saw every status change, in the log's version order, no gap, no repeat"
-        );
-    }
-    let rows = db.sql("select count(*) from fastfood_orders where status = 'COLLECTED'");
-    assert_eq!(rows, ORDERS.to_string());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,7 +115,9 @@ async fn a_database_that_does_not_answer_at_start_is_refused_without_the_passwor
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_that_is_not_ours_or_newer_is_refused_and_left_alone() {
-    let db = Database::create("not_ours");
+    let Some(db) = Database::create("not_ours") else {
+        return;
+    };
     db.sql("create table fastfood_orders (id int, name text); insert into fastfood_orders values (1, 'mine')");
     let dir = tempfile::tempdir().unwrap();
     let exited = run_to_exit(dir.path(), &["--database", &db.url]).await;
@@ -240,7 +138,9 @@ async fn a_database_that_is_not_ours_or_newer_is_refused_and_left_alone() {
         "nothing created next to it"
     );
 
-    let newer = Database::create("newer");
+    let Some(newer) = Database::create("newer") else {
+        return;
+    };
     let app = TestApp::spawn(&["--database", &newer.url]).await;
     app.shutdown().await;
     newer.sql("update fastfood_meta set schema_version = 99");
@@ -271,7 +171,9 @@ async fn timed_order(app: &TestApp) -> (u16, String, Value) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_database_lost_while_running_answers_503_then_comes_back_by_itself() {
-    let db = Database::create("lost");
+    let Some(db) = Database::create("lost") else {
+        return;
+    };
     // Trust auth ignores the password; it is there to be kept out of sight.
     let url = db.url.replace("postgres@", "postgres:hunter2@");
     let app = TestApp::spawn(&["--database", &url, "--prep-time", "0"]).await;
@@ -317,11 +219,40 @@ async fn the_database_lost_while_running_answers_503_then_comes_back_by_itself()
     .await;
     assert_eq!(app.take(placed.ticket, &placed.code).await.status(), 200);
     app.shutdown().await;
+
+    // /cancel too, of an order waiting behind one that takes ten minutes.
+    let app = TestApp::spawn(&["--database", &url, "--prep-time", "10m", "--workers", "1"]).await;
+    let cooking = app.place("slow").await;
+    let waiting = app.place_coded("waiting").await;
+    wait_until(DEADLINE, "the first order to be cooking", || async {
+        app.order_json(cooking).await["status"] == "PREPARING"
+    })
+    .await;
+    db.refuse_connections();
+    let started = Instant::now();
+    let cancel = app.cancel(waiting.ticket, &waiting.code).await;
+    assert!(
+        started.elapsed() < BOUNDED,
+        "/cancel took {:?}",
+        started.elapsed()
+    );
+    assert_eq!(header(&cancel, "retry-after"), "1");
+    let body = expect_error(cancel, 503, "store_unavailable").await;
+    assert!(!body.to_string().contains("hunter2"));
+    db.allow();
+    wait_until(DEADLINE, "/cancel answers 200 again", || async {
+        app.cancel(waiting.ticket, &waiting.code).await.status() == 200
+    })
+    .await;
+    assert_eq!(app.order_json(waiting.ticket).await["status"], "CANCELLED");
+    app.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statement_that_hangs_on_a_lock_is_bounded_by_a_timeout() {
-    let db = Database::create("hangs");
+    let Some(db) = Database::create("hangs") else {
+        return;
+    };
     let app = TestApp::spawn(&["--database", &db.url, "--prep-time", "0"]).await;
     let first = app.place("before").await;
     app.wait_all_ready(&[first]).await;
@@ -376,7 +307,9 @@ async fn failover_to_a_synchronous_standby_loses_no_201_and_takes_orders_again_w
     let Some(rabbit) = Rabbit::vhost("pg_failover").await else {
         return;
     };
-    let primary = Cluster::primary();
+    let Some(primary) = Cluster::primary("failover") else {
+        return;
+    };
     let standby = Cluster::standby_of(&primary);
     primary
         .sql(
@@ -550,35 +483,6 @@ async fn failover_to_a_synchronous_standby_loses_no_201_and_takes_orders_again_w
     .await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn kill_9_of_a_server_on_the_database_loses_no_order_and_keeps_counting() {
-    let db = Database::create("kill9");
-    let dir = tempfile::tempdir().unwrap();
-    let args = ["--database", db.url.as_str(), "--prep-time", "500ms"];
-    let mut server = ServerProcess::spawn(dir.path(), &args).await;
-    let placed = crate::support::placed_orders(&[&server.base], 20, 20).await;
-    let mut tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
-    tickets.sort_unstable();
-    assert_eq!(tickets, (1..=20).collect::<Vec<_>>());
-    let before = server.board().await.statuses();
-    assert!(
-        before.values().any(|s| s == "TAKEN" || s == "PREPARING"),
-        "the kill must happen mid-run: {before:?}"
-    );
-    server.kill9().await;
-    assert_eq!(
-        db.sql("select count(*) from fastfood_orders"),
-        "20",
-        "every acknowledged order is in the database"
-    );
-
-    // Its lock went with its connection: a new server takes the line, and
-    // cooks what the dead one left.
-    let server = ServerProcess::spawn(dir.path(), &args).await;
-    server.wait_all_ready(&tickets).await;
-    assert_eq!(server.place("after").await, 21, "the counter goes on");
-}
-
 /// `fastfood import --data-dir DIR --database URL`: its exit status, stdout
 /// and stderr.
 async fn import(dir: &std::path::Path, url: &str) -> (bool, String, String) {
@@ -616,7 +520,9 @@ async fn import_copies_a_restaurant_from_its_files_into_an_empty_database_once()
     app.shutdown().await;
 
     // Refused while a server uses the directory.
-    let db = Database::create("import");
+    let Some(db) = Database::create("import") else {
+        return;
+    };
     let mut running = ServerProcess::spawn(dir.path(), &[]).await;
     let (ok, _, stderr) = import(dir.path(), &db.url).await;
     assert!(!ok);
@@ -662,60 +568,249 @@ async fn import_copies_a_restaurant_from_its_files_into_an_empty_database_once()
     );
 }
 
-/// Each order's statuses in the database's log, in version order, a
-/// restatement (the same status again) counted once.
-fn steps_in_log(db: &Database) -> std::collections::BTreeMap<u32, Vec<String>> {
-    let mut steps: std::collections::BTreeMap<u32, Vec<String>> = Default::default();
-    let log = db.sql("select ticket, body->>'status' from fastfood_changes order by version");
-    for line in log.lines() {
-        let (ticket, status) = line.split_once('|').unwrap();
-        let seen = steps.entry(ticket.parse().unwrap()).or_default();
-        if seen.last().map(String::as_str) != Some(status) {
-            seen.push(status.to_owned());
-        }
-    }
-    steps
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_racing_a_claim_on_the_database_ends_one_way_only() {
-    use futures_util::StreamExt;
+async fn a_wrong_password_is_refused_in_one_sentence_and_no_password_ever_shows() {
+    use crate::support::pg::Cluster;
+    use crate::support::process::fastfood;
 
-    let db = Database::create("cancel_race");
-    let app = TestApp::spawn(&["--database", &db.url, "--prep-time", "0"]).await;
-    let api: &crate::support::Api = &app;
-    let outcomes: Vec<(u32, u16)> = futures_util::stream::iter(0..150)
-        .map(|i| async move {
-            let placed = api.place_coded(&format!("race {i}")).await;
-            let cancel = api.cancel(placed.ticket, &placed.code).await;
-            let status = cancel.status().as_u16();
-            if status != 200 {
-                let body = expect_error(cancel, 409, "too_late").await;
-                assert!(["PREPARING", "READY"].contains(&body["status"].as_str().unwrap()));
-            }
-            (placed.ticket, status)
-        })
-        .buffer_unordered(8)
-        .collect()
-        .await;
-    let cooked: Vec<u32> = outcomes
+    // Passwords nothing else would print.
+    let right = "Pg7x-quince-41c9e0d2";
+    let wrong = "Pg7x-medlar-8b3f6a15";
+    let Some(cluster) = Cluster::with_password("password", right) else {
+        return;
+    };
+    cluster
+        .sql("postgres", "create database fastfood")
+        .expect("create database");
+    let wrong_url = format!(
+        "postgres://postgres:{wrong}@127.0.0.1:{}/fastfood",
+        cluster.port
+    );
+    let shown = format!(
+        "PostgreSQL at postgres://postgres:***@127.0.0.1:{}/fastfood",
+        cluster.port
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let serve = ["serve", "--listen", "127.0.0.1:0", "--data-dir", data];
+    let mut seen = String::new();
+
+    // The wrong one, in --database and in DATABASE_URL, at info and debug.
+    for (database, env) in [
+        (Some(wrong_url.as_str()), vec![]),
+        (
+            None,
+            vec![("DATABASE_URL", wrong_url.as_str()), ("RUST_LOG", "debug")],
+        ),
+    ] {
+        let mut args = serve.to_vec();
+        args.extend(
+            database
+                .map(|url| ["--database", url])
+                .into_iter()
+                .flatten(),
+        );
+        let started = Instant::now();
+        let output = tokio::time::timeout(DEADLINE, fastfood(&args, &env).output())
+            .await
+            .expect("refused by itself")
+            .expect("run fastfood");
+        assert!(!output.status.success());
+        assert!(
+            started.elapsed() < BOUNDED,
+            "refused in {:?}",
+            started.elapsed()
+        );
+        let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+        let refusals: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("cannot open the order store"))
+            .collect();
+        assert!(
+            refusals.len() == 1
+                && refusals[0].contains(&shown)
+                && refusals[0].contains("the server refused the password of user \"postgres\""),
+            "one sentence naming the database and what went wrong:\n{stderr}"
+        );
+        seen += &String::from_utf8_lossy(&output.stdout);
+        seen += &stderr;
+    }
+
+    // The right one: a server at debug takes, cooks and hands over an
+    // order, and answers every route.
+    let server = ServerProcess::spawn_with_env(
+        dir.path(),
+        &["--database", &cluster.url("fastfood"), "--prep-time", "0"],
+        &[("RUST_LOG", "debug")],
+    )
+    .await;
+    let placed = server.place_coded("fries").await;
+    server.wait_all_ready(&[placed.ticket]).await;
+    assert_eq!(server.take(placed.ticket, &placed.code).await.status(), 200);
+    let order = format!("/orders/{}", placed.ticket);
+    for path in [
+        "/",
+        "/orders",
+        order.as_str(),
+        "/metrics",
+        "/readyz",
+        "/healthz",
+        "/kitchen/now",
+    ] {
+        let response = server.client.get(server.url(path)).send().await.unwrap();
+        seen += &response.text().await.unwrap();
+    }
+    seen += &server.stderr();
+    assert!(
+        seen.contains(&shown),
+        "the output was read, and names the database"
+    );
+    for password in [right, wrong] {
+        assert!(!seen.contains(password), "{password} shown:\n{seen}");
+    }
+}
+
+/// `(version, ticket, status)` of every change a screen saw after its first
+/// board (the version it started at), until `count` orders have gone by
+/// COLLECTED or the stream ends (its server killed).
+async fn follow_screen(mut screen: SseClient, count: usize) -> (u64, Vec<(u64, u32, String)>) {
+    let start = screen.next_event().await.version();
+    let mut seen = Vec::new();
+    let mut collected = 0;
+    while collected < count {
+        let Some(event) = screen.next_until_end().await else {
+            break;
+        };
+        let data: Value = serde_json::from_str(&event.data).expect("JSON");
+        let change = &data["change"];
+        assert!(!change.is_null(), "a whole board in the middle: {data}");
+        let status = change["status"].as_str().unwrap().to_owned();
+        if status == "COLLECTED" {
+            collected += 1;
+        }
+        let version = event.id.parse().expect("the id is the version");
+        seen.push((version, change["order"].as_u64().unwrap() as u32, status));
+    }
+    (start, seen)
+}
+
+/// What a new user does, as if on four machines: two servers and two
+/// workers on one store and one RabbitMQ (on PostgreSQL a data directory
+/// and a port each; on the files one shared directory), a board on each
+/// server; a worker `kill -9`ed mid-rush and started again, then a server,
+/// started again on a new port with a new board. Nothing is lost (U L S M
+/// F on the store), every board shows every status change of the store's
+/// log after it connected, in version order, no gap, no repeat (the killed
+/// server's board a gapless beginning of it), and each order is collected
+/// at the other server than the one that took it.
+async fn two_servers_and_two_workers_on_one_store(backend: Backend) {
+    const ORDERS: usize = 60;
+    let Some(rabbit) = Rabbit::vhost(&format!("two-servers-{}", backend.tag())).await else {
+        return;
+    };
+    let dirs = backend.data_dirs(4);
+    let mut args = vec!["--broker", rabbit.url.as_str(), "--workers", "0"];
+    args.extend(backend.args());
+    let a = ServerProcess::spawn(dirs.of(0), &args).await;
+    let mut b = ServerProcess::spawn(dirs.of(1), &args).await;
+    let mut worker_args = vec!["--prep-time", "20ms"];
+    worker_args.extend(backend.args());
+    let mut w1 = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
+    let _w2 = WorkerProcess::spawn(dirs.of(3), &rabbit.url, &worker_args, &[]).await;
+    let mut screens = vec![
+        tokio::spawn(follow_screen(a.updates().await, ORDERS)),
+        tokio::spawn(follow_screen(b.updates().await, ORDERS)),
+    ];
+
+    let mut placed = Vec::new();
+    for i in 0..ORDERS {
+        if i == ORDERS / 3 {
+            // A worker dies holding whatever it had: the other cooks it,
+            // and it comes back.
+            w1.kill9().await;
+            w1 = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
+        }
+        if i == 2 * ORDERS / 3 {
+            // A server dies with its board open; it comes back elsewhere.
+            b.kill9().await;
+            b = ServerProcess::spawn(dirs.of(1), &args).await;
+            screens.push(tokio::spawn(follow_screen(b.updates().await, ORDERS)));
+        }
+        let at_a = i % 2 == 0;
+        let server = if at_a { &a } else { &b };
+        placed.push((at_a, server.place_coded(&format!("order {i}")).await));
+    }
+    let tickets: Vec<u32> = placed.iter().map(|(_, p)| p.ticket).collect();
+    assert_eq!(
+        tickets.iter().collect::<BTreeSet<_>>().len(),
+        ORDERS,
+        "no ticket twice: {tickets:?}"
+    );
+    a.wait_all_ready(&tickets).await;
+    b.wait_all_ready(&tickets).await;
+    for (at_a, p) in &placed {
+        // Collected at the other server than the one that took it.
+        let server = if *at_a { &b } else { &a };
+        assert_eq!(server.take(p.ticket, &p.code).await.status(), 200);
+    }
+    let accepted: Vec<Accepted> = placed
         .iter()
-        .filter(|(_, s)| *s != 200)
-        .map(|(t, _)| *t)
+        .map(|(_, p)| Accepted {
+            ticket: p.ticket,
+            content: p.body["content"].as_str().unwrap().to_owned(),
+            code: p.code.clone(),
+        })
         .collect();
-    app.wait_all_ready(&cooked).await;
-    let steps = steps_in_log(&db);
-    for (ticket, status) in &outcomes {
-        let steps = &steps[ticket];
-        if *status == 200 {
-            assert_eq!(
-                steps,
-                &["TAKEN", "CANCELLED"],
-                "order {ticket}: never cooked"
-            );
-        } else {
-            assert_eq!(steps, &["TAKEN", "PREPARING", "READY"], "order {ticket}");
+    let store = wait_settled_at(&backend.store_at(dirs.of(0)), &accepted, DEADLINE).await;
+    rabbit.wait_drained("orders").await;
+
+    // What every board must show: each change in the store's log that
+    // moved an order's status (a restatement, such as the broker's
+    // confirmation, moves nothing a screen shows), in version order.
+    let mut last_status = std::collections::BTreeMap::new();
+    let mut expected = Vec::new();
+    for line in store.history.iter().chain(&store.log) {
+        let (ticket, status) = (line.order.ticket, line.order.status.to_string());
+        if last_status.insert(ticket, status.clone()).as_ref() != Some(&status) {
+            expected.push((line.version, ticket, status));
         }
     }
-    app.shutdown().await;
+    let killed = 1;
+    for (i, screen) in screens.into_iter().enumerate() {
+        let (start, seen) = tokio::time::timeout(DEADLINE, screen)
+            .await
+            .expect("every change reaches every screen")
+            .unwrap();
+        let mut from_start: Vec<_> = expected
+            .iter()
+            .filter(|(v, _, _)| *v > start)
+            .cloned()
+            .collect();
+        if i == killed {
+            assert!(
+                seen.len() >= ORDERS,
+                "the killed server's board saw the first orders"
+            );
+            from_start.truncate(seen.len());
+        }
+        assert_eq!(
+            seen,
+            from_start,
+            "{}: board {i} saw every status change, in the log's version order, no gap, no repeat",
+            backend.name()
+        );
+    }
+    assert_eq!(
+        store
+            .fates()
+            .values()
+            .filter(|f| f.status == Status::Collected)
+            .count(),
+        ORDERS
+    );
 }
+
+crate::on_both_backends!(
+    two_servers_and_two_workers_on_one_store_see_every_change_in_one_order_and_lose_nothing,
+    two_servers_and_two_workers_on_one_store
+);

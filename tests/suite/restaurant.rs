@@ -13,8 +13,10 @@ use lapin::{Connection, ConnectionProperties};
 use serde_json::{Value, json};
 
 use crate::support::invariants::{
-    Accepted, check_files, check_forward_in_store, check_unique, read_files,
+    Accepted, StoreAt, check_files, check_forward_in_store, check_shape, check_unique, read_at,
+    read_files,
 };
+use crate::support::pg::Backend;
 use crate::support::rabbit::Rabbit;
 use crate::support::{
     Api, DEADLINE, Placed, ServerProcess, WorkerProcess, expect_error, header, placed_orders,
@@ -355,9 +357,10 @@ async fn cancel_while_taken_then_too_late_then_gone() {
 
 /// Places `count` orders at `api` and cancels each right after its `201`,
 /// while the kitchen claims them: for each, exactly one of the cancel and
-/// the claim wins. Then checks the files: a cancelled order was never
-/// PREPARING, a claimed one was never CANCELLED and reached READY.
-async fn cancel_racing_claims(api: &Api, dir: &std::path::Path, count: usize) {
+/// the claim wins. Then checks the store (files or database): a cancelled
+/// order was never PREPARING, a claimed one was never CANCELLED and reached
+/// READY.
+async fn cancel_racing_claims(api: &Api, at: &StoreAt, count: usize) {
     let outcomes: Vec<(Placed, u16)> = futures_util::stream::iter(0..count)
         .map(|i| async move {
             let placed = api.place_coded(&format!("race {i}")).await;
@@ -389,21 +392,14 @@ async fn cancel_racing_claims(api: &Api, dir: &std::path::Path, count: usize) {
         })
         .collect();
     // Any worker that was handed a cancelled order has settled it by now
-    // (the READY orders came after it in the line); read the files.
-    let files = read_files(dir);
-    check_files(&files);
+    // (the READY orders came after it in the line); read the store.
+    let files = read_at(at);
+    check_shape(at, &files);
     check_forward_in_store(&files);
     check_unique(&files, &accepted);
     for (placed, status) in &outcomes {
         // (With RabbitMQ a TAKEN order is restated once, marked queued.)
-        let mut steps: Vec<String> = files
-            .history
-            .iter()
-            .chain(&files.log)
-            .filter(|l| l.order.ticket == placed.ticket)
-            .map(|l| l.order.status.to_string())
-            .collect();
-        steps.dedup();
+        let steps = files.steps(placed.ticket);
         if *status == 200 {
             assert_eq!(
                 steps,
@@ -427,12 +423,18 @@ async fn cancel_racing_claims(api: &Api, dir: &std::path::Path, count: usize) {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_cancel_racing_a_claim_ends_one_way_only() {
+async fn a_cancel_racing_a_claim_ends_one_way(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let server = ServerProcess::spawn(dir.path(), &["--prep-time", "0"]).await;
-    cancel_racing_claims(&server, dir.path(), 200).await;
+    let mut args = vec!["--prep-time", "0"];
+    args.extend(backend.args());
+    let server = ServerProcess::spawn(dir.path(), &args).await;
+    cancel_racing_claims(&server, &backend.store_at(dir.path()), 200).await;
 }
+
+crate::on_both_backends!(
+    a_cancel_racing_a_claim_ends_one_way_only,
+    a_cancel_racing_a_claim_ends_one_way
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn worker_processes_skip_cancelled_orders() {
@@ -472,7 +474,7 @@ async fn worker_processes_skip_cancelled_orders() {
         "a worker acknowledged it uncooked"
     );
     // And racing the workers' claims.
-    cancel_racing_claims(&server, dir.path(), 40).await;
+    cancel_racing_claims(&server, &StoreAt::Files(dir.path().to_owned()), 40).await;
     rabbit.wait_drained("orders").await;
 }
 
@@ -571,3 +573,115 @@ async fn the_wait_is_estimated_behind_rabbitmq_too() {
     the_estimate_holds(&server, 2, &warm).await;
     rabbit.wait_drained("orders").await;
 }
+
+/// The status and error code of an answer to `/take` or `/cancel`.
+async fn outcome(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("a JSON answer");
+    (status, body["error"].as_str().unwrap_or("").to_owned())
+}
+
+/// Of two answers given at once about order `ticket`, one is `200` and the
+/// other `410 loser`.
+async fn one_wins(ticket: u32, first: reqwest::Response, second: reqwest::Response, loser: &str) {
+    let mut answers = vec![outcome(first).await, outcome(second).await];
+    answers.sort();
+    assert_eq!(
+        answers,
+        [(200, String::new()), (410, loser.to_owned())],
+        "order {ticket}: exactly one changes it"
+    );
+}
+
+/// The answer about order `ticket` is one of `allowed` (status, code).
+async fn one_of(ticket: u32, response: reqwest::Response, allowed: &[(u16, &str)]) {
+    let (status, code) = outcome(response).await;
+    assert!(
+        allowed.contains(&(status, code.as_str())),
+        "order {ticket}: {status} {code}"
+    );
+}
+
+/// Two servers on one store (RabbitMQ holds their line): customers with the
+/// right code, and a stranger with a wrong one, at both at once. The code
+/// is checked in the step that collects or cancels, so exactly one of them
+/// changes the order, whichever process each asked.
+async fn the_pickup_code_is_checked_in_the_step_that_collects_or_cancels(backend: Backend) {
+    const ORDERS: usize = 10;
+    let Some(rabbit) = Rabbit::vhost(&format!("code-race-{}", backend.tag())).await else {
+        return;
+    };
+    let dirs = backend.data_dirs(3);
+    let mut args = vec!["--workers", "0", "--broker", &rabbit.url];
+    args.extend(backend.args());
+    let a = ServerProcess::spawn(dirs.of(0), &args).await;
+    let b = ServerProcess::spawn(dirs.of(1), &args).await;
+
+    // Waiting orders (nobody cooks yet): two cancels at once, one at each
+    // server, and a wrong code beside them.
+    let waiting = placed_orders(&[&a.base, &b.base], ORDERS, ORDERS).await;
+    for p in &waiting {
+        let guess = wrong(&p.code);
+        let (first, second, stranger) = futures_util::join!(
+            a.cancel(p.ticket, &p.code),
+            b.cancel(p.ticket, &p.code),
+            b.cancel(p.ticket, &guess),
+        );
+        one_wins(p.ticket, first, second, "already_cancelled").await;
+        let allowed = [(403, "wrong_code"), (410, "already_cancelled")];
+        one_of(p.ticket, stranger, &allowed).await;
+    }
+
+    // READY orders: a take at each server, a cancel and a wrong code, at once.
+    let mut worker_args = vec!["--prep-time", "0"];
+    worker_args.extend(backend.args());
+    let _worker = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
+    let ready = placed_orders(&[&a.base, &b.base], ORDERS, ORDERS).await;
+    let tickets: Vec<u32> = ready.iter().map(|p| p.ticket).collect();
+    a.wait_all_ready(&tickets).await;
+    b.wait_all_ready(&tickets).await;
+    for p in &ready {
+        // (The wrong codes split between the servers: each process lets
+        // one address try 20 before it closes every order to it.)
+        let guess = wrong(&p.code);
+        let (first, second, cancel, stranger) = futures_util::join!(
+            a.take(p.ticket, &p.code),
+            b.take(p.ticket, &p.code),
+            a.cancel(p.ticket, &p.code),
+            a.take(p.ticket, &guess),
+        );
+        one_wins(p.ticket, first, second, "already_collected").await;
+        let allowed = [(409, "too_late"), (410, "already_collected")];
+        one_of(p.ticket, cancel, &allowed).await;
+        let allowed = [(403, "wrong_code"), (410, "already_collected")];
+        one_of(p.ticket, stranger, &allowed).await;
+    }
+
+    // The store says the same: one change each, never undone.
+    let at = backend.store_at(dirs.of(0));
+    let store = read_at(&at);
+    check_shape(&at, &store);
+    check_forward_in_store(&store);
+    for p in &waiting {
+        assert_eq!(
+            store.steps(p.ticket),
+            ["TAKEN", "CANCELLED"],
+            "{}",
+            p.ticket
+        );
+    }
+    for p in &ready {
+        assert_eq!(
+            store.steps(p.ticket),
+            ["TAKEN", "PREPARING", "READY", "COLLECTED"],
+            "{}",
+            p.ticket
+        );
+    }
+    rabbit.wait_drained("orders").await;
+}
+
+crate::on_both_backends!(
+    the_pickup_code_is_checked_in_the_step_that_collects_or_cancels_whichever_process_is_asked,
+    the_pickup_code_is_checked_in_the_step_that_collects_or_cancels
+);

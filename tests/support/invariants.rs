@@ -21,11 +21,13 @@
 //!
 //! The files are read under the store's own lock (`orders.lock`), held for a
 //! moment, so a check never sees a compaction half done: what it sees is
-//! what the next process to start would load.
+//! what the next process to start would load. A store in PostgreSQL is read
+//! in one statement (one snapshot) into the same shape ([`read_at`]), so the
+//! checks are written once for both backends.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::OpenOptions;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -280,6 +282,21 @@ impl StoreFiles {
         logged.chain(live).max().unwrap_or(0)
     }
 
+    /// `ticket`'s statuses in the history and the log, in order, a
+    /// restatement (the same status again, as the broker's confirmation
+    /// marks it) counted once.
+    pub fn steps(&self, ticket: u32) -> Vec<String> {
+        let mut steps: Vec<String> = self
+            .history
+            .iter()
+            .chain(&self.log)
+            .filter(|l| l.order.ticket == ticket)
+            .map(|l| l.order.status.to_string())
+            .collect();
+        steps.dedup();
+        steps
+    }
+
     /// Orders still TAKEN or PREPARING.
     pub fn unsettled(&self) -> Vec<(u32, Status)> {
         self.fates()
@@ -468,10 +485,109 @@ pub fn check_forward_in_store(files: &StoreFiles) {
     }
 }
 
-/// F, U, L, S and M-in-the-store on `dir`, now. Returns what it read.
-pub fn check_all(dir: &Path, accepted: &[Accepted]) -> StoreFiles {
-    let files = read_files(dir);
-    check_files(&files);
+/// Where a restaurant keeps its orders: a data directory, or a database
+/// (its URL); see `pg::Backend::store_at`.
+#[derive(Debug, Clone)]
+pub enum StoreAt {
+    Files(PathBuf),
+    Database(String),
+}
+
+/// Reads the store wherever it is: the files ([`read_files`]) or the
+/// database ([`read_database`]), in the same shape.
+pub fn read_at(at: &StoreAt) -> StoreFiles {
+    match at {
+        StoreAt::Files(dir) => read_files(dir),
+        StoreAt::Database(url) => read_database(url),
+    }
+}
+
+/// **F** for either store: [`check_files`] on the files; the database's
+/// shape is checked as [`read_database`] reads it.
+pub fn check_shape(at: &StoreAt, files: &StoreFiles) {
+    if let StoreAt::Files(_) = at {
+        check_files(files);
+    }
+}
+
+/// The orders in the PostgreSQL database at `url`, read in one statement
+/// (one snapshot), in the shape of a data directory: the counter is the
+/// ticket sequence's last number, the log the change log
+/// (`fastfood_changes`), and the snapshot every row of `fastfood_orders`
+/// at the log's last version (no history: the database keeps every order).
+/// Checks F's counterpart as it reads: the changes are consecutive, each
+/// order's row is its last change, and an order that left keeps no code.
+pub fn read_database(url: &str) -> StoreFiles {
+    let text = super::pg::query(
+        url,
+        "select json_build_object(
+            'counter', (select case when is_called then last_value else 0 end from fastfood_ticket),
+            'orders', coalesce((select json_agg(json_build_object(
+                'version', version, 'order', body, 'pickup_code', pickup_code) order by ticket)
+                from fastfood_orders), '[]'),
+            'changes', coalesce((select json_agg(json_build_object(
+                'version', version, 'order', body, 'pickup_code', pickup_code) order by version)
+                from fastfood_changes), '[]'))",
+    );
+    #[derive(Deserialize)]
+    struct Database {
+        counter: u64,
+        orders: Vec<Line>,
+        changes: Vec<Line>,
+    }
+    let db: Database = serde_json::from_str(&text)
+        .unwrap_or_else(|e| panic!("F: the database's orders parse ({e}): {text}"));
+    let base = db.changes.first().map_or(0, |l| l.version - 1);
+    for (i, line) in db.changes.iter().enumerate() {
+        assert_eq!(
+            line.version,
+            base + 1 + i as u64,
+            "F: the database's changes are consecutive from {base}"
+        );
+    }
+    let last = db.changes.last().map_or(base, |l| l.version);
+    let mut latest = BTreeMap::new();
+    for line in &db.changes {
+        latest.insert(line.order.ticket, line);
+    }
+    for row in &db.orders {
+        assert!(
+            row.version <= last,
+            "F: order {}'s row is at change {}, past the log's last ({last})",
+            row.order.ticket,
+            row.version
+        );
+        if let Some(change) = latest.get(&row.order.ticket) {
+            assert_eq!(
+                (change.version, &change.order),
+                (row.version, &row.order),
+                "F: order {}'s row is its last change",
+                row.order.ticket
+            );
+        }
+        assert!(
+            row.order.status.is_live() || row.pickup_code.is_none(),
+            "F: order {} left and still keeps its pickup code",
+            row.order.ticket
+        );
+    }
+    StoreFiles {
+        counter: u32::try_from(db.counter).expect("U: the ticket sequence stays within u32"),
+        snapshot_version: last,
+        snapshot: db.orders.into_iter().map(|l| l.order).collect(),
+        log_base: base,
+        log: db.changes,
+        log_torn: 0,
+        history: Vec::new(),
+        history_torn: 0,
+    }
+}
+
+/// F, U, L, S and M-in-the-store on the store at `at`, now. Returns what
+/// it read.
+pub fn check_all_at(at: &StoreAt, accepted: &[Accepted]) -> StoreFiles {
+    let files = read_at(at);
+    check_shape(at, &files);
     check_forward_in_store(&files);
     check_unique(&files, accepted);
     check_landed(&files, accepted);
@@ -481,14 +597,19 @@ pub fn check_all(dir: &Path, accepted: &[Accepted]) -> StoreFiles {
 
 /// **S** (and L): waits until every `201` is READY or COLLECTED and no order
 /// is TAKEN or PREPARING any more, at most `bound`; then checks everything
-/// with [`check_all`]. Panics with what is still unsettled.
+/// with [`check_all_at`]. Panics with what is still unsettled.
 pub async fn wait_settled(dir: &Path, accepted: &[Accepted], bound: Duration) -> StoreFiles {
+    wait_settled_at(&StoreAt::Files(dir.to_owned()), accepted, bound).await
+}
+
+/// [`wait_settled`] on a store wherever it is.
+pub async fn wait_settled_at(at: &StoreAt, accepted: &[Accepted], bound: Duration) -> StoreFiles {
     let deadline = Instant::now() + bound;
     loop {
-        let dir2 = dir.to_owned();
-        let files = tokio::task::spawn_blocking(move || read_files(&dir2))
+        let at2 = at.clone();
+        let files = tokio::task::spawn_blocking(move || read_at(&at2))
             .await
-            .expect("read the files");
+            .expect("read the store");
         let fates = files.fates();
         let landed = accepted.iter().all(|a| {
             matches!(
@@ -519,9 +640,9 @@ pub async fn wait_settled(dir: &Path, accepted: &[Accepted], bound: Duration) ->
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let dir = dir.to_owned();
+    let at = at.clone();
     let accepted = accepted.to_vec();
-    tokio::task::spawn_blocking(move || check_all(&dir, &accepted))
+    tokio::task::spawn_blocking(move || check_all_at(&at, &accepted))
         .await
         .expect("the checks pass")
 }
