@@ -51,16 +51,7 @@ cleanup() {
   for db in "${PG_DBS[@]}"; do
     psql -X -q "$PG_BASE/postgres" -c "drop database if exists $db with (force)" >/dev/null 2>&1 || true
   done
-  if [ -d "$CLUSTER_DIR" ]; then cluster down >/dev/null 2>&1 || true; fi
   rm -rf "$WORK"
-}
-# The cluster rows' three RabbitMQ nodes (scripts/rabbit-cluster.sh), on ports
-# of their own, in a directory the rabbitmq user can reach ($WORK is private);
-# taken down at exit, or by the script's own watcher should this shell die.
-CLUSTER_DIR="${TMPDIR:-/tmp}/fastfood-bench-cluster-$$"
-cluster() {
-  CLUSTER_DIR="$CLUSTER_DIR" CLUSTER_PREFIX=fastfood-bench- CLUSTER_PORT=5781 CLUSTER_OWNER=$$ \
-    scripts/rabbit-cluster.sh "$@"
 }
 trap cleanup EXIT
 
@@ -300,41 +291,18 @@ if [ "$HAVE_BROKER" = 1 ]; then
   purge_orders
 fi
 
-echo "== 2c. a three-node RabbitMQ cluster, quorum queue" >&2
-# The same /order and kitchen-capacity runs on a quorum `orders` queue
-# replicated over three nodes of this one machine (each confirm waits for two
-# of them), held against the classic queue on one node above; and the
-# cluster's own confirm rate at CONNECTIONS in flight, to a quorum queue.
-# Needs root and rabbitmq-server (the nodes take about 20 s to start).
-CLUSTER_SKIPPED=
-if [ "${CLUSTER:-1}" = 0 ]; then CLUSTER_SKIPPED="skipped: CLUSTER=0"
-elif [ "$HAVE_BROKER" != 1 ]; then CLUSTER_SKIPPED=$BROKER_SKIPPED
-elif [ "$(id -u)" != 0 ] || ! command -v rabbitmq-server >/dev/null; then CLUSTER_SKIPPED="skipped: needs root and rabbitmq-server"
-elif ! cluster up >"$WORK/cluster-up.log" 2>&1; then CLUSTER_SKIPPED="skipped: the cluster did not start ($(tail -1 "$WORK/cluster-up.log"))"
-fi
-if [ -z "$CLUSTER_SKIPPED" ]; then
-  rabbitmqctl -q -n fastfood-bench-1@localhost add_vhost fastfood-bench >/dev/null
-  rabbitmqctl -q -n fastfood-bench-1@localhost set_permissions -p fastfood-bench guest '.*' '.*' '.*' >/dev/null
-  CLUSTER_URLS=$(cluster urls | sed 's|,|/fastfood-bench,|g; s|$|/fastfood-bench|')
-  purge_cluster() { rabbitmqctl -q -n fastfood-bench-1@localhost purge_queue -p fastfood-bench orders >/dev/null 2>&1 || true; }
-  if "$EX/limits" amqp --url "${CLUSTER_URLS%%,*}" --quorum --duration 5s --window "$CONNECTIONS" >"$WORK/amqp-cluster.json" 2>"$WORK/amqp-cluster.err"; then
-    record "limit: cluster confirmed publish, quorum, $CONNECTIONS in flight" "$(jq .confirmed_per_s "$WORK/amqp-cluster.json")" "msg/s" \
-      "limit: RabbitMQ confirmed publish, $CONNECTIONS in flight" "lapin, persistent, to a quorum queue of 3 nodes: p50 $(jq .latency.p50_ms "$WORK/amqp-cluster.json") ms"
-  else
-    record "limit: cluster confirmed publish, quorum, $CONNECTIONS in flight" "-" "" - "failed: $(tail -1 "$WORK/amqp-cluster.err")"
-  fi
-  start_server "$WORK/order-cluster" --broker "$CLUSTER_URLS" --queue-type quorum
-  read -r rps p50 p99 refused < <(order_load "$URL/order")
-  record "/order, 3-node cluster, quorum" "$rps" "201s/s" "/order, RabbitMQ" "held against classic on one node; confirmed 201s only; refused: $refused; p50 $p50, p99 $p99"
-  stop_server; purge_cluster
-  drain "kitchen capacity, 3-node cluster, quorum, 2 workers" "kitchen capacity, RabbitMQ, 2 workers, prefetch 1" "$WORK/drain-cluster" \
-    0 "--workers 0 --broker $CLUSTER_URLS --queue-type quorum" "--workers 2 --broker $CLUSTER_URLS --queue-type quorum"
-  purge_cluster
-  cluster down >/dev/null 2>&1
+echo "== 2c. a three-node RabbitMQ cluster, quorum queue (bench/cluster.sh)" >&2
+# The confirm rate, /order and the kitchen's capacity on a quorum queue of a
+# three-node cluster of this machine, each held against the same on the
+# classic queue of one node, measured side by side by bench/cluster.sh
+# (needs root and rabbitmq-server; the nodes take about 20 s to start).
+if [ "${CLUSTER:-1}" = 0 ]; then
+  record "cluster rows" "-" "" - "skipped: CLUSTER=0"
+elif [ "$HAVE_BROKER" != 1 ]; then
+  record "cluster rows" "-" "" - "$BROKER_SKIPPED"
 else
-  record "limit: cluster confirmed publish, quorum, $CONNECTIONS in flight" "-" "" - "$CLUSTER_SKIPPED"
-  record "/order, 3-node cluster, quorum" "-" "" - "$CLUSTER_SKIPPED"
-  record "kitchen capacity, 3-node cluster, quorum, 2 workers" "-" "" - "$CLUSTER_SKIPPED"
+  RESULTS="$RESULTS" SECONDS_PER_RUN="$SECONDS_PER_RUN" CONNECTIONS="$CONNECTIONS" CLASSIC_HOST="${AMQP_BASE#*@}" \
+    bash bench/cluster.sh || record "cluster rows" "-" "" - "failed: bench/cluster.sh stopped (its error is above)"
 fi
 
 echo "== 3. after $PRELOAD orders taken and collected" >&2

@@ -435,6 +435,16 @@ async fn a_list_of_brokers_uses_one_that_answers_and_hides_every_password() {
     );
 }
 
+/// Two worker processes on `urls` with a quorum queue, 20 ms an order.
+async fn quick_cooks(d: &std::path::Path, urls: &str) -> [WorkerProcess; 2] {
+    let mut args = vec!["--prep-time", "20ms"];
+    args.extend(QUORUM);
+    [
+        WorkerProcess::spawn(d, urls, &args, &[]).await,
+        WorkerProcess::spawn(d, urls, &args, &[]).await,
+    ]
+}
+
 /// The worker lanes of `/kitchen/now` that run in the processes `pids`, and
 /// not shown as gone: `(pid, orders done)`.
 async fn live_lanes(server: &ServerProcess, pids: &[u32]) -> Vec<(u32, u64)> {
@@ -473,12 +483,7 @@ async fn a_server_whose_node_stops_moves_to_another_its_board_misses_no_change_a
     let server = ServerProcess::spawn(d, &server_args(&urls)).await;
     let watch = BoardWatch::start(Arc::new(Mutex::new(server.base.clone())));
     watch.wait_watching(&server.base).await;
-    let mut cook_args = vec!["--prep-time", "20ms"];
-    cook_args.extend(QUORUM);
-    let cooks = [
-        WorkerProcess::spawn(d, &urls, &cook_args, &[]).await,
-        WorkerProcess::spawn(d, &urls, &cook_args, &[]).await,
-    ];
+    let cooks = quick_cooks(d, &urls).await;
     let pids = [cooks[0].pid, cooks[1].pid];
     let nodes = cv.connection_nodes(2).await;
     assert!(
