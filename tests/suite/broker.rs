@@ -312,12 +312,10 @@ async fn a_worker_killed_after_ready_before_its_ack(backend: Backend) {
     // The server, the doomed worker and the next one (on machines of their
     // own with the database).
     let dirs = backend.data_dirs(3);
-    let mut args = vec!["--workers", "0", "--broker", &rabbit.url];
-    args.extend(backend.args());
+    let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
     let server = ServerProcess::spawn(dirs.of(0), &args).await;
     let crash = [("FASTFOOD_CRASH_AT", "after-ready")];
-    let mut worker_args = vec!["--prep-time", "0"];
-    worker_args.extend(backend.args());
+    let worker_args = backend.with(&["--prep-time", "0"]);
     let mut doomed = WorkerProcess::spawn(dirs.of(1), &rabbit.url, &worker_args, &crash).await;
 
     let ticket = server.place("a burger").await;

@@ -236,11 +236,9 @@ async fn a_worker_process_killed_mid_order_shows_as_gone(backend: Backend) {
     };
     // The server and the two workers (on the database, a machine each).
     let dirs = backend.data_dirs(3);
-    let mut args = vec!["--workers", "0", "--broker", &rabbit.url];
-    args.extend(backend.args());
+    let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
     let server = ServerProcess::spawn(dirs.of(0), &args).await;
-    let mut cook_args = vec!["--prep-time", "4s"];
-    cook_args.extend(backend.args());
+    let cook_args = backend.with(&["--prep-time", "4s"]);
     let mut cooks = [
         WorkerProcess::spawn(dirs.of(1), &rabbit.url, &cook_args, &[]).await,
         WorkerProcess::spawn(dirs.of(2), &rabbit.url, &cook_args, &[]).await,

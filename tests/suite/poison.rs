@@ -176,7 +176,7 @@ async fn in_process_a_poison_pill_is_set_aside(backend: Backend) {
     let max = MAX.to_string();
     // Two workers: the pill's crash takes the other worker's order down too,
     // and that order must still be made, not set aside with the pill.
-    let mut args = vec![
+    let args = backend.with(&[
         "--workers",
         "2",
         "--prep-time",
@@ -185,13 +185,11 @@ async fn in_process_a_poison_pill_is_set_aside(backend: Backend) {
         PILL,
         "--max-deliveries",
         &max,
-    ];
-    args.extend(backend.args());
+    ]);
     // The first server has no pill: it takes the orders, its two workers
     // start the first two (a burger and the pill), and it is killed in the
     // middle of them: a crash that counts as a delivery for both.
-    let mut first_args = vec!["--workers", "2", "--prep-time", "10m"];
-    first_args.extend(backend.args());
+    let first_args = backend.with(&["--workers", "2", "--prep-time", "10m"]);
     let mut first = ServerProcess::spawn(dir.path(), &first_args).await;
     let placed = place_menu(&first).await;
     let pill = placed[1].clone();
@@ -275,8 +273,7 @@ async fn classic_queue_a_poison_pill_is_set_aside(backend: Backend) {
     // machine).
     let dirs = backend.data_dirs(2);
     let at = backend.store_at(dirs.of(0));
-    let mut server_args = vec!["--workers", "0", "--broker", &rabbit.url];
-    server_args.extend(backend.args());
+    let server_args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
     let server = ServerProcess::spawn(dirs.of(0), &server_args).await;
     let placed = place_menu(&server).await;
     let pill = placed[1].clone();
@@ -284,7 +281,7 @@ async fn classic_queue_a_poison_pill_is_set_aside(backend: Backend) {
     board.next_event().await; // the whole board, first
 
     let max = MAX.to_string();
-    let mut args = vec![
+    let args = backend.with(&[
         "--workers",
         "2",
         "--prep-time",
@@ -295,8 +292,7 @@ async fn classic_queue_a_poison_pill_is_set_aside(backend: Backend) {
         &max,
         "--metrics",
         "127.0.0.1:0",
-    ];
-    args.extend(backend.args());
+    ]);
     // A supervisor's loop of worker processes, one at a time.
     let mut took_down = Vec::new();
     let worker = loop {

@@ -173,6 +173,13 @@ impl Backend {
         }
     }
 
+    /// `args`, then the options that select it.
+    pub fn with<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        all.extend(self.args());
+        all
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Backend::Files => "files",
