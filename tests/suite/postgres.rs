@@ -1,8 +1,10 @@
 //! The restaurant with its orders in PostgreSQL (`--database`): the same
-//! walk on both backends from one harness, several processes on one
-//! database, and the database's faults (not answering, not ours, newer,
-//! lost while running, a statement that hangs), each with its sentence and
-//! never the password.
+//! walk on both backends from one harness, two servers and two workers on
+//! one store as on four machines (on both backends too), and the database's
+//! faults (not answering, not ours, newer, a wrong password, lost while
+//! running, a statement that hangs, a failover), each with its sentence and
+//! never the password. The other guarantees run on both backends where
+//! they are tested (`on_both_backends!`, docs/guarantees.md).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
