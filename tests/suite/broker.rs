@@ -249,46 +249,39 @@ async fn a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first() {
 /// line is given up). Killed while it holds them, one in the oven and seven
 /// not started, it loses none: the broker hands all eight to the next
 /// worker, which prepares the one left PREPARING again and the rest once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_holding_prefetched_orders_loses_none_of_them() {
-    let Some(rabbit) = Rabbit::vhost("kill-prefetched").await else {
+async fn a_worker_killed_holding_prefetched_orders(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("kill-prefetched-{}", backend.tag())).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
-    let mut slow = WorkerProcess::spawn(
-        dir.path(),
-        &rabbit.url,
-        &["--prep-time", "10m", "--prefetch", "8"],
-        &[],
-    )
-    .await;
+    // The server and the two workers (on the database, a machine each).
+    let dirs = backend.data_dirs(3);
+    let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
+    let server = ServerProcess::spawn(dirs.of(0), &args).await;
+    let slow_args = backend.with(&["--prep-time", "10m", "--prefetch", "8"]);
+    let mut slow = WorkerProcess::spawn(dirs.of(1), &rabbit.url, &slow_args, &[]).await;
     let tickets = place_orders(std::slice::from_ref(&server.base), 10, 1).await;
     wait_until(DEADLINE, "the slow worker to hold eight orders", || async {
         rabbit.depth("orders").await == (2, 8)
     })
     .await;
     slow.kill9().await;
-    let _quick = WorkerProcess::spawn(
-        dir.path(),
-        &rabbit.url,
-        &["--prep-time", "0", "--prefetch", "8"],
-        &[],
-    )
-    .await;
+    let quick_args = backend.with(&["--prep-time", "0", "--prefetch", "8"]);
+    let _quick = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &quick_args, &[]).await;
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
     server.wait_all_ready(&sorted).await;
     rabbit.wait_drained("orders").await;
+    let store = read_at(&backend.store_at(dirs.of(0)));
     for ticket in &tickets {
-        assert!(
-            forward(&logged(dir.path(), *ticket)),
-            "order {ticket}: {:?}",
-            logged(dir.path(), *ticket)
-        );
+        let steps = store.steps(*ticket);
+        assert!(forward(&steps), "order {ticket}: {steps:?}");
     }
 }
+
+crate::on_both_backends!(
+    a_worker_killed_holding_prefetched_orders_loses_none_of_them,
+    a_worker_killed_holding_prefetched_orders
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_given_back_goes_to_the_front_of_the_line() {
@@ -409,12 +402,11 @@ async fn an_order_stored_but_never_queued_is_queued_again() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
-    let Some(rabbit) = Rabbit::vhost("fail-rate").await else {
+async fn workers_that_drop_orders_give_them_back(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("fail-rate-{}", backend.tag())).await else {
         return;
     };
-    let app = TestApp::spawn(&[
+    let app = TestApp::spawn(&backend.with(&[
         "--broker",
         &rabbit.url,
         "--prep-time",
@@ -424,12 +416,13 @@ async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
         // Every give-back counts as a delivery: no order set aside here.
         "--max-deliveries",
         "100",
-    ])
+    ]))
     .await;
     let tickets = place_orders(std::slice::from_ref(&app.base), 12, 4).await;
     app.wait_all_ready(&tickets).await;
+    let store = read_at(&backend.store_at(&app.data_dir));
     for ticket in tickets {
-        let history = logged(&app.data_dir, ticket);
+        let history = store.steps(ticket);
         assert_eq!(
             history.iter().filter(|s| *s == "READY").count(),
             1,
@@ -440,6 +433,11 @@ async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
     rabbit.wait_drained("orders").await;
     app.shutdown().await;
 }
+
+crate::on_both_backends!(
+    workers_that_drop_orders_give_them_back_and_each_is_ready_once,
+    workers_that_drop_orders_give_them_back
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_broker_orders_get_503_and_the_rest_keeps_working() {
