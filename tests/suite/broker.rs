@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::support::WorkerProcess;
 use crate::support::invariants::read_at;
-use crate::support::pg::Backend;
+use crate::support::pg::{Backend, DataDirs};
 use crate::support::process::fastfood;
 use crate::support::rabbit::{HOST, Rabbit, rabbitmqctl};
 use crate::support::{
@@ -173,9 +173,11 @@ async fn two_servers_and_two_workers_share_one_restaurant() {
 }
 
 /// A complex-mode restaurant with one slow worker that has the first order
-/// in the oven, and three more orders waiting behind it.
+/// in the oven, and three more orders waiting behind it (on the database,
+/// the server and each worker on a machine of its own).
 struct OrderInTheOven {
-    dir: tempfile::TempDir,
+    backend: Backend,
+    dirs: DataDirs,
     server: ServerProcess,
     cook: WorkerProcess,
     first: u32,
@@ -183,12 +185,12 @@ struct OrderInTheOven {
 }
 
 impl OrderInTheOven {
-    async fn start(rabbit: &Rabbit) -> OrderInTheOven {
-        let dir = tempfile::tempdir().unwrap();
-        let server =
-            ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
-        let cook =
-            WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "10m"], &[]).await;
+    async fn start(rabbit: &Rabbit, backend: Backend) -> OrderInTheOven {
+        let dirs = backend.data_dirs(3);
+        let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
+        let server = ServerProcess::spawn(dirs.of(0), &args).await;
+        let cook_args = backend.with(&["--prep-time", "10m"]);
+        let cook = WorkerProcess::spawn(dirs.of(1), &rabbit.url, &cook_args, &[]).await;
         let first = server.place("the order in the oven").await;
         wait_until(DEADLINE, "the first order to be PREPARING", || async {
             server.order_json(first).await["status"] == "PREPARING"
@@ -196,7 +198,8 @@ impl OrderInTheOven {
         .await;
         let waiting = place_orders(std::slice::from_ref(&server.base), 3, 1).await;
         OrderInTheOven {
-            dir,
+            backend,
+            dirs,
             server,
             cook,
             first,
@@ -207,9 +210,8 @@ impl OrderInTheOven {
     /// Starts a quick worker and checks the first order is READY before
     /// every order that was waiting: it went to the front of the line.
     async fn first_goes_first(&self, rabbit: &Rabbit) {
-        let _next =
-            WorkerProcess::spawn(self.dir.path(), &rabbit.url, &["--prep-time", "100ms"], &[])
-                .await;
+        let next_args = self.backend.with(&["--prep-time", "100ms"]);
+        let _next = WorkerProcess::spawn(self.dirs.of(2), &rabbit.url, &next_args, &[]).await;
         let all: Vec<u32> = std::iter::once(self.first)
             .chain(self.waiting.iter().copied())
             .collect();
@@ -224,8 +226,9 @@ impl OrderInTheOven {
                 self.first
             );
         }
+        let store = read_at(&self.backend.store_at(self.dirs.of(0)));
         assert_eq!(
-            logged(self.dir.path(), self.first),
+            store.steps(self.first),
             ["TAKEN", "PREPARING", "READY"],
             "prepared to the end once, nothing backward"
         );
@@ -233,17 +236,21 @@ impl OrderInTheOven {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first() {
-    let Some(rabbit) = Rabbit::vhost("kill-preparing").await else {
+async fn a_worker_killed_mid_order(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("kill-preparing-{}", backend.tag())).await else {
         return;
     };
-    let mut oven = OrderInTheOven::start(&rabbit).await;
+    let mut oven = OrderInTheOven::start(&rabbit, backend).await;
     // The broker sees the connection die and hands the unacknowledged order
     // back where it was: at the front.
     oven.cook.kill9().await;
     oven.first_goes_first(&rabbit).await;
 }
+
+crate::on_both_backends!(
+    a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first,
+    a_worker_killed_mid_order
+);
 
 /// `--prefetch 8`: RabbitMQ hands a worker eight orders at once (the fair
 /// line is given up). Killed while it holds them, one in the oven and seven
@@ -283,12 +290,11 @@ crate::on_both_backends!(
     a_worker_killed_holding_prefetched_orders
 );
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_given_back_goes_to_the_front_of_the_line() {
-    let Some(rabbit) = Rabbit::vhost("give-back").await else {
+async fn an_order_given_back(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("give-back-{}", backend.tag())).await else {
         return;
     };
-    let mut oven = OrderInTheOven::start(&rabbit).await;
+    let mut oven = OrderInTheOven::start(&rabbit, backend).await;
     // Asked to stop mid-order, the worker gives the order back: it is
     // published again at high priority, ahead of the three waiting.
     oven.cook.terminate();
@@ -297,6 +303,11 @@ async fn an_order_given_back_goes_to_the_front_of_the_line() {
     assert!(oven.cook.stderr().contains(&gave_back));
     oven.first_goes_first(&rabbit).await;
 }
+
+crate::on_both_backends!(
+    an_order_given_back_goes_to_the_front_of_the_line,
+    an_order_given_back
+);
 
 async fn a_worker_killed_after_ready_before_its_ack(backend: Backend) {
     let Some(rabbit) = Rabbit::vhost(&format!("kill-ready-{}", backend.tag())).await else {
