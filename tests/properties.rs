@@ -9,6 +9,8 @@
 //!   the model again. Compaction is lowered to every few changes
 //!   ([`store::testing::compact_sooner`]) so it happens again and again, with two
 //!   handles on one directory (like two processes) following each other.
+//! - The same store model on PostgreSQL (a fresh database per case, two
+//!   handles on it, reopened at random; no compaction there).
 //! - The counter against a `u32`, including near `u32::MAX`.
 //! - The loading path and the `/take` query parser on random bytes: the
 //!   stable, short version of the fuzz targets in `fuzz/` (scripts/fuzz.sh).
@@ -22,10 +24,16 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use fastfood::order::{Order, Status, Ticket};
 use fastfood::pickup::PickupCode;
+use fastfood::store::postgres::Sharing;
 use fastfood::store::{self, Lookup, Outcome, Repeat, Store, StoreError};
 use fastfood::ticket::{CounterFile, Create, TicketError};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
+
+/// The tests' PostgreSQL: a fresh database per case.
+#[path = "support/pg.rs"]
+#[allow(dead_code)]
+mod pg;
 
 /// Cases per property unless `PROPTEST_CASES` says otherwise.
 fn cases(default: u32) -> u32 {
@@ -449,24 +457,45 @@ async fn catch_up(store: &Store) {
     assert_eq!(nothing, Outcome::NotFound);
 }
 
-fn open(dir: &Path) -> [Store; 2] {
-    let open = || Store::open(dir, Vec::new()).expect("the store opens");
-    [open(), open()]
+/// Where a case's store lives: a data directory, or a PostgreSQL database
+/// of its own (dropped with the case).
+enum Place {
+    Files(tempfile::TempDir),
+    Database(pg::Database),
+}
+
+impl Place {
+    /// One handle on the store, as one process would open it.
+    async fn open(&self) -> Store {
+        match self {
+            Place::Files(dir) => Store::open(dir.path(), Vec::new()).expect("the store opens"),
+            Place::Database(db) => {
+                Store::open_database(&db.url, Vec::new(), Sharing::WithBroker)
+                    .await
+                    .expect("the store opens")
+                    .0
+            }
+        }
+    }
+
+    /// Two handles, like two processes.
+    async fn open_two(&self) -> [Store; 2] {
+        [self.open().await, self.open().await]
+    }
 }
 
 /// Cases whose files had history (compaction happened).
 static COMPACTED: AtomicUsize = AtomicUsize::new(0);
 
-fn run_store_scenario(steps: &[Step]) -> Result<(), TestCaseError> {
+fn run_store_scenario(steps: &[Step], place: Place) -> Result<(), TestCaseError> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
-    let dir = tempfile::tempdir().unwrap();
     runtime.block_on(async {
         let mut model = Model::default();
         let codes = Codes::default();
-        let mut stores = open(dir.path());
+        let mut stores = place.open_two().await;
         for (i, step) in steps.iter().enumerate() {
             match step {
                 Step::One(h, op) => {
@@ -488,7 +517,7 @@ fn run_store_scenario(steps: &[Step]) -> Result<(), TestCaseError> {
                 Step::Reopen => {
                     model.step_done();
                     drop(stores);
-                    stores = open(dir.path());
+                    stores = place.open_two().await;
                     for store in &stores {
                         same_state(store, &model, &format!("reopened at step {i}"))?;
                     }
@@ -500,11 +529,13 @@ fn run_store_scenario(steps: &[Step]) -> Result<(), TestCaseError> {
             same_state(store, &model, "at the end")?;
         }
         drop(stores);
-        let reopened = Store::open(dir.path(), Vec::new()).expect("the store opens");
+        let reopened = place.open().await;
         same_state(&reopened, &model, "reopened at the end")?;
         Ok(())
     })?;
-    if dir.path().join(store::HISTORY).exists() {
+    if let Place::Files(dir) = &place
+        && dir.path().join(store::HISTORY).exists()
+    {
         COMPACTED.fetch_add(1, Ordering::Relaxed);
     }
     Ok(())
@@ -517,7 +548,9 @@ fn the_store_follows_the_model_across_batches_compactions_and_reopening() {
     let mut runner = runner(40);
     let steps = prop::collection::vec(step(), 1..60);
     runner
-        .run(&steps, |steps| run_store_scenario(&steps))
+        .run(&steps, |steps| {
+            run_store_scenario(&steps, Place::Files(tempfile::tempdir().unwrap()))
+        })
         .unwrap();
     eprintln!(
         "{} cases left a history (compacted)",
@@ -527,6 +560,26 @@ fn the_store_follows_the_model_across_batches_compactions_and_reopening() {
         COMPACTED.load(Ordering::Relaxed) > 0,
         "no case compacted: the property did not cover compaction"
     );
+}
+
+/// The same model on PostgreSQL: two handles on one database (like two
+/// processes sharing it through RabbitMQ), reopened at random, a fresh
+/// database per case. Skips loudly without PostgreSQL, unless
+/// `FASTFOOD_REQUIRE_POSTGRES=1`.
+#[test]
+fn the_store_follows_the_model_on_postgresql_across_batches_and_reopening() {
+    static CASE: AtomicUsize = AtomicUsize::new(0);
+    let mut runner = runner(20);
+    let steps = prop::collection::vec(step(), 1..60);
+    runner
+        .run(&steps, |steps| {
+            let case = CASE.fetch_add(1, Ordering::Relaxed);
+            let Some(db) = pg::Database::create(&format!("model_{case}")) else {
+                return Ok(());
+            };
+            run_store_scenario(&steps, Place::Database(db))
+        })
+        .unwrap();
 }
 
 // -------------------------------------------------------------- the counter

@@ -10,7 +10,7 @@ use std::path::Path;
 
 use crate::support::WorkerProcess;
 use crate::support::invariants::read_at;
-use crate::support::pg::Backend;
+use crate::support::pg::{Backend, DataDirs};
 use crate::support::process::fastfood;
 use crate::support::rabbit::{HOST, Rabbit, rabbitmqctl};
 use crate::support::{
@@ -173,9 +173,11 @@ async fn two_servers_and_two_workers_share_one_restaurant() {
 }
 
 /// A complex-mode restaurant with one slow worker that has the first order
-/// in the oven, and three more orders waiting behind it.
+/// in the oven, and three more orders waiting behind it (on the database,
+/// the server and each worker on a machine of its own).
 struct OrderInTheOven {
-    dir: tempfile::TempDir,
+    backend: Backend,
+    dirs: DataDirs,
     server: ServerProcess,
     cook: WorkerProcess,
     first: u32,
@@ -183,12 +185,12 @@ struct OrderInTheOven {
 }
 
 impl OrderInTheOven {
-    async fn start(rabbit: &Rabbit) -> OrderInTheOven {
-        let dir = tempfile::tempdir().unwrap();
-        let server =
-            ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
-        let cook =
-            WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "10m"], &[]).await;
+    async fn start(rabbit: &Rabbit, backend: Backend) -> OrderInTheOven {
+        let dirs = backend.data_dirs(3);
+        let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
+        let server = ServerProcess::spawn(dirs.of(0), &args).await;
+        let cook_args = backend.with(&["--prep-time", "10m"]);
+        let cook = WorkerProcess::spawn(dirs.of(1), &rabbit.url, &cook_args, &[]).await;
         let first = server.place("the order in the oven").await;
         wait_until(DEADLINE, "the first order to be PREPARING", || async {
             server.order_json(first).await["status"] == "PREPARING"
@@ -196,7 +198,8 @@ impl OrderInTheOven {
         .await;
         let waiting = place_orders(std::slice::from_ref(&server.base), 3, 1).await;
         OrderInTheOven {
-            dir,
+            backend,
+            dirs,
             server,
             cook,
             first,
@@ -207,9 +210,8 @@ impl OrderInTheOven {
     /// Starts a quick worker and checks the first order is READY before
     /// every order that was waiting: it went to the front of the line.
     async fn first_goes_first(&self, rabbit: &Rabbit) {
-        let _next =
-            WorkerProcess::spawn(self.dir.path(), &rabbit.url, &["--prep-time", "100ms"], &[])
-                .await;
+        let next_args = self.backend.with(&["--prep-time", "100ms"]);
+        let _next = WorkerProcess::spawn(self.dirs.of(2), &rabbit.url, &next_args, &[]).await;
         let all: Vec<u32> = std::iter::once(self.first)
             .chain(self.waiting.iter().copied())
             .collect();
@@ -224,8 +226,9 @@ impl OrderInTheOven {
                 self.first
             );
         }
+        let store = read_at(&self.backend.store_at(self.dirs.of(0)));
         assert_eq!(
-            logged(self.dir.path(), self.first),
+            store.steps(self.first),
             ["TAKEN", "PREPARING", "READY"],
             "prepared to the end once, nothing backward"
         );
@@ -233,69 +236,65 @@ impl OrderInTheOven {
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first() {
-    let Some(rabbit) = Rabbit::vhost("kill-preparing").await else {
+async fn a_worker_killed_mid_order(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("kill-preparing-{}", backend.tag())).await else {
         return;
     };
-    let mut oven = OrderInTheOven::start(&rabbit).await;
+    let mut oven = OrderInTheOven::start(&rabbit, backend).await;
     // The broker sees the connection die and hands the unacknowledged order
     // back where it was: at the front.
     oven.cook.kill9().await;
     oven.first_goes_first(&rabbit).await;
 }
 
+crate::on_both_backends!(
+    a_worker_killed_mid_order_loses_nothing_and_its_order_goes_first,
+    a_worker_killed_mid_order
+);
+
 /// `--prefetch 8`: RabbitMQ hands a worker eight orders at once (the fair
 /// line is given up). Killed while it holds them, one in the oven and seven
 /// not started, it loses none: the broker hands all eight to the next
 /// worker, which prepares the one left PREPARING again and the rest once.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_killed_holding_prefetched_orders_loses_none_of_them() {
-    let Some(rabbit) = Rabbit::vhost("kill-prefetched").await else {
+async fn a_worker_killed_holding_prefetched_orders(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("kill-prefetched-{}", backend.tag())).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
-    let mut slow = WorkerProcess::spawn(
-        dir.path(),
-        &rabbit.url,
-        &["--prep-time", "10m", "--prefetch", "8"],
-        &[],
-    )
-    .await;
+    // The server and the two workers (on the database, a machine each).
+    let dirs = backend.data_dirs(3);
+    let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
+    let server = ServerProcess::spawn(dirs.of(0), &args).await;
+    let slow_args = backend.with(&["--prep-time", "10m", "--prefetch", "8"]);
+    let mut slow = WorkerProcess::spawn(dirs.of(1), &rabbit.url, &slow_args, &[]).await;
     let tickets = place_orders(std::slice::from_ref(&server.base), 10, 1).await;
     wait_until(DEADLINE, "the slow worker to hold eight orders", || async {
         rabbit.depth("orders").await == (2, 8)
     })
     .await;
     slow.kill9().await;
-    let _quick = WorkerProcess::spawn(
-        dir.path(),
-        &rabbit.url,
-        &["--prep-time", "0", "--prefetch", "8"],
-        &[],
-    )
-    .await;
+    let quick_args = backend.with(&["--prep-time", "0", "--prefetch", "8"]);
+    let _quick = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &quick_args, &[]).await;
     let mut sorted = tickets.clone();
     sorted.sort_unstable();
     server.wait_all_ready(&sorted).await;
     rabbit.wait_drained("orders").await;
+    let store = read_at(&backend.store_at(dirs.of(0)));
     for ticket in &tickets {
-        assert!(
-            forward(&logged(dir.path(), *ticket)),
-            "order {ticket}: {:?}",
-            logged(dir.path(), *ticket)
-        );
+        let steps = store.steps(*ticket);
+        assert!(forward(&steps), "order {ticket}: {steps:?}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_order_given_back_goes_to_the_front_of_the_line() {
-    let Some(rabbit) = Rabbit::vhost("give-back").await else {
+crate::on_both_backends!(
+    a_worker_killed_holding_prefetched_orders_loses_none_of_them,
+    a_worker_killed_holding_prefetched_orders
+);
+
+async fn an_order_given_back(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("give-back-{}", backend.tag())).await else {
         return;
     };
-    let mut oven = OrderInTheOven::start(&rabbit).await;
+    let mut oven = OrderInTheOven::start(&rabbit, backend).await;
     // Asked to stop mid-order, the worker gives the order back: it is
     // published again at high priority, ahead of the three waiting.
     oven.cook.terminate();
@@ -305,6 +304,11 @@ async fn an_order_given_back_goes_to_the_front_of_the_line() {
     oven.first_goes_first(&rabbit).await;
 }
 
+crate::on_both_backends!(
+    an_order_given_back_goes_to_the_front_of_the_line,
+    an_order_given_back
+);
+
 async fn a_worker_killed_after_ready_before_its_ack(backend: Backend) {
     let Some(rabbit) = Rabbit::vhost(&format!("kill-ready-{}", backend.tag())).await else {
         return;
@@ -312,12 +316,10 @@ async fn a_worker_killed_after_ready_before_its_ack(backend: Backend) {
     // The server, the doomed worker and the next one (on machines of their
     // own with the database).
     let dirs = backend.data_dirs(3);
-    let mut args = vec!["--workers", "0", "--broker", &rabbit.url];
-    args.extend(backend.args());
+    let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
     let server = ServerProcess::spawn(dirs.of(0), &args).await;
     let crash = [("FASTFOOD_CRASH_AT", "after-ready")];
-    let mut worker_args = vec!["--prep-time", "0"];
-    worker_args.extend(backend.args());
+    let worker_args = backend.with(&["--prep-time", "0"]);
     let mut doomed = WorkerProcess::spawn(dirs.of(1), &rabbit.url, &worker_args, &crash).await;
 
     let ticket = server.place("a burger").await;
@@ -411,12 +413,11 @@ async fn an_order_stored_but_never_queued_is_queued_again() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
-    let Some(rabbit) = Rabbit::vhost("fail-rate").await else {
+async fn workers_that_drop_orders_give_them_back(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("fail-rate-{}", backend.tag())).await else {
         return;
     };
-    let app = TestApp::spawn(&[
+    let app = TestApp::spawn(&backend.with(&[
         "--broker",
         &rabbit.url,
         "--prep-time",
@@ -426,12 +427,13 @@ async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
         // Every give-back counts as a delivery: no order set aside here.
         "--max-deliveries",
         "100",
-    ])
+    ]))
     .await;
     let tickets = place_orders(std::slice::from_ref(&app.base), 12, 4).await;
     app.wait_all_ready(&tickets).await;
+    let store = read_at(&backend.store_at(&app.data_dir));
     for ticket in tickets {
-        let history = logged(&app.data_dir, ticket);
+        let history = store.steps(ticket);
         assert_eq!(
             history.iter().filter(|s| *s == "READY").count(),
             1,
@@ -442,6 +444,11 @@ async fn workers_that_drop_orders_give_them_back_and_each_is_ready_once() {
     rabbit.wait_drained("orders").await;
     app.shutdown().await;
 }
+
+crate::on_both_backends!(
+    workers_that_drop_orders_give_them_back_and_each_is_ready_once,
+    workers_that_drop_orders_give_them_back
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn without_a_broker_orders_get_503_and_the_rest_keeps_working() {

@@ -10,8 +10,9 @@ use std::time::Duration;
 
 use crate::support::invariants::{
     Accepted, Attempt, BoardWatch, ORDER_UNAVAILABLE, accept, check_files, check_forward_in_store,
-    check_unique, order_once, read_files, wait_settled,
+    check_shape, check_unique, order_once, read_at, read_files, wait_settled, wait_settled_at,
 };
+use crate::support::pg::Backend;
 use crate::support::rabbit::Rabbit;
 use crate::support::{DEADLINE, ServerProcess, http_client, wait_until};
 use fastfood::order::Status;
@@ -22,14 +23,17 @@ use fastfood::order::Status;
 const SETTLE: Duration = Duration::from_secs(60);
 
 /// One crash in `/order` at `point`, with the in-process queue (`rabbit` is
-/// `None`) or RabbitMQ (`serve --broker`, its workers in the same process).
-async fn crash_in_order(point: &str, rabbit: Option<&Rabbit>) {
+/// `None`) or RabbitMQ (`serve --broker`, its workers in the same process),
+/// on the files or the database.
+async fn crash_in_order(point: &str, rabbit: Option<&Rabbit>, backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
+    let at = backend.store_at(d);
     let mut args = vec!["--prep-time", "50ms"];
     if let Some(rabbit) = rabbit {
         args.extend(["--broker", &rabbit.url]);
     }
+    args.extend(backend.args());
     let client = http_client();
     let base = Arc::new(Mutex::new(String::new()));
     let watch = BoardWatch::start(base.clone());
@@ -55,9 +59,9 @@ async fn crash_in_order(point: &str, rabbit: Option<&Rabbit>) {
     );
     doomed.wait_crashed_at(point).await;
 
-    // What the crash left: whole files, the counter past the doomed order.
-    let files = read_files(d);
-    check_files(&files);
+    // What the crash left: a whole store, the counter past the doomed order.
+    let files = read_at(&at);
+    check_shape(&at, &files);
     check_forward_in_store(&files);
     check_unique(&files, &accepted);
     assert_eq!(files.counter, 4, "{point}: the doomed order was numbered");
@@ -80,7 +84,7 @@ async fn crash_in_order(point: &str, rabbit: Option<&Rabbit>) {
         "{point}: no number reused, no gap but the doomed one"
     );
     accepted.push(after);
-    let files = wait_settled(d, &accepted, SETTLE).await;
+    let files = wait_settled_at(&at, &accepted, SETTLE).await;
     let doomed_fate = files.fates().get(&4).map(|f| f.status);
     match point {
         "after-ticket" => {
@@ -106,19 +110,48 @@ async fn crash_in_order(point: &str, rabbit: Option<&Rabbit>) {
     watch.finish().await;
 }
 
+/// For each point, `MEMORY::files`, `MEMORY::postgres`, `BROKER::files`
+/// and `BROKER::postgres`.
 macro_rules! order_crash_tests {
     ($($memory:ident, $broker:ident, $point:literal;)*) => {$(
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $memory() {
-            crash_in_order($point, None).await;
+        mod $memory {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn files() {
+                crash_in_order($point, None, Backend::Files).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(backend) = Backend::postgres(stringify!($memory)) else {
+                    return;
+                };
+                crash_in_order($point, None, backend).await;
+            }
         }
 
-        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-        async fn $broker() {
-            let Some(rabbit) = Rabbit::vhost(concat!("crash-", $point)).await else {
-                return;
-            };
-            crash_in_order($point, Some(&rabbit)).await;
+        mod $broker {
+            use super::*;
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn files() {
+                let Some(rabbit) = Rabbit::vhost(concat!("crash-", $point)).await else {
+                    return;
+                };
+                crash_in_order($point, Some(&rabbit), Backend::Files).await;
+            }
+
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn postgres() {
+                let Some(rabbit) = Rabbit::vhost(concat!("crash-pg-", $point)).await else {
+                    return;
+                };
+                let Some(backend) = Backend::postgres(stringify!($broker)) else {
+                    return;
+                };
+                crash_in_order($point, Some(&rabbit), backend).await;
+            }
         }
     )*};
 }

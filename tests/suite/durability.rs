@@ -46,8 +46,7 @@ fn check_store_files(dir: &Path) -> Vec<Value> {
 
 async fn kill_9_mid_run(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["--prep-time", "500ms"];
-    args.extend(backend.args());
+    let args = backend.with(&["--prep-time", "500ms"]);
     let mut server = ServerProcess::spawn(dir.path(), &args).await;
     let placed = placed_orders(&[&server.base], 20, 20).await;
     let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
@@ -137,15 +136,14 @@ async fn four_processes_share_one_counter(backend: Backend) {
     };
     let dirs = backend.data_dirs(4);
     // Started together on an empty store: they race to create it.
-    let mut args = vec![
+    let args = backend.with(&[
         "--prep-time",
         "0",
         "--workers",
         "4",
         "--broker",
         &rabbit.url,
-    ];
-    args.extend(backend.args());
+    ]);
     let servers =
         futures_util::future::join_all((0..4).map(|i| ServerProcess::spawn(dirs.of(i), &args)))
             .await;
@@ -644,8 +642,7 @@ async fn an_order_is_collected_once_whichever_process(backend: Backend) {
         return;
     };
     let dirs = backend.data_dirs(2);
-    let mut args = vec!["--prep-time", "0", "--broker", &rabbit.url];
-    args.extend(backend.args());
+    let args = backend.with(&["--prep-time", "0", "--broker", &rabbit.url]);
     let a = ServerProcess::spawn(dirs.of(0), &args).await;
     let b = ServerProcess::spawn(dirs.of(1), &args).await;
     let placed = placed_orders(&[&a.base, &b.base], 20, 20).await;

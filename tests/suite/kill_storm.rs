@@ -157,8 +157,7 @@ async fn pause(min: u64, max: u64) {
 async fn random_kill_9s_of_one_server(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let mut args = vec!["--prep-time", "20ms"];
-    args.extend(backend.args());
+    let args = backend.with(&["--prep-time", "20ms"]);
     let crowd = Arc::new(Crowd::default());
     let board = Arc::new(Mutex::new(String::new()));
     let watch = BoardWatch::start(board.clone());
@@ -246,10 +245,8 @@ async fn random_kill_9s_of_servers_and_workers(backend: Backend) {
         return;
     };
     let dirs = backend.data_dirs(SERVERS + 3);
-    let mut server_args = vec!["--workers", "0", "--broker", &rabbit.url];
-    server_args.extend(backend.args());
-    let mut worker_args = vec!["--prep-time", "10ms", "--workers", "2"];
-    worker_args.extend(backend.args());
+    let server_args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
+    let worker_args = backend.with(&["--prep-time", "10ms", "--workers", "2"]);
     let crowd = Arc::new(Crowd::default());
 
     let mut servers = futures_util::future::join_all(

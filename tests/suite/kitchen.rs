@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+use crate::support::pg::Backend;
 use crate::support::rabbit::{HOST, Rabbit, rabbitmqctl};
 use crate::support::{
     DEADLINE, ServerProcess, SseClient, TestApp, WorkerProcess, wait_for, wait_until,
@@ -229,17 +230,18 @@ async fn fail_rate_drops_an_order_in_the_middle_of_its_preparation() {
     panic!("no order was dropped in four at --fail-rate 0.9");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_worker_process_killed_mid_order_shows_as_gone_and_its_order_moves_to_another_lane() {
-    let Some(rabbit) = Rabbit::vhost("kitchen-view").await else {
+async fn a_worker_process_killed_mid_order_shows_as_gone(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("kitchen-view-{}", backend.tag())).await else {
         return;
     };
-    let dir = tempfile::tempdir().unwrap();
-    let server =
-        ServerProcess::spawn(dir.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
+    // The server and the two workers (on the database, a machine each).
+    let dirs = backend.data_dirs(3);
+    let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
+    let server = ServerProcess::spawn(dirs.of(0), &args).await;
+    let cook_args = backend.with(&["--prep-time", "4s"]);
     let mut cooks = [
-        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "4s"], &[]).await,
-        WorkerProcess::spawn(dir.path(), &rabbit.url, &["--prep-time", "4s"], &[]).await,
+        WorkerProcess::spawn(dirs.of(1), &rabbit.url, &cook_args, &[]).await,
+        WorkerProcess::spawn(dirs.of(2), &rabbit.url, &cook_args, &[]).await,
     ];
     wait_until(DEADLINE, "both worker processes in the kitchen", || async {
         lanes(&server.get_json("/kitchen/now").await).len() == 2
@@ -314,6 +316,11 @@ async fn a_worker_process_killed_mid_order_shows_as_gone_and_its_order_moves_to_
     })
     .await;
 }
+
+crate::on_both_backends!(
+    a_worker_process_killed_mid_order_shows_as_gone_and_its_order_moves_to_another_lane,
+    a_worker_process_killed_mid_order_shows_as_gone
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_moment_told_while_the_server_was_cut_off_reaches_its_page_afterwards() {

@@ -7,7 +7,6 @@
 //! with the processes started again in a loop as a supervisor would.
 
 use std::os::unix::process::ExitStatusExt;
-use std::path::Path;
 
 use fastfood::order::{CancelledBy, Status};
 use lapin::options::BasicGetOptions;
@@ -15,7 +14,8 @@ use lapin::types::AMQPValue;
 use serde_json::Value;
 
 use crate::support::cluster::Cluster;
-use crate::support::invariants::read_files;
+use crate::support::invariants::{StoreAt, read_at};
+use crate::support::pg::Backend;
 use crate::support::rabbit::Rabbit;
 use crate::support::{
     Api, DEADLINE, Placed, ServerProcess, WorkerProcess, expect_error, wait_for, wait_until,
@@ -64,9 +64,10 @@ fn aborted_worker(stderr: &str) -> String {
         .to_owned()
 }
 
-/// The order's last line in the store's files (log, then history).
-fn last_line(dir: &Path, ticket: u32) -> fastfood::order::Order {
-    let files = read_files(dir);
+/// The order's last line in the store (files: log, then history; the
+/// database: its change log).
+fn last_line(at: &StoreAt, ticket: u32) -> fastfood::order::Order {
+    let files = read_at(at);
     files
         .history
         .iter()
@@ -84,7 +85,7 @@ fn last_line(dir: &Path, ticket: u32) -> fastfood::order::Order {
 /// log saying so.
 async fn check_set_aside(
     api: &Api,
-    dir: &Path,
+    at: &StoreAt,
     placed: &[Placed],
     pill: &Placed,
     took_down: &[String],
@@ -103,7 +104,7 @@ async fn check_set_aside(
     assert_eq!(shown["status"], "CANCELLED", "{shown}");
     assert_eq!(shown["cancelled_by"], "kitchen", "{shown}");
 
-    let stored = last_line(dir, pill.ticket);
+    let stored = last_line(at, pill.ticket);
     assert_eq!(stored.status, Status::Cancelled);
     assert_eq!(stored.cancelled_by, Some(CancelledBy::Kitchen));
     assert_eq!(
@@ -172,13 +173,13 @@ fn set_aside_total(text: &str) -> f64 {
         .unwrap_or_else(|| panic!("no fastfood_set_aside_total in:\n{text}"))
 }
 
-#[tokio::test]
-async fn in_process_a_poison_pill_is_set_aside_after_exactly_max_deliveries_of_server_restarts() {
+async fn in_process_a_poison_pill_is_set_aside(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
+    let at = backend.store_at(dir.path());
     let max = MAX.to_string();
     // Two workers: the pill's crash takes the other worker's order down too,
     // and that order must still be made, not set aside with the pill.
-    let args = [
+    let args = backend.with(&[
         "--workers",
         "2",
         "--prep-time",
@@ -187,12 +188,12 @@ async fn in_process_a_poison_pill_is_set_aside_after_exactly_max_deliveries_of_s
         PILL,
         "--max-deliveries",
         &max,
-    ];
+    ]);
     // The first server has no pill: it takes the orders, its two workers
     // start the first two (a burger and the pill), and it is killed in the
     // middle of them: a crash that counts as a delivery for both.
-    let mut first =
-        ServerProcess::spawn(dir.path(), &["--workers", "2", "--prep-time", "10m"]).await;
+    let first_args = backend.with(&["--workers", "2", "--prep-time", "10m"]);
+    let mut first = ServerProcess::spawn(dir.path(), &first_args).await;
     let placed = place_menu(&first).await;
     let pill = placed[1].clone();
     let burger = placed[0].ticket;
@@ -250,12 +251,12 @@ async fn in_process_a_poison_pill_is_set_aside_after_exactly_max_deliveries_of_s
         MAX as usize,
         "the pill was delivered exactly {MAX} times: the kill, then the aborts"
     );
-    let made = last_line(dir.path(), burger);
+    let made = last_line(&at, burger);
     assert!(
         made.status == Status::Ready && made.deliveries <= 2,
         "the burger caught in the pill's crashes is made, delivered at most twice: {made:?}"
     );
-    check_set_aside(&server, dir.path(), &placed, &pill, &took_down).await;
+    check_set_aside(&server, &at, &placed, &pill, &took_down).await;
     assert!(
         server
             .stderr()
@@ -267,12 +268,11 @@ async fn in_process_a_poison_pill_is_set_aside_after_exactly_max_deliveries_of_s
     assert_eq!(set_aside_total(&metrics), 1.0);
 }
 
-#[tokio::test]
-async fn classic_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_and_dead_lettered() {
-    let Some(rabbit) = Rabbit::vhost("poison-classic").await else {
+async fn classic_queue_a_poison_pill_is_set_aside(backend: Backend) {
+    let Some(rabbit) = Rabbit::vhost(&format!("poison-classic-{}", backend.tag())).await else {
         return;
     };
-    set_aside_and_dead_lettered(&rabbit.url, &[], async |queue: &str| {
+    set_aside_and_dead_lettered(&backend, &rabbit.url, &[], async |queue: &str| {
         rabbit.depth(queue).await
     })
     .await;
@@ -285,21 +285,25 @@ async fn classic_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_a
 /// pill aside ([`check_set_aside`]), the board drops it in one event, and its
 /// message, with headers that say why, is the one message in `orders.dead`.
 async fn set_aside_and_dead_lettered(
+    backend: &Backend,
     urls: &str,
     queue_args: &[&str],
     depth: impl AsyncFn(&str) -> (u64, u64),
 ) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut server_args = vec!["--workers", "0", "--broker", urls];
+    // The server, and the worker processes (on the database, on another
+    // machine).
+    let dirs = backend.data_dirs(2);
+    let at = backend.store_at(dirs.of(0));
+    let mut server_args = backend.with(&["--workers", "0", "--broker", urls]);
     server_args.extend(queue_args);
-    let server = ServerProcess::spawn(dir.path(), &server_args).await;
+    let server = ServerProcess::spawn(dirs.of(0), &server_args).await;
     let placed = place_menu(&server).await;
     let pill = placed[1].clone();
     let mut board = server.updates().await;
     board.next_event().await; // the whole board, first
 
     let max = MAX.to_string();
-    let mut args = vec![
+    let mut args = backend.with(&[
         "--workers",
         "2",
         "--prep-time",
@@ -310,7 +314,7 @@ async fn set_aside_and_dead_lettered(
         &max,
         "--metrics",
         "127.0.0.1:0",
-    ];
+    ]);
     args.extend(queue_args);
     // A supervisor's loop of worker processes, one at a time.
     let mut took_down = Vec::new();
@@ -319,7 +323,7 @@ async fn set_aside_and_dead_lettered(
             took_down.len() <= MAX as usize,
             "taken down more than {MAX} times: {took_down:?}"
         );
-        let mut worker = WorkerProcess::spawn(dir.path(), urls, &args, &[]).await;
+        let mut worker = WorkerProcess::spawn(dirs.of(1), urls, &args, &[]).await;
         let aside = wait_for(DEADLINE, "the pill set aside, or the worker down", || {
             let running = worker.is_running();
             let api = Api::at(server.base.clone());
@@ -364,7 +368,7 @@ async fn set_aside_and_dead_lettered(
         "{pill_events:?}"
     );
 
-    check_set_aside(&server, dir.path(), &placed, &pill, &took_down).await;
+    check_set_aside(&server, &at, &placed, &pill, &took_down).await;
 
     // The worker that set it aside counted it.
     let metrics_at = worker
@@ -428,6 +432,16 @@ async fn set_aside_and_dead_lettered(
     let _ = connection.close(200, "done".into()).await;
 }
 
+crate::on_both_backends!(
+    in_process_a_poison_pill_is_set_aside_after_exactly_max_deliveries_of_server_restarts,
+    in_process_a_poison_pill_is_set_aside
+);
+
+crate::on_both_backends!(
+    classic_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_and_dead_lettered,
+    classic_queue_a_poison_pill_is_set_aside
+);
+
 /// The same on a quorum `orders` queue replicated over the three nodes of a
 /// cluster (`--broker URL1,URL2,URL3 --queue-type quorum`): the kitchen's
 /// own count sets the pill aside after exactly [`MAX`] deliveries, long
@@ -439,6 +453,7 @@ async fn quorum_queue_a_poison_pill_is_set_aside_after_exactly_max_deliveries_an
         return;
     };
     set_aside_and_dead_lettered(
+        &Backend::Files,
         &cv.urls(),
         &["--queue-type", "quorum"],
         async |queue: &str| {

@@ -1,8 +1,10 @@
 //! The restaurant with its orders in PostgreSQL (`--database`): the same
-//! walk on both backends from one harness, several processes on one
-//! database, and the database's faults (not answering, not ours, newer,
-//! lost while running, a statement that hangs), each with its sentence and
-//! never the password.
+//! walk on both backends from one harness, two servers and two workers on
+//! one store as on four machines (on both backends too), and the database's
+//! faults (not answering, not ours, newer, a wrong password, lost while
+//! running, a statement that hangs, a failover), each with its sentence and
+//! never the password. The other guarantees run on both backends where
+//! they are tested (`on_both_backends!`, docs/guarantees.md).
 
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -26,8 +28,7 @@ const BOUNDED: Duration = Duration::from_secs(12);
 async fn the_api_walk_holds_on_both_backends_and_across_a_restart() {
     for backend in Backend::both("walk") {
         let dir = tempfile::tempdir().unwrap();
-        let mut args = vec!["--prep-time", "0"];
-        args.extend(backend.args());
+        let args = backend.with(&["--prep-time", "0"]);
         let app = TestApp::spawn_at(dir.path(), &args).await;
         let name = backend.name();
         let first = app.place_coded("fries").await;
@@ -709,12 +710,10 @@ async fn two_servers_and_two_workers_on_one_store(backend: Backend) {
         return;
     };
     let dirs = backend.data_dirs(4);
-    let mut args = vec!["--broker", rabbit.url.as_str(), "--workers", "0"];
-    args.extend(backend.args());
+    let args = backend.with(&["--broker", rabbit.url.as_str(), "--workers", "0"]);
     let a = ServerProcess::spawn(dirs.of(0), &args).await;
     let mut b = ServerProcess::spawn(dirs.of(1), &args).await;
-    let mut worker_args = vec!["--prep-time", "20ms"];
-    worker_args.extend(backend.args());
+    let worker_args = backend.with(&["--prep-time", "20ms"]);
     let mut w1 = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
     let _w2 = WorkerProcess::spawn(dirs.of(3), &rabbit.url, &worker_args, &[]).await;
     let mut screens = vec![

@@ -425,8 +425,7 @@ async fn cancel_racing_claims(api: &Api, at: &StoreAt, count: usize) {
 
 async fn a_cancel_racing_a_claim_ends_one_way(backend: Backend) {
     let dir = tempfile::tempdir().unwrap();
-    let mut args = vec!["--prep-time", "0"];
-    args.extend(backend.args());
+    let args = backend.with(&["--prep-time", "0"]);
     let server = ServerProcess::spawn(dir.path(), &args).await;
     cancel_racing_claims(&server, &backend.store_at(dir.path()), 200).await;
 }
@@ -612,8 +611,7 @@ async fn the_pickup_code_is_checked_in_the_step_that_collects_or_cancels(backend
         return;
     };
     let dirs = backend.data_dirs(3);
-    let mut args = vec!["--workers", "0", "--broker", &rabbit.url];
-    args.extend(backend.args());
+    let args = backend.with(&["--workers", "0", "--broker", &rabbit.url]);
     let a = ServerProcess::spawn(dirs.of(0), &args).await;
     let b = ServerProcess::spawn(dirs.of(1), &args).await;
 
@@ -633,8 +631,7 @@ async fn the_pickup_code_is_checked_in_the_step_that_collects_or_cancels(backend
     }
 
     // READY orders: a take at each server, a cancel and a wrong code, at once.
-    let mut worker_args = vec!["--prep-time", "0"];
-    worker_args.extend(backend.args());
+    let worker_args = backend.with(&["--prep-time", "0"]);
     let _worker = WorkerProcess::spawn(dirs.of(2), &rabbit.url, &worker_args, &[]).await;
     let ready = placed_orders(&[&a.base, &b.base], ORDERS, ORDERS).await;
     let tickets: Vec<u32> = ready.iter().map(|p| p.ticket).collect();

@@ -486,11 +486,22 @@ pub fn check_forward_in_store(files: &StoreFiles) {
 }
 
 /// Where a restaurant keeps its orders: a data directory, or a database
-/// (its URL); see `pg::Backend::store_at`.
+/// (its URL); see [`Backend::store_at`](super::pg::Backend::store_at).
 #[derive(Debug, Clone)]
 pub enum StoreAt {
     Files(PathBuf),
     Database(String),
+}
+
+impl super::pg::Backend {
+    /// Where a restaurant started with [`Backend::args`](super::pg::Backend::args)
+    /// and `data_dir` keeps its orders, for the checks here.
+    pub fn store_at(&self, data_dir: &Path) -> StoreAt {
+        match self {
+            super::pg::Backend::Files => StoreAt::Files(data_dir.to_owned()),
+            super::pg::Backend::Postgres(db) => StoreAt::Database(db.url.clone()),
+        }
+    }
 }
 
 /// Reads the store wherever it is: the files ([`read_files`]) or the

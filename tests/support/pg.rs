@@ -6,14 +6,14 @@
 //!
 //! Without PostgreSQL the database tests skip, loudly (a `SKIPPED` line),
 //! unless `FASTFOOD_REQUIRE_POSTGRES=1` makes that a failure (CI sets it).
+//! Nothing here depends on the rest of `support`: the property tests
+//! (`tests/properties.rs`) use it alone.
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use tokio_postgres::{Client, NoTls};
-
-use super::invariants::StoreAt;
 
 /// Where the tests expect PostgreSQL.
 pub const SERVER: &str = "postgres://postgres@127.0.0.1:5432";
@@ -165,21 +165,19 @@ impl Backend {
             .collect()
     }
 
-    /// Where a restaurant started with [`Backend::args`] and `data_dir`
-    /// keeps its orders, for the checks of [`super::invariants`].
-    pub fn store_at(&self, data_dir: &Path) -> StoreAt {
-        match self {
-            Backend::Files => StoreAt::Files(data_dir.to_owned()),
-            Backend::Postgres(db) => StoreAt::Database(db.url.clone()),
-        }
-    }
-
     /// The options that select it (the data directory is given anyway).
     pub fn args(&self) -> Vec<&str> {
         match self {
             Backend::Files => Vec::new(),
             Backend::Postgres(db) => vec!["--database", &db.url],
         }
+    }
+
+    /// `args`, then the options that select it.
+    pub fn with<'a>(&'a self, args: &[&'a str]) -> Vec<&'a str> {
+        let mut all = args.to_vec();
+        all.extend(self.args());
+        all
     }
 
     pub fn name(&self) -> &'static str {
