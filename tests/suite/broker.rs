@@ -695,7 +695,14 @@ async fn a_confirmed_order_the_queue_lost_is_sent_again_but_a_long_line_is_not()
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::spawn(
         dir.path(),
-        &["--workers", "0", "--broker", &rabbit.url, "--lost-after", "5s"],
+        &[
+            "--workers",
+            "0",
+            "--broker",
+            &rabbit.url,
+            "--lost-after",
+            "5s",
+        ],
     )
     .await;
     let tickets = place_orders(&[&server.base], 3, 1).await;
