@@ -8,7 +8,7 @@
 use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use lapin::options::{ConfirmSelectOptions, ExchangeDeclareOptions, QueueDeclareOptions};
@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     Broker, CHANGES_EXCHANGE, DEAD_QUEUE, KITCHEN_EXCHANGE, MAX_PRIORITY, ORDERS_QUEUE,
-    ORPHANS_QUEUE, QUORUM_DELIVERY_LIMIT, QueueType, Session, Shared, redact, redact_all,
+    ORPHANS_QUEUE, PUBLISH_TIMEOUT, QUORUM_DELIVERY_LIMIT, QueueType, Session, Shared, redact,
+    redact_all,
 };
 use crate::backoff;
 use crate::queue::QueueError;
@@ -143,6 +144,8 @@ impl Broker {
                 session: watch::channel(None).0,
                 blocked: AtomicBool::new(false),
                 sessions: AtomicU64::new(0),
+                stalled: tokio::sync::Notify::new(),
+                stalled_session: AtomicU64::new(0),
                 closing: CancellationToken::new(),
                 supervisor: Mutex::new(None),
             }),
@@ -191,6 +194,16 @@ impl Broker {
     /// Whether RabbitMQ blocks publishers now (a disk or memory alarm).
     pub(super) fn is_blocked(&self) -> bool {
         self.shared.blocked.load(Ordering::Relaxed)
+    }
+
+    /// Tells the supervisor that `session`'s publisher stalled: it closes
+    /// that connection (RabbitMQ hands back whatever it delivered there) and
+    /// connects again, to the next node first.
+    pub(super) fn replace_stalled(&self, session: &Session) {
+        self.shared
+            .stalled_session
+            .store(session.id, Ordering::Relaxed);
+        self.shared.stalled.notify_one();
     }
 
     /// Waits until connected; returns the live session.
@@ -317,6 +330,7 @@ impl Broker {
             node,
             connection: Arc::new(connection),
             publisher,
+            confirmed: Arc::new(Mutex::new(Instant::now())),
         })
     }
 
@@ -335,14 +349,26 @@ impl Broker {
                     .blocked
                     .store(connection.status().blocked(), Ordering::Relaxed);
                 let (node, count) = (session.node, self.shared.urls.len());
+                let session_id = session.id;
                 let url = redact(&self.shared.urls[node]);
                 self.shared.session.send_replace(Some(session));
                 tracing::info!("connected to RabbitMQ at {url}");
-                let stopping = self.watch(&connection, events, &shutdown).await;
+                let id = session_id;
+                let ended = self.watch(id, &connection, events, &shutdown).await;
                 self.shared.session.send_replace(None);
-                if stopping {
-                    let _ = connection.close(200, "shutting down".into()).await;
-                    return;
+                match ended {
+                    Ended::Shutdown => {
+                        let _ = connection.close(200, "shutting down".into()).await;
+                        return;
+                    }
+                    Ended::Stalled => {
+                        tracing::warn!(
+                            "RabbitMQ at {url} confirmed nothing for {PUBLISH_TIMEOUT:?}; leaving that connection"
+                        );
+                        let closing = connection.close(200, "no confirms".into());
+                        let _ = tokio::time::timeout(PUBLISH_TIMEOUT, closing).await;
+                    }
+                    Ended::Lost => {}
                 }
                 // The next attempt starts with another node, if there is one.
                 self.shared
@@ -379,20 +405,27 @@ impl Broker {
         }
     }
 
-    /// Waits until the connection is lost (false) or shutdown (true), keeping
-    /// track of the broker's publisher block meanwhile.
+    /// Waits until session `id`'s connection is lost, its publisher stalls,
+    /// or shutdown, keeping track of the broker's publisher block meanwhile.
     async fn watch(
         &self,
+        id: u64,
         connection: &Connection,
         events: impl futures_util::Stream<Item = Event> + Send,
         shutdown: &CancellationToken,
-    ) -> bool {
+    ) -> Ended {
         let mut events = std::pin::pin!(events);
         let mut check = tokio::time::interval(Duration::from_secs(1));
         loop {
             tokio::select! {
-                _ = shutdown.cancelled() => return true,
-                _ = check.tick() => if !connection.status().connected() { return false },
+                _ = shutdown.cancelled() => return Ended::Shutdown,
+                _ = check.tick() => if !connection.status().connected() { return Ended::Lost },
+                // A notice about an earlier session is stale: ignored.
+                _ = self.shared.stalled.notified() => {
+                    if self.shared.stalled_session.load(Ordering::Relaxed) == id {
+                        return Ended::Stalled;
+                    }
+                }
                 event = events.next() => match event {
                     Some(Event::ConnectionBlocked(reason)) => {
                         tracing::warn!("RabbitMQ blocks publishers: {reason}; no order can be queued until it lifts");
@@ -404,14 +437,22 @@ impl Broker {
                     }
                     Some(Event::Error(e)) => {
                         tracing::debug!("connection error: {e}");
-                        return false;
+                        return Ended::Lost;
                     }
                     Some(_) => {}
-                    None => return false,
+                    None => return Ended::Lost,
                 },
             }
         }
     }
+}
+
+/// Why a session ended.
+enum Ended {
+    Shutdown,
+    Lost,
+    /// Its publisher had no confirm for longer than [`PUBLISH_TIMEOUT`].
+    Stalled,
 }
 
 /// The type of the existing `orders` queue when it is the other one than

@@ -63,7 +63,7 @@ mod orders;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize};
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use lapin::{Channel, Connection};
 use parking_lot::Mutex;
@@ -175,6 +175,10 @@ struct Shared {
     /// Whether RabbitMQ blocks publishers (a disk or memory alarm).
     blocked: AtomicBool,
     sessions: AtomicU64,
+    /// Told the id of a session whose publisher stalled (see
+    /// [`Session::stalled`]): the supervisor replaces it.
+    stalled: tokio::sync::Notify,
+    stalled_session: AtomicU64,
     /// Cancelled by [`Broker::close`].
     closing: CancellationToken,
     supervisor: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -189,6 +193,24 @@ struct Session {
     connection: Arc<Connection>,
     /// A channel in confirm mode, for orders and change notices.
     publisher: Channel,
+    /// When RabbitMQ last confirmed a publish on it (or it opened).
+    confirmed: Arc<Mutex<Instant>>,
+}
+
+impl Session {
+    /// Notes a confirm.
+    fn confirmed_now(&self) {
+        *self.confirmed.lock() = Instant::now();
+    }
+
+    /// Whether the publisher has had no confirm for longer than
+    /// [`PUBLISH_TIMEOUT`]: its node or channel is stuck. A quorum queue
+    /// whose leader's machine is cut off (not dead: its packets just stop)
+    /// can leave a channel waiting on the old leader until the network
+    /// heals, while a new channel, or another node, confirms at once.
+    fn stalled(&self) -> bool {
+        self.confirmed.lock().elapsed() > PUBLISH_TIMEOUT
+    }
 }
 
 /// Every URL of a comma-separated list without its password, for messages.

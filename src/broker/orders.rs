@@ -126,7 +126,10 @@ impl Broker {
         })
         .await;
         match confirmed {
-            Ok(Ok(Confirmation::Ack(None))) => Ok(()),
+            Ok(Ok(Confirmation::Ack(None))) => {
+                session.confirmed_now();
+                Ok(())
+            }
             Ok(Ok(_)) => Err(QueueError::Unavailable(format!(
                 "the message broker refused order {ticket}"
             ))),
@@ -138,9 +141,14 @@ impl Broker {
                     "the message broker failed to take it".into(),
                 ))
             }
-            Err(_) => Err(QueueError::Unavailable(format!(
-                "the message broker did not confirm within {PUBLISH_TIMEOUT:?}"
-            ))),
+            Err(_) => {
+                if session.stalled() {
+                    self.replace_stalled(&session);
+                }
+                Err(QueueError::Unavailable(format!(
+                    "the message broker did not confirm within {PUBLISH_TIMEOUT:?}"
+                )))
+            }
         }
     }
 }
