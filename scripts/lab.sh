@@ -90,7 +90,8 @@ wait_for() { # SECONDS WHAT CMD...: retry CMD every 0.3 s until it succeeds
   local limit=$1 what=$2
   shift 2
   local deadline=$((SECONDS + limit))
-  until "$@" >/dev/null 2>&1; do
+  # In a subshell: a trap that runs meanwhile keeps this shell's stderr.
+  until ("$@") >/dev/null 2>&1; do
     ((SECONDS < deadline)) || {
       say "$what: not within ${limit}s"
       return 1
