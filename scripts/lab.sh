@@ -581,18 +581,29 @@ start_machine() { # mN
   say "$m is up"
 }
 
+# kill -9 of every process in mN's namespace, again for any that was
+# starting meanwhile, until none is left.
+kill_all() { # mN: prints how many it killed
+  local m=$1 pids p deadline=$((SECONDS + 20))
+  local -A seen=()
+  while pids=$(ip netns pids "$m" | tr '\n' ' ') && [ -n "${pids// /}" ]; do
+    for p in $pids; do seen[$p]=1; done
+    # shellcheck disable=SC2086
+    kill -9 $pids 2>/dev/null || true
+    ((SECONDS < deadline)) || {
+      say "some processes of $m would not die: $pids"
+      break
+    }
+    sleep 0.1
+  done
+  echo "${#seen[@]}"
+}
+
 kill_machine() { # mN
-  local m=$1 pids
+  local m=$1 n
   has_ns "$m" || die "no machine $m"
-  pids=$(ip netns pids "$m" | tr '\n' ' ')
-  if [ -z "${pids// /}" ]; then
-    say "nothing runs on $m"
-    return 0
-  fi
-  # shellcheck disable=SC2086
-  kill -9 $pids 2>/dev/null || true
-  wait_for 20 "the processes of $m dying" bash -c "[ -z \"\$(ip netns pids $m)\" ]" || true
-  say "killed every process of $m ($(wc -w <<<"$pids") processes)"
+  n=$(kill_all "$m")
+  say "killed every process of $m ($n)"
 }
 
 down_lab() {
@@ -603,11 +614,7 @@ down_lab() {
     if [ -n "$PGBIN" ] && [ -d "$(pgdata "$m")" ] && pg_running "$m"; then
       as_pg "$m" pg_ctl -D "$(pgdata "$m")" -m immediate -t 10 stop >/dev/null 2>&1 || true
     fi
-    local pids
-    pids=$(ip netns pids "$m" | tr '\n' ' ')
-    # shellcheck disable=SC2086
-    [ -n "${pids// /}" ] && kill -9 $pids 2>/dev/null
-    wait_for 20 "the processes of $m dying" bash -c "[ -z \"\$(ip netns pids $m)\" ]" || true
+    kill_all "$m" >/dev/null
     [ -n "$PGBIN" ] && pg_forget_shm "$m"
     ip netns del "$m"
   done
