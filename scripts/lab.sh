@@ -528,6 +528,11 @@ up_lab() {
   local id
   id="$$-$(date +%s%N)"
   echo "$id" >"$DIR/lab.id"
+  local user
+  for user in rabbitmq postgres; do
+    runuser -u "$user" -- test -x "$DIR" ||
+      die "the $user user cannot reach $DIR (a directory above it is private): pick another --dir"
+  done
   cat >"$DIR/lab.conf" <<EOF
 BIN=$BIN
 PREP_TIME=$PREP_TIME
