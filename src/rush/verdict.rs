@@ -526,7 +526,7 @@ impl Boards {
                 }
             }
         }
-        for span in &spans {
+        for span in spans.iter().filter(|s| s.to > s.from) {
             let missed: Vec<u64> = changes
                 .range(span.from + 1..=span.to)
                 .map(|(v, _)| *v)
@@ -940,6 +940,10 @@ mod tests {
             "{:?}",
             verdict.backward
         );
+        // A board that connected and saw no change after its whole board.
+        let mut history = sound();
+        history.boards.push(event(1, 2, 7, None));
+        assert!(judge(&history).ok, "{}", judge(&history).text());
         // A version that does not increase on a connection.
         let mut history = sound();
         history

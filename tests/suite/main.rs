@@ -15,6 +15,7 @@ mod boards;
 mod broker;
 mod broker_outage;
 mod browser;
+mod checker;
 mod cli;
 mod cluster;
 mod connections;
