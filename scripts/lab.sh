@@ -1,0 +1,761 @@
+#!/usr/bin/env bash
+# Three machines on this one host, to watch the restaurant lose one. Each
+# machine is a network namespace (m1, m2, m3) on a bridge of its own, with
+# an address on a private subnet that exists only there (10.77.0.0/24, no
+# route out); this host is 10.77.0.254 on the bridge. Every machine runs a
+# RabbitMQ node (rabbit@mN, the three in one cluster), one
+# `fastfood serve --workers 0` on mN:7777 and two `fastfood worker`
+# processes; m1 runs the PostgreSQL primary and m2 its synchronous standby.
+# Every process is given every database host and every broker node.
+#
+#   scripts/lab.sh up [--dir DIR] [--owner PID] [--prep-time T]
+#                               make the lab (about a minute); its URLs go to DIR/lab.env
+#   scripts/lab.sh urls         print DIR/lab.env: SERVERS, DATABASE_URL, AMQP_URL
+#   scripts/lab.sh status       per machine: link, processes, RabbitMQ, PostgreSQL role
+#   scripts/lab.sh leader [broker|database]
+#                               which machine leads the `orders` queue, which holds the primary
+#   scripts/lab.sh kill mN      kill -9 every process of mN at once, as a power cut would
+#   scripts/lab.sh start mN     start what is not running on mN again (also: up mN)
+#   scripts/lab.sh failover     promote the standby once the primary's machine is dead
+#   scripts/lab.sh cut mN [--all]
+#                               cut mN off from the other two machines (with --all, from
+#                               this host too); its processes keep running
+#   scripts/lab.sh slow mN [--rate R] [--loss P]
+#                               a slow, lossy link: R bit/s each way (default 1mbit) with a
+#                               deep queue, and P% of packets lost each way (default 5)
+#   scripts/lab.sh heal [mN]    undo cut and slow (of every machine without mN)
+#   scripts/lab.sh down         remove everything `up` made; safe to run twice
+#
+# Failover is an operator step here: when the primary's machine is gone,
+# `failover` promotes the standby (pg_ctl promote), and refuses while the
+# old primary still runs (never two primaries). The promoted server then
+# commits alone until the old machine is started again, which rebuilds it as
+# the new primary's synchronous standby (pg_basebackup). Patroni with etcd
+# would take this step by itself.
+#
+# Run as root. The binary is $FASTFOOD_BIN, or target/release/fastfood
+# (built when missing). --prep-time (default 2s) is each order's preparation
+# time. --owner PID leaves a watcher that takes the lab down once that
+# process is gone, however it ended (the tests use it). The settings may
+# also come from the environment: LAB_DIR, LAB_OWNER, LAB_PREP_TIME.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+SELF="$ROOT/scripts/$(basename "$0")"
+NET=10.77.0 # the lab's /24: machines .1 .2 .3, this host .254
+HOST_ADDR="$NET.254"
+MACHINES=(m1 m2 m3)
+BRIDGE=fflab0
+DIR=${LAB_DIR:-/tmp/fastfood-lab}
+OWNER=${LAB_OWNER:-}
+PREP_TIME=${LAB_PREP_TIME:-2s}
+RATE=1mbit
+LOSS=5
+ALL=
+TARGET=
+WHAT=
+# How long a RabbitMQ node may take to start (after a kill -9 it recovers first).
+START_TIMEOUT=120
+
+die() {
+  echo "lab: $*" >&2
+  exit 1
+}
+say() { echo "lab: $*" >&2; }
+usage() {
+  sed -n '2,/^set -euo/p' "$SELF" | sed '$d' | sed 's/^# \{0,1\}//' >&2
+  exit 2
+}
+
+num() { echo "${1#m}"; }        # m2 -> 2
+addr() { echo "$NET.$(num "$1")"; } # m2 -> 10.77.0.2
+veth() { echo "fflab-$1"; }     # the host's end of mN's cable
+mdir() { echo "$DIR/$1"; }
+nsx() { # mN CMD...: run CMD on machine mN
+  local m=$1
+  shift
+  ip netns exec "$m" "$@"
+}
+has_ns() { [ -e "/var/run/netns/$1" ]; }
+is_lab_dir() { [ -f "$DIR/lab.id" ]; }
+need_lab() {
+  is_lab_dir || die "no lab in $DIR: run '$0 up' first (or give --dir)"
+  # shellcheck source=/dev/null
+  . "$DIR/lab.conf"
+}
+need_machine() {
+  case "$TARGET" in m1 | m2 | m3) ;; *) die "name a machine: m1, m2 or m3" ;; esac
+}
+wait_for() { # SECONDS WHAT CMD...: retry CMD every 0.3 s until it succeeds
+  local limit=$1 what=$2
+  shift 2
+  local deadline=$((SECONDS + limit))
+  # In a subshell: a trap that runs meanwhile keeps this shell's stderr.
+  until ("$@") >/dev/null 2>&1; do
+    ((SECONDS < deadline)) || {
+      say "$what: not within ${limit}s"
+      return 1
+    }
+    sleep 0.3
+  done
+}
+alive() { # PIDFILE: the pid it names is running (a zombie is not)
+  [ -s "$1" ] || return 1
+  local state
+  state=$(ps -o stat= -p "$(head -1 "$1")" 2>/dev/null) || return 1
+  case "$state" in Z*) return 1 ;; esac
+}
+
+# ---------------------------------------------------------------- network
+
+net_up() {
+  ip link add "$BRIDGE" type bridge
+  ip addr add "$HOST_ADDR/24" dev "$BRIDGE"
+  ip link set "$BRIDGE" up
+  local m
+  for m in "${MACHINES[@]}"; do
+    ip netns add "$m"
+    ip link add "$(veth "$m")" type veth peer name eth0 netns "$m"
+    ip link set "$(veth "$m")" master "$BRIDGE" up
+    nsx "$m" ip link set lo up
+    nsx "$m" ip addr add "$(addr "$m")/24" dev eth0
+    nsx "$m" ip link set eth0 up
+    # `ip netns exec` mounts these over /etc/hosts: the machines know each
+    # other by name, and only there.
+    mkdir -p "/etc/netns/$m"
+    {
+      echo "# written by fastfood's scripts/lab.sh up; removed by lab.sh down"
+      echo "127.0.0.1 localhost"
+      echo "::1 localhost"
+      local o
+      for o in "${MACHINES[@]}"; do echo "$(addr "$o") $o"; done
+    } >"/etc/netns/$m/hosts"
+  done
+  for m in "${MACHINES[@]}"; do
+    wait_for 10 "$m reaching m1" nsx "$m" ping -c1 -W1 m1
+  done
+}
+
+subnet_in_use() {
+  ip -4 -o addr show | grep -q " inet $NET\." && return 0
+  ip -4 route show match "$NET.0/24" | grep -vq '^default' && return 0
+  return 1
+}
+
+# Undo cut and slow on mN.
+heal_machine() {
+  local m=$1
+  has_ns "$m" || return 0
+  nsx "$m" nft delete table inet fflab_cut 2>/dev/null || true
+  nsx "$m" nft delete table inet fflab_slow 2>/dev/null || true
+  nsx "$m" tc qdisc del dev eth0 root 2>/dev/null || true
+  tc qdisc del dev "$(veth "$m")" root 2>/dev/null || true
+  ip link set "$(veth "$m")" up 2>/dev/null || true
+}
+
+cut_machine() {
+  local m=$1
+  nsx "$m" nft delete table inet fflab_cut 2>/dev/null || true
+  # Whatever comes from or goes to the other machines is dropped; this
+  # host (.254) still reaches mN unless --all.
+  nsx "$m" nft -f - <<EOF
+table inet fflab_cut {
+  chain in {
+    type filter hook input priority 0; policy accept;
+    iifname "eth0" ip saddr $NET.0/24 ip saddr != $HOST_ADDR drop
+  }
+  chain out {
+    type filter hook output priority 0; policy accept;
+    oifname "eth0" ip daddr $NET.0/24 ip daddr != $HOST_ADDR drop
+  }
+}
+EOF
+  if [ -n "$ALL" ]; then
+    ip link set "$(veth "$m")" down
+    say "$m is cut off from every machine and from this host (its cable is unplugged)"
+  else
+    say "$m is cut off from the other machines; this host still reaches it at $(addr "$m")"
+  fi
+}
+
+slow_machine() {
+  local m=$1
+  case "$LOSS" in '' | *[!0-9]*) die "--loss takes a whole percentage, 0 to 100" ;; esac
+  ((LOSS <= 100)) || die "--loss takes a whole percentage, 0 to 100"
+  # No netem in this kernel: a token bucket at a low rate with a queue of
+  # a second's worth of bytes delays what it cannot send at once, both ways
+  # (mN's own end of the cable, and the host's end towards mN).
+  nsx "$m" tc qdisc replace dev eth0 root tbf rate "$RATE" burst 4kb latency 1s ||
+    die "tc refused the rate $RATE (give e.g. 1mbit, 500kbit)"
+  tc qdisc replace dev "$(veth "$m")" root tbf rate "$RATE" burst 4kb latency 1s
+  nsx "$m" nft delete table inet fflab_slow 2>/dev/null || true
+  nsx "$m" nft -f - <<EOF
+table inet fflab_slow {
+  chain in {
+    type filter hook input priority 0; policy accept;
+    iifname "eth0" numgen random mod 100 < $LOSS drop
+  }
+  chain out {
+    type filter hook output priority 0; policy accept;
+    oifname "eth0" numgen random mod 100 < $LOSS drop
+  }
+}
+EOF
+  say "$m's link is slow: $RATE each way, queue up to 1s, $LOSS% of packets lost each way"
+}
+
+link_state() { # mN: up, cut, unplugged, slow (or several)
+  local m=$1 out=()
+  if ! ip link show "$(veth "$m")" 2>/dev/null | grep -q 'state UP'; then
+    out+=(unplugged)
+  elif nsx "$m" nft list table inet fflab_cut >/dev/null 2>&1; then
+    out+=(cut)
+  fi
+  nsx "$m" nft list table inet fflab_slow >/dev/null 2>&1 && out+=(slow)
+  ((${#out[@]})) || out=(up)
+  (IFS=+; echo "${out[*]}")
+}
+
+# ---------------------------------------------------------------- RabbitMQ
+
+# The node's own environment file, in place of Debian's
+# /etc/rabbitmq/rabbitmq-env.conf (which names rabbit@localhost and binds
+# epmd and the distribution to 127.0.0.1: no cluster across machines).
+rabbit_files() {
+  local m=$1 base
+  base="$(mdir "$m")/rabbit"
+  mkdir -p "$base/mnesia" "$base/log"
+  echo '[].' >"$base/enabled_plugins"
+  cat >"$base/env.conf" <<EOF
+NODENAME=rabbit@$m
+MNESIA_BASE=$base/mnesia
+LOG_BASE=$base/log
+PID_FILE=$base/pid
+ENABLED_PLUGINS_FILE=$base/enabled_plugins
+CONFIG_FILE=$base/rabbitmq.conf
+SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none"
+EOF
+  # guest may log in from the other machines: this is a lab.
+  cat >"$base/rabbitmq.conf" <<EOF
+listeners.tcp.1 = $(addr "$m"):5672
+listeners.tcp.2 = 127.0.0.1:5672
+loopback_users.guest = false
+disk_free_limit.absolute = 50MB
+log.file.level = warning
+EOF
+  chown -R rabbitmq:rabbitmq "$base"
+}
+
+rctl() { # mN ARGS...: rabbitmqctl on mN's node, from mN
+  local m=$1
+  shift
+  RABBITMQ_CONF_ENV_FILE="$(mdir "$m")/rabbit/env.conf" nsx "$m" rabbitmqctl -q -n "rabbit@$m" "$@"
+}
+rabbit_launch() { # mN: start the node, without waiting
+  local m=$1
+  RABBITMQ_CONF_ENV_FILE="$(mdir "$m")/rabbit/env.conf" nsx "$m" rabbitmq-server -detached >/dev/null 2>&1
+}
+rabbit_await() { # mN
+  wait_for "$START_TIMEOUT" "RabbitMQ node rabbit@$1 starting (see $(mdir "$1")/rabbit/log)" \
+    rctl "$1" await_startup --timeout 10
+}
+rabbit_pid_alive() { alive "$(mdir "$1")/rabbit/pid"; }
+rabbit_running() { rabbit_pid_alive "$1" && rctl "$1" await_startup --timeout 3 >/dev/null 2>&1; }
+
+rabbit_up() {
+  local m out
+  for m in "${MACHINES[@]}"; do rabbit_files "$m"; done
+  for m in "${MACHINES[@]}"; do rabbit_launch "$m"; done
+  for m in "${MACHINES[@]}"; do rabbit_await "$m"; done
+  for m in m2 m3; do
+    # rabbitmqctl logs harmless errors while a node joins: shown on failure only.
+    if ! out=$({ rctl "$m" stop_app && rctl "$m" join_cluster rabbit@m1 && rctl "$m" start_app; } 2>&1); then
+      echo "$out" >&2
+      die "rabbit@$m could not join rabbit@m1"
+    fi
+  done
+}
+
+# The machine whose node leads the `orders` quorum queue, asked of a node
+# that is running and not cut off (a cut node may believe a stale leader).
+orders_leader() {
+  local m line
+  for m in "${MACHINES[@]}"; do
+    [ "$(link_state "$m")" = up ] || [ "$(link_state "$m")" = slow ] || continue
+    rabbit_pid_alive "$m" || continue
+    line=$(rctl "$m" list_queues --no-table-headers --timeout 10 name leader 2>/dev/null |
+      awk '$1 == "orders" { print $2 }') || continue
+    if [ -n "$line" ]; then
+      echo "${line#rabbit@}"
+      return 0
+    fi
+  done
+  return 1
+}
+
+# ---------------------------------------------------------------- PostgreSQL
+
+PGBIN=$(printf '%s\n' /usr/lib/postgresql/*/bin | sort -V | tail -1)
+[ -x "$PGBIN/initdb" ] || PGBIN=
+pgdata() { echo "$(mdir "$1")/pg/data"; }
+pgrun() { echo "$(mdir "$1")/pg/run"; }
+as_pg() { # mN CMD ARGS...: a PostgreSQL tool on mN, as the postgres user
+  local m=$1 cmd=$2
+  shift 2
+  nsx "$m" runuser -u postgres -- "$PGBIN/$cmd" "$@"
+}
+pg_running() { alive "$(pgdata "$1")/postmaster.pid"; }
+psql_on() { # mN SQL: through mN's socket (works whatever its network)
+  "$PGBIN/psql" -X -q -At -w -h "$(pgrun "$1")" -p 5432 -U postgres -d postgres -c "$2"
+}
+pg_role() { # mN: primary, standby, starting, down (or none: no PostgreSQL there)
+  [ -d "$(pgdata "$1")" ] || {
+    echo none
+    return
+  }
+  pg_running "$1" || {
+    echo down
+    return
+  }
+  case "$(psql_on "$1" 'select pg_is_in_recovery()' 2>/dev/null)" in
+    f) echo primary ;;
+    t) echo standby ;;
+    *) echo starting ;;
+  esac
+}
+pg_start() { # mN
+  local m=$1
+  local out
+  # (After a kill -9 it says "another server might be running": the pid
+  # file left behind; shown on failure only.)
+  out=$(as_pg "$m" pg_ctl -D "$(pgdata "$m")" -w -t 120 -l "$(mdir "$m")/pg/postgres.log" \
+    -o "-p 5432 -k $(pgrun "$m") -c listen_addresses=$(addr "$m"),127.0.0.1" start 2>&1) ||
+    die "PostgreSQL on $m did not start: $out (see $(mdir "$m")/pg/postgres.log)"
+}
+pg_dirs() { # mN
+  mkdir -p "$(mdir "$1")/pg/run"
+  chown -R postgres:postgres "$(mdir "$1")/pg"
+}
+pg_primary_init() { # mN
+  local m=$1
+  pg_dirs "$m"
+  as_pg "$m" initdb -D "$(pgdata "$m")" -A trust -U postgres --no-sync -E UTF8 >"$(mdir "$m")/pg/initdb.log" 2>&1 ||
+    die "initdb failed: see $(mdir "$m")/pg/initdb.log"
+  # Trust for the lab's subnet: the other machines, and this host's tests.
+  {
+    echo "host all all $NET.0/24 trust"
+    echo "host replication all $NET.0/24 trust"
+  } >>"$(pgdata "$m")/pg_hba.conf"
+  pg_start "$m"
+  psql_on "$m" 'create database fastfood'
+}
+# A standby of PRIMARY on mN: a fresh copy over the lab's network.
+pg_standby_init() { # mN PRIMARY
+  local m=$1 primary=$2
+  pg_dirs "$m"
+  pg_forget_shm "$m"
+  rm -rf "$(pgdata "$m")"
+  as_pg "$m" pg_basebackup -h "$primary" -p 5432 -U postgres -D "$(pgdata "$m")" -R -X stream -c fast ||
+    die "pg_basebackup of $m from $primary failed"
+  # A promoted standby commits alone: never a synchronous_standby_names from its primary.
+  sed -i '/^synchronous_standby_names/d' "$(pgdata "$m")/postgresql.auto.conf"
+  pg_start "$m"
+}
+# The primary on PRIMARY waits for its standby from now on.
+pg_synchronous() { # PRIMARY
+  local p=$1
+  psql_on "$p" "alter system set synchronous_standby_names = '*'" >/dev/null
+  psql_on "$p" 'select pg_reload_conf()' >/dev/null
+  wait_for 60 "the standby of $p becoming synchronous" \
+    bash -c "[ \"\$('$PGBIN/psql' -X -At -w -h '$(pgrun "$p")' -p 5432 -U postgres -d postgres -c \"select count(*) from pg_stat_replication where sync_state = 'sync'\")\" -ge 1 ]"
+}
+pg_primary_machine() { cat "$DIR/pg-primary"; }
+
+# Brings mN's PostgreSQL back: as what it was, or, if it was the primary
+# before a failover, as a fresh standby of the new primary.
+pg_start_machine() { # mN
+  local m=$1 primary
+  [ -d "$(pgdata "$m")" ] || [ -d "$(mdir "$m")/pg" ] || return 0
+  pg_running "$m" && return 0
+  primary=$(pg_primary_machine)
+  if [ "$primary" = "$m" ]; then
+    pg_start "$m"
+    say "PostgreSQL on $m is back, the primary"
+    return 0
+  fi
+  [ "$(pg_role "$primary")" = primary ] ||
+    die "the primary is on $primary, which is not running: start $primary first"
+  if [ -f "$(pgdata "$m")/standby.signal" ]; then
+    pg_start "$m"
+  else
+    say "$m held the primary before the failover: rebuilding it as $primary's standby"
+    pg_standby_init "$m" "$primary"
+  fi
+  pg_synchronous "$primary"
+  say "PostgreSQL on $m is back, the synchronous standby of $primary"
+}
+
+# Remove the System V memory a killed postmaster leaves behind (a clean
+# stop removes its own).
+pg_forget_shm() { # mN
+  local pidfile shmid
+  pidfile="$(pgdata "$1")/postmaster.pid"
+  [ -f "$pidfile" ] || return 0
+  shmid=$(sed -n 7p "$pidfile" | awk '{ print $2 }')
+  # Only a segment nobody has attached any more.
+  if [ -n "$shmid" ] && ipcs -m | awk -v id="$shmid" '$2 == id && $6 == 0 { found = 1 } END { exit !found }'; then
+    ipcrm -m "$shmid" 2>/dev/null || true
+  fi
+}
+
+failover() {
+  local old new="" m
+  old=$(pg_primary_machine)
+  if pg_running "$old"; then
+    die "the primary on $old is still running: a failover now would make two primaries. Kill its machine first ('$0 kill $old')"
+  fi
+  for m in "${MACHINES[@]}"; do
+    [ "$m" != "$old" ] && [ "$(pg_role "$m")" = standby ] && new=$m
+  done
+  [ -n "$new" ] || die "no standby is running to promote"
+  as_pg "$new" pg_ctl -D "$(pgdata "$new")" -w -t 60 promote >/dev/null
+  wait_for 30 "$new leaving recovery" bash -c "[ \"\$('$PGBIN/psql' -X -At -w -h '$(pgrun "$new")' -p 5432 -U postgres -d postgres -c 'select pg_is_in_recovery()')\" = f ]"
+  # Alone now: it would wait forever for a standby that is gone.
+  psql_on "$new" 'alter system reset synchronous_standby_names' >/dev/null
+  psql_on "$new" 'select pg_reload_conf()' >/dev/null
+  echo "$new" >"$DIR/pg-primary"
+  say "promoted the standby on $new: it is the primary and commits alone until '$0 start $old' makes $old its standby"
+}
+
+# ---------------------------------------------------------------- fastfood
+
+find_bin() {
+  if [ -n "${FASTFOOD_BIN:-}" ]; then
+    [ -x "$FASTFOOD_BIN" ] || die "FASTFOOD_BIN=$FASTFOOD_BIN is not an executable"
+    BIN=$(realpath "$FASTFOOD_BIN")
+    return
+  fi
+  BIN="$ROOT/target/release/fastfood"
+  if [ ! -x "$BIN" ]; then
+    say "building $BIN (cargo build --release)"
+    (cd "$ROOT" && cargo build --release --quiet) || die "cargo build --release failed"
+  fi
+}
+
+db_url() { # HOST1 HOST2: the URL every process uses
+  echo "postgres://postgres@$1:5432,$2:5432/fastfood?target_session_attrs=read-write"
+}
+broker_urls() { # HOSTS...: first the process's own node, then the others
+  local out=() h
+  for h in "$@"; do out+=("amqp://guest:guest@$h:5672/%2f"); done
+  (IFS=,; echo "${out[*]}")
+}
+own_first() { # mN: m2 -> m2 m3 m1
+  local i n
+  n=$(num "$1")
+  for i in 0 1 2; do echo "m$(((n - 1 + i) % 3 + 1))"; done
+}
+
+ff_launch() { # mN NAME ARGS...: one fastfood process on mN, its pid in mN/NAME.pid
+  local m=$1 name=$2
+  shift 2
+  local d
+  d=$(mdir "$m")
+  # shellcheck disable=SC2016 # $$ and $@ are the inner shell's
+  nsx "$m" setsid sh -c 'echo $$ >"$0"; exec "$@"' "$d/$name.pid" "$BIN" "$@" \
+    </dev/null >>"$d/$name.log" 2>&1 &
+}
+ff_names=(serve worker1 worker2)
+ff_start_machine() { # mN: the processes of mN that are not running
+  local m=$1 d name
+  d=$(mdir "$m")
+  mkdir -p "$d/data"
+  # shellcheck disable=SC2046
+  local common=(--data-dir "$d/data" --database "$(db_url m1 m2)"
+    --broker "$(broker_urls $(own_first "$m"))" --queue-type quorum --prep-time "$PREP_TIME")
+  for name in "${ff_names[@]}"; do
+    alive "$d/$name.pid" && continue
+    rm -f "$d/$name.pid"
+    if [ "$name" = serve ]; then
+      ff_launch "$m" serve serve --workers 0 --listen "$(addr "$m"):7777" \
+        --allowed-hosts "$m,$(addr "$m")" "${common[@]}"
+    else
+      ff_launch "$m" "$name" worker "${common[@]}"
+    fi
+  done
+}
+ready() { curl -fsS -m 2 -o /dev/null "http://$(addr "$1"):7777/readyz"; }
+
+# ---------------------------------------------------------------- commands
+
+write_env() {
+  local servers=() m
+  for m in "${MACHINES[@]}"; do servers+=("http://$(addr "$m"):7777"); done
+  # Unquoted on purpose: a shell sources it as is (no globbing in an
+  # assignment), and a test reads KEY=VALUE lines.
+  cat >"$DIR/lab.env" <<EOF
+LAB_DIR=$DIR
+SERVERS=$(IFS=,; echo "${servers[*]}")
+DATABASE_URL=$(db_url "$(addr m1)" "$(addr m2)")
+AMQP_URL=$(broker_urls "$(addr m1)" "$(addr m2)" "$(addr m3)")
+QUEUE_TYPE=quorum
+PREP_TIME=$PREP_TIME
+WORKERS=6
+EOF
+}
+
+up_lab() {
+  [ "$(id -u)" = 0 ] || die "run as root: the lab makes namespaces and a bridge"
+  [ -n "$PGBIN" ] || die "no PostgreSQL in /usr/lib/postgresql"
+  local tool
+  for tool in nft ping tc rabbitmq-server curl; do
+    command -v "$tool" >/dev/null || die "$tool is missing (apt-get install nftables iputils-ping iproute2 rabbitmq-server curl)"
+  done
+  [ -e "$DIR" ] && die "$DIR exists: the lab is up already, or left over ('$0 down' removes it)"
+  case "$DIR" in /*) ;; *) die "--dir must be an absolute path" ;; esac
+  case "$DIR" in *[[:space:]]*) die "--dir must have no spaces" ;; esac
+  local m
+  for m in "${MACHINES[@]}"; do
+    has_ns "$m" && die "a namespace $m exists already ('$0 down' removes a lab left over)"
+  done
+  ip link show "$BRIDGE" >/dev/null 2>&1 && die "a link $BRIDGE exists already ('$0 down' removes it)"
+  subnet_in_use && die "$NET.0/24 is in use on this host: the lab needs it for itself"
+  find_bin
+
+  trap 'trap - EXIT INT TERM; say "the lab did not come up; removing what was made"; down_lab; exit 1' EXIT INT TERM
+  mkdir -p "$DIR"
+  chmod 755 "$DIR"
+  local id
+  id="$$-$(date +%s%N)"
+  echo "$id" >"$DIR/lab.id"
+  local user
+  for user in rabbitmq postgres; do
+    runuser -u "$user" -- test -x "$DIR" ||
+      die "the $user user cannot reach $DIR (a directory above it is private): pick another --dir"
+  done
+  cat >"$DIR/lab.conf" <<EOF
+BIN=$BIN
+PREP_TIME=$PREP_TIME
+EOF
+  echo m1 >"$DIR/pg-primary"
+  if [ -n "$OWNER" ]; then
+    kill -0 "$OWNER" 2>/dev/null || die "--owner $OWNER is no running process"
+    # Detached from the caller's terminal and pipes, so nobody waits for it;
+    # it leaves alone a lab that is not the one it was started for.
+    # shellcheck disable=SC2016 # the watcher's own arguments
+    setsid bash -c 'same() { [ "$(cat "$2/lab.id" 2>/dev/null)" = "$3" ]; }
+      while kill -0 "$1" 2>/dev/null && same "$@"; do sleep 1; done
+      same "$@" && exec "$4" down --dir "$2"' \
+      watcher "$OWNER" "$DIR" "$id" "$SELF" </dev/null >/dev/null 2>&1 &
+  fi
+
+  say "network: bridge $BRIDGE ($HOST_ADDR), m1 m2 m3 on $NET.0/24"
+  net_up
+  say "RabbitMQ: rabbit@m1, rabbit@m2, rabbit@m3 in one cluster"
+  rabbit_up
+  say "PostgreSQL: primary on m1, synchronous standby on m2"
+  pg_primary_init m1
+  pg_standby_init m2 m1
+  pg_synchronous m1
+  write_env
+  say "fastfood: a server and two workers on each machine (prep time $PREP_TIME)"
+  for m in "${MACHINES[@]}"; do
+    ff_start_machine "$m"
+    # The first one creates the schema (and the queues) before the others come.
+    [ "$m" = m1 ] && wait_for 90 "the server on m1 ready (see $DIR/m1/serve.log)" ready m1
+  done
+  for m in "${MACHINES[@]}"; do
+    wait_for 90 "the server on $m ready (see $DIR/$m/serve.log)" ready "$m"
+  done
+  trap - EXIT INT TERM
+  say "the lab is up; its URLs are in $DIR/lab.env:"
+  cat "$DIR/lab.env"
+}
+
+start_machine() { # mN
+  local m=$1
+  has_ns "$m" || die "no machine $m: run '$0 up' first"
+  if ! rabbit_pid_alive "$m"; then
+    rabbit_launch "$m"
+    rabbit_await "$m"
+    say "rabbit@$m is back (it rejoins the cluster by itself)"
+  fi
+  pg_start_machine "$m"
+  ff_start_machine "$m"
+  wait_for 90 "the server on $m ready (see $DIR/$m/serve.log)" ready "$m"
+  say "$m is up"
+}
+
+# kill -9 of every process in mN's namespace, again for any that was
+# starting meanwhile, until none is left.
+kill_all() { # mN: prints how many it killed
+  local m=$1 pids p deadline=$((SECONDS + 20))
+  local -A seen=()
+  while pids=$(ip netns pids "$m" | tr '\n' ' ') && [ -n "${pids// /}" ]; do
+    for p in $pids; do seen[$p]=1; done
+    # shellcheck disable=SC2086
+    kill -9 $pids 2>/dev/null || true
+    ((SECONDS < deadline)) || {
+      say "some processes of $m would not die: $pids"
+      break
+    }
+    sleep 0.1
+  done
+  echo "${#seen[@]}"
+}
+
+kill_machine() { # mN
+  local m=$1 n
+  has_ns "$m" || die "no machine $m"
+  n=$(kill_all "$m")
+  say "killed every process of $m ($n)"
+}
+
+down_lab() {
+  local m
+  for m in "${MACHINES[@]}"; do
+    has_ns "$m" || continue
+    # A clean immediate stop takes its shared memory with it.
+    if [ -n "$PGBIN" ] && [ -d "$(pgdata "$m")" ] && pg_running "$m"; then
+      as_pg "$m" pg_ctl -D "$(pgdata "$m")" -m immediate -t 10 stop >/dev/null 2>&1 || true
+    fi
+    kill_all "$m" >/dev/null
+    [ -n "$PGBIN" ] && pg_forget_shm "$m"
+    ip netns del "$m"
+  done
+  for m in "${MACHINES[@]}"; do
+    ip link del "$(veth "$m")" 2>/dev/null || true
+    if [ -f "/etc/netns/$m/hosts" ] && grep -q 'scripts/lab.sh' "/etc/netns/$m/hosts"; then
+      rm -f "/etc/netns/$m/hosts"
+      rmdir "/etc/netns/$m" 2>/dev/null || true
+    fi
+  done
+  rmdir /etc/netns 2>/dev/null || true
+  ip link del "$BRIDGE" 2>/dev/null || true
+  if is_lab_dir; then
+    rm -rf "$DIR"
+  fi
+  say "the lab is down"
+}
+
+status_lab() {
+  need_lab
+  local m role rabbit procs name leader="" primary
+  leader=$(orders_leader) || leader=""
+  primary=$(pg_primary_machine)
+  printf '%-7s %-10s %-15s %-9s %-9s %s\n' machine address link rabbitmq postgres fastfood
+  for m in "${MACHINES[@]}"; do
+    if ! has_ns "$m"; then
+      echo "$m: no such machine"
+      continue
+    fi
+    if rabbit_running "$m"; then rabbit=running; elif rabbit_pid_alive "$m"; then rabbit=starting; else rabbit=down; fi
+    [ "$leader" = "$m" ] && rabbit="$rabbit*"
+    role=$(pg_role "$m")
+    procs=()
+    for name in "${ff_names[@]}"; do
+      alive "$(mdir "$m")/$name.pid" && procs+=("$name")
+    done
+    ((${#procs[@]})) || procs=(none)
+    printf '%-7s %-10s %-15s %-9s %-9s %s\n' "$m" "$(addr "$m")" "$(link_state "$m")" "$rabbit" "$role" "${procs[*]}"
+  done
+  if [ -n "$leader" ]; then
+    echo "* leads the orders queue (rabbit@$leader)"
+  else
+    echo "orders queue leader: not known (no node answered, or no queue yet)"
+  fi
+  echo "PostgreSQL primary: $primary ($(pg_role "$primary"))"
+}
+
+leader_cmd() {
+  need_lab
+  local b d
+  b=$(orders_leader) || b=none
+  d=$(pg_primary_machine)
+  [ "$(pg_role "$d")" = primary ] || d=none
+  case "$WHAT" in
+    broker) echo "$b" ;;
+    database) echo "$d" ;;
+    *)
+      echo "broker=$b"
+      echo "database=$d"
+      ;;
+  esac
+}
+
+CMD=${1:-}
+[ $# -gt 0 ] && shift
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --dir) DIR=${2:?--dir needs a directory}; shift ;;
+    --dir=*) DIR=${1#--dir=} ;;
+    --owner) OWNER=${2:?--owner needs a pid}; shift ;;
+    --owner=*) OWNER=${1#--owner=} ;;
+    --prep-time) PREP_TIME=${2:?--prep-time needs a duration}; shift ;;
+    --prep-time=*) PREP_TIME=${1#--prep-time=} ;;
+    --rate) RATE=${2:?--rate needs a rate}; shift ;;
+    --rate=*) RATE=${1#--rate=} ;;
+    --loss) LOSS=${2:?--loss needs a percentage}; shift ;;
+    --loss=*) LOSS=${1#--loss=} ;;
+    --all) ALL=1 ;;
+    m1 | m2 | m3) TARGET=$1 ;;
+    broker | database) WHAT=$1 ;;
+    -h | --help) usage ;;
+    *) say "unknown argument: $1"; usage ;;
+  esac
+  shift
+done
+DIR=${DIR%/}
+
+case "$CMD" in
+  up)
+    if [ -n "$TARGET" ]; then
+      need_lab
+      start_machine "$TARGET"
+    else
+      up_lab
+    fi
+    ;;
+  start)
+    need_lab
+    need_machine
+    start_machine "$TARGET"
+    ;;
+  down) down_lab ;;
+  urls)
+    need_lab
+    cat "$DIR/lab.env"
+    ;;
+  status) status_lab ;;
+  leader) leader_cmd ;;
+  kill)
+    need_lab
+    need_machine
+    kill_machine "$TARGET"
+    ;;
+  failover)
+    need_lab
+    failover
+    ;;
+  cut)
+    need_lab
+    need_machine
+    cut_machine "$TARGET"
+    ;;
+  slow)
+    need_lab
+    need_machine
+    slow_machine "$TARGET"
+    ;;
+  heal)
+    need_lab
+    if [ -n "$TARGET" ]; then
+      heal_machine "$TARGET"
+      say "$TARGET's link is whole again"
+    else
+      for m in "${MACHINES[@]}"; do heal_machine "$m"; done
+      say "every link is whole again"
+    fi
+    ;;
+  *) usage ;;
+esac
