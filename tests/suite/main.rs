@@ -30,6 +30,7 @@ mod identity;
 mod injected_faults;
 mod kill_storm;
 mod kitchen;
+mod lab;
 mod metrics;
 mod poison;
 mod postgres;
