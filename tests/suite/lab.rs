@@ -22,6 +22,18 @@ fn script() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("scripts/lab.sh")
 }
 
+/// `lab.sh ARGS --dir DIR` with this build's binary.
+fn lab_sh(dir: &Path, args: &[&str]) -> Output {
+    Command::new(script())
+        .args(args)
+        .arg("--dir")
+        .arg(dir)
+        .env("FASTFOOD_BIN", env!("CARGO_BIN_EXE_fastfood"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run scripts/lab.sh")
+}
+
 /// A lab of this test, taken down on drop (and by the script's own watcher
 /// should this process die without dropping it).
 struct Lab {
@@ -30,13 +42,21 @@ struct Lab {
 
 impl Lab {
     /// `lab.sh up` in `dir`, owned by this process, with this build's binary.
+    /// The guard exists only once the lab is up: an `up` that fails removes
+    /// what it made itself, and one refused because another lab runs on this
+    /// host must leave that lab alone (`down` takes down whatever lab runs).
     fn up(dir: &Path) -> Lab {
-        let lab = Lab {
-            dir: dir.to_owned(),
-        };
         let pid = std::process::id().to_string();
-        lab.run(&["up", "--owner", &pid, "--prep-time", "200ms"]);
-        lab
+        let args = ["up", "--owner", &pid, "--prep-time", "200ms"];
+        let output = lab_sh(dir, &args);
+        assert!(
+            output.status.success(),
+            "lab.sh {args:?} failed:\n{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        Lab {
+            dir: dir.to_owned(),
+        }
     }
 
     /// `lab.sh ARGS --dir DIR`, which must succeed; its stderr.
@@ -52,14 +72,7 @@ impl Lab {
     }
 
     fn try_run(&self, args: &[&str]) -> Output {
-        Command::new(script())
-            .args(args)
-            .arg("--dir")
-            .arg(&self.dir)
-            .env("FASTFOOD_BIN", env!("CARGO_BIN_EXE_fastfood"))
-            .stdin(Stdio::null())
-            .output()
-            .expect("run scripts/lab.sh")
+        lab_sh(&self.dir, args)
     }
 
     /// `SERVERS=` of the lab's `lab.env`.
