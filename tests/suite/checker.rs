@@ -11,7 +11,7 @@ use fastfood::rush::verdict::{self, Answer, History, Ordered};
 use serde_json::Value;
 
 use crate::support::invariants::{Accepted, wait_settled};
-use crate::support::process::fastfood;
+use crate::support::process::rush_recording;
 use crate::support::rabbit::Rabbit;
 use crate::support::{ServerProcess, WorkerProcess};
 
@@ -52,11 +52,10 @@ async fn a_rush_over_two_servers_one_killed_and_restarted_loses_nothing_acknowle
 
     let history_file = dir.path().join("history.json");
     let targets = format!("{},{}", a.base, b.base);
-    let rush = fastfood(
-        [
-            "rush",
-            "--target",
-            &targets,
+    let rush = rush_recording(
+        &targets,
+        &history_file,
+        &[
             "--rate",
             "30",
             "--duration",
@@ -65,17 +64,8 @@ async fn a_rush_over_two_servers_one_killed_and_restarted_loses_nothing_acknowle
             "10s",
             "--settle",
             "60s",
-            "--no-chart",
-            "--json",
-            "--history",
-        ]
-        .map(std::ffi::OsStr::new)
-        .into_iter()
-        .chain([history_file.as_os_str()]),
-        &[],
-    )
-    .spawn()
-    .expect("start the rush");
+        ],
+    );
 
     // Mid-rush: the second server dies as abruptly as a machine, then comes
     // back on the same address.

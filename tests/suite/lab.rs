@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use fastfood::rush::verdict::{self, History};
 use serde_json::Value;
 
-use crate::support::process::fastfood;
+use crate::support::process::rush_recording;
 
 /// `scripts/lab.sh` in this checkout.
 fn script() -> PathBuf {
@@ -88,6 +88,11 @@ impl Lab {
 
 impl Drop for Lab {
     fn drop(&mut self) {
+        // `down` takes down whatever lab runs on this host: only while this
+        // one is still there (its directory holds its `lab.id`).
+        if !self.dir.join("lab.id").exists() {
+            return;
+        }
         let output = self.try_run(&["down"]);
         if !output.status.success() {
             eprintln!(
@@ -151,31 +156,21 @@ async fn the_lab_loses_no_acknowledged_order_to_a_kill_a_cut_or_a_failover() {
         let servers = lab.servers();
         assert_eq!(servers.split(',').count(), 3, "{servers}");
 
-        let rush = fastfood(
-            [
-                "rush",
-                "--target",
-                &servers,
+        // Ended by Ctrl-C once the faults are over.
+        let rush = rush_recording(
+            &servers,
+            &history_file,
+            &[
                 "--rate",
                 "15",
-                // Ended by Ctrl-C once the faults are over.
                 "--duration",
                 "20m",
                 "--timeout",
                 "20s",
                 "--settle",
                 "120s",
-                "--no-chart",
-                "--json",
-                "--history",
-            ]
-            .map(std::ffi::OsStr::new)
-            .into_iter()
-            .chain([history_file.as_os_str()]),
-            &[],
-        )
-        .spawn()
-        .expect("start the rush");
+            ],
+        );
         let start = Instant::now();
         let mut timeline = Vec::new();
         let mut step = |what: &str, args: &[&str]| {
