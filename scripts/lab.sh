@@ -8,8 +8,8 @@
 # processes; m1 runs the PostgreSQL primary and m2 its synchronous standby.
 # Every process is given every database host and every broker node.
 #
-#   scripts/lab.sh up [--dir DIR] [--owner PID] [--prep-time T]
-#                               make the lab (about a minute); its URLs go to DIR/lab.env
+#   scripts/lab.sh up [--dir DIR] [--owner PID] [--prep-time T] [--patroni]
+#                               make the lab (about 40 s); its URLs go to DIR/lab.env
 #   scripts/lab.sh urls         print DIR/lab.env: SERVERS, DATABASE_URL, AMQP_URL
 #   scripts/lab.sh status       per machine: link, processes, RabbitMQ, PostgreSQL role
 #   scripts/lab.sh leader [broker|database]
@@ -17,6 +17,7 @@
 #   scripts/lab.sh kill mN      kill -9 every process of mN at once, as a power cut would
 #   scripts/lab.sh start mN     start what is not running on mN again (also: up mN)
 #   scripts/lab.sh failover     promote the standby once the primary's machine is dead
+#                               (with --patroni: wait until Patroni has)
 #   scripts/lab.sh cut mN [--all]
 #                               cut mN off from the other two machines (with --all, from
 #                               this host too); its processes keep running
@@ -26,18 +27,24 @@
 #   scripts/lab.sh heal [mN]    undo cut and slow (of every machine without mN)
 #   scripts/lab.sh down         remove everything `up` made; safe to run twice
 #
-# Failover is an operator step here: when the primary's machine is gone,
+# Failover is an operator step by default: when the primary's machine is gone,
 # `failover` promotes the standby (pg_ctl promote), and refuses while the
 # old primary still runs (never two primaries). The promoted server then
 # commits alone until the old machine is started again, which rebuilds it as
-# the new primary's synchronous standby (pg_basebackup). Patroni with etcd
-# would take this step by itself.
+# the new primary's synchronous standby (pg_basebackup).
+#
+# With `up --patroni`, Patroni takes that step by itself: etcd runs on the
+# three machines, Patroni beside each PostgreSQL server (synchronous_mode,
+# ttl 10 s), and promotes the synchronous standby about 10 s after the
+# primary's machine dies; a machine started again comes back as a standby
+# (pg_rewind). `failover` then only waits for a primary.
 #
 # Run as root. The binary is $FASTFOOD_BIN, or target/release/fastfood
 # (built when missing). --prep-time (default 2s) is each order's preparation
 # time. --owner PID leaves a watcher that takes the lab down once that
 # process is gone, however it ended (the tests use it). The settings may
-# also come from the environment: LAB_DIR, LAB_OWNER, LAB_PREP_TIME.
+# also come from the environment: LAB_DIR, LAB_OWNER, LAB_PREP_TIME,
+# LAB_HA=patroni.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -49,13 +56,14 @@ BRIDGE=fflab0
 DIR=${LAB_DIR:-/tmp/fastfood-lab}
 OWNER=${LAB_OWNER:-}
 PREP_TIME=${LAB_PREP_TIME:-2s}
+HA=${LAB_HA:-} # patroni: Patroni with etcd promotes the standby by itself
 RATE=1mbit
 LOSS=5
 ALL=
 TARGET=
 WHAT=
 # How long a RabbitMQ node may take to start (after a kill -9 it recovers first).
-START_TIMEOUT=120
+START_TIMEOUT=240
 
 die() {
   echo "lab: $*" >&2
@@ -78,8 +86,14 @@ nsx() { # mN CMD...: run CMD on machine mN
 }
 has_ns() { [ -e "/var/run/netns/$1" ]; }
 is_lab_dir() { [ -f "$DIR/lab.id" ]; }
+# The directory of the lab that made the machines now on this host.
+machines_dir() { sed -n 's/^# lab: //p' /etc/netns/m1/hosts 2>/dev/null || true; }
 need_lab() {
   is_lab_dir || die "no lab in $DIR: run '$0 up' first (or give --dir)"
+  local owner
+  owner=$(machines_dir)
+  [ -z "$owner" ] || [ "$owner" = "$DIR" ] ||
+    die "the machines on this host are the lab in $owner, not $DIR: give --dir $owner"
   # shellcheck source=/dev/null
   . "$DIR/lab.conf"
 }
@@ -125,6 +139,7 @@ net_up() {
     mkdir -p "/etc/netns/$m"
     {
       echo "# written by fastfood's scripts/lab.sh up; removed by lab.sh down"
+      echo "# lab: $DIR"
       echo "127.0.0.1 localhost"
       echo "::1 localhost"
       local o
@@ -369,7 +384,21 @@ pg_synchronous() { # PRIMARY
   wait_for 60 "the standby of $p becoming synchronous" \
     bash -c "[ \"\$('$PGBIN/psql' -X -At -w -h '$(pgrun "$p")' -p 5432 -U postgres -d postgres -c \"select count(*) from pg_stat_replication where sync_state = 'sync'\")\" -ge 1 ]"
 }
-pg_primary_machine() { cat "$DIR/pg-primary"; }
+pg_primary_machine() {
+  if [ "$HA" = patroni ]; then
+    # Patroni moves it: whichever machine's server is out of recovery.
+    local m
+    for m in m1 m2; do
+      [ "$(pg_role "$m")" = primary ] && {
+        echo "$m"
+        return
+      }
+    done
+    echo none
+  else
+    cat "$DIR/pg-primary"
+  fi
+}
 
 # Brings mN's PostgreSQL back: as what it was, or, if it was the primary
 # before a failover, as a fresh standby of the new primary.
@@ -410,6 +439,12 @@ pg_forget_shm() { # mN
 
 failover() {
   local old new="" m
+  if [ "$HA" = patroni ]; then
+    wait_for 60 "Patroni electing a primary" has_primary ||
+      die "no primary after 60 s: see $DIR/m1/patroni.log and $DIR/m2/patroni.log"
+    say "Patroni promotes by itself: the primary is on $(pg_primary_machine)"
+    return 0
+  fi
   old=$(pg_primary_machine)
   if pg_running "$old"; then
     die "the primary on $old is still running: a failover now would make two primaries. Kill its machine first ('$0 kill $old')"
@@ -425,6 +460,126 @@ failover() {
   psql_on "$new" 'select pg_reload_conf()' >/dev/null
   echo "$new" >"$DIR/pg-primary"
   say "promoted the standby on $new: it is the primary and commits alone until '$0 start $old' makes $old its standby"
+}
+
+# ---------------------------------------------------------------- Patroni
+
+# etcd on every machine (three members: it keeps a majority when one dies),
+# Patroni beside each PostgreSQL server (m1, m2).
+etcd_cluster() {
+  local out=() m
+  for m in "${MACHINES[@]}"; do out+=("$m=http://$(addr "$m"):2380"); done
+  (IFS=,; echo "${out[*]}")
+}
+etcd_start() { # mN
+  local m=$1 a
+  a=$(addr "$m")
+  alive "$(mdir "$m")/etcd.pid" && return 0
+  launch "$m" etcd etcd --name "$m" --data-dir "$(mdir "$m")/etcd" \
+    --listen-peer-urls "http://$a:2380" --initial-advertise-peer-urls "http://$a:2380" \
+    --listen-client-urls "http://$a:2379,http://127.0.0.1:2379" --advertise-client-urls "http://$a:2379" \
+    --initial-cluster "$(etcd_cluster)" --initial-cluster-state new --initial-cluster-token fastfood-lab --pre-vote
+}
+etcd_healthy() { curl -fsS -m 2 "http://$(addr "$1"):2379/health" | grep -q '"health":"true"'; }
+
+patroni_files() { # mN
+  local m=$1 a d hosts=() o
+  a=$(addr "$m")
+  d=$(mdir "$m")
+  for o in "${MACHINES[@]}"; do hosts+=("$(addr "$o"):2379"); done
+  pg_dirs "$m"
+  # ttl 10 s: a dead primary's lock expires within 10 s, then the
+  # synchronous standby takes it. synchronous_mode: only a standby that
+  # had every commit may be promoted; alone, the primary commits alone.
+  cat >"$d/patroni.yml" <<EOF
+scope: fastfood-lab
+name: $m
+restapi:
+  listen: $a:8008
+  connect_address: $a:8008
+etcd3:
+  hosts: $(IFS=,; echo "${hosts[*]}")
+bootstrap:
+  dcs:
+    ttl: 10
+    loop_wait: 2
+    retry_timeout: 3
+    synchronous_mode: true
+    postgresql:
+      use_pg_rewind: true
+      parameters:
+        wal_log_hints: 'on'
+  initdb:
+    - encoding: UTF8
+    - auth: trust
+  pg_hba:
+    - local all all trust
+    - host all all 127.0.0.1/32 trust
+    - host all all $NET.0/24 trust
+    - host replication all 127.0.0.1/32 trust
+    - host replication all $NET.0/24 trust
+postgresql:
+  listen: $a,127.0.0.1:5432
+  connect_address: $a:5432
+  data_dir: $(pgdata "$m")
+  bin_dir: $PGBIN
+  pgpass: $d/pg/pgpass
+  authentication:
+    superuser:
+      username: postgres
+    replication:
+      username: postgres
+    rewind:
+      username: postgres
+  parameters:
+    unix_socket_directories: $(pgrun "$m")
+  remove_data_directory_on_rewind_failure: true
+  remove_data_directory_on_diverged_timelines: true
+EOF
+  chown postgres:postgres "$d/patroni.yml"
+}
+patroni_start() { # mN
+  local m=$1
+  alive "$(mdir "$m")/patroni.pid" && return 0
+  launch "$m" patroni env HOME=/var/lib/postgresql \
+    setpriv --reuid=postgres --regid=postgres --init-groups patroni "$(mdir "$m")/patroni.yml"
+}
+role_is() { [ "$(pg_role "$1")" = "$2" ]; }
+has_primary() { [ "$(pg_primary_machine)" != none ]; }
+role_known() { role_is "$1" primary || role_is "$1" standby; }
+# The primary on mN sees a synchronous standby.
+has_sync() {
+  [ "$(psql_on "$1" "select count(*) from pg_stat_replication where sync_state = 'sync'")" -ge 1 ]
+}
+
+patroni_up() {
+  local m
+  for m in "${MACHINES[@]}"; do etcd_start "$m"; done
+  for m in "${MACHINES[@]}"; do wait_for 60 "etcd on $m (see $DIR/$m/etcd.log)" etcd_healthy "$m"; done
+  patroni_files m1
+  patroni_files m2
+  patroni_start m1
+  wait_for 240 "Patroni making m1 the primary (see $DIR/m1/patroni.log)" role_is m1 primary
+  psql_on m1 'create database fastfood'
+  patroni_start m2
+  wait_for 240 "Patroni making m2 a standby (see $DIR/m2/patroni.log)" role_is m2 standby
+  wait_for 60 "the standby on m2 becoming synchronous" has_sync m1
+}
+
+# Patroni brings mN's server back: a standby of the primary now (rewound,
+# or copied anew), or the primary again if no other took over.
+patroni_start_machine() { # mN
+  local m=$1 role primary
+  etcd_start "$m"
+  [ -f "$(mdir "$m")/patroni.yml" ] || return 0
+  patroni_start "$m"
+  wait_for 240 "Patroni starting PostgreSQL on $m (see $DIR/$m/patroni.log)" role_known "$m"
+  role=$(pg_role "$m")
+  primary=$(pg_primary_machine)
+  if [ "$role" = standby ] && [ "$primary" != none ]; then
+    wait_for 60 "the standby on $m becoming synchronous" has_sync "$primary" || true
+  fi
+  say "PostgreSQL on $m is back under Patroni: the $role"
 }
 
 # ---------------------------------------------------------------- fastfood
@@ -456,14 +611,19 @@ own_first() { # mN: m2 -> m2 m3 m1
   for i in 0 1 2; do echo "m$(((n - 1 + i) % 3 + 1))"; done
 }
 
-ff_launch() { # mN NAME ARGS...: one fastfood process on mN, its pid in mN/NAME.pid
+launch() { # mN NAME CMD...: a process on mN in the background, its pid in mN/NAME.pid, its output in mN/NAME.log
   local m=$1 name=$2
   shift 2
   local d
   d=$(mdir "$m")
   # shellcheck disable=SC2016 # $$ and $@ are the inner shell's
-  nsx "$m" setsid sh -c 'echo $$ >"$0"; exec "$@"' "$d/$name.pid" "$BIN" "$@" \
+  nsx "$m" setsid sh -c 'echo $$ >"$0"; exec "$@"' "$d/$name.pid" "$@" \
     </dev/null >>"$d/$name.log" 2>&1 &
+}
+ff_launch() { # mN NAME ARGS...: one fastfood process on mN
+  local m=$1 name=$2
+  shift 2
+  launch "$m" "$name" "$BIN" "$@"
 }
 ff_names=(serve worker1 worker2)
 ff_start_machine() { # mN: the processes of mN that are not running
@@ -511,6 +671,11 @@ up_lab() {
   for tool in nft ping tc rabbitmq-server curl; do
     command -v "$tool" >/dev/null || die "$tool is missing (apt-get install nftables iputils-ping iproute2 rabbitmq-server curl)"
   done
+  if [ "$HA" = patroni ]; then
+    for tool in patroni etcd; do
+      command -v "$tool" >/dev/null || die "--patroni needs Patroni and etcd (apt-get install patroni etcd-server)"
+    done
+  fi
   [ -e "$DIR" ] && die "$DIR exists: the lab is up already, or left over ('$0 down' removes it)"
   case "$DIR" in /*) ;; *) die "--dir must be an absolute path" ;; esac
   case "$DIR" in *[[:space:]]*) die "--dir must have no spaces" ;; esac
@@ -536,6 +701,7 @@ up_lab() {
   cat >"$DIR/lab.conf" <<EOF
 BIN=$BIN
 PREP_TIME=$PREP_TIME
+HA=$HA
 EOF
   echo m1 >"$DIR/pg-primary"
   if [ -n "$OWNER" ]; then
@@ -553,19 +719,24 @@ EOF
   net_up
   say "RabbitMQ: rabbit@m1, rabbit@m2, rabbit@m3 in one cluster"
   rabbit_up
-  say "PostgreSQL: primary on m1, synchronous standby on m2"
-  pg_primary_init m1
-  pg_standby_init m2 m1
-  pg_synchronous m1
+  if [ "$HA" = patroni ]; then
+    say "PostgreSQL under Patroni (etcd on m1 m2 m3): primary on m1, synchronous standby on m2"
+    patroni_up
+  else
+    say "PostgreSQL: primary on m1, synchronous standby on m2"
+    pg_primary_init m1
+    pg_standby_init m2 m1
+    pg_synchronous m1
+  fi
   write_env
   say "fastfood: a server and two workers on each machine (prep time $PREP_TIME)"
   for m in "${MACHINES[@]}"; do
     ff_start_machine "$m"
     # The first one creates the schema (and the queues) before the others come.
-    [ "$m" = m1 ] && wait_for 90 "the server on m1 ready (see $DIR/m1/serve.log)" ready m1
+    [ "$m" = m1 ] && wait_for 180 "the server on m1 ready (see $DIR/m1/serve.log)" ready m1
   done
   for m in "${MACHINES[@]}"; do
-    wait_for 90 "the server on $m ready (see $DIR/$m/serve.log)" ready "$m"
+    wait_for 180 "the server on $m ready (see $DIR/$m/serve.log)" ready "$m"
   done
   trap - EXIT INT TERM
   say "the lab is up; its URLs are in $DIR/lab.env:"
@@ -580,9 +751,13 @@ start_machine() { # mN
     rabbit_await "$m"
     say "rabbit@$m is back (it rejoins the cluster by itself)"
   fi
-  pg_start_machine "$m"
+  if [ "$HA" = patroni ]; then
+    patroni_start_machine "$m"
+  else
+    pg_start_machine "$m"
+  fi
   ff_start_machine "$m"
-  wait_for 90 "the server on $m ready (see $DIR/$m/serve.log)" ready "$m"
+  wait_for 180 "the server on $m ready (see $DIR/$m/serve.log)" ready "$m"
   say "$m is up"
 }
 
@@ -612,7 +787,14 @@ kill_machine() { # mN
 }
 
 down_lab() {
-  local m
+  local m owner
+  owner=$(machines_dir)
+  if [ -n "$owner" ] && [ "$owner" != "$DIR" ] && [ -f "$owner/lab.id" ]; then
+    # Another lab's machines: they are not this one's to remove.
+    is_lab_dir && rm -rf "$DIR"
+    say "the machines on this host are the lab in $owner, left alone ('$0 down --dir $owner' removes it)"
+    return 0
+  fi
   for m in "${MACHINES[@]}"; do
     has_ns "$m" || continue
     # A clean immediate stop takes its shared memory with it.
@@ -653,7 +835,7 @@ status_lab() {
     [ "$leader" = "$m" ] && rabbit="$rabbit*"
     role=$(pg_role "$m")
     procs=()
-    for name in "${ff_names[@]}"; do
+    for name in "${ff_names[@]}" etcd patroni; do
       alive "$(mdir "$m")/$name.pid" && procs+=("$name")
     done
     ((${#procs[@]})) || procs=(none)
@@ -698,6 +880,7 @@ while [ $# -gt 0 ]; do
     --loss) LOSS=${2:?--loss needs a percentage}; shift ;;
     --loss=*) LOSS=${1#--loss=} ;;
     --all) ALL=1 ;;
+    --patroni) HA=patroni ;;
     m1 | m2 | m3) TARGET=$1 ;;
     broker | database) WHAT=$1 ;;
     -h | --help) usage ;;
