@@ -17,11 +17,17 @@
 //!   (the unserved shown apart).
 //! - [`sse`]: the crate's one Server-Sent Events reader (the examples and
 //!   tests use it too).
+//! - `history` and [`verdict`]: with `--history`, every answer and every
+//!   board event per server is recorded, and after the rush (and a settle
+//!   wait) the checker says whether anything acknowledged was lost, and how
+//!   long each server refused orders.
 
 mod chart;
+mod history;
 mod report;
 pub mod sse;
 mod stats;
+pub mod verdict;
 mod watch;
 
 use std::path::PathBuf;
@@ -43,16 +49,33 @@ pub use report::{Latency, Summary, per_second};
 use crate::app;
 use crate::config::{self, ServeConfig};
 use crate::order::Ticket;
+use history::Tape;
 use stats::{BUCKET, Gauge, InLine, Request, Stats};
+use verdict::Answer;
 use watch::Watch;
 
 /// Run a simulated lunch rush and report how the restaurant coped.
 #[derive(clap::Args, Debug, Clone)]
 pub struct RushConfig {
-    /// The restaurant to rush, e.g. http://127.0.0.1:7777. Without it, the
-    /// rush starts its own in this process, with a temporary data directory.
-    #[arg(long, env = "FASTFOOD_RUSH_TARGET", value_parser = parse_target)]
-    pub target: Option<String>,
+    /// The restaurant to rush, e.g. http://127.0.0.1:7777; several servers
+    /// of one restaurant separated by commas: customers are spread across
+    /// them, each watching its own server's board. Without it, the rush
+    /// starts its own in this process, with a temporary data directory.
+    #[arg(long, env = "FASTFOOD_RUSH_TARGET", value_parser = parse_target, value_delimiter = ',')]
+    pub target: Vec<String>,
+
+    /// Record every answer and every board event, per server, in FILE
+    /// (JSON); after the rush, wait for the acknowledged orders to settle
+    /// (--settle), then print the verdict: nothing acknowledged lost, or
+    /// exactly what broke, and how long each server refused orders. Exits
+    /// with an error when the verdict finds a problem.
+    #[arg(long, env = "FASTFOOD_RUSH_HISTORY")]
+    pub history: Option<PathBuf>,
+
+    /// With --history: how long to wait, after the rush, for every
+    /// acknowledged order to be READY (or COLLECTED where it was collected).
+    #[arg(long, env = "FASTFOOD_RUSH_SETTLE", default_value = "60s", value_parser = humantime::parse_duration)]
+    pub settle: Duration,
 
     /// Customers arriving per second. They come whether or not the
     /// restaurant keeps up (open loop), so queueing shows as waiting.
@@ -167,11 +190,11 @@ fn parse_target(text: &str) -> Result<String, String> {
 /// Runs one rush and prints its summary (or JSON). Ctrl-C (`shutdown`) ends
 /// it early, and what was measured so far is still reported.
 pub async fn run(config: RushConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let (base, embedded) = match &config.target {
-        Some(url) => (url.clone(), None),
-        None => {
+    let (bases, embedded) = match config.target.is_empty() {
+        false => (config.target.clone(), None),
+        true => {
             let embedded = Embedded::start(&config).await?;
-            (embedded.url.clone(), Some(embedded))
+            (vec![embedded.url.clone()], Some(embedded))
         }
     };
     let label = match &embedded {
@@ -180,21 +203,65 @@ pub async fn run(config: RushConfig, shutdown: CancellationToken) -> anyhow::Res
             app::workers(config.embedded_workers()),
             humantime::format_duration(config.prep_time)
         ),
-        None => base.clone(),
+        None => bases.join(", "),
     };
-    let result = Rush::new(&config, base, label)?
+    let tape = config
+        .history
+        .as_ref()
+        .map(|_| Arc::new(Tape::new(bases.clone(), config.timeout)));
+    let result = Rush::new(&config, bases, label, tape.clone())?
         .run(&config, &shutdown)
         .await;
+    let judged = match (&tape, &result) {
+        (Some(tape), Ok(_)) => Some(judge(&config, tape).await?),
+        _ => None,
+    };
     if let Some(embedded) = embedded {
         embedded.stop().await?;
     }
     let summary = result?;
     if config.json {
-        println!("{}", serde_json::to_string_pretty(&summary)?);
+        let mut json = serde_json::to_value(&summary)?;
+        if let Some(verdict) = &judged {
+            json["verdict"] = serde_json::to_value(verdict)?;
+        }
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         print!("{}", summary.text());
+        if let Some(verdict) = &judged {
+            print!("\n{}", verdict.text());
+        }
     }
-    Ok(())
+    match judged {
+        Some(verdict) if !verdict.ok => bail!("the verdict found problems (see above)"),
+        _ => Ok(()),
+    }
+}
+
+/// After a rush with `--history`: waits for the acknowledged orders to
+/// settle, writes the history, and judges it.
+async fn judge(config: &RushConfig, tape: &Tape) -> anyhow::Result<verdict::Verdict> {
+    let client = reqwest::Client::builder()
+        .timeout(config.timeout)
+        .connect_timeout(connect_timeout(config.timeout))
+        .build()?;
+    let settled = history::settle(tape, &client, config.settle).await;
+    if !settled {
+        eprintln!(
+            "fastfood rush: after {} some acknowledged orders are still not READY",
+            humantime::format_duration(config.settle)
+        );
+    }
+    let recorded = tape.history();
+    let path = config.history.as_deref().expect("a history was asked for");
+    history::write(path, &recorded)?;
+    Ok(verdict::judge(&recorded))
+}
+
+/// How long a connection may take to open: a server out of reach counts as
+/// unreachable, not as a request that hung.
+fn connect_timeout(timeout: Duration) -> Duration {
+    timeout.min(Duration::from_secs(3))
 }
 
 /// A restaurant started by the rush, in this process.
@@ -291,16 +358,25 @@ const MENU: &[&str] = &[
     "garden salad, water",
 ];
 
-/// What every customer of one rush shares.
-struct Shop {
+/// One server of the restaurant, as the rush's customers see it.
+struct Counter {
     base: String,
     order_url: String,
+    /// This server's board.
+    watch: Watch,
+}
+
+/// What every customer of one rush shares.
+struct Shop {
+    /// The servers; customer `n` goes to `n % len`.
+    counters: Vec<Counter>,
     /// Connections for `/order` (closed loop: exactly --connections of them).
     orders: reqwest::Client,
     /// Connections for `/take`.
     takes: reqwest::Client,
-    watch: Watch,
     stats: Stats,
+    /// With `--history`: where every answer is recorded.
+    tape: Option<Arc<Tape>>,
     board: bool,
     collect: bool,
     /// Cancelled when the rush ends: customers still waiting leave.
@@ -320,6 +396,8 @@ struct Ticketed {
 
 /// What a customer holds once the restaurant took their order.
 struct Receipt {
+    /// The server that took it.
+    server: usize,
     ticket: Ticket,
     /// `pickup_code` as `/take` wants it back (a string, or a number's digits).
     code: Option<String>,
@@ -336,14 +414,36 @@ impl Shop {
     /// Orders; the receipt, or `None` (recorded).
     async fn order(&self, n: u64, arrival: Instant) -> Option<Receipt> {
         let line = InLine::join(&self.stats);
-        let body = MENU[n as usize % MENU.len()];
-        let sent = self.orders.post(&self.order_url).body(body).send().await;
+        let server = n as usize % self.counters.len();
+        let menu = MENU[n as usize % MENU.len()];
+        // With a history, every order is told apart by its text: the
+        // checker sees a ticket that holds another customer's order.
+        let body = match &self.tape {
+            Some(_) => format!("{menu} (customer {n})"),
+            None => menu.to_owned(),
+        };
+        let sent_at = Instant::now();
+        let sent = self
+            .orders
+            .post(&self.counters[server].order_url)
+            .body(body.clone())
+            .send()
+            .await;
+        let record = |answer: Answer| {
+            if let Some(tape) = &self.tape {
+                tape.ordered(server, sent_at, answer);
+            }
+        };
         let failure = match sent {
             Ok(response) if response.status() == reqwest::StatusCode::CREATED => {
                 match response.json::<Ticketed>().await {
                     Ok(t) => {
                         let at = Instant::now();
                         drop(line);
+                        record(Answer::Created {
+                            ticket: t.order,
+                            content: body,
+                        });
                         self.stats.lock().ordered(
                             self.stats.since_start(at),
                             at.saturating_duration_since(arrival),
@@ -353,16 +453,31 @@ impl Shop {
                             other => other.to_string(),
                         });
                         return Some(Receipt {
+                            server,
                             ticket: t.order,
                             code,
                             at,
                         });
                     }
-                    Err(e) => format!("201 without a ticket: {e}"),
+                    Err(e) => {
+                        let reason = format!("201 without a ticket: {e}");
+                        record(Answer::Broken {
+                            status: 201,
+                            detail: reason.clone(),
+                        });
+                        reason
+                    }
                 }
             }
-            Ok(response) => status_reason(response).await,
-            Err(e) => error_reason(&e),
+            Ok(response) => {
+                let (reason, answer) = refusal(response).await;
+                record(answer);
+                reason
+            }
+            Err(e) => {
+                record(failed(&e));
+                error_reason(&e)
+            }
         };
         self.stats.error(Request::Order, failure);
         None
@@ -383,10 +498,11 @@ impl Shop {
         if !self.board {
             return;
         }
-        let (ticket, ticketed) = (receipt.ticket, receipt.at);
+        let (server, ticket, ticketed) = (receipt.server, receipt.ticket, receipt.at);
+        let counter = &self.counters[server];
         let ready = {
             let _cooking = Gauge::up(&self.stats.cooking);
-            let ready = self.watch.ready(ticket);
+            let ready = counter.watch.ready(ticket);
             tokio::select! {
                 _ = self.leave.cancelled() => None,
                 at = ready => at.ok(),
@@ -410,13 +526,17 @@ impl Shop {
         query.extend(receipt.code.map(|code| ("code", code)));
         let take = self
             .takes
-            .post(format!("{}/take", self.base))
+            .post(format!("{}/take", counter.base))
             .query(&query)
             .send();
         let answer = tokio::select! {
             _ = self.leave.cancelled() => return,
             answer = take => answer,
         };
+        if let Some(tape) = &self.tape {
+            let status = answer.as_ref().ok().map(|r| r.status().as_u16());
+            tape.took(server, ticket, status);
+        }
         match answer {
             Ok(response) if response.status().is_success() => {
                 let mut recorder = self.stats.lock();
@@ -449,6 +569,48 @@ impl Shop {
     }
 }
 
+/// A refused `/order`: its reason for the summary (`503 queue_full`) and
+/// its answer for the history (a 5xx other than 503, or an error that is
+/// not a JSON refusal, is broken).
+async fn refusal(response: reqwest::Response) -> (String, Answer) {
+    let status = response.status().as_u16();
+    let text = response.text().await.unwrap_or_default();
+    match serde_json::from_str::<ErrorBody>(&text) {
+        Ok(body) if status < 500 || status == 503 => (
+            format!("{status} {}", body.error),
+            Answer::Refused {
+                status,
+                error: body.error,
+            },
+        ),
+        Ok(body) => (
+            format!("{status} {}", body.error),
+            Answer::Broken {
+                status,
+                detail: body.error,
+            },
+        ),
+        Err(_) => (
+            status.to_string(),
+            Answer::Broken {
+                status,
+                detail: text.chars().take(200).collect(),
+            },
+        ),
+    }
+}
+
+/// A request that got no answer, for the history.
+fn failed(e: &reqwest::Error) -> Answer {
+    if e.is_connect() {
+        Answer::Unreachable
+    } else if e.is_timeout() {
+        Answer::TimedOut
+    } else {
+        Answer::Dropped
+    }
+}
+
 /// `503 queue_full`, from a refusal.
 async fn status_reason(response: reqwest::Response) -> String {
     let status = response.status().as_u16();
@@ -459,10 +621,10 @@ async fn status_reason(response: reqwest::Response) -> String {
 }
 
 fn error_reason(e: &reqwest::Error) -> String {
-    if e.is_timeout() {
-        "timeout".into()
-    } else if e.is_connect() {
+    if e.is_connect() {
         "cannot connect".into()
+    } else if e.is_timeout() {
+        "timeout".into()
     } else {
         "connection lost".into()
     }
@@ -474,12 +636,18 @@ struct Rush {
 }
 
 impl Rush {
-    fn new(config: &RushConfig, base: String, label: String) -> anyhow::Result<Rush> {
+    fn new(
+        config: &RushConfig,
+        bases: Vec<String>,
+        label: String,
+        tape: Option<Arc<Tape>>,
+    ) -> anyhow::Result<Rush> {
         let client = |pool: usize| {
             reqwest::Client::builder()
                 .tcp_nodelay(true)
                 .pool_max_idle_per_host(pool)
                 .timeout(config.timeout)
+                .connect_timeout(connect_timeout(config.timeout))
                 .build()
         };
         let orders_pool = if config.closed_loop {
@@ -487,13 +655,24 @@ impl Rush {
         } else {
             usize::MAX
         };
+        let counters = bases
+            .into_iter()
+            .enumerate()
+            .map(|(i, base)| Counter {
+                order_url: format!("{base}/order"),
+                base,
+                watch: match &tape {
+                    Some(tape) => Watch::recording(i, tape.clone()),
+                    None => Watch::default(),
+                },
+            })
+            .collect();
         let shop = Shop {
-            order_url: format!("{base}/order"),
-            base,
+            counters,
             orders: client(orders_pool)?,
             takes: client(usize::MAX)?,
-            watch: Watch::default(),
             stats: Stats::new(Instant::now()),
+            tape,
             board: !config.no_board,
             collect: !config.no_collect,
             leave: CancellationToken::new(),
@@ -511,10 +690,12 @@ impl Rush {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Summary> {
         let stop_board = CancellationToken::new();
-        let follower = match self.shop.board {
-            true => Some(self.follow_board(&stop_board).await?),
-            false => None,
-        };
+        let mut followers = Vec::new();
+        if self.shop.board {
+            for counter in &self.shop.counters {
+                followers.push(follow_board(counter, &stop_board).await?);
+            }
+        }
         // The clock starts once the board is followed, so no READY is missed.
         Arc::get_mut(&mut self.shop).expect("not shared yet").stats = Stats::new(Instant::now());
         let shop = self.shop.clone();
@@ -545,7 +726,7 @@ impl Rush {
         customers.wait().await;
         progress.finish_and_clear();
         stop_board.cancel();
-        if let Some(follower) = follower {
+        for follower in followers {
             match follower.await {
                 Ok(Err(e)) => tracing::warn!("following the board: {e:#}"),
                 Err(e) => tracing::warn!("following the board: {e}"),
@@ -558,10 +739,19 @@ impl Rush {
             true => ("closed", None, Some(config.connections as usize)),
             false => ("open", Some(config.rate), None),
         };
-        let workers = match config.target {
-            Some(_) => config.workers,
-            None => Some(config.embedded_workers()),
+        let workers = match config.target.is_empty() {
+            false => config.workers,
+            true => Some(config.embedded_workers()),
         };
+        let seen = shop.counters.iter().map(|c| c.watch.seen()).fold(
+            watch::Seen::default(),
+            |all, one| watch::Seen {
+                events: all.events + one.events,
+                resyncs: all.resyncs + one.resyncs,
+                reconnects: all.reconnects + one.reconnects,
+                version: all.version.max(one.version),
+            },
+        );
         let mut summary = Summary::new(
             &recorder,
             report::Context {
@@ -576,7 +766,7 @@ impl Rush {
                 collect: shop.collect,
                 workers,
                 max_inside: config.max_inside,
-                seen: shop.watch.seen(),
+                seen,
                 chart: None,
             },
         );
@@ -587,33 +777,6 @@ impl Rush {
             }
         }
         Ok(summary)
-    }
-
-    /// Starts following `/updates` and waits for its first board.
-    async fn follow_board(
-        &self,
-        stop: &CancellationToken,
-    ) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
-        let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
-        let mut follower = tokio::spawn(self.shop.watch.clone().follow(
-            client,
-            self.shop.base.clone(),
-            stop.clone(),
-        ));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while self.shop.watch.seen().events == 0 {
-            if Instant::now() > deadline {
-                bail!("{}/updates sent no board within 10 s", self.shop.base);
-            }
-            tokio::select! {
-                ended = &mut follower => {
-                    ended.context("following the board panicked")??;
-                    bail!("{}/updates ended at once", self.shop.base);
-                }
-                _ = tokio::time::sleep(Duration::from_millis(5)) => {}
-            }
-        }
-        Ok(follower)
     }
 
     /// Customers arrive every 1/rate seconds; returns how long arrivals ran
@@ -748,6 +911,33 @@ impl Rush {
         };
         (now.min(end).saturating_duration_since(start), early)
     }
+}
+
+/// Starts following `counter`'s `/updates` and waits for its first board.
+async fn follow_board(
+    counter: &Counter,
+    stop: &CancellationToken,
+) -> anyhow::Result<JoinHandle<anyhow::Result<()>>> {
+    let client = reqwest::Client::builder().tcp_nodelay(true).build()?;
+    let mut follower = tokio::spawn(counter.watch.clone().follow(
+        client,
+        counter.base.clone(),
+        stop.clone(),
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while counter.watch.seen().events == 0 {
+        if Instant::now() > deadline {
+            bail!("{}/updates sent no board within 10 s", counter.base);
+        }
+        tokio::select! {
+            ended = &mut follower => {
+                ended.context("following the board panicked")??;
+                bail!("{}/updates ended at once", counter.base);
+            }
+            _ = tokio::time::sleep(Duration::from_millis(5)) => {}
+        }
+    }
+    Ok(follower)
 }
 
 fn progress_bar() -> ProgressBar {

@@ -22,6 +22,7 @@ use serde::de::IgnoredAny;
 use tokio::sync::oneshot;
 use tokio_util::sync::CancellationToken;
 
+use super::history::Tape;
 use super::sse;
 use crate::backoff::Backoff;
 use crate::order::{Status, Ticket};
@@ -96,9 +97,19 @@ struct Inner {
 #[derive(Clone, Default)]
 pub struct Watch {
     inner: Arc<Mutex<Inner>>,
+    /// With `--history`: this screen's server and the tape every event goes to.
+    tape: Option<(usize, Arc<Tape>)>,
 }
 
 impl Watch {
+    /// A screen of `server` that records every event it reads on `tape`.
+    pub fn recording(server: usize, tape: Arc<Tape>) -> Watch {
+        Watch {
+            inner: Arc::default(),
+            tape: Some((server, tape)),
+        }
+    }
+
     /// When `ticket` became READY, as soon as this screen sees it.
     pub fn ready(&self, ticket: Ticket) -> oneshot::Receiver<Instant> {
         let (tx, rx) = oneshot::channel();
@@ -122,8 +133,8 @@ impl Watch {
         self.inner.lock()
     }
 
-    /// Takes in one event's data.
-    fn event(&self, data: &[u8], at: Instant) -> anyhow::Result<()> {
+    /// Takes in one event's data (`id` and `connection` for the tape).
+    fn event(&self, data: &[u8], at: Instant, id: &str, connection: u32) -> anyhow::Result<()> {
         let head = head(data)?;
         let full = match head.change {
             None => Some(
@@ -131,6 +142,13 @@ impl Watch {
             ),
             Some(_) => None,
         };
+        if let Some((server, tape)) = &self.tape {
+            let change = head.change.as_ref().map(|c| (c.order, c.status));
+            let board = full
+                .as_ref()
+                .map(|f| f.orders.iter().map(|c| (c.order, c.status)).collect());
+            tape.board(*server, connection, at, id, head.version, change, board);
+        }
         let mut inner = self.lock();
         let first = inner.seen.events == 0;
         inner.seen.events += 1;
@@ -181,6 +199,7 @@ impl Watch {
     ) -> anyhow::Result<()> {
         let url = format!("{base}/updates");
         let mut connected_once = false;
+        let mut connection = 0u32;
         let mut backoff = STREAM_RECONNECT;
         while !stop.is_cancelled() {
             let response = tokio::select! {
@@ -202,6 +221,7 @@ impl Watch {
                 self.lock().seen.reconnects += 1;
             }
             connected_once = true;
+            connection += 1;
             backoff.reset();
             let mut events = std::pin::pin!(sse::events(response.bytes_stream(), EVENT_LIMIT));
             loop {
@@ -211,7 +231,9 @@ impl Watch {
                 };
                 match event {
                     Some(Ok(event)) => {
-                        if let Err(e) = self.event(event.data.as_bytes(), Instant::now()) {
+                        if let Err(e) =
+                            self.event(event.data.as_bytes(), Instant::now(), &event.id, connection)
+                        {
                             bail!("{url}: {e:#}");
                         }
                     }
@@ -244,15 +266,18 @@ mod tests {
 
     #[test]
     fn a_ready_seen_before_the_customer_asks_is_kept_for_them() {
-        let watch = Watch::default();
+        let tape = Arc::new(Tape::new(vec!["http://a".into()], Duration::from_secs(1)));
+        let watch = Watch::recording(0, tape.clone());
         let now = Instant::now();
         watch
-            .event(br#"{"version":1,"change":null,"orders":[]}"#, now)
+            .event(br#"{"version":1,"change":null,"orders":[]}"#, now, "1", 1)
             .unwrap();
         watch
             .event(
                 br#"{"version":4,"change":{"order":7,"status":"READY"},"orders":[]}"#,
                 now,
+                "4",
+                1,
             )
             .unwrap();
         let mut early = watch.ready(7);
@@ -261,13 +286,29 @@ mod tests {
         assert!(late.try_recv().is_err());
         // A full board after falling behind catches the READY this screen missed.
         let full = br#"{"version":9,"change":null,"orders":[{"order":8,"status":"READY","content":"x","taken_at":"2026-11-21T12:00:00.000Z"}]}"#;
-        watch.event(full, now).unwrap();
+        watch.event(full, now, "9", 2).unwrap();
         assert_eq!(late.try_recv().unwrap(), now);
         // Only the part before the orders is read when it can be.
         let odd = br#"{"change":{"order":9,"status":"READY"},"version":10,"orders":[]}"#;
-        watch.event(odd, now).unwrap();
-        assert!(watch.event(b"not json", now).is_err());
+        watch.event(odd, now, "10", 2).unwrap();
+        assert!(watch.event(b"not json", now, "11", 2).is_err());
         let seen = watch.seen();
         assert_eq!((seen.events, seen.resyncs, seen.version), (4, 1, 10));
+        // Every event that parsed is on the tape, whole boards with their orders.
+        let boards = tape.history().boards;
+        let recorded: Vec<_> = boards
+            .iter()
+            .map(|e| (e.connection, e.id, e.version, e.change))
+            .collect();
+        assert_eq!(
+            recorded,
+            vec![
+                (1, Some(1), 1, None),
+                (1, Some(4), 4, Some((7, Status::Ready))),
+                (2, Some(9), 9, None),
+                (2, Some(10), 10, Some((9, Status::Ready))),
+            ]
+        );
+        assert_eq!(boards[2].board, Some(vec![(8, Status::Ready)]));
     }
 }

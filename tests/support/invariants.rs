@@ -33,6 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use fastfood::order::{Order, Status};
+use fastfood::rush::verdict::{self, Answer, BoardEvent, Boards, History, Ordered, Verdict};
 use serde::Deserialize;
 use serde_json::Value;
 use tokio::task::JoinHandle;
@@ -375,28 +376,54 @@ pub fn check_files(files: &StoreFiles) {
     }
 }
 
+/// What the library's checker ([`verdict::judge`]) says of `accepted`
+/// against the files' fates: the same code `fastfood rush --history` runs.
+fn judged(files: &StoreFiles, accepted: &[Accepted]) -> Verdict {
+    let orders = accepted
+        .iter()
+        .map(|a| Ordered {
+            server: 0,
+            sent_ms: 0,
+            took_ms: 0,
+            answer: Answer::Created {
+                ticket: a.ticket,
+                content: a.content.clone(),
+            },
+        })
+        .collect();
+    let fates = files
+        .fates()
+        .into_iter()
+        .map(|(ticket, fate)| {
+            let fate = verdict::Fate {
+                status: Some(fate.status),
+                content: Some(fate.content),
+            };
+            (ticket, fate)
+        })
+        .collect();
+    verdict::judge(&History {
+        servers: vec!["the test's restaurant".into()],
+        orders,
+        fates,
+        ..History::default()
+    })
+}
+
 /// **U**: the `201`s are distinct numbers, each holding the content its
 /// customer sent, and the counter is at least every number in the store.
 pub fn check_unique(files: &StoreFiles, accepted: &[Accepted]) {
-    let mut seen = BTreeMap::new();
-    for a in accepted {
-        if let Some(other) = seen.insert(a.ticket, &a.content) {
-            panic!(
-                "U: ticket {} was given to two customers: {other:?} and {:?}",
-                a.ticket, a.content
-            );
-        }
-    }
-    let fates = files.fates();
-    for a in accepted {
-        if let Some(fate) = fates.get(&a.ticket) {
-            assert_eq!(
-                fate.content, a.content,
-                "U: ticket {} holds another customer's order",
-                a.ticket
-            );
-        }
-    }
+    let verdict = judged(files, accepted);
+    assert!(
+        verdict.duplicated.is_empty(),
+        "U: tickets given to two customers: {:?}",
+        verdict.duplicated
+    );
+    assert!(
+        verdict.mixed_up.is_empty(),
+        "U: tickets holding another customer's order: {:?}",
+        verdict.mixed_up
+    );
     let highest = files
         .highest()
         .max(accepted.iter().map(|a| a.ticket).max().unwrap_or(0));
@@ -409,17 +436,14 @@ pub fn check_unique(files: &StoreFiles, accepted: &[Accepted]) {
 
 /// **L**: every `201` is READY or COLLECTED in the files.
 pub fn check_landed(files: &StoreFiles, accepted: &[Accepted]) {
-    let fates = files.fates();
-    let mut missing = Vec::new();
-    for a in accepted {
-        match fates.get(&a.ticket).map(|f| f.status) {
-            Some(Status::Ready | Status::Collected) => {}
-            other => missing.push((a.ticket, other)),
-        }
-    }
+    let lost: Vec<_> = judged(files, accepted)
+        .lost
+        .iter()
+        .map(|l| (l.ticket, l.status))
+        .collect();
     assert!(
-        missing.is_empty(),
-        "L: orders that got a 201 but are not READY or COLLECTED (ticket, status in the files): {missing:?}"
+        lost.is_empty(),
+        "L: orders that got a 201 but are not READY or COLLECTED (ticket, status in the files): {lost:?}"
     );
 }
 
@@ -856,44 +880,9 @@ impl Ledger {
     }
 }
 
-/// **M** on one board, or across the boards of servers sharing a store: each
-/// order's furthest status so far ([`Status::rank`]); an order seen further
-/// back than it has been is a violation.
-#[derive(Default, Debug)]
-pub struct Forward {
-    furthest: BTreeMap<u32, u8>,
-}
-
-impl Forward {
-    /// Notes that `ticket` is shown as `status`; says so if that is backward
-    /// or not a status at all.
-    pub fn see(&mut self, ticket: u32, status: &str) -> Result<(), String> {
-        let to = serde_json::from_value::<Status>(Value::from(status))
-            .map_err(|_| format!("order {ticket}: unknown status {status}"))?;
-        self.reach(ticket, to.rank()).map_err(|from| {
-            format!("order {ticket} went backward on a board: rank {from} then {status}")
-        })
-    }
-
-    /// Notes that `ticket` is at `rank`; `Err` with the rank it had reached
-    /// if that is further.
-    pub fn reach(&mut self, ticket: u32, rank: u8) -> Result<(), u8> {
-        let furthest = self.furthest.entry(ticket).or_insert(rank);
-        let from = *furthest;
-        *furthest = from.max(rank);
-        if rank < from { Err(from) } else { Ok(()) }
-    }
-
-    /// The tickets seen, with their furthest rank.
-    pub fn furthest(&self) -> &BTreeMap<u32, u8> {
-        &self.furthest
-    }
-
-    /// How many orders were seen.
-    pub fn orders(&self) -> usize {
-        self.furthest.len()
-    }
-}
+/// **M** on one board, or across the boards of servers sharing a store:
+/// the library's checker.
+pub use fastfood::rush::verdict::Forward;
 
 /// **M** on a board: follows `/updates` on whatever `base` currently holds
 /// (set it again when the server restarts somewhere else), reconnecting
@@ -907,11 +896,11 @@ pub struct BoardWatch {
     seen: Arc<Mutex<Watched>>,
 }
 
+/// What a [`BoardWatch`] read: every event, for the library's board checks
+/// ([`Boards`]), and what did not even parse.
 #[derive(Default, Debug)]
 struct Watched {
-    /// Each order's furthest status so far.
-    forward: Forward,
-    events: usize,
+    events: Vec<BoardEvent>,
     connections: usize,
     /// The base of the last connection that got its first event.
     watching: String,
@@ -933,31 +922,42 @@ pub struct Stream {
 }
 
 impl Watched {
-    fn see(&mut self, ticket: u32, status: &str, how: &str) {
-        if let Err(e) = self.forward.see(ticket, status) {
-            self.violations.push(format!("{e} ({how})"));
-        }
-    }
-
-    fn event(&mut self, data: &Value, connection: usize) {
-        self.events += 1;
-        let how = format!("connection {connection}, version {}", data["version"]);
-        if let Some(orders) = data["orders"].as_array() {
-            for order in orders {
-                let (Some(ticket), Some(status)) =
-                    (order["order"].as_u64(), order["status"].as_str())
-                else {
-                    self.violations.push(format!("a malformed board: {data}"));
-                    return;
-                };
-                self.see(ticket as u32, status, &how);
-            }
-        }
-        let change = &data["change"];
-        if let (Some(ticket), Some(status)) = (change["order"].as_u64(), change["status"].as_str())
-        {
-            self.see(ticket as u32, status, &how);
-        }
+    /// One event's data, as the checker reads it.
+    fn event(&mut self, data: &Value, id: &str, connection: usize) {
+        let parse = |order: &Value| -> Option<(u32, Status)> {
+            let ticket = order["order"].as_u64()? as u32;
+            let status = serde_json::from_value(order["status"].clone()).ok()?;
+            Some((ticket, status))
+        };
+        let board = match data["orders"].as_array() {
+            Some(orders) => match orders.iter().map(parse).collect::<Option<Vec<_>>>() {
+                Some(board) => Some(board),
+                None => return self.violations.push(format!("a malformed board: {data}")),
+            },
+            None => None,
+        };
+        let change = match &data["change"] {
+            Value::Null => None,
+            change => match parse(change) {
+                Some(change) => Some(change),
+                None => return self.violations.push(format!("a malformed change: {data}")),
+            },
+        };
+        let Some(version) = data["version"].as_u64() else {
+            return self
+                .violations
+                .push(format!("an event without a version: {data}"));
+        };
+        self.events.push(BoardEvent {
+            server: 0,
+            connection: connection as u32,
+            at_ms: 0,
+            id: id.parse().ok(),
+            version,
+            change,
+            // Only a whole board starts a connection's span of changes.
+            board: change.is_none().then(|| board.unwrap_or_default()),
+        });
     }
 }
 
@@ -1003,25 +1003,36 @@ impl BoardWatch {
         self.seen.lock().unwrap().streams.clone()
     }
 
-    /// Stops watching; panics if any order moved backward or if the board
-    /// was never seen. Returns the number of events read.
+    /// Stops watching; panics if any order moved backward, a connection's
+    /// versions did not increase, an order was READY at two versions, or the
+    /// board was never seen. Returns the number of events read.
     pub async fn finish(self) -> usize {
         self.stop.cancel();
         let _ = self.task.await;
         let seen = self.seen.lock().unwrap();
+        let boards = Boards::from_events(&seen.events);
+        let problems: Vec<_> = seen
+            .violations
+            .iter()
+            .chain(&boards.problems())
+            .cloned()
+            .collect();
         assert!(
-            seen.violations.is_empty(),
+            problems.is_empty(),
             "M on a board: {:?}",
-            &seen.violations[..seen.violations.len().min(10)]
+            &problems[..problems.len().min(10)]
         );
-        assert!(seen.events > 0, "the board watcher never saw an event");
+        assert!(
+            !seen.events.is_empty(),
+            "the board watcher never saw an event"
+        );
         eprintln!(
             "board watch: {} events over {} connections, {} orders",
-            seen.events,
+            seen.events.len(),
             seen.connections,
-            seen.forward.orders()
+            boards.orders
         );
-        seen.events
+        seen.events.len()
     }
 }
 
@@ -1031,7 +1042,6 @@ async fn follow(client: &reqwest::Client, base: &str, connection: usize, seen: &
         return;
     };
     seen.lock().unwrap().connections += 1;
-    let mut last: Option<u64> = None;
     let mut first_event = true;
     while let Some(event) = events.next_until_end().await {
         let Ok(data) = serde_json::from_str::<Value>(&event.data) else {
@@ -1042,16 +1052,11 @@ async fn follow(client: &reqwest::Client, base: &str, connection: usize, seen: &
             return;
         };
         let mut seen = seen.lock().unwrap();
-        let version = data["version"].as_u64();
-        match version {
-            Some(v) if event.id == v.to_string() && last.is_none_or(|l| v > l) => last = Some(v),
-            _ => seen.violations.push(format!(
-                "ids are the versions and increase: id {:?}, version {version:?} after {last:?}",
-                event.id
-            )),
-        }
-        seen.event(&data, connection);
-        let (v, change) = (version.unwrap_or_default(), &data["change"]);
+        seen.event(&data, &event.id, connection);
+        let (v, change) = (
+            data["version"].as_u64().unwrap_or_default(),
+            &data["change"],
+        );
         if first_event {
             seen.streams.push(Stream {
                 base: base.to_owned(),

@@ -366,6 +366,26 @@ impl WorkerProcess {
     }
 }
 
+/// Starts `fastfood rush --target TARGETS --no-chart --json --history FILE
+/// ARGS`: a rush that records what its customers and boards saw and prints
+/// its summary and verdict as JSON.
+pub fn rush_recording(targets: &str, history: &Path, args: &[&str]) -> tokio::process::Child {
+    let head = [
+        "rush",
+        "--target",
+        targets,
+        "--no-chart",
+        "--json",
+        "--history",
+    ];
+    let argv = head
+        .iter()
+        .map(OsStr::new)
+        .chain([history.as_os_str()])
+        .chain(args.iter().map(OsStr::new));
+    fastfood(argv, &[]).spawn().expect("start fastfood rush")
+}
+
 /// What a run of the binary that is expected to stop by itself left behind.
 pub struct Exited {
     pub status: ExitStatus,
