@@ -19,6 +19,12 @@ use crate::store::{Job, StoreError};
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
 /// The server-side bound on every statement and lock wait.
 pub(super) const STATEMENT_TIMEOUT: Duration = Duration::from_secs(4);
+/// How long the database keeps a session of ours that is in a transaction
+/// but sends nothing: ours never pause inside one, so a session that does is
+/// on a process that died or a machine that was cut off mid-transaction,
+/// perhaps holding the line's lock that every other process's committer
+/// waits for. Ended by the server after this, the lock is free again.
+const IDLE_IN_TRANSACTION: Duration = Duration::from_secs(2);
 /// The channel every committing transaction notifies.
 pub(super) const CHANNEL: &str = "fastfood_changes";
 /// The advisory lock a process with an in-process queue holds exclusively,
@@ -238,7 +244,7 @@ impl Link {
             .batch_execute(&format!(
                 "set statement_timeout = {ms}; set lock_timeout = {ms}; \
                  set idle_in_transaction_session_timeout = {}",
-                ms * 4
+                IDLE_IN_TRANSACTION.as_millis()
             ))
             .await
             .map_err(fail)?;
