@@ -173,9 +173,27 @@ impl Front {
         let slot = self.queue.reserve()?;
         let numbered = self.tickets.next().await?;
         let ticket = numbered.ticket;
-        let _placing = self.placing.start(ticket);
+        let placing = self.placing.start(ticket);
         crash::here(crash::point::AFTER_TICKET);
-        let (mut order, pickup_code) = self.store.record(ticket, content).await?;
+        let (mut order, pickup_code) = match self.store.record(ticket, content).await {
+            Ok(recorded) => recorded,
+            // Refused, or not known to be recorded: the customer is told no.
+            // A database may still have committed it (a commit it could not
+            // confirm in time, its synchronous standby gone, shows once the
+            // standby is back): it is cancelled as soon as the store
+            // answers, and kept from the sweep until then, so it is never
+            // cooked for a customer who has no ticket.
+            Err(e) => {
+                if !matches!(e, StoreError::Full(_)) {
+                    let store = self.store.clone();
+                    tokio::spawn(async move {
+                        cancel_until_done(store, ticket).await;
+                        drop(placing);
+                    });
+                }
+                return Err(e.into());
+            }
+        };
         if let Err(e) = numbered.durable().await {
             return match withdraw(&self.store, ticket, &e).await {
                 Withdrawn::Cooking(order) => Ok(Placed { order, pickup_code }),

@@ -290,19 +290,7 @@ async fn failover_to_a_synchronous_standby_loses_no_201_and_takes_orders_again_w
     use crate::support::pg::Cluster;
     use std::sync::{Arc, Mutex};
 
-    // The clusters run as the `postgres` user, which only root can become.
-    let root = std::process::Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
-    if !root {
-        assert!(
-            std::env::var("FASTFOOD_REQUIRE_ROOT").as_deref() != Ok("1"),
-            "FASTFOOD_REQUIRE_ROOT=1 but the tests do not run as root"
-        );
-        eprintln!(
-            "SKIPPED the failover test: it starts PostgreSQL clusters as the postgres user; run the tests as root"
-        );
+    if !as_root("the failover test") {
         return;
     }
     let Some(rabbit) = Rabbit::vhost("pg_failover").await else {
@@ -813,3 +801,108 @@ crate::on_both_backends!(
     two_servers_and_two_workers_on_one_store_see_every_change_in_one_order_and_lose_nothing,
     two_servers_and_two_workers_on_one_store
 );
+
+/// Whether the tests run as root, which clusters of a test's own need (they
+/// run as the `postgres` user, which only root can become); says so loudly
+/// when not, and fails if `FASTFOOD_REQUIRE_ROOT=1`.
+fn as_root(test: &str) -> bool {
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| o.stdout.starts_with(b"0\n"));
+    if !root {
+        assert!(
+            std::env::var("FASTFOOD_REQUIRE_ROOT").as_deref() != Ok("1"),
+            "FASTFOOD_REQUIRE_ROOT=1 but the tests do not run as root"
+        );
+        eprintln!(
+            "SKIPPED {test}: it starts PostgreSQL clusters as the postgres user; run the tests as root"
+        );
+    }
+    root
+}
+
+/// A primary whose one synchronous standby is gone cannot confirm a commit:
+/// `/order` answers `503` within its bound, but the primary has committed
+/// the order locally, and it shows once the standby is back. Its customer
+/// has no ticket and no code, so it must never be cooked: the server cancels
+/// it as soon as the store answers again. Orders before and after are
+/// READY as usual.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_order_whose_commit_could_not_be_confirmed_is_cancelled_not_cooked() {
+    use crate::support::pg::Cluster;
+
+    if !as_root("the unconfirmed-commit test") {
+        return;
+    }
+    let Some(primary) = Cluster::primary("unconfirmed") else {
+        return;
+    };
+    let standby = Cluster::standby_of(&primary);
+    primary
+        .sql(
+            "postgres",
+            "alter system set synchronous_standby_names = '*'",
+        )
+        .unwrap();
+    primary.sql("postgres", "select pg_reload_conf()").unwrap();
+    let synchronous = || async {
+        primary
+            .sql("postgres", "select sync_state from pg_stat_replication")
+            .is_ok_and(|s| s == "sync")
+    };
+    wait_until(DEADLINE, "the standby is synchronous", synchronous).await;
+    primary.sql("postgres", "create database fastfood").unwrap();
+    let url = primary.url("fastfood");
+    let dir = tempfile::tempdir().unwrap();
+    let server = ServerProcess::spawn(
+        dir.path(),
+        &["--database", &url, "--workers", "2", "--prep-time", "0"],
+    )
+    .await;
+    let before = server.place("before").await;
+    wait_until(DEADLINE, "the first order READY", || async {
+        server.order_json(before).await["status"] == "READY"
+    })
+    .await;
+
+    standby.kill9();
+    let asked = Instant::now();
+    let refused = server
+        .client
+        .post(server.url("/order"))
+        .body("unconfirmed")
+        .send()
+        .await
+        .expect("an answer");
+    assert_eq!(refused.status(), 503, "{:?}", refused.text().await);
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "{:?}",
+        asked.elapsed()
+    );
+    let unconfirmed = before + 1;
+
+    standby.start();
+    wait_until(DEADLINE, "the standby is synchronous again", synchronous).await;
+    wait_until(DEADLINE, "the unconfirmed order cancelled", || async {
+        let shown = server.get_order(unconfirmed).await;
+        shown.status() == 200 && shown.json::<Value>().await.unwrap()["status"] == "CANCELLED"
+    })
+    .await;
+    let after = server.place("after").await;
+    wait_until(DEADLINE, "the next order READY", || async {
+        server.order_json(after).await["status"] == "READY"
+    })
+    .await;
+    let statuses = primary
+        .sql(
+            "fastfood",
+            &format!(
+                "select string_agg(body->>'status', ' ' order by version) \
+                 from fastfood_changes where ticket = {unconfirmed}"
+            ),
+        )
+        .unwrap();
+    assert_eq!(statuses, "TAKEN CANCELLED", "never cooked");
+}
