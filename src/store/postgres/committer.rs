@@ -58,7 +58,8 @@ const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
 pub(super) const BATCH_LOCK: i64 = 0x6661_7374_666f_6f03;
 /// Most changes read in one catch-up (a long outage catches up in steps).
 const FOLLOW_AT_MOST: i64 = 10_000;
-/// The log is pruned in steps of this many versions, not at every batch.
+/// The log is pruned in steps of a quarter of what it keeps, at most this
+/// many versions, not at every batch.
 const PRUNE_STEP: u64 = 1024;
 
 const CATCH_UP: &str = "select version, body::text, pickup_code from fastfood_changes \
@@ -399,10 +400,12 @@ impl Committer {
     }
 
     /// Where the log is pruned to by a batch that takes it from `from` to
-    /// `to`: every [`PRUNE_STEP`] versions, what is older than the last
-    /// `keep`; otherwise 0 (nothing).
+    /// `to`: every step (see [`PRUNE_STEP`]), what is older than the last
+    /// `keep`; otherwise 0 (nothing). So the log holds at most `keep`, a
+    /// step and a batch.
     fn prune_to(&self, from: u64, to: u64) -> u64 {
-        let edge = |v: u64| v.saturating_sub(self.keep) / PRUNE_STEP;
+        let step = (self.keep / 4).clamp(1, PRUNE_STEP);
+        let edge = |v: u64| v.saturating_sub(self.keep) / step;
         if edge(to) > edge(from) {
             to.saturating_sub(self.keep)
         } else {
