@@ -6,8 +6,9 @@
 //! 1. `begin; select pg_advisory_xact_lock(K)`: one batch at a time in the
 //!    whole restaurant, whatever the number of processes;
 //! 2. [`WRITE`], one statement: if the log still ends where the batch was
-//!    decided (its *base*), insert the changes, upsert the orders, prune the
-//!    log, `pg_notify`; otherwise write nothing;
+//!    decided (its *base*), insert the changes, upsert the orders,
+//!    `pg_notify`; otherwise write nothing (now and then, one more
+//!    statement prunes the log);
 //! 3. `commit`; then apply, tell the observers, answer.
 //!
 //! The batches are pipelined: the next one is decided (on top of the ones
@@ -72,8 +73,8 @@ const LOAD: &str = "select null::text, null::text, coalesce(max(version), 0)::bi
      union all select body::text, pickup_code, null from fastfood_orders";
 
 /// A batch's whole write, in one statement (one round trip, and no wait
-/// when pipelined): the guard, every change, the orders' new rows, the
-/// pruning of the log and the notice. Returns where the log ended before,
+/// when pipelined): the guard, every change, the orders' new rows and the
+/// notice. Returns where the log ended before,
 /// and whether it wrote. The guard: the log ends at `$12` (the version the
 /// batch was decided on), and, for a batch decided on top of another sent
 /// before it on this session, that one wrote (`fastfood.top` is `$13`).
@@ -102,9 +103,6 @@ with top as (
         version = excluded.version,
         pickup_code = case when excluded.status in ('COLLECTED', 'CANCELLED') then null
                            else coalesce(excluded.pickup_code, fastfood_orders.pickup_code) end
-), pruned as (
-    delete from fastfood_changes
-    where version <= $14::bigint and exists (select from go)
 )
 select (select v from top),
        exists (select from go),
@@ -369,14 +367,21 @@ impl Committer {
         };
         let begin = format!("begin; select pg_advisory_xact_lock({BATCH_LOCK})");
         let mut transaction = Box::pin(async move {
-            let (begun, written, committed) = futures_util::future::join3(
+            let (begun, written, pruned, committed) = futures_util::future::join4(
                 client.batch_execute(&begin),
                 rows.write(&client, &write, &guard),
+                async {
+                    match guard.prune() {
+                        Some(prune) => client.batch_execute(&prune).await,
+                        None => Ok(()),
+                    }
+                },
                 client.batch_execute("commit"),
             )
             .await;
             begun?;
             let (_, wrote) = written?;
+            pruned?;
             committed?;
             Ok(if wrote { Written::Yes } else { Written::Moved })
         });
@@ -702,6 +707,9 @@ impl Committer {
                 .write(client, &prepared.write, &guard)
                 .await
                 .map_err(fail)?;
+            if let Some(prune) = guard.prune() {
+                client.batch_execute(&prune).await.map_err(fail)?;
+            }
             if !wrote {
                 let _ = client.batch_execute("rollback").await;
                 return Err(database(
@@ -735,6 +743,24 @@ pub(super) struct Guard {
     pub(super) after: Option<String>,
     /// Changes up to this version are deleted (0: none).
     pub(super) prune_to: u64,
+}
+
+impl Guard {
+    /// The statement that prunes the log, if this batch does (most do
+    /// not). Run in the batch's transaction, after [`WRITE`]; it deletes
+    /// only if that wrote (`fastfood.top` is where the log ends then). The
+    /// bound is written out, not a parameter, so the server plans it on the
+    /// index, not as a scan of the whole log.
+    fn prune(&self) -> Option<String> {
+        if self.prune_to == 0 {
+            return None;
+        }
+        Some(format!(
+            "delete from fastfood_changes where version <= {} \
+             and current_setting('fastfood.top', true) = (select max(version)::text from fastfood_changes)",
+            self.prune_to
+        ))
+    }
 }
 
 /// A batch's changes as the columns of its two inserts.
@@ -783,7 +809,6 @@ impl Rows {
                     &last,
                     &(guard.base as i64),
                     &guard.after,
-                    &(guard.prune_to as i64),
                 ],
             )
             .await?;
