@@ -8,6 +8,7 @@
 #   BROKER=0 bash bench/run.sh        # leave out the RabbitMQ scenarios
 #   PREFETCH=32 bash bench/run.sh     # the prefetch of the broker kitchen's fast rows
 #   POSTGRES=0 bash bench/run.sh      # leave out the PostgreSQL (--database) rows
+#   ONLY=postgres bash bench/run.sh   # the limits and the PostgreSQL rows only (bench/postgres.sh)
 #   CLUSTER=0 bash bench/run.sh       # leave out the three-node cluster rows
 #
 # Needs: cargo, curl, jq; wrk if installed (apt-get install -y wrk), else
@@ -199,56 +200,13 @@ if [ "$HAVE_BROKER" = 1 ]; then
   fi
 fi
 
-echo "== 1. /order with $CONNECTIONS connections" >&2
-start_server "$WORK/order-embedded"
-read -r rps p50 p99 refused < <(order_load "$URL/order")
-record "/order, embedded" "$rps" "201s/s" "limit: empty axum handler" "durable 201s only; refused: $refused; p50 $p50, p99 $p99 (every answer); queue capacity $QUEUE_CAPACITY, nobody collects"
-EMPTY_ORDER_RPS=$rps
-stop_server
-if [ "$HAVE_BROKER" = 1 ]; then
-  start_server "$WORK/order-broker" --broker "$BROKER_URL"
-  read -r rps p50 p99 refused < <(order_load "$URL/order")
-  record "/order, RabbitMQ" "$rps" "201s/s" "limit: RabbitMQ confirmed publish, $CONNECTIONS in flight" "durable, confirmed 201s only; refused: $refused; p50 $p50, p99 $p99"
-  stop_server; purge_orders
-else
-  record "/order, RabbitMQ" "-" "" - "$BROKER_SKIPPED"
-fi
-
-echo "== 2. TAKEN→READY, prep time 0, 2 workers (rush, closed loop, collecting)" >&2
 kitchen() { # label, limit, server args...
   local label=$1 limit=$2; shift 2
   rush_closed "$URL"
   record "$label" "$(jq .ready_per_s "$WORK/rush.json")" "orders/s" "$limit" \
     "/order $(jq -r '.orders_per_s|floor' "$WORK/rush.json")/s; ticket→ready p50 $(jq .ticket_to_ready.p50_ms "$WORK/rush.json") ms, p99 $(jq .ticket_to_ready.p99_ms "$WORK/rush.json") ms; refused/failed: $(jq -c '.order_errors + .take_errors' "$WORK/rush.json"); unserved at the end: $(jq .unserved "$WORK/rush.json")"
 }
-start_server "$WORK/kitchen-embedded" --workers 2
-kitchen "TAKEN→READY, embedded" "limit: fsynced store write cycle"
-KITCHEN_FRESH=$(jq .ready_per_s "$WORK/rush.json")
-stop_server
-if [ "$HAVE_BROKER" = 1 ]; then
-  start_server "$WORK/kitchen-broker" --workers 2 --broker "$BROKER_URL"
-  kitchen "TAKEN→READY, simple + RabbitMQ" "limit: RabbitMQ confirmed publish"
-  stop_server; purge_orders
-  start_server "$WORK/kitchen-broker-prefetch" --workers 2 --broker "$BROKER_URL" --prefetch "${PREFETCH:-32}"
-  kitchen "TAKEN→READY, simple + RabbitMQ, --prefetch ${PREFETCH:-32}" "limit: RabbitMQ confirmed publish"
-  stop_server; purge_orders
-  start_server "$WORK/kitchen-complex" --workers 0 --broker "$BROKER_URL"
-  WORKER_PIDS=()
-  for _ in 1 2; do
-    "$BIN" worker --data-dir "$WORK/kitchen-complex" --prep-time 0 --broker "$BROKER_URL" >>"$WORK/workers.log" 2>&1 &
-    PIDS+=("$!"); WORKER_PIDS+=("$!")
-  done
-  sleep 1
-  kitchen "TAKEN→READY, complex, 2 worker processes" "limit: RabbitMQ confirmed publish"
-  stop_server
-  for pid in "${WORKER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
-else
-  record "TAKEN→READY, simple + RabbitMQ" "-" "" - "$BROKER_SKIPPED"
-  record "TAKEN→READY, simple + RabbitMQ, --prefetch ${PREFETCH:-32}" "-" "" - "$BROKER_SKIPPED"
-  record "TAKEN→READY, complex, 2 worker processes" "-" "" - "$BROKER_SKIPPED"
-fi
 
-echo "== 2b. kitchen capacity: 2 workers drain a queue filled beforehand" >&2
 # The rush's kitchen rows are bounded by how fast its customers order (with
 # RabbitMQ, a confirm each). Here the orders are placed first, with nobody
 # cooking (with RabbitMQ: --workers 0; in-process: one worker on a 1 h
@@ -279,6 +237,51 @@ drain() { # label, limit, dir, preparation time while filling, fill args, run ar
   record "$label" "$(awk -v n="$waiting" -v a="$t0" -v b="$t1" 'BEGIN { printf "%.0f", n / (b - a) }')" "orders/s" "$limit" \
     "$waiting orders waiting (placed at ${before} 201s/s with nobody cooking), all READY in $(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.2f", b - a }') s"
 }
+if [ "${ONLY:-}" != postgres ]; then
+echo "== 1. /order with $CONNECTIONS connections" >&2
+start_server "$WORK/order-embedded"
+read -r rps p50 p99 refused < <(order_load "$URL/order")
+record "/order, embedded" "$rps" "201s/s" "limit: empty axum handler" "durable 201s only; refused: $refused; p50 $p50, p99 $p99 (every answer); queue capacity $QUEUE_CAPACITY, nobody collects"
+EMPTY_ORDER_RPS=$rps
+stop_server
+if [ "$HAVE_BROKER" = 1 ]; then
+  start_server "$WORK/order-broker" --broker "$BROKER_URL"
+  read -r rps p50 p99 refused < <(order_load "$URL/order")
+  record "/order, RabbitMQ" "$rps" "201s/s" "limit: RabbitMQ confirmed publish, $CONNECTIONS in flight" "durable, confirmed 201s only; refused: $refused; p50 $p50, p99 $p99"
+  stop_server; purge_orders
+else
+  record "/order, RabbitMQ" "-" "" - "$BROKER_SKIPPED"
+fi
+
+echo "== 2. TAKEN→READY, prep time 0, 2 workers (rush, closed loop, collecting)" >&2
+start_server "$WORK/kitchen-embedded" --workers 2
+kitchen "TAKEN→READY, embedded" "limit: fsynced store write cycle"
+KITCHEN_FRESH=$(jq .ready_per_s "$WORK/rush.json")
+stop_server
+if [ "$HAVE_BROKER" = 1 ]; then
+  start_server "$WORK/kitchen-broker" --workers 2 --broker "$BROKER_URL"
+  kitchen "TAKEN→READY, simple + RabbitMQ" "limit: RabbitMQ confirmed publish"
+  stop_server; purge_orders
+  start_server "$WORK/kitchen-broker-prefetch" --workers 2 --broker "$BROKER_URL" --prefetch "${PREFETCH:-32}"
+  kitchen "TAKEN→READY, simple + RabbitMQ, --prefetch ${PREFETCH:-32}" "limit: RabbitMQ confirmed publish"
+  stop_server; purge_orders
+  start_server "$WORK/kitchen-complex" --workers 0 --broker "$BROKER_URL"
+  WORKER_PIDS=()
+  for _ in 1 2; do
+    "$BIN" worker --data-dir "$WORK/kitchen-complex" --prep-time 0 --broker "$BROKER_URL" >>"$WORK/workers.log" 2>&1 &
+    PIDS+=("$!"); WORKER_PIDS+=("$!")
+  done
+  sleep 1
+  kitchen "TAKEN→READY, complex, 2 worker processes" "limit: RabbitMQ confirmed publish"
+  stop_server
+  for pid in "${WORKER_PIDS[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+else
+  record "TAKEN→READY, simple + RabbitMQ" "-" "" - "$BROKER_SKIPPED"
+  record "TAKEN→READY, simple + RabbitMQ, --prefetch ${PREFETCH:-32}" "-" "" - "$BROKER_SKIPPED"
+  record "TAKEN→READY, complex, 2 worker processes" "-" "" - "$BROKER_SKIPPED"
+fi
+
+echo "== 2b. kitchen capacity: 2 workers drain a queue filled beforehand" >&2
 drain "kitchen capacity, embedded, 2 workers" "limit: fsynced store write cycle" "$WORK/drain-embedded" \
   1h "--workers 1" "--workers 2"
 if [ "$HAVE_BROKER" = 1 ]; then
@@ -353,6 +356,8 @@ if [ -z "${SKIP_BOARDS_10K:-}" ]; then
   boards 10000 2 1000
 fi
 
+fi # ONLY != postgres
+
 echo "== 5. PostgreSQL (--database)" >&2
 # The limit: what PostgreSQL itself commits here, one-row INSERT … RETURNING
 # per transaction with synchronous commit, as many clients as /order gets.
@@ -371,25 +376,52 @@ if [ "${POSTGRES:-1}" != 0 ] && command -v pgbench >/dev/null && pg_isready -q -
   tps=$(pgbench -n -c "$CONNECTIONS" -j 2 -T "$SECONDS_PER_RUN" -f "$WORK/insert.sql" "$url" 2>&1 |
     awk '/^tps/ { printf "%.0f", $3; exit }')
   record "limit: PostgreSQL one-row insert … returning" "${tps:--}" "tx/s" - "pgbench -n -c $CONNECTIONS -j 2 -T $SECONDS_PER_RUN, synchronous commit"
+  # Where the time goes, from PostgreSQL's own counters: transactions
+  # committed and rows written (inserted, updated, deleted) per 201, with
+  # the ticket numbers' statements; and requests per store batch (/metrics).
+  pg_counters() { # database URL
+    sleep 1.5 # the server's statistics are flushed about once a second
+    psql -X -At -F ' ' "$1" -c "select xact_commit, tup_inserted + tup_updated + tup_deleted \
+      from pg_stat_database where datname = current_database()"
+  }
+  pg_order_load() { # label, limit: /order on the server at $URL, in $DB_URL; records the row
+    local c0 r0 c1 r1 n0 n1 rps p50 p99 refused batch
+    read -r c0 r0 < <(pg_counters "$DB_URL")
+    n0=$(psql -X -At "$DB_URL" -c "select count(*) from fastfood_orders")
+    read -r rps p50 p99 refused < <(order_load "$URL/order")
+    batch=$(curl -fsS "$URL/metrics" | awk '/^fastfood_store_batch_size_sum/ { s = $2 } /^fastfood_store_batch_size_count/ { c = $2 } END { if (c > 0) printf "%.1f", s / c }')
+    read -r c1 r1 < <(pg_counters "$DB_URL")
+    n1=$(psql -X -At "$DB_URL" -c "select count(*) from fastfood_orders")
+    record "$1" "$rps" "201s/s" "$2" "refused: $refused; p50 $p50, p99 $p99; per order placed: $(awk -v c=$((c1 - c0)) -v r=$((r1 - r0)) -v n=$((n1 - n0)) 'BEGIN { if (n > 0) printf "%.2f commits, %.1f rows", c / n, r / n }'); ${batch:-?} requests per store batch"
+  }
   pg_db order
-  start_server "$WORK/pg-embedded" --workers 2 --database "$DB_URL"
-  read -r rps p50 p99 refused < <(order_load "$URL/order")
-  record "/order, PostgreSQL, in-process queue" "$rps" "201s/s" "limit: PostgreSQL one-row insert … returning" "refused: $refused; p50 $p50, p99 $p99"
+  start_server "$WORK/pg-embedded" --database "$DB_URL"
+  pg_order_load "/order, PostgreSQL, in-process queue" "limit: PostgreSQL one-row insert … returning"
   stop_server
   if [ "$HAVE_BROKER" = 1 ]; then
     purge_orders
     pg_db order_broker
     start_server "$WORK/pg-broker" --workers 0 --broker "$BROKER_URL" --database "$DB_URL"
-    read -r rps p50 p99 refused < <(order_load "$URL/order")
-    record "/order, PostgreSQL, RabbitMQ" "$rps" "201s/s" "limit: PostgreSQL one-row insert … returning" "refused: $refused; p50 $p50, p99 $p99"
+    pg_order_load "/order, PostgreSQL, RabbitMQ" "limit: PostgreSQL one-row insert … returning"
     stop_server
     purge_orders
+  else
+    record "/order, PostgreSQL, RabbitMQ" "-" "" - "$BROKER_SKIPPED"
   fi
   pg_db kitchen
   kitchen_db=$DB_URL
   drain "kitchen capacity, PostgreSQL, 2 workers" "limit: PostgreSQL one-row insert … returning" "$WORK/pg-drain" \
     1h "--workers 1 --database $kitchen_db" "--workers 2 --database $kitchen_db"
-  record "/order, PostgreSQL, after $PRELOAD collected" "-" "" - "not measured yet"
+  pg_db preload
+  start_server "$WORK/pg-preloaded" --database "$DB_URL"
+  "$BIN" rush --target "$URL" --closed-loop --connections "$CONNECTIONS" --max-inside 128 --customers "$PRELOAD" \
+    --duration 1h --drain 60s --no-chart --json >"$WORK/pg-preload.json" 2>"$WORK/pg-preload.err"
+  stop_server
+  record "preload (PostgreSQL): orders taken and collected" "$(jq .collected "$WORK/pg-preload.json")" "orders" - \
+    "at $(jq -r '.orders_per_s|floor' "$WORK/pg-preload.json")/s; the change log now $(psql -X -At "$DB_URL" -c "select count(*) from fastfood_changes") rows (it keeps the last 100,000 versions), fastfood_orders $(psql -X -At "$DB_URL" -c "select count(*) from fastfood_orders") rows"
+  start_server "$WORK/pg-preloaded" --database "$DB_URL"
+  pg_order_load "/order, PostgreSQL, after $PRELOAD collected" "/order, PostgreSQL, in-process queue"
+  stop_server
 else
   record "PostgreSQL rows" "-" "" - "not measured: POSTGRES=0, no pgbench, or no PostgreSQL at $PG_HOST:$PG_PORT"
 fi

@@ -290,10 +290,15 @@ pub async fn work(config: WorkerConfig, shutdown: CancellationToken) -> anyhow::
     // A worker joins a restaurant: it never creates a data directory or a store.
     let store = match &kitchen.database {
         Some(url) => {
-            Store::open_database(url, vec![broker.change_publisher()], Sharing::WithBroker)
-                .await
-                .context("cannot open the order store")?
-                .0
+            Store::open_database(
+                url,
+                vec![broker.change_publisher()],
+                Sharing::WithBroker,
+                kitchen.keep_changes,
+            )
+            .await
+            .context("cannot open the order store")?
+            .0
         }
         None => {
             open_store(
@@ -586,7 +591,7 @@ async fn open_store_and_tickets(
     sharing: Sharing,
 ) -> anyhow::Result<(Store, Tickets)> {
     if let Some(url) = &kitchen.database {
-        return Store::open_database(url, observers, sharing)
+        return Store::open_database(url, observers, sharing, kitchen.keep_changes)
             .await
             .context("cannot open the order store");
     }

@@ -178,6 +178,12 @@ pub struct KitchenConfig {
     #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
     pub database: Option<String>,
 
+    /// With --database: how many of the latest changes the database's log
+    /// keeps for the processes that follow it (older ones are pruned); a
+    /// process that falls further behind loads the orders again, as at start.
+    #[arg(long, env = "FASTFOOD_KEEP_CHANGES", default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub keep_changes: u64,
+
     /// RabbitMQ to queue orders in, e.g. amqp://guest:guest@127.0.0.1:5672
     /// (without it, orders wait in this process); for a cluster, its nodes'
     /// URLs, comma-separated: the process uses one that answers, and another

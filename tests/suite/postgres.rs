@@ -906,3 +906,128 @@ async fn an_order_whose_commit_could_not_be_confirmed_is_cancelled_not_cooked() 
         .unwrap();
     assert_eq!(statuses, "TAKEN CANCELLED", "never cooked");
 }
+
+/// Signals `pid` (`STOP`, `CONT`) with kill(1).
+fn signal(pid: u32, name: &str) {
+    let status = std::process::Command::new("kill")
+        .args([&format!("-{name}"), &pid.to_string()])
+        .status()
+        .expect("run kill");
+    assert!(status.success(), "kill -{name} {pid} failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_change_log_stays_bounded_and_followers_still_miss_nothing() {
+    let Some(rabbit) = Rabbit::vhost("pg_prune").await else {
+        return;
+    };
+    let db = Database::create("prune");
+    // Far fewer changes kept than the test makes.
+    const KEEP: u64 = 40;
+    let keep = KEEP.to_string();
+    let args = |workers| {
+        vec![
+            "--database",
+            db.url.as_str(),
+            "--broker",
+            rabbit.url.as_str(),
+            "--keep-changes",
+            keep.as_str(),
+            "--prep-time",
+            "0",
+            "--workers",
+            workers,
+        ]
+    };
+    let (dir_a, dir_b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = ServerProcess::spawn(dir_a.path(), &args("2")).await;
+    let b = ServerProcess::spawn(dir_b.path(), &args("0")).await;
+
+    // B follows while A's batches prune the log behind it: its board sees
+    // every status of every order, in order.
+    const ORDERS: usize = 60;
+    let screen = tokio::spawn(follow_screen(b.updates().await, ORDERS));
+    let mut placed = Vec::new();
+    for i in 0..ORDERS {
+        placed.push(a.place_coded(&format!("order {i}")).await);
+    }
+    let tickets: Vec<u32> = placed.iter().map(|p| p.ticket).collect();
+    a.wait_all_ready(&tickets).await;
+    for p in &placed {
+        assert_eq!(b.take(p.ticket, &p.code).await.status(), 200);
+    }
+    let (_, seen) = tokio::time::timeout(DEADLINE, screen)
+        .await
+        .expect("every change reaches B's screen")
+        .unwrap();
+    assert!(
+        seen.windows(2).all(|w| w[0].0 < w[1].0),
+        "versions only grow: {seen:?}"
+    );
+    for t in &tickets {
+        let steps: Vec<&str> = seen
+            .iter()
+            .filter(|(_, ticket, _)| ticket == t)
+            .map(|(_, _, status)| status.as_str())
+            .collect();
+        assert_eq!(
+            steps,
+            ["TAKEN", "PREPARING", "READY", "COLLECTED"],
+            "order {t} on B's screen"
+        );
+    }
+    let bounded = |db: &Database| {
+        let rows: u64 = db
+            .sql("select count(*) from fastfood_changes")
+            .parse()
+            .unwrap();
+        let last: u64 = db
+            .sql("select max(version) from fastfood_changes")
+            .parse()
+            .unwrap();
+        // At most what it keeps, a step of pruning and a batch.
+        assert!(rows <= 2 * KEEP, "{rows} changes kept of {last}");
+        last
+    };
+    let last = bounded(&db);
+    assert!(
+        last >= 4 * ORDERS as u64,
+        "the log went far past what it keeps: {last}"
+    );
+
+    // B stopped while A goes on far further than the log keeps: B cannot
+    // read what it missed, and loads the orders again, as at start.
+    signal(b.pid, "STOP");
+    let mut missed = Vec::new();
+    for i in 0..ORDERS / 2 {
+        missed.push(a.place_coded(&format!("missed {i}")).await);
+    }
+    let tickets: Vec<u32> = missed.iter().map(|p| p.ticket).collect();
+    a.wait_all_ready(&tickets).await;
+    for p in &missed[1..] {
+        assert_eq!(a.take(p.ticket, &p.code).await.status(), 200);
+    }
+    assert!(bounded(&db) > last + 2 * KEEP);
+    signal(b.pid, "CONT");
+    let waiting = &missed[0];
+    wait_until(DEADLINE, "B knows what it missed", || async {
+        b.board().await.all_ready(&[waiting.ticket])
+    })
+    .await;
+    for p in &missed[1..] {
+        expect_error(b.take(p.ticket, &p.code).await, 410, "already_collected").await;
+    }
+    assert_eq!(b.take(waiting.ticket, &waiting.code).await.status(), 200);
+    assert!(
+        b.stderr().contains("the orders were loaded again"),
+        "{}",
+        b.stderr()
+    );
+    // And A sees what B did.
+    expect_error(
+        a.take(waiting.ticket, &waiting.code).await,
+        410,
+        "already_collected",
+    )
+    .await;
+}

@@ -1,27 +1,43 @@
 //! The task that owns the store's tables: it consumes the same jobs as the
 //! file committer and decides each batch with the same rules
-//! ([`Batch`]), then persists what they decided, in one transaction:
+//! ([`Batch`]), then persists what they decided, in one transaction per
+//! batch, sent as three messages without waiting between them:
 //!
 //! 1. `begin; select pg_advisory_xact_lock(K)`: one batch at a time in the
 //!    whole restaurant, whatever the number of processes;
-//! 2. read the changes above this process's version and apply them (what
-//!    the others did);
-//! 3. decide the batch against that state, with the next versions;
-//! 4. insert the changes, upsert the orders, `pg_notify`, in one statement;
-//! 5. `commit`, then apply, tell the observers, answer.
+//! 2. [`WRITE`], one statement: if the log still ends where the batch was
+//!    decided (its *base*), insert the changes, upsert the orders,
+//!    `pg_notify`; otherwise write nothing (now and then, one more
+//!    statement prunes the log);
+//! 3. `commit`; then apply, tell the observers, answer.
 //!
-//! The lock is let go only once the commit is visible, so versions commit
-//! in order: a reader of `version > v` sees a prefix of the log, never a
-//! hole that fills later. Between batches the task follows the log without
-//! the lock, woken by `LISTEN` (and a poll, in case a notification is lost
-//! with a connection).
+//! The batches are pipelined: the next one is decided (on top of the ones
+//! in flight, [`Batch::on_top`]) and sent while the ones before it commit.
+//! One connection runs them in the order they were sent, and the lock is
+//! let go only once a commit is visible, so versions commit in order: a
+//! reader of `version > v` sees a prefix of the log, never a hole that
+//! fills later. A batch decided on top of another writes only if that one
+//! wrote (the session setting `fastfood.top`, which a rollback undoes, says
+//! where this session's last write ended) and nobody else wrote since. A
+//! batch that finds the log moved (another process wrote) writes nothing;
+//! it and the ones sent after it are decided again the slow way: lock, read
+//! the others' changes, decide, write, commit, waiting for each.
+//!
+//! Between batches the task follows the log without the lock, woken by
+//! `LISTEN` (and a poll, in case a notification is lost with a connection).
+//! A follower that finds the log pruned above its version reloads the
+//! orders, as at start.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
 use super::database;
@@ -34,27 +50,53 @@ use crate::store::{Job, Observer, Origin, Outcome, Reply, Shared, StoreError};
 
 /// Most requests decided in one batch.
 const MAX_BATCH: usize = 1024;
+/// Most batches sent and not yet committed: enough to keep the database
+/// busy while the answers of the first travel back.
+const MAX_IN_FLIGHT: usize = 3;
 /// The longest one batch's transaction may take, every round trip of it.
 const BATCH_TIMEOUT: Duration = Duration::from_secs(5);
 /// Held by the transaction of each batch.
 pub(super) const BATCH_LOCK: i64 = 0x6661_7374_666f_6f03;
 /// Most changes read in one catch-up (a long outage catches up in steps).
 const FOLLOW_AT_MOST: i64 = 10_000;
+/// The log is pruned in steps of a quarter of what it keeps, at most this
+/// many versions, not at every batch.
+const PRUNE_STEP: u64 = 1024;
 
 const CATCH_UP: &str = "select version, body::text, pickup_code from fastfood_changes \
      where version > $1 order by version limit $2";
 
-/// Every change of a batch and the orders' new rows, and the notice, in one
-/// statement (one round trip).
+/// Every order and the log's last version, in one statement, so in one
+/// snapshot (a transaction of its own, or under the batch lock).
+const LOAD: &str = "select null::text, null::text, coalesce(max(version), 0)::bigint \
+     from fastfood_changes \
+     union all select body::text, pickup_code, null from fastfood_orders";
+
+/// A batch's whole write, in one statement (one round trip, and no wait
+/// when pipelined): the guard, every change, the orders' new rows and the
+/// notice. Returns where the log ended before,
+/// and whether it wrote. The guard: the log ends at `$12` (the version the
+/// batch was decided on), and, for a batch decided on top of another sent
+/// before it on this session, that one wrote (`fastfood.top` is `$13`).
+/// A batch of no changes runs it too: its answers hold only if the guard
+/// passes.
 pub(super) const WRITE: &str = "
-with changes as (
+with top as (
+    select coalesce(max(version), 0)::bigint as v from fastfood_changes
+), go as (
+    select from top
+    where top.v = $12::bigint
+      and ($13::text is null or current_setting('fastfood.top', true) = $13::text)
+), changes as (
     insert into fastfood_changes (version, ticket, body, pickup_code)
     select v, t, b::jsonb, p
     from unnest($1::bigint[], $2::bigint[], $3::text[], $4::text[]) as u(v, t, b, p)
+    where exists (select from go)
 ), orders as (
     insert into fastfood_orders (ticket, status, body, pickup_code, version)
     select t, s, b::jsonb, p, v
     from unnest($5::bigint[], $6::text[], $7::text[], $8::text[], $9::bigint[]) as u(t, s, b, p, v)
+    where exists (select from go)
     on conflict (ticket) do update set
         status = excluded.status,
         body = excluded.body,
@@ -62,13 +104,47 @@ with changes as (
         pickup_code = case when excluded.status in ('COLLECTED', 'CANCELLED') then null
                            else coalesce(excluded.pickup_code, fastfood_orders.pickup_code) end
 )
-select pg_notify($10, $11)";
+select (select v from top),
+       exists (select from go),
+       case when exists (select from go) then set_config('fastfood.top', $11, false) end,
+       case when exists (select from go) and cardinality($1::bigint[]) > 0
+            then pg_notify($10, $11)::text end";
 
 /// The statements, prepared once per connection.
 struct Prepared {
     connection: u64,
     catch_up: Statement,
     write: Statement,
+    load: Statement,
+}
+
+/// What a batch's transaction came to.
+enum Written {
+    /// Committed.
+    Yes,
+    /// Committed nothing: the log had moved (or a batch before it failed).
+    Moved,
+}
+
+/// A batch sent, its transaction not yet answered.
+struct InFlight {
+    transaction: Option<JoinHandle<Result<Written, tokio_postgres::Error>>>,
+    /// What the transaction came to, once answered.
+    answer: Option<Result<Written, StoreError>>,
+    requests: Vec<Request>,
+    replies: Vec<Reply>,
+    records: Vec<Change>,
+    outcomes: Vec<Outcome>,
+    settles: Vec<oneshot::Sender<()>>,
+    started: Instant,
+}
+
+impl InFlight {
+    fn abort(&self) {
+        if let Some(t) = &self.transaction {
+            t.abort();
+        }
+    }
 }
 
 pub(super) struct Committer {
@@ -76,35 +152,31 @@ pub(super) struct Committer {
     shared: Arc<Shared>,
     observers: Vec<Arc<dyn Observer>>,
     prepared: Option<Prepared>,
+    /// The log keeps the last this many versions.
+    keep: u64,
+    in_flight: VecDeque<InFlight>,
 }
 
 /// Loads the orders (live, collected, cancelled) and the version, in one
 /// snapshot.
 pub(super) async fn load(client: &Client, shown: &str) -> Result<State, StoreError> {
-    let fail = |e: tokio_postgres::Error| database(shown, said(&e));
-    client
-        .batch_execute("begin isolation level repeatable read read only")
-        .await
-        .map_err(fail)?;
     let rows = client
-        .query("select body::text, pickup_code from fastfood_orders", &[])
+        .query(LOAD, &[])
         .await
-        .map_err(fail)?;
-    let version: i64 = client
-        .query_one(
-            "select coalesce(max(version), 0)::bigint from fastfood_changes",
-            &[],
-        )
-        .await
-        .map_err(fail)?
-        .get(0);
-    client.batch_execute("commit").await.map_err(fail)?;
-    let mut state = State {
-        version: version as u64,
-        ..State::default()
-    };
+        .map_err(|e| database(shown, said(&e)))?;
+    state_of(shown, &rows)
+}
+
+/// The state the rows of [`LOAD`] describe.
+fn state_of(shown: &str, rows: &[tokio_postgres::Row]) -> Result<State, StoreError> {
+    let mut state = State::default();
     for row in rows {
-        let body: String = row.get(0);
+        let body: Option<String> = row.get(0);
+        let Some(body) = body else {
+            let version: i64 = row.get(2);
+            state.version = version as u64;
+            continue;
+        };
         let order: Order = serde_json::from_str(&body)
             .map_err(|e| database(shown, format!("an order row that does not parse: {e}")))?;
         let t = order.ticket;
@@ -142,69 +214,310 @@ fn change(shown: &str, row: &tokio_postgres::Row) -> Result<Change, StoreError> 
     })
 }
 
+/// Polls `future` once, here: whatever it sends on its first poll is sent
+/// now, in the order of the calls.
+async fn poll_once<F: Future + Unpin>(future: &mut F) -> Poll<F::Output> {
+    std::future::poll_fn(|cx| Poll::Ready(Pin::new(&mut *future).poll(cx))).await
+}
+
 impl Committer {
-    pub(super) fn new(link: Link, shared: Arc<Shared>, observers: Vec<Arc<dyn Observer>>) -> Self {
+    pub(super) fn new(
+        link: Link,
+        shared: Arc<Shared>,
+        observers: Vec<Arc<dyn Observer>>,
+        keep: u64,
+    ) -> Self {
         Committer {
             link,
             shared,
             observers,
             prepared: None,
+            keep: keep.max(1),
+            in_flight: VecDeque::new(),
         }
     }
 
-    /// Serves jobs until every handle is gone.
+    /// Serves jobs until every handle is gone, then waits for the batches
+    /// in flight.
     pub(super) async fn run(mut self, mut inbox: mpsc::Receiver<Job>) {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
-        while inbox.recv_many(&mut jobs, MAX_BATCH).await > 0 {
-            let mut requests = Vec::with_capacity(jobs.len());
-            let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
-            // Every answer goes out after its commit: a change asked for
-            // before a settle is committed (or failed) once this batch is.
-            let mut settles = Vec::new();
-            for job in jobs.drain(..) {
-                match job {
-                    Job::Change(request, reply) => {
-                        requests.push(request);
-                        replies.push(reply);
+        loop {
+            let room = self.in_flight.len() < MAX_IN_FLIGHT;
+            tokio::select! {
+                biased;
+                () = self.oldest_answered(), if !self.in_flight.is_empty() => {
+                    self.finish_oldest().await;
+                }
+                n = inbox.recv_many(&mut jobs, MAX_BATCH), if room => {
+                    if n == 0 {
+                        break;
                     }
-                    Job::Settle(done) => settles.push(done),
-                    Job::Follow => {}
+                    self.serve(&mut jobs).await;
                 }
             }
-            if requests.is_empty() {
+        }
+        while !self.in_flight.is_empty() {
+            self.oldest_answered().await;
+            self.finish_oldest().await;
+        }
+    }
+
+    /// Returns once the oldest batch in flight is answered or overran.
+    async fn oldest_answered(&mut self) {
+        let Some(oldest) = self.in_flight.front_mut() else {
+            return;
+        };
+        if oldest.answer.is_some() {
+            return;
+        }
+        let Some(t) = oldest.transaction.as_mut() else {
+            return;
+        };
+        let deadline = tokio::time::Instant::from_std(oldest.started + BATCH_TIMEOUT);
+        if let Ok(answered) = tokio::time::timeout_at(deadline, t).await {
+            let shown = self.link.shown();
+            oldest.answer = Some(
+                answered
+                    .map_err(|e| database(shown, format!("a batch's task ended: {e}")))
+                    .and_then(|r| r.map_err(|e| database(shown, said(&e)))),
+            );
+        }
+    }
+
+    /// Takes the jobs: decides and sends a batch, or follows the log.
+    async fn serve(&mut self, jobs: &mut Vec<Job>) {
+        let mut requests = Vec::with_capacity(jobs.len());
+        let mut replies: Vec<Reply> = Vec::with_capacity(jobs.len());
+        // Every answer goes out after its commit: a change asked for
+        // before a settle is committed (or failed) once this batch is.
+        let mut settles = Vec::new();
+        for job in jobs.drain(..) {
+            match job {
+                Job::Change(request, reply) => {
+                    requests.push(request);
+                    replies.push(reply);
+                }
+                Job::Settle(done) => settles.push(done),
+                Job::Follow => {}
+            }
+        }
+        if requests.is_empty() {
+            match self.in_flight.back_mut() {
+                Some(last) => last.settles.extend(settles),
+                None => {
+                    for done in settles {
+                        let _ = done.send(());
+                    }
+                    self.follow().await;
+                }
+            }
+            return;
+        }
+        let sent = self.send(requests, replies, settles).await;
+        if let Err((e, replies, settles)) = sent {
+            // Nothing of it was sent; the batches before it go on.
+            self.failed(&e);
+            answer_failed(replies, settles, &e);
+        }
+    }
+
+    /// Decides a batch on top of the ones in flight and sends its
+    /// transaction. On an error nothing was sent, and the jobs come back.
+    #[allow(clippy::type_complexity)]
+    async fn send(
+        &mut self,
+        requests: Vec<Request>,
+        replies: Vec<Reply>,
+        settles: Vec<oneshot::Sender<()>>,
+    ) -> Result<(), (StoreError, Vec<Reply>, Vec<oneshot::Sender<()>>)> {
+        let started = Instant::now();
+        let connected = self.connection().await;
+        let (client, write) = match connected {
+            Ok((client, prepared)) => (client.clone(), prepared.write.clone()),
+            Err(e) => return Err((e, replies, settles)),
+        };
+        let now = Timestamp::now();
+        let (outcomes, records, base) = {
+            let state = self.shared.read();
+            let pending = self.in_flight.iter().flat_map(|b| &b.records);
+            let mut batch = Batch::on_top(&state, pending);
+            let outcomes: Vec<Outcome> = requests.iter().map(|r| batch.decide(r, now)).collect();
+            let base = state.version
+                + self
+                    .in_flight
+                    .iter()
+                    .map(|b| b.records.len() as u64)
+                    .sum::<u64>();
+            (outcomes, batch.records, base)
+        };
+        // Sent even when it changes nothing: its answers (a claim of an
+        // order this process has not seen yet, a refusal) hold only if the
+        // log still ends at `base` under the lock, as the guard checks.
+        // On top of a batch in flight: only if that one wrote.
+        let after = self
+            .in_flight
+            .iter()
+            .any(|b| !b.records.is_empty())
+            .then(|| base.to_string());
+        let rows = Rows::of(&records);
+        let guard = Guard {
+            base,
+            after,
+            prune_to: self.prune_to(base, base + records.len() as u64),
+        };
+        let begin = format!("begin; select pg_advisory_xact_lock({BATCH_LOCK})");
+        let mut transaction = Box::pin(async move {
+            let (begun, written, pruned, committed) = futures_util::future::join4(
+                client.batch_execute(&begin),
+                rows.write(&client, &write, &guard),
+                async {
+                    match guard.prune() {
+                        Some(prune) => client.batch_execute(&prune).await,
+                        None => Ok(()),
+                    }
+                },
+                client.batch_execute("commit"),
+            )
+            .await;
+            begun?;
+            let (_, wrote) = written?;
+            pruned?;
+            committed?;
+            Ok(if wrote { Written::Yes } else { Written::Moved })
+        });
+        // Sent now, behind the batches before it, whatever the scheduler
+        // does with the task.
+        let transaction = match poll_once(&mut transaction).await {
+            Poll::Ready(done) => tokio::spawn(async move { done }),
+            Poll::Pending => tokio::spawn(transaction),
+        };
+        self.in_flight.push_back(InFlight {
+            transaction: Some(transaction),
+            answer: None,
+            requests,
+            replies,
+            records,
+            outcomes,
+            settles,
+            started,
+        });
+        Ok(())
+    }
+
+    /// Where the log is pruned to by a batch that takes it from `from` to
+    /// `to`: every step (see [`PRUNE_STEP`]), what is older than the last
+    /// `keep`; otherwise 0 (nothing). So the log holds at most `keep`, a
+    /// step and a batch.
+    fn prune_to(&self, from: u64, to: u64) -> u64 {
+        let step = (self.keep / 4).clamp(1, PRUNE_STEP);
+        let edge = |v: u64| v.saturating_sub(self.keep) / step;
+        if edge(to) > edge(from) {
+            to.saturating_sub(self.keep)
+        } else {
+            0
+        }
+    }
+
+    /// The oldest batch in flight was answered (or overran): answers its
+    /// requests, or decides them again if the log had moved.
+    async fn finish_oldest(&mut self) {
+        let Some(mut oldest) = self.in_flight.pop_front() else {
+            return;
+        };
+        let answered = match (oldest.transaction.take(), oldest.answer.take()) {
+            (None, _) => Ok(Written::Yes),
+            (Some(_), Some(answer)) => answer,
+            (Some(t), None) => {
+                t.abort();
+                Err(database(
+                    self.link.shown(),
+                    format!("a batch took longer than {BATCH_TIMEOUT:?}; it was abandoned"),
+                ))
+            }
+        };
+        match answered {
+            Ok(Written::Yes) => {
+                metrics::store_cycle(oldest.outcomes.len(), oldest.started.elapsed());
+                self.apply(&oldest.records, Origin::Here);
+                if !oldest.records.is_empty() {
+                    self.shared.writable.store(true, Ordering::Relaxed);
+                }
+                for (reply, outcome) in oldest.replies.into_iter().zip(oldest.outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
+                for done in oldest.settles {
+                    let _ = done.send(());
+                }
+            }
+            Ok(Written::Moved) => {
+                // Every batch after it was decided on top of it: none of
+                // them writes either. Once they are all answered, decide
+                // them all again, under the lock.
+                let mut again = vec![oldest];
+                while let Some(mut next) = self.in_flight.pop_front() {
+                    if let Some(t) = next.transaction.take() {
+                        let deadline = tokio::time::Instant::from_std(next.started + BATCH_TIMEOUT);
+                        if tokio::time::timeout_at(deadline, t).await.is_err() {
+                            tracing::debug!("order store: a batch after a moved one overran");
+                        }
+                    }
+                    again.push(next);
+                }
+                let mut requests = Vec::new();
+                let mut replies = Vec::new();
+                let mut settles = Vec::new();
+                for batch in again {
+                    requests.extend(batch.requests);
+                    replies.extend(batch.replies);
+                    settles.extend(batch.settles);
+                }
+                self.decide_under_lock(requests, replies, settles).await;
+            }
+            Err(e) => {
+                // The connection goes, and with it whatever it had not
+                // committed: every batch after this one fails with it.
+                self.failed(&e);
+                answer_failed(oldest.replies, oldest.settles, &e);
+                for next in self.in_flight.drain(..) {
+                    next.abort();
+                    answer_failed(next.replies, next.settles, &e);
+                }
+            }
+        }
+    }
+
+    /// The slow way, with nothing in flight: lock, read the others'
+    /// changes, decide, write, commit, each waited for.
+    async fn decide_under_lock(
+        &mut self,
+        requests: Vec<Request>,
+        replies: Vec<Reply>,
+        settles: Vec<oneshot::Sender<()>>,
+    ) {
+        let started = Instant::now();
+        let committed = tokio::time::timeout(BATCH_TIMEOUT, self.commit_locked(&requests))
+            .await
+            .unwrap_or_else(|_| {
+                Err(database(
+                    self.link.shown(),
+                    format!("a batch took longer than {BATCH_TIMEOUT:?}; it was abandoned"),
+                ))
+            });
+        match committed {
+            Ok((ours, outcomes)) => {
+                metrics::store_cycle(outcomes.len(), started.elapsed());
+                self.apply(&ours, Origin::Here);
+                self.shared.writable.store(true, Ordering::Relaxed);
+                for (reply, outcome) in replies.into_iter().zip(outcomes) {
+                    let _ = reply.send(Ok(outcome));
+                }
                 for done in settles {
                     let _ = done.send(());
                 }
-                self.follow().await;
-                continue;
             }
-            let started = Instant::now();
-            let committed = tokio::time::timeout(BATCH_TIMEOUT, self.commit(&requests))
-                .await
-                .unwrap_or_else(|_| {
-                    Err(database(
-                        self.link.shown(),
-                        format!("a batch took longer than {BATCH_TIMEOUT:?}; it was abandoned"),
-                    ))
-                });
-            match committed {
-                Ok((ours, outcomes)) => {
-                    metrics::store_cycle(outcomes.len(), started.elapsed());
-                    self.apply(&ours, Origin::Here);
-                    self.shared.writable.store(true, Ordering::Relaxed);
-                    for (reply, outcome) in replies.into_iter().zip(outcomes) {
-                        let _ = reply.send(Ok(outcome));
-                    }
-                }
-                Err(e) => {
-                    self.failed(&e);
-                    for reply in replies {
-                        let _ = reply.send(Err(e.clone()));
-                    }
-                }
-            }
-            for done in settles {
-                let _ = done.send(());
+            Err(e) => {
+                self.failed(&e);
+                answer_failed(replies, settles, &e);
             }
         }
     }
@@ -222,7 +535,7 @@ impl Committer {
     }
 
     /// The connection and its prepared statements.
-    async fn connection(&mut self) -> Result<(&Client, &Prepared), StoreError> {
+    async fn connection(&mut self) -> Result<(&Arc<Client>, &Prepared), StoreError> {
         let shown = self.link.shown().to_owned();
         let (client, generation) = self.link.client().await?;
         if self
@@ -233,10 +546,12 @@ impl Committer {
             let fail = |e: tokio_postgres::Error| database(&shown, said(&e));
             let catch_up = client.prepare(CATCH_UP).await.map_err(fail)?;
             let write = client.prepare(WRITE).await.map_err(fail)?;
+            let load = client.prepare(LOAD).await.map_err(fail)?;
             self.prepared = Some(Prepared {
                 connection: generation,
                 catch_up,
                 write,
+                load,
             });
         }
         Ok((client, self.prepared.as_ref().expect("prepared")))
@@ -245,25 +560,51 @@ impl Committer {
     /// Reads the changes other processes committed since this one's
     /// version, and applies them. Under the batch lock the read is
     /// complete; without it, what is read is still a prefix of the log.
+    /// A log pruned above this version (this process fell further behind
+    /// than it keeps) means the orders are loaded again, as at start.
     async fn catch_up(&mut self) -> Result<(), StoreError> {
         let shown = self.link.shown().to_owned();
         loop {
-            let version = self.shared.read().version as i64;
+            let version = self.shared.read().version;
             let (client, prepared) = self.connection().await?;
             let rows = client
-                .query(&prepared.catch_up, &[&version, &FOLLOW_AT_MOST])
+                .query(&prepared.catch_up, &[&(version as i64), &FOLLOW_AT_MOST])
                 .await
                 .map_err(|e| database(&shown, said(&e)))?;
             let theirs = rows
                 .iter()
                 .map(|row| change(&shown, row))
                 .collect::<Result<Vec<_>, _>>()?;
+            if theirs.first().is_some_and(|c| c.version > version + 1) {
+                return self.reload().await;
+            }
             let complete = (theirs.len() as i64) < FOLLOW_AT_MOST;
             self.apply(&theirs, Origin::Elsewhere);
             if complete {
                 return Ok(());
             }
         }
+    }
+
+    /// Loads the orders again: the changes this process missed were pruned.
+    async fn reload(&mut self) -> Result<(), StoreError> {
+        let shown = self.link.shown().to_owned();
+        let (client, prepared) = self.connection().await?;
+        let rows = client
+            .query(&prepared.load, &[])
+            .await
+            .map_err(|e| database(&shown, said(&e)))?;
+        let state = state_of(&shown, &rows)?;
+        tracing::info!(
+            "order store: changes up to {} were pruned before this process read them; \
+             the orders were loaded again",
+            state.version
+        );
+        for observer in &self.observers {
+            observer.reloaded(state.version, &state.live);
+        }
+        *self.shared.write() = state;
+        Ok(())
     }
 
     /// Applies committed changes to the state and tells the observers. A
@@ -330,8 +671,9 @@ impl Committer {
         }
     }
 
-    /// One batch, one transaction: lock, catch up, decide, write, commit.
-    async fn commit(
+    /// One batch, one transaction, nothing else in flight: lock, catch up,
+    /// decide, write, commit.
+    async fn commit_locked(
         &mut self,
         requests: &[Request],
     ) -> Result<(Vec<Change>, Vec<Outcome>), StoreError> {
@@ -348,21 +690,76 @@ impl Committer {
         }
         self.catch_up().await?;
         let now = Timestamp::now();
-        let (outcomes, ours) = {
+        let (outcomes, ours, base) = {
             let state = self.shared.read();
             let mut batch = Batch::new(&state);
             let outcomes: Vec<Outcome> = requests.iter().map(|r| batch.decide(r, now)).collect();
-            (outcomes, batch.records)
+            (outcomes, batch.records, state.version)
+        };
+        let guard = Guard {
+            base,
+            after: None,
+            prune_to: self.prune_to(base, base + ours.len() as u64),
         };
         let (client, prepared) = self.connection().await?;
         if !ours.is_empty() {
-            Rows::of(&ours)
-                .write(client, &prepared.write)
+            let (top, wrote) = Rows::of(&ours)
+                .write(client, &prepared.write, &guard)
                 .await
                 .map_err(fail)?;
+            if let Some(prune) = guard.prune() {
+                client.batch_execute(&prune).await.map_err(fail)?;
+            }
+            if !wrote {
+                let _ = client.batch_execute("rollback").await;
+                return Err(database(
+                    &shown,
+                    format!(
+                        "the log ends at {top} under the batch lock, not at {base} as it was just read"
+                    ),
+                ));
+            }
         }
         client.batch_execute("commit").await.map_err(fail)?;
         Ok((ours, outcomes))
+    }
+}
+
+/// Answers requests and settles with the error of their batch.
+fn answer_failed(replies: Vec<Reply>, settles: Vec<oneshot::Sender<()>>, e: &StoreError) {
+    for reply in replies {
+        let _ = reply.send(Err(e.clone()));
+    }
+    for done in settles {
+        let _ = done.send(());
+    }
+}
+
+/// When a batch may write, and what it prunes (see [`WRITE`]).
+pub(super) struct Guard {
+    /// The log's last version the batch was decided on.
+    pub(super) base: u64,
+    /// For a batch on top of another on this session: where that one ends.
+    pub(super) after: Option<String>,
+    /// Changes up to this version are deleted (0: none).
+    pub(super) prune_to: u64,
+}
+
+impl Guard {
+    /// The statement that prunes the log, if this batch does (most do
+    /// not). Run in the batch's transaction, after [`WRITE`]; it deletes
+    /// only if that wrote (`fastfood.top` is where the log ends then). The
+    /// bound is written out, not a parameter, so the server plans it on the
+    /// index, not as a scan of the whole log.
+    fn prune(&self) -> Option<String> {
+        if self.prune_to == 0 {
+            return None;
+        }
+        Some(format!(
+            "delete from fastfood_changes where version <= {} \
+             and current_setting('fastfood.top', true) = (select max(version)::text from fastfood_changes)",
+            self.prune_to
+        ))
     }
 }
 
@@ -380,20 +777,23 @@ pub(super) struct Rows {
 }
 
 impl Rows {
-    /// Runs [`WRITE`] with these rows, notifying the last version.
+    /// Runs [`WRITE`] with these rows under `guard`, notifying the last
+    /// version: where the log ended before, and whether it wrote.
     pub(super) async fn write(
         &self,
         client: &Client,
         write: &Statement,
-    ) -> Result<u64, tokio_postgres::Error> {
+        guard: &Guard,
+    ) -> Result<(i64, bool), tokio_postgres::Error> {
+        // Where the log ends once this is written.
         let last = self
             .versions
             .last()
             .copied()
-            .unwrap_or_default()
+            .unwrap_or(guard.base as i64)
             .to_string();
-        client
-            .execute(
+        let row = client
+            .query_one(
                 write,
                 &[
                     &self.versions,
@@ -407,9 +807,12 @@ impl Rows {
                     &self.order_versions,
                     &CHANNEL,
                     &last,
+                    &(guard.base as i64),
+                    &guard.after,
                 ],
             )
-            .await
+            .await?;
+        Ok((row.get(0), row.get(1)))
     }
 
     pub(super) fn of(changes: &[Change]) -> Rows {

@@ -3,7 +3,7 @@
 //! the ones that left, as history), and the ticket counter, so the next
 //! ticket continues from it.
 
-use super::committer::{BATCH_LOCK, Rows, WRITE};
+use super::committer::{BATCH_LOCK, Guard, Rows, WRITE};
 use super::link::{Line, Link, said};
 use super::{database, schema};
 use crate::order::Ticket;
@@ -63,10 +63,21 @@ pub async fn import(url: &str, files: &Exported, counter: Ticket) -> Result<Impo
         .collect();
     if !changes.is_empty() {
         let write = client.prepare(WRITE).await.map_err(fail)?;
-        Rows::of(&changes)
-            .write(client, &write)
+        let guard = Guard {
+            base: 0,
+            after: None,
+            prune_to: 0,
+        };
+        let (_, wrote) = Rows::of(&changes)
+            .write(client, &write, &guard)
             .await
             .map_err(fail)?;
+        if !wrote {
+            return Err(database(
+                &shown,
+                "another process wrote orders while they were imported",
+            ));
+        }
     }
     // The restaurant keeps its identity: orders already in RabbitMQ carry it.
     if let Some(restaurant) = &files.restaurant {

@@ -45,7 +45,9 @@ pub(super) struct Link {
     /// The committer's link takes the line's lock and listens for changes;
     /// the ticket numbering's does neither.
     line: Option<Line>,
-    client: Option<Client>,
+    /// Shared with the transactions in flight, which own a handle each: the
+    /// connection closes once the link and all of them have let it go.
+    client: Option<Arc<Client>>,
     /// Counts the connections made, so statements prepared on an old one
     /// are prepared again.
     generation: u64,
@@ -163,7 +165,7 @@ impl Link {
     }
 
     /// Connects now, whatever the backoff says (at start).
-    pub(super) async fn connect_now(&mut self) -> Result<(&Client, u64), StoreError> {
+    pub(super) async fn connect_now(&mut self) -> Result<(&Arc<Client>, u64), StoreError> {
         self.next_try = Instant::now();
         self.client().await
     }
@@ -171,7 +173,7 @@ impl Link {
     /// The connection, made again if it was lost and the backoff allows a
     /// try now; otherwise why there is none.
     /// With it, which connection it is (see `generation`).
-    pub(super) async fn client(&mut self) -> Result<(&Client, u64), StoreError> {
+    pub(super) async fn client(&mut self) -> Result<(&Arc<Client>, u64), StoreError> {
         if self.client.as_ref().is_some_and(|c| c.is_closed()) {
             self.lost();
         }
@@ -197,7 +199,7 @@ impl Link {
                 Ok(client) => {
                     self.backoff.reset();
                     self.generation += 1;
-                    self.client = Some(client);
+                    self.client = Some(Arc::new(client));
                 }
                 Err(e) => {
                     self.next_try = Instant::now() + self.backoff.pause();
@@ -221,11 +223,18 @@ impl Link {
         let fail = |e: tokio_postgres::Error| database(&self.shown, said(&e));
         let (client, mut connection) = self.config.connect(NoTls).await.map_err(fail)?;
         let wake = self.wake.clone();
+        // This session's own notifications tell its committer nothing new:
+        // known once the session answers which it is.
+        let own = Arc::new(OnceLock::new());
+        let own_pid = own.clone();
         tokio::spawn(async move {
             let mut messages = futures_util::stream::poll_fn(move |cx| connection.poll_message(cx));
             while let Some(message) = messages.next().await {
                 match message {
-                    Ok(AsyncMessage::Notification(_)) => {
+                    Ok(AsyncMessage::Notification(n)) => {
+                        if own_pid.get() == Some(&n.process_id()) {
+                            continue;
+                        }
                         if let Some(jobs) = wake.get().and_then(|w| w.upgrade()) {
                             // A full inbox means a cycle is coming anyway.
                             let _ = jobs.try_send(Job::Follow);
@@ -249,6 +258,12 @@ impl Link {
             .await
             .map_err(fail)?;
         if let Some(line) = self.line {
+            let pid: i32 = client
+                .query_one("select pg_backend_pid()", &[])
+                .await
+                .map_err(fail)?
+                .get(0);
+            let _ = own.set(pid);
             client
                 .batch_execute(&format!("listen {CHANNEL}"))
                 .await

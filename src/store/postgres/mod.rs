@@ -6,7 +6,8 @@
 //!   session bounded by timeouts; the URL's password never shown.
 //! - `schema`: the tables, created and checked at start under a lock.
 //! - `committer`: the task that consumes the store's jobs, one transaction
-//!   per batch under an advisory lock, so that versions commit in order.
+//!   per batch under an advisory lock, so that versions commit in order,
+//!   the batches pipelined on one connection; it prunes the change log.
 //! - `tickets`: ticket numbers from a sequence.
 //! - `import`: a restaurant's files copied into an empty database.
 //!
@@ -47,11 +48,14 @@ impl Store {
     /// Opens the store in the PostgreSQL database at `url`: connects
     /// (refusing a database that is not ours, a newer schema, or a process
     /// that may not share it), creates or checks the schema, loads the
-    /// orders, and starts the committer and the ticket numbering.
+    /// orders, and starts the committer and the ticket numbering. The log
+    /// of changes keeps the last `keep_changes` versions (at least 1): a
+    /// process that falls further behind loads the orders again.
     pub async fn open_database(
         url: &str,
         observers: Vec<Arc<dyn Observer>>,
         sharing: Sharing,
+        keep_changes: u64,
     ) -> Result<(Store, Tickets), StoreError> {
         let line = match sharing {
             Sharing::Alone => Line::Alone,
@@ -87,7 +91,7 @@ impl Store {
         });
         let (jobs, inbox) = mpsc::channel(INBOX);
         link.wake_on_changes(jobs.downgrade());
-        let committer = committer::Committer::new(link, shared.clone(), observers);
+        let committer = committer::Committer::new(link, shared.clone(), observers, keep_changes);
         tokio::spawn(committer.run(inbox));
         tokio::spawn(super::committer::follow(jobs.downgrade()));
         let tickets = tickets::start(Link::new(url, None)?);
