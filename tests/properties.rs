@@ -470,7 +470,8 @@ impl Place {
         match self {
             Place::Files(dir) => Store::open(dir.path(), Vec::new()).expect("the store opens"),
             Place::Database(db) => {
-                Store::open_database(&db.url, Vec::new(), Sharing::WithBroker)
+                // A short log: the other handle often falls behind its pruning.
+                Store::open_database(&db.url, Vec::new(), Sharing::WithBroker, 8)
                     .await
                     .expect("the store opens")
                     .0
