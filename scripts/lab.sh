@@ -383,19 +383,25 @@ pg_primary_init() { # mN
 pg_conninfo() { # mN PRIMARY
   echo "host=$2 port=5432 user=postgres application_name=$1"
 }
+# Point the stopped standby on mN at PRIMARY (a running one: `alter system`).
+pg_point_at() { # mN PRIMARY
+  local auto
+  auto="$(pgdata "$1")/postgresql.auto.conf"
+  sed -i '/^primary_conninfo/d' "$auto"
+  echo "primary_conninfo = '$(pg_conninfo "$1" "$2")'" >>"$auto"
+}
 # A standby of PRIMARY on mN: a fresh copy over the lab's network.
 pg_standby_init() { # mN PRIMARY
-  local m=$1 primary=$2 auto
+  local m=$1 primary=$2
   pg_dirs "$m"
   pg_forget_shm "$m"
   rm -rf "$(pgdata "$m")"
   as_pg "$m" pg_basebackup -h "$primary" -p 5432 -U postgres -D "$(pgdata "$m")" -R -X stream -c fast ||
     die "pg_basebackup of $m from $primary failed"
-  auto="$(pgdata "$m")/postgresql.auto.conf"
   # A promoted standby is given its synchronous_standby_names by `failover`,
-  # never its primary's; it names itself to its primary.
-  sed -i '/^synchronous_standby_names/d; /^primary_conninfo/d' "$auto"
-  echo "primary_conninfo = '$(pg_conninfo "$m" "$primary")'" >>"$auto"
+  # never its primary's.
+  sed -i '/^synchronous_standby_names/d' "$(pgdata "$m")/postgresql.auto.conf"
+  pg_point_at "$m" "$primary"
   pg_start "$m"
 }
 # Streaming standbys of the primary on PRIMARY, e.g. "m2:quorum m3:quorum".
@@ -449,8 +455,7 @@ pg_start_machine() { # mN
     die "the primary is on $primary, which is not running: start $primary first"
   if [ -f "$(pgdata "$m")/standby.signal" ]; then
     # Its primary may have changed while it was away.
-    sed -i '/^primary_conninfo/d' "$(pgdata "$m")/postgresql.auto.conf"
-    echo "primary_conninfo = '$(pg_conninfo "$m" "$primary")'" >>"$(pgdata "$m")/postgresql.auto.conf"
+    pg_point_at "$m" "$primary"
     pg_start "$m"
     if ! wait_for 30 "the standby on $m streaming from $primary" streams_from "$m" "$primary"; then
       # It has WAL the new primary never had (a timeline it cannot follow).
