@@ -5,8 +5,12 @@
 # route out); this host is 10.77.0.254 on the bridge. Every machine runs a
 # RabbitMQ node (rabbit@mN, the three in one cluster), one
 # `fastfood serve --workers 0` on mN:7777 and two `fastfood worker`
-# processes; m1 runs the PostgreSQL primary and m2 its synchronous standby.
-# Every process is given every database host and every broker node.
+# processes; m1 runs the PostgreSQL primary, m2 and m3 its standbys, either
+# of which confirms a commit (synchronous_standby_names 'ANY 1 (*)').
+# Every process is given every database host and every broker node. The
+# RabbitMQ nodes pause a node cut off from the other two
+# (pause_minority) and notice a silent node within 7.5 to 12.5 s
+# (net_ticktime 10, or $LAB_NET_TICKTIME).
 #
 #   scripts/lab.sh up [--dir DIR] [--owner PID] [--prep-time T] [--patroni]
 #                               make the lab (about 40 s); its URLs go to DIR/lab.env
@@ -16,7 +20,8 @@
 #                               which machine leads the `orders` queue, which holds the primary
 #   scripts/lab.sh kill mN      kill -9 every process of mN at once, as a power cut would
 #   scripts/lab.sh start mN     start what is not running on mN again (also: up mN)
-#   scripts/lab.sh failover     promote the standby once the primary's machine is dead
+#   scripts/lab.sh failover     promote the standby with the most WAL once the primary's
+#                               machine is dead, the other one follows it
 #                               (with --patroni: wait until Patroni has)
 #   scripts/lab.sh cut mN [--all]
 #                               cut mN off from the other two machines (with --all, from
@@ -28,13 +33,14 @@
 #   scripts/lab.sh down         remove everything `up` made; safe to run twice
 #
 # Failover is an operator step by default: when the primary's machine is gone,
-# `failover` promotes the standby (pg_ctl promote), and refuses while the
-# old primary still runs (never two primaries). The promoted server then
-# commits alone until the old machine is started again, which rebuilds it as
-# the new primary's synchronous standby (pg_basebackup).
+# `failover` promotes the standby that has received the most WAL (pg_ctl
+# promote), and refuses while the old primary still runs (never two
+# primaries). The other standby is pointed at the new primary, which waits
+# for it; the old machine, started again, is rebuilt as one more standby of
+# the new primary (pg_basebackup).
 #
 # With `up --patroni`, Patroni takes that step by itself: etcd runs on the
-# three machines, Patroni beside each PostgreSQL server (synchronous_mode,
+# three machines, PostgreSQL on m1 and m2 only, Patroni beside each (synchronous_mode,
 # ttl 10 s), and promotes the synchronous standby about 10 s after the
 # primary's machine dies; a machine started again comes back as a standby
 # (pg_rewind). `failover` then only waits for a primary.
@@ -64,6 +70,8 @@ TARGET=
 WHAT=
 # How long a RabbitMQ node may take to start (after a kill -9 it recovers first).
 START_TIMEOUT=240
+# Seconds of silence after which an Erlang node counts another as gone.
+NET_TICKTIME=${LAB_NET_TICKTIME:-10}
 
 die() {
   echo "lab: $*" >&2
@@ -250,13 +258,19 @@ ENABLED_PLUGINS_FILE=$base/enabled_plugins
 CONFIG_FILE=$base/rabbitmq.conf
 SERVER_ADDITIONAL_ERL_ARGS="+sbwt none +sbwtdcpu none +sbwtdio none"
 EOF
-  # guest may log in from the other machines: this is a lab.
+  # guest may log in from the other machines: this is a lab. A node that
+  # loses the other two pauses itself (closing its clients' connections, so
+  # they go to a node of the majority) and resumes by itself once it sees
+  # them again; a node that stops answering is noticed after 7.5 to 12.5 s
+  # (net_ticktime 10; Erlang's default 60).
   cat >"$base/rabbitmq.conf" <<EOF
 listeners.tcp.1 = $(addr "$m"):5672
 listeners.tcp.2 = 127.0.0.1:5672
 loopback_users.guest = false
 disk_free_limit.absolute = 50MB
 log.file.level = warning
+cluster_partition_handling = pause_minority
+net_ticktime = $NET_TICKTIME
 EOF
   chown -R rabbitmq:rabbitmq "$base"
 }
@@ -364,6 +378,18 @@ pg_primary_init() { # mN
   pg_start "$m"
   psql_on "$m" 'create database fastfood'
 }
+# What a standby on mN connects to: PRIMARY, named by its machine (the
+# primary lists it in pg_stat_replication under that name).
+pg_conninfo() { # mN PRIMARY
+  echo "host=$2 port=5432 user=postgres application_name=$1"
+}
+# Point the stopped standby on mN at PRIMARY (a running one: `alter system`).
+pg_point_at() { # mN PRIMARY
+  local auto
+  auto="$(pgdata "$1")/postgresql.auto.conf"
+  sed -i '/^primary_conninfo/d' "$auto"
+  echo "primary_conninfo = '$(pg_conninfo "$1" "$2")'" >>"$auto"
+}
 # A standby of PRIMARY on mN: a fresh copy over the lab's network.
 pg_standby_init() { # mN PRIMARY
   local m=$1 primary=$2
@@ -372,23 +398,36 @@ pg_standby_init() { # mN PRIMARY
   rm -rf "$(pgdata "$m")"
   as_pg "$m" pg_basebackup -h "$primary" -p 5432 -U postgres -D "$(pgdata "$m")" -R -X stream -c fast ||
     die "pg_basebackup of $m from $primary failed"
-  # A promoted standby commits alone: never a synchronous_standby_names from its primary.
+  # A promoted standby is given its synchronous_standby_names by `failover`,
+  # never its primary's.
   sed -i '/^synchronous_standby_names/d' "$(pgdata "$m")/postgresql.auto.conf"
+  pg_point_at "$m" "$primary"
   pg_start "$m"
 }
-# The primary on PRIMARY waits for its standby from now on.
+# Streaming standbys of the primary on PRIMARY, e.g. "m2:quorum m3:quorum".
+pg_standbys_of() { # PRIMARY
+  psql_on "$1" "select coalesce(string_agg(application_name || ':' || sync_state, ' ' order by application_name), '') from pg_stat_replication where state = 'streaming'" 2>/dev/null
+}
+streams_from() { # mN PRIMARY: mN's standby streams from PRIMARY
+  case " $(pg_standbys_of "$2") " in *" $1:"*) return 0 ;; esac
+  return 1
+}
+has_sync() { # PRIMARY: it sees a standby that can confirm its commits
+  [ "$(psql_on "$1" "select count(*) from pg_stat_replication where sync_state in ('sync', 'quorum')")" -ge 1 ]
+}
+# From now on a commit on PRIMARY waits until one of its standbys, whichever
+# answers first, has it on disk (ANY 1: a quorum of one; see deploy.md).
 pg_synchronous() { # PRIMARY
   local p=$1
-  psql_on "$p" "alter system set synchronous_standby_names = '*'" >/dev/null
+  psql_on "$p" "alter system set synchronous_standby_names = 'ANY 1 (*)'" >/dev/null
   psql_on "$p" 'select pg_reload_conf()' >/dev/null
-  wait_for 60 "the standby of $p becoming synchronous" \
-    bash -c "[ \"\$('$PGBIN/psql' -X -At -w -h '$(pgrun "$p")' -p 5432 -U postgres -d postgres -c \"select count(*) from pg_stat_replication where sync_state = 'sync'\")\" -ge 1 ]"
+  wait_for 60 "a standby of $p becoming synchronous" has_sync "$p"
 }
 pg_primary_machine() {
   if [ "$HA" = patroni ]; then
     # Patroni moves it: whichever machine's server is out of recovery.
     local m
-    for m in m1 m2; do
+    for m in "${MACHINES[@]}"; do
       [ "$(pg_role "$m")" = primary ] && {
         echo "$m"
         return
@@ -415,13 +454,21 @@ pg_start_machine() { # mN
   [ "$(pg_role "$primary")" = primary ] ||
     die "the primary is on $primary, which is not running: start $primary first"
   if [ -f "$(pgdata "$m")/standby.signal" ]; then
+    # Its primary may have changed while it was away.
+    pg_point_at "$m" "$primary"
     pg_start "$m"
+    if ! wait_for 30 "the standby on $m streaming from $primary" streams_from "$m" "$primary"; then
+      # It has WAL the new primary never had (a timeline it cannot follow).
+      say "rebuilding $m as $primary's standby"
+      as_pg "$m" pg_ctl -D "$(pgdata "$m")" -m immediate -t 10 stop >/dev/null 2>&1 || true
+      pg_standby_init "$m" "$primary"
+    fi
   else
     say "$m held the primary before the failover: rebuilding it as $primary's standby"
     pg_standby_init "$m" "$primary"
   fi
   pg_synchronous "$primary"
-  say "PostgreSQL on $m is back, the synchronous standby of $primary"
+  say "PostgreSQL on $m is back, a synchronous standby of $primary"
 }
 
 # Remove the System V memory a killed postmaster leaves behind (a clean
@@ -449,17 +496,47 @@ failover() {
   if pg_running "$old"; then
     die "the primary on $old is still running: a failover now would make two primaries. Kill its machine first ('$0 kill $old')"
   fi
+  # A commit was confirmed by one standby at least, not necessarily by
+  # each: promote the one that has the most WAL on disk (m2 on a tie).
+  local lsn best="" others=() missing=()
   for m in "${MACHINES[@]}"; do
-    [ "$m" != "$old" ] && [ "$(pg_role "$m")" = standby ] && new=$m
+    if [ "$m" = "$old" ] || [ ! -d "$(pgdata "$m")" ]; then continue; fi
+    if [ "$(pg_role "$m")" != standby ]; then
+      missing+=("$m")
+      continue
+    fi
+    lsn=$(psql_on "$m" 'select pg_last_wal_receive_lsn()') || lsn=
+    if [ -n "$lsn" ] && { [ -z "$best" ] ||
+      [ "$(psql_on "$m" "select pg_wal_lsn_diff('$lsn', '$best') > 0")" = t ]; }; then
+      [ -n "$new" ] && others+=("$new")
+      new=$m
+      best=$lsn
+    else
+      others+=("$m")
+    fi
   done
   [ -n "$new" ] || die "no standby is running to promote"
+  ((${#missing[@]} == 0)) ||
+    say "the standby on ${missing[*]} is not running: an order only it confirmed may be missing on $new"
   as_pg "$new" pg_ctl -D "$(pgdata "$new")" -w -t 60 promote >/dev/null
-  wait_for 30 "$new leaving recovery" bash -c "[ \"\$('$PGBIN/psql' -X -At -w -h '$(pgrun "$new")' -p 5432 -U postgres -d postgres -c 'select pg_is_in_recovery()')\" = f ]"
-  # Alone now: it would wait forever for a standby that is gone.
-  psql_on "$new" 'alter system reset synchronous_standby_names' >/dev/null
-  psql_on "$new" 'select pg_reload_conf()' >/dev/null
+  wait_for 30 "$new leaving recovery" role_is "$new" primary
   echo "$new" >"$DIR/pg-primary"
-  say "promoted the standby on $new: it is the primary and commits alone until '$0 start $old' makes $old its standby"
+  # The other standby follows the new primary (it moves onto the new
+  # timeline by itself: recovery_target_timeline is `latest`).
+  for m in "${others[@]}"; do
+    psql_on "$m" "alter system set primary_conninfo = '$(pg_conninfo "$m" "$new")'" >/dev/null
+    psql_on "$m" 'select pg_reload_conf()' >/dev/null
+  done
+  if ((${#others[@]})) && psql_on "$new" "alter system set synchronous_standby_names = 'ANY 1 (*)'" >/dev/null &&
+    psql_on "$new" 'select pg_reload_conf()' >/dev/null &&
+    wait_for 30 "${others[*]} streaming from $new" has_sync "$new"; then
+    say "promoted the standby on $new (WAL up to $best): it is the primary, ${others[*]} its standby; '$0 start $old' makes $old one too"
+  else
+    # Alone: it would wait forever for a standby that is not there.
+    psql_on "$new" 'alter system reset synchronous_standby_names' >/dev/null
+    psql_on "$new" 'select pg_reload_conf()' >/dev/null
+    say "promoted the standby on $new (WAL up to $best): it is the primary and commits alone until '$0 start $old' makes $old its standby"
+  fi
 }
 
 # ---------------------------------------------------------------- Patroni
@@ -547,10 +624,6 @@ patroni_start() { # mN
 role_is() { [ "$(pg_role "$1")" = "$2" ]; }
 has_primary() { [ "$(pg_primary_machine)" != none ]; }
 role_known() { role_is "$1" primary || role_is "$1" standby; }
-# The primary on mN sees a synchronous standby.
-has_sync() {
-  [ "$(psql_on "$1" "select count(*) from pg_stat_replication where sync_state = 'sync'")" -ge 1 ]
-}
 
 patroni_up() {
   local m
@@ -597,8 +670,14 @@ find_bin() {
   fi
 }
 
-db_url() { # HOST1 HOST2: the URL every process uses
-  echo "postgres://postgres@$1:5432,$2:5432/fastfood?target_session_attrs=read-write"
+db_url() { # HOSTS...: the URL every process uses, every database host in it
+  local out=() h
+  for h in "$@"; do out+=("$h:5432"); done
+  echo "postgres://postgres@$(IFS=,; echo "${out[*]}")/fastfood?target_session_attrs=read-write"
+}
+# The machines with a PostgreSQL server: all three (with --patroni, m1 and m2).
+pg_machines() {
+  if [ "$HA" = patroni ]; then echo m1 m2; else echo "${MACHINES[@]}"; fi
 }
 broker_urls() { # HOSTS...: first the process's own node, then the others
   local out=() h
@@ -631,7 +710,7 @@ ff_start_machine() { # mN: the processes of mN that are not running
   d=$(mdir "$m")
   mkdir -p "$d/data"
   # shellcheck disable=SC2046
-  local common=(--data-dir "$d/data" --database "$(db_url m1 m2)"
+  local common=(--data-dir "$d/data" --database "$(db_url $(pg_machines))"
     --broker "$(broker_urls $(own_first "$m"))" --queue-type quorum --prep-time "$PREP_TIME")
   for name in "${ff_names[@]}"; do
     alive "$d/$name.pid" && continue
@@ -651,12 +730,14 @@ ready() { curl -fsS -m 2 -o /dev/null "http://$(addr "$1"):7777/readyz"; }
 write_env() {
   local servers=() m
   for m in "${MACHINES[@]}"; do servers+=("http://$(addr "$m"):7777"); done
+  local hosts=()
+  for m in $(pg_machines); do hosts+=("$(addr "$m")"); done
   # Unquoted on purpose: a shell sources it as is (no globbing in an
   # assignment), and a test reads KEY=VALUE lines.
   cat >"$DIR/lab.env" <<EOF
 LAB_DIR=$DIR
 SERVERS=$(IFS=,; echo "${servers[*]}")
-DATABASE_URL=$(db_url "$(addr m1)" "$(addr m2)")
+DATABASE_URL=$(db_url "${hosts[@]}")
 AMQP_URL=$(broker_urls "$(addr m1)" "$(addr m2)" "$(addr m3)")
 QUEUE_TYPE=quorum
 PREP_TIME=$PREP_TIME
@@ -723,9 +804,10 @@ EOF
     say "PostgreSQL under Patroni (etcd on m1 m2 m3): primary on m1, synchronous standby on m2"
     patroni_up
   else
-    say "PostgreSQL: primary on m1, synchronous standby on m2"
+    say "PostgreSQL: primary on m1, standbys on m2 and m3 (either confirms a commit)"
     pg_primary_init m1
     pg_standby_init m2 m1
+    pg_standby_init m3 m1
     pg_synchronous m1
   fi
   write_env
@@ -847,6 +929,10 @@ status_lab() {
     echo "orders queue leader: not known (no node answered, or no queue yet)"
   fi
   echo "PostgreSQL primary: $primary ($(pg_role "$primary"))"
+  if [ "$(pg_role "$primary")" = primary ]; then
+    # quorum: one of ANY 1 (*); sync: Patroni's synchronous_mode.
+    echo "its standbys (name:sync_state): $(pg_standbys_of "$primary")"
+  fi
 }
 
 leader_cmd() {
