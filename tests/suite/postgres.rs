@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 
 use crate::support::invariants::{Accepted, wait_settled_at};
-use crate::support::pg::{Backend, Database};
+use crate::support::pg::{Backend, Cluster, Database};
 use crate::support::rabbit::Rabbit;
 use crate::support::{
     DEADLINE, ServerProcess, SseClient, TestApp, WorkerProcess, expect_error, header, run_to_exit,
@@ -287,7 +287,6 @@ struct Rush {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failover_to_a_synchronous_standby_loses_no_201_and_takes_orders_again_within_10s() {
-    use crate::support::pg::Cluster;
     use std::sync::{Arc, Mutex};
 
     if !as_root("the failover test") {
@@ -296,24 +295,9 @@ async fn failover_to_a_synchronous_standby_loses_no_201_and_takes_orders_again_w
     let Some(rabbit) = Rabbit::vhost("pg_failover").await else {
         return;
     };
-    let Some(primary) = Cluster::primary("failover") else {
+    let Some((primary, standby)) = synchronous_pair("failover").await else {
         return;
     };
-    let standby = Cluster::standby_of(&primary);
-    primary
-        .sql(
-            "postgres",
-            "alter system set synchronous_standby_names = '*'",
-        )
-        .unwrap();
-    primary.sql("postgres", "select pg_reload_conf()").unwrap();
-    wait_until(DEADLINE, "the standby is synchronous", || async {
-        primary
-            .sql("postgres", "select sync_state from pg_stat_replication")
-            .is_ok_and(|s| s == "sync")
-    })
-    .await;
-    primary.sql("postgres", "create database fastfood").unwrap();
     let url = format!(
         "postgres://postgres@127.0.0.1:{},127.0.0.1:{}/fastfood?target_session_attrs=read-write",
         primary.port, standby.port
@@ -559,7 +543,6 @@ async fn import_copies_a_restaurant_from_its_files_into_an_empty_database_once()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_wrong_password_is_refused_in_one_sentence_and_no_password_ever_shows() {
-    use crate::support::pg::Cluster;
     use crate::support::process::fastfood;
 
     // Passwords nothing else would print.
@@ -802,6 +785,34 @@ crate::on_both_backends!(
     two_servers_and_two_workers_on_one_store
 );
 
+/// A primary and its synchronous standby, clusters of the test's own, with
+/// an empty database `fastfood` on the primary; `None` where PostgreSQL's
+/// programs are missing.
+async fn synchronous_pair(test: &str) -> Option<(Cluster, Cluster)> {
+    let primary = Cluster::primary(test)?;
+    let standby = Cluster::standby_of(&primary);
+    primary
+        .sql(
+            "postgres",
+            "alter system set synchronous_standby_names = '*'",
+        )
+        .unwrap();
+    primary.sql("postgres", "select pg_reload_conf()").unwrap();
+    wait_synchronous(&primary).await;
+    primary.sql("postgres", "create database fastfood").unwrap();
+    Some((primary, standby))
+}
+
+/// Waits until `primary`'s standby is synchronous.
+async fn wait_synchronous(primary: &Cluster) {
+    wait_until(DEADLINE, "the standby is synchronous", || async {
+        primary
+            .sql("postgres", "select sync_state from pg_stat_replication")
+            .is_ok_and(|s| s == "sync")
+    })
+    .await;
+}
+
 /// Whether the tests run as root, which clusters of a test's own need (they
 /// run as the `postgres` user, which only root can become); says so loudly
 /// when not, and fails if `FASTFOOD_REQUIRE_ROOT=1`.
@@ -830,29 +841,12 @@ fn as_root(test: &str) -> bool {
 /// READY as usual.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_order_whose_commit_could_not_be_confirmed_is_cancelled_not_cooked() {
-    use crate::support::pg::Cluster;
-
     if !as_root("the unconfirmed-commit test") {
         return;
     }
-    let Some(primary) = Cluster::primary("unconfirmed") else {
+    let Some((primary, standby)) = synchronous_pair("unconfirmed").await else {
         return;
     };
-    let standby = Cluster::standby_of(&primary);
-    primary
-        .sql(
-            "postgres",
-            "alter system set synchronous_standby_names = '*'",
-        )
-        .unwrap();
-    primary.sql("postgres", "select pg_reload_conf()").unwrap();
-    let synchronous = || async {
-        primary
-            .sql("postgres", "select sync_state from pg_stat_replication")
-            .is_ok_and(|s| s == "sync")
-    };
-    wait_until(DEADLINE, "the standby is synchronous", synchronous).await;
-    primary.sql("postgres", "create database fastfood").unwrap();
     let url = primary.url("fastfood");
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::spawn(
@@ -884,7 +878,7 @@ async fn an_order_whose_commit_could_not_be_confirmed_is_cancelled_not_cooked() 
     let unconfirmed = before + 1;
 
     standby.start();
-    wait_until(DEADLINE, "the standby is synchronous again", synchronous).await;
+    wait_synchronous(&primary).await;
     wait_until(DEADLINE, "the unconfirmed order cancelled", || async {
         let shown = server.get_order(unconfirmed).await;
         shown.status() == 200 && shown.json::<Value>().await.unwrap()["status"] == "CANCELLED"
