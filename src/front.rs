@@ -226,7 +226,8 @@ impl Front {
     pub async fn requeue_unconfirmed(self, lost_after: Duration, shutdown: CancellationToken) {
         let unconfirmed_after = self.queue.confirm_timeout() * UNCONFIRMED_AFTER_TIMEOUTS;
         let mut tick = tokio::time::interval(SWEEP_EVERY);
-        let mut missing = Missing::default();
+        // The orders seen missing from the line, and since when.
+        let mut missing = HashMap::new();
         loop {
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -258,29 +259,31 @@ impl Front {
     /// ready message, at every look for `lost_after`, cannot be waiting in
     /// the line (it would be ready) and is not being prepared (a worker
     /// claims an order as it receives it; with a `--prefetch` above 1 it may
-    /// hold a few unclaimed a while, which `lost_after` must outlast). It is marked lost in the store
-    /// (one server wins that; the others find it done) and so is sent again
-    /// by the same sweep. Should the queue still have had it after all, its
-    /// second message is recognised by the kitchen, as any redelivery is.
-    async fn find_lost(&self, missing: &mut Missing, lost_after: Duration) {
+    /// hold a few unclaimed a while, which `lost_after` must outlast). It is
+    /// marked lost in the store (one server wins that; the others find it
+    /// done) and so is sent again by the same sweep. Should the queue still
+    /// have had it after all, its second message is recognised by the
+    /// kitchen, as any redelivery is. `missing` says since when each order
+    /// has been seen missing.
+    async fn find_lost(&self, missing: &mut HashMap<Ticket, Instant>, lost_after: Duration) {
         let waiting = self.store.queued_and_waiting();
-        missing.since.retain(|ticket, _| waiting.contains(ticket));
+        missing.retain(|ticket, _| waiting.contains(ticket));
         if waiting.is_empty() {
             return;
         }
         if self.queue.count_waiting().await != Some(0) {
             // Some order is in the line, or the broker cannot say: start
             // again from the next look.
-            missing.since.clear();
+            missing.clear();
             return;
         }
         let now = Instant::now();
         for ticket in waiting {
-            let since = *missing.since.entry(ticket).or_insert(now);
+            let since = *missing.entry(ticket).or_insert(now);
             if now.duration_since(since) < lost_after {
                 continue;
             }
-            missing.since.remove(&ticket);
+            missing.remove(&ticket);
             if let Ok(Outcome::Changed(_)) = self.store.mark_lost(ticket).await {
                 tracing::warn!(
                     "order {ticket} was confirmed by the broker, but no queue has held it for {}: \
@@ -291,13 +294,6 @@ impl Front {
             }
         }
     }
-}
-
-/// The orders [`Front::find_lost`] has seen missing from the line, and since
-/// when, while the queue held nothing ready.
-#[derive(Default)]
-struct Missing {
-    since: HashMap<Ticket, Instant>,
 }
 
 #[cfg(test)]

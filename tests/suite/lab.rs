@@ -193,11 +193,17 @@ async fn the_lab_loses_no_acknowledged_order_to_a_kill_a_cut_or_a_failover() {
         pause(15).await;
         step("heal", &["heal"]);
         pause(10).await;
-        step("kill m1 (the database primary)", &["kill", "m1"]);
+        // Who holds what, as the next kill takes it.
+        let leaders = String::from_utf8_lossy(&lab.try_run(&["leader"]).stdout).replace('\n', " ");
+        step(&format!("kill m1 ({})", leaders.trim()), &["kill", "m1"]);
         pause(5).await;
         step("failover (m2's standby promoted)", &["failover"]);
         pause(10).await;
         step("start m1 (as m2's standby)", &["start", "m1"]);
+        pause(10).await;
+        step("slow m1 (a slow, lossy link)", &["slow", "m1"]);
+        pause(10).await;
+        step("heal", &["heal"]);
         pause(10).await;
 
         // SAFETY: kill has no preconditions; the pid is our child's.
