@@ -349,11 +349,10 @@ impl Broker {
                     .blocked
                     .store(connection.status().blocked(), Ordering::Relaxed);
                 let (node, count) = (session.node, self.shared.urls.len());
-                let session_id = session.id;
+                let id = session.id;
                 let url = redact(&self.shared.urls[node]);
                 self.shared.session.send_replace(Some(session));
                 tracing::info!("connected to RabbitMQ at {url}");
-                let id = session_id;
                 let ended = self.watch(id, &connection, events, &shutdown).await;
                 self.shared.session.send_replace(None);
                 match ended {
