@@ -382,13 +382,21 @@ impl Store {
 
     /// Notes that the broker confirmed it holds `ticket`.
     pub async fn mark_queued(&self, ticket: Ticket) -> Result<Outcome, StoreError> {
-        self.submit(Request::MarkQueued(ticket)).await
+        self.submit(Request::Queued {
+            ticket,
+            queued: true,
+        })
+        .await
     }
 
-    /// Notes that the line lost `ticket` (see [`Request::Unqueue`]): `Changed`
+    /// Notes that the line lost `ticket` (see [`Request::Queued`]): `Changed`
     /// tells this process to send it again.
     pub async fn mark_lost(&self, ticket: Ticket) -> Result<Outcome, StoreError> {
-        self.submit(Request::Unqueue(ticket)).await
+        self.submit(Request::Queued {
+            ticket,
+            queued: false,
+        })
+        .await
     }
 
     /// Looks for other processes' changes now rather than at the next poll

@@ -254,13 +254,12 @@ pub enum Request {
     /// The kitchen sets a poison order aside: PREPARING → CANCELLED,
     /// cancelled by the kitchen.
     SetAside(Ticket),
-    /// The broker confirmed it holds this TAKEN order.
-    MarkQueued(Ticket),
-    /// The line lost this TAKEN order: the broker confirmed it, yet no queue
-    /// has held it for a long while (a RabbitMQ node died with it). It is
-    /// no longer `queued`, so the server that decided this sends it again;
-    /// a second server asking finds it done (`Unchanged`) and sends nothing.
-    Unqueue(Ticket),
+    /// Whether the broker holds this TAKEN order: `queued` once it
+    /// confirmed it; no longer when the line lost it (the broker confirmed
+    /// it, yet no queue has held it for a long while: a RabbitMQ node died
+    /// with it), so the server that decided this sends it again, and a
+    /// second server asking finds it done (`Unchanged`) and sends nothing.
+    Queued { ticket: Ticket, queued: bool },
     /// A customer's step (collect: READY → COLLECTED, cancel: TAKEN →
     /// CANCELLED, cancelled by the customer), allowed only with the order's
     /// pickup code. `code` is what
@@ -482,26 +481,11 @@ impl<'s> Batch<'s> {
                 Lookup::Cancelled => Outcome::Cancelled,
                 Lookup::Unknown => Outcome::NotFound,
             },
-            Request::MarkQueued(ticket) => match self.lookup(*ticket) {
-                Lookup::Live(order) if order.status == Status::Taken && !order.queued => {
+            Request::Queued { ticket, queued } => match self.lookup(*ticket) {
+                Lookup::Live(order) if order.status == Status::Taken && order.queued != *queued => {
                     Outcome::Changed(self.push(
                         Order {
-                            queued: true,
-                            ..order
-                        },
-                        None,
-                    ))
-                }
-                Lookup::Live(order) => Outcome::Unchanged(order),
-                Lookup::Collected => Outcome::Collected,
-                Lookup::Cancelled => Outcome::Cancelled,
-                Lookup::Unknown => Outcome::NotFound,
-            },
-            Request::Unqueue(ticket) => match self.lookup(*ticket) {
-                Lookup::Live(order) if order.status == Status::Taken && order.queued => {
-                    Outcome::Changed(self.push(
-                        Order {
-                            queued: false,
+                            queued: *queued,
                             ..order
                         },
                         None,
@@ -848,7 +832,10 @@ mod tests {
         let mut state = State::default();
         state.apply(&record(&state, 4)).unwrap();
         let mut batch = Batch::new(&state);
-        let mark = Request::MarkQueued(4);
+        let mark = Request::Queued {
+            ticket: 4,
+            queued: true,
+        };
         assert!(matches!(batch.decide(&mark, Timestamp::now()), Outcome::Changed(o) if o.queued));
         assert!(matches!(
             batch.decide(&mark, Timestamp::now()),
@@ -861,7 +848,10 @@ mod tests {
         );
         // The line loses it: no longer queued, once, then queued again.
         let mut batch = Batch::new(&state);
-        let lost = Request::Unqueue(4);
+        let lost = Request::Queued {
+            ticket: 4,
+            queued: false,
+        };
         assert!(matches!(batch.decide(&lost, Timestamp::now()), Outcome::Changed(o) if !o.queued));
         assert!(matches!(
             batch.decide(&lost, Timestamp::now()),
