@@ -81,6 +81,27 @@ async fn a_second_process_with_the_in_process_queue_is_refused_with_a_sentence()
     // The first one still takes orders, and is the only one with a line.
     let ticket = first.place("fries").await;
     first.wait_all_ready(&[ticket]).await;
+
+    // A process killed a moment ago can leave its session, and the line's
+    // lock, behind for a while: the database ends it once it reads the
+    // closed socket. A restart in that moment waits for it instead of
+    // refusing. Here the lingering session is the test's own, holding the
+    // line's lock as the binary takes it, for two seconds.
+    let mut first = first;
+    first.kill9().await;
+    let lingering = db.connect().await;
+    lingering
+        .execute("select pg_advisory_lock($1)", &[&0x6661_7374_666f_6f01_i64])
+        .await
+        .unwrap();
+    let ends = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        drop(lingering);
+    });
+    let restarted = ServerProcess::spawn(dir.path(), &["--database", &db.url]).await;
+    ends.await.unwrap();
+    let second_ticket = restarted.place("fries").await;
+    restarted.wait_all_ready(&[ticket, second_ticket]).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -30,6 +30,10 @@ pub(super) const CHANNEL: &str = "fastfood_changes";
 /// The advisory lock a process with an in-process queue holds exclusively,
 /// and a process with a broker holds shared, for its life.
 const LINE_LOCK: i64 = 0x6661_7374_666f_6f01;
+/// How long a process waits for the line's lock before refusing to start
+/// beside another: long enough for the session of a process just killed to
+/// end, short enough that a real second process hears why at once.
+const LINE_PATIENCE: Duration = Duration::from_secs(5);
 
 /// How this connection takes the line's lock (see [`super::Sharing`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -185,7 +189,7 @@ impl Link {
                 ));
             }
             let connected = tokio::time::timeout(
-                CONNECT_TIMEOUT * 2 + STATEMENT_TIMEOUT,
+                CONNECT_TIMEOUT * 2 + STATEMENT_TIMEOUT + LINE_PATIENCE,
                 self.connect(),
             )
             .await
@@ -272,11 +276,21 @@ impl Link {
                 Line::Alone => "select pg_try_advisory_lock($1)",
                 Line::Shared => "select pg_try_advisory_lock_shared($1)",
             };
-            let held: bool = client
-                .query_one(take, &[&LINE_LOCK])
-                .await
-                .map_err(fail)?
-                .get(0);
+            // A process killed a moment ago may still hold the lock: its
+            // session ends once the server reads the closed socket, so a
+            // restart waits a little for it before refusing.
+            let patience = Instant::now() + LINE_PATIENCE;
+            let held = loop {
+                let held: bool = client
+                    .query_one(take, &[&LINE_LOCK])
+                    .await
+                    .map_err(fail)?
+                    .get(0);
+                if held || Instant::now() >= patience {
+                    break held;
+                }
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            };
             if !held {
                 return Err(StoreError::Database(match line {
                     Line::Alone => format!(
