@@ -1081,20 +1081,23 @@ async fn the_change_log_stays_bounded_and_followers_still_miss_nothing() {
             "order {t} on B's screen"
         );
     }
-    let bounded = |db: &Database| {
-        let rows: u64 = db
-            .sql("select count(*) from fastfood_changes")
+    // At most what it keeps, a step of pruning and a batch, once the
+    // pruner (off the batches' way) has caught up.
+    async fn bounded(db: &Database) -> u64 {
+        let rows = || -> u64 {
+            db.sql("select count(*) from fastfood_changes")
+                .parse()
+                .unwrap()
+        };
+        wait_until(DEADLINE, "the log pruned to what it keeps", || async {
+            rows() <= 2 * KEEP
+        })
+        .await;
+        db.sql("select max(version) from fastfood_changes")
             .parse()
-            .unwrap();
-        let last: u64 = db
-            .sql("select max(version) from fastfood_changes")
-            .parse()
-            .unwrap();
-        // At most what it keeps, a step of pruning and a batch.
-        assert!(rows <= 2 * KEEP, "{rows} changes kept of {last}");
-        last
-    };
-    let last = bounded(&db);
+            .unwrap()
+    }
+    let last = bounded(&db).await;
     assert!(
         last >= 4 * ORDERS as u64,
         "the log went far past what it keeps: {last}"
@@ -1112,7 +1115,7 @@ async fn the_change_log_stays_bounded_and_followers_still_miss_nothing() {
     for p in &missed[1..] {
         assert_eq!(a.take(p.ticket, &p.code).await.status(), 200);
     }
-    assert!(bounded(&db) > last + 2 * KEEP);
+    assert!(bounded(&db).await > last + 2 * KEEP);
     signal(b.pid, "CONT");
     let waiting = &missed[0];
     wait_until(DEADLINE, "B knows what it missed", || async {

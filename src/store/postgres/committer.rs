@@ -7,8 +7,7 @@
 //!    whole restaurant, whatever the number of processes;
 //! 2. [`WRITE`], one statement: if the log still ends where the batch was
 //!    decided (its *base*), insert the changes, upsert the orders,
-//!    `pg_notify`; otherwise write nothing (now and then, one more
-//!    statement prunes the log);
+//!    `pg_notify`; otherwise write nothing;
 //! 3. `commit`; then apply, tell the observers, answer (a first claim
 //!    is answered when its batch is sent, see [`Committer::send`]).
 //!
@@ -27,7 +26,8 @@
 //! Between batches the task follows the log without the lock, woken by
 //! `LISTEN` (and a poll, in case a notification is lost with a connection).
 //! A follower that finds the log pruned above its version reloads the
-//! orders, as at start.
+//! orders, as at start. The pruning itself is the [`super::pruner`]'s,
+//! asked for by the batch whose versions cross a step.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::future::Future;
@@ -37,7 +37,7 @@ use std::sync::atomic::Ordering;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio_postgres::{Client, Statement};
 
@@ -159,6 +159,8 @@ pub(super) struct Committer {
     /// The log keeps the last this many versions.
     keep: u64,
     in_flight: VecDeque<InFlight>,
+    /// Told where the log may be pruned to.
+    pruner: watch::Sender<u64>,
     /// Decided while every place in flight was taken: sent, as one batch,
     /// when a place frees.
     ahead: Option<InFlight>,
@@ -233,6 +235,7 @@ impl Committer {
         shared: Arc<Shared>,
         observers: Vec<Arc<dyn Observer>>,
         keep: u64,
+        pruner: watch::Sender<u64>,
     ) -> Self {
         Committer {
             link,
@@ -241,6 +244,7 @@ impl Committer {
             prepared: None,
             keep: keep.max(1),
             in_flight: VecDeque::new(),
+            pruner,
             ahead: None,
         }
     }
@@ -432,28 +436,17 @@ impl Committer {
             .any(|b| !b.records.is_empty())
             .then(|| base.to_string());
         let rows = Rows::of(&batch.records);
-        let guard = Guard {
-            base,
-            after,
-            prune_to: self.prune_to(base, base + batch.records.len() as u64),
-        };
+        let guard = Guard { base, after };
         let begin = format!("begin; select pg_advisory_xact_lock({BATCH_LOCK})");
         let mut transaction = Box::pin(async move {
-            let (begun, written, pruned, committed) = futures_util::future::join4(
+            let (begun, written, committed) = futures_util::future::join3(
                 client.batch_execute(&begin),
                 rows.write(&client, &write, &guard),
-                async {
-                    match guard.prune() {
-                        Some(prune) => client.batch_execute(&prune).await,
-                        None => Ok(()),
-                    }
-                },
                 client.batch_execute("commit"),
             )
             .await;
             begun?;
             let (_, wrote) = written?;
-            pruned?;
             committed?;
             Ok(if wrote { Written::Yes } else { Written::Moved })
         });
@@ -469,10 +462,22 @@ impl Committer {
         Ok(())
     }
 
+    /// Asks the pruner to delete what the log no longer keeps, if this
+    /// batch's changes (committed) crossed a step.
+    fn prune_after(&self, committed: &[Change]) {
+        let (Some(first), Some(last)) = (committed.first(), committed.last()) else {
+            return;
+        };
+        let to = self.prune_to(first.version - 1, last.version);
+        if to > 0 {
+            self.pruner.send_replace(to);
+        }
+    }
+
     /// Where the log is pruned to by a batch that takes it from `from` to
     /// `to`: every step (see [`PRUNE_STEP`]), what is older than the last
     /// `keep`; otherwise 0 (nothing). So the log holds at most `keep`, a
-    /// step and a batch.
+    /// step and a batch (and, for a moment, what the pruner is deleting).
     fn prune_to(&self, from: u64, to: u64) -> u64 {
         let step = (self.keep / 4).clamp(1, PRUNE_STEP);
         let edge = |v: u64| v.saturating_sub(self.keep) / step;
@@ -504,6 +509,7 @@ impl Committer {
             Ok(Written::Yes) => {
                 metrics::store_cycle(oldest.outcomes.len(), oldest.started.elapsed());
                 self.apply(&oldest.records, Origin::Here);
+                self.prune_after(&oldest.records);
                 if !oldest.records.is_empty() {
                     self.shared.writable.store(true, Ordering::Relaxed);
                 }
@@ -580,6 +586,7 @@ impl Committer {
             Ok((ours, outcomes)) => {
                 metrics::store_cycle(outcomes.len(), started.elapsed());
                 self.apply(&ours, Origin::Here);
+                self.prune_after(&ours);
                 self.shared.writable.store(true, Ordering::Relaxed);
                 for (reply, outcome) in replies.into_iter().zip(outcomes) {
                     if let Some(reply) = reply {
@@ -771,20 +778,13 @@ impl Committer {
             let outcomes: Vec<Outcome> = requests.iter().map(|r| batch.decide(r, now)).collect();
             (outcomes, batch.records, state.version)
         };
-        let guard = Guard {
-            base,
-            after: None,
-            prune_to: self.prune_to(base, base + ours.len() as u64),
-        };
+        let guard = Guard { base, after: None };
         let (client, prepared) = self.connection().await?;
         if !ours.is_empty() {
             let (top, wrote) = Rows::of(&ours)
                 .write(client, &prepared.write, &guard)
                 .await
                 .map_err(fail)?;
-            if let Some(prune) = guard.prune() {
-                client.batch_execute(&prune).await.map_err(fail)?;
-            }
             if !wrote {
                 let _ = client.batch_execute("rollback").await;
                 return Err(database(
@@ -810,32 +810,12 @@ fn answer_failed(replies: Vec<Option<Reply>>, settles: Vec<oneshot::Sender<()>>,
     }
 }
 
-/// When a batch may write, and what it prunes (see [`WRITE`]).
+/// When a batch may write (see [`WRITE`]).
 pub(super) struct Guard {
     /// The log's last version the batch was decided on.
     pub(super) base: u64,
     /// For a batch on top of another on this session: where that one ends.
     pub(super) after: Option<String>,
-    /// Changes up to this version are deleted (0: none).
-    pub(super) prune_to: u64,
-}
-
-impl Guard {
-    /// The statement that prunes the log, if this batch does (most do
-    /// not). Run in the batch's transaction, after [`WRITE`]; it deletes
-    /// only if that wrote (`fastfood.top` is where the log ends then). The
-    /// bound is written out, not a parameter, so the server plans it on the
-    /// index, not as a scan of the whole log.
-    fn prune(&self) -> Option<String> {
-        if self.prune_to == 0 {
-            return None;
-        }
-        Some(format!(
-            "delete from fastfood_changes where version <= {} \
-             and current_setting('fastfood.top', true) = (select max(version)::text from fastfood_changes)",
-            self.prune_to
-        ))
-    }
 }
 
 /// A batch's changes as the columns of its two inserts.

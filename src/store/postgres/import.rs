@@ -66,7 +66,6 @@ pub async fn import(url: &str, files: &Exported, counter: Ticket) -> Result<Impo
         let guard = Guard {
             base: 0,
             after: None,
-            prune_to: 0,
         };
         let (_, wrote) = Rows::of(&changes)
             .write(client, &write, &guard)

@@ -16,6 +16,7 @@
 mod committer;
 mod import;
 mod link;
+mod pruner;
 mod schema;
 mod tickets;
 
@@ -91,7 +92,9 @@ impl Store {
         });
         let (jobs, inbox) = mpsc::channel(INBOX);
         link.wake_on_changes(jobs.downgrade());
-        let committer = committer::Committer::new(link, shared.clone(), observers, keep_changes);
+        let pruner = pruner::start(Link::new(url, None)?);
+        let committer =
+            committer::Committer::new(link, shared.clone(), observers, keep_changes, pruner);
         tokio::spawn(committer.run(inbox));
         tokio::spawn(super::committer::follow(jobs.downgrade()));
         let tickets = tickets::start(Link::new(url, None)?);
