@@ -922,92 +922,83 @@ async fn an_order_whose_commit_could_not_be_confirmed_is_cancelled_not_cooked() 
     assert_eq!(statuses, "TAKEN CANCELLED", "never cooked");
 }
 
-/// A worker's first claim is answered before it commits, as the file store
-/// answers it before its fsync: the worker cooks while the claim is written.
-/// Here the claim's commit then fails (a session of the test holds the lock
-/// every batch takes, until the batch gives up on it): the order is still
-/// TAKEN, the worker's READY fails with it, and the worker gives the order
-/// back. Once the lock is free it is claimed again and made READY, and the
-/// log shows it moving once through each status.
+/// With the in-process queue, alone on its database, a server answers its
+/// worker's first claim before the claim commits, as the file store answers
+/// it before its fsync: the worker cooks while the claim is written. Here
+/// that commit then fails: a session of the test holds the lock every batch
+/// takes, until the batches give up on it. The database still has the
+/// order TAKEN, nothing of the failed batches is written, and the worker
+/// gives its orders back. Once the lock is free both orders are claimed
+/// again and made READY, and the second one's log shows it moving once
+/// through each status.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_claim_answered_before_its_commit_that_then_fails_goes_back_and_is_cooked() {
-    let Some(rabbit) = Rabbit::vhost("pg_early_claim").await else {
-        return;
-    };
     let Some(db) = Database::create("early_claim") else {
         return;
     };
     let dir = tempfile::tempdir().unwrap();
     let server = ServerProcess::spawn(
         dir.path(),
-        &[
-            "--database",
-            &db.url,
-            "--broker",
-            &rabbit.url,
-            "--workers",
-            "0",
-        ],
+        &["--database", &db.url, "--workers", "1", "--prep-time", "3s"],
     )
     .await;
-    let ticket = server.place("fries").await;
+    let first = server.place("burger").await;
+    wait_until(
+        DEADLINE,
+        "the worker to start on the first order",
+        || async { server.order_json(first).await["status"] == "PREPARING" },
+    )
+    .await;
+    // Waits in the line while the worker cooks the first.
+    let second = server.place("fries").await;
 
-    // The lock every batch of the restaurant takes, as the binary takes it.
+    // The lock every batch of the restaurant takes, as the binary takes it:
+    // the first order's READY, due in 3 s, waits for it, and the worker
+    // takes the second meanwhile.
     let holder = db.connect().await;
     holder
         .execute("select pg_advisory_lock($1)", &[&0x6661_7374_666f_6f03_i64])
         .await
         .unwrap();
-    let worker_dir = tempfile::tempdir().unwrap();
-    let worker = WorkerProcess::spawn(
-        worker_dir.path(),
-        &rabbit.url,
-        &["--database", &db.url, "--prep-time", "0"],
-        &[],
-    )
-    .await;
-    wait_until(DEADLINE, "the worker to start on the order", || async {
-        worker
-            .stderr()
-            .contains(&format!("preparing order {ticket}"))
-    })
-    .await;
-    let stored = || {
-        db.sql(&format!(
-            "select status from fastfood_orders where ticket = {ticket}"
-        ))
-    };
-    assert_eq!(
-        stored(),
-        "TAKEN",
-        "the claim was answered before its commit"
-    );
     wait_until(
         DEADLINE,
-        "the claim's batch to give up on the lock",
+        "the worker to start on the second order",
         || async {
-            worker
+            server
                 .stderr()
-                .contains(&format!("cannot mark order {ticket} READY"))
+                .contains(&format!("preparing order {second}"))
         },
     )
     .await;
-    assert_eq!(stored(), "TAKEN", "nothing of the failed batch was written");
-    drop(holder);
-
-    wait_until(DEADLINE, "the order READY", || async {
-        server.order_json(ticket).await["status"] == "READY"
+    let stored = |t: u32| {
+        db.sql(&format!(
+            "select status from fastfood_orders where ticket = {t}"
+        ))
+    };
+    assert_eq!(
+        stored(second),
+        "TAKEN",
+        "the claim was answered before its commit"
+    );
+    wait_until(DEADLINE, "the batches to give up on the lock", || async {
+        server
+            .stderr()
+            .contains(&format!("cannot mark order {first} READY"))
     })
     .await;
+    assert_eq!(stored(first), "PREPARING", "its READY was not written");
+    assert_eq!(stored(second), "TAKEN", "nor the second one's claim");
+    drop(holder);
+
+    server.wait_all_ready(&[first, second]).await;
     let statuses = db.sql(&format!(
         "select string_agg(body->>'status', ' ' order by version) \
-         from fastfood_changes where ticket = {ticket}"
+         from fastfood_changes where ticket = {second}"
     ));
-    assert!(
-        statuses.ends_with("TAKEN PREPARING READY"),
-        "once through each status after the failed claim: {statuses}"
+    assert_eq!(
+        statuses, "TAKEN PREPARING READY",
+        "once through each status after the failed claim"
     );
-    assert_eq!(statuses.matches("PREPARING").count(), 1, "{statuses}");
 }
 
 /// Signals `pid` (`STOP`, `CONT`) with kill(1).

@@ -9,7 +9,7 @@
 //!    decided (its *base*), insert the changes, upsert the orders,
 //!    `pg_notify`; otherwise write nothing;
 //! 3. `commit`; then apply, tell the observers, answer (a first claim
-//!    is answered when its batch is sent, see [`Committer::send`]).
+//!    is answered as soon as it is decided, see `Committer::decide`).
 //!
 //! The batches are pipelined: the next one is decided (on top of the ones
 //! in flight, [`Batch::on_top`]) and sent while the ones before it commit.
@@ -164,6 +164,9 @@ pub(super) struct Committer {
     /// Decided while every place in flight was taken: sent, as one batch,
     /// when a place frees.
     ahead: Option<InFlight>,
+    /// Whether a first claim is answered as soon as it is decided: only
+    /// for a process alone on the database (see [`Committer::decide`]).
+    claims_early: bool,
 }
 
 /// Loads the orders (live, collected, cancelled) and the version, in one
@@ -236,6 +239,7 @@ impl Committer {
         observers: Vec<Arc<dyn Observer>>,
         keep: u64,
         pruner: watch::Sender<u64>,
+        alone: bool,
     ) -> Self {
         Committer {
             link,
@@ -246,6 +250,7 @@ impl Committer {
             in_flight: VecDeque::new(),
             pruner,
             ahead: None,
+            claims_early: alone,
         }
     }
 
@@ -255,14 +260,18 @@ impl Committer {
         let mut jobs = Vec::with_capacity(MAX_BATCH);
         loop {
             let room = self.in_flight.len() < MAX_IN_FLIGHT;
+            // What waits for room (none while there is room) may grow to a
+            // batch; never asked for none, which `recv_many` would take
+            // for a closed inbox.
             let ahead = self.ahead.as_ref().map_or(0, |a| a.requests.len());
+            let take = MAX_BATCH.saturating_sub(ahead).max(1);
             tokio::select! {
                 biased;
                 () = self.oldest_answered(), if !self.in_flight.is_empty() => {
                     self.finish_oldest().await;
                     self.send_ahead().await;
                 }
-                n = inbox.recv_many(&mut jobs, MAX_BATCH - ahead), if room || ahead < MAX_BATCH => {
+                n = inbox.recv_many(&mut jobs, take), if room || ahead < MAX_BATCH => {
                     if n == 0 {
                         break;
                     }
@@ -340,17 +349,19 @@ impl Committer {
     /// Decides requests on top of the batches in flight and of the one
     /// waiting for room, and adds them to that one.
     ///
-    /// A first claim is answered now, as the file store answers it before
-    /// its fsync (`Request::answers_before_sync`): its worker cooks while
-    /// the claim commits, and its READY comes in the same batch or a later
-    /// one of this session, committed with it, after it, or not at all.
-    /// Should the commit fail, the order is TAKEN again and the READY finds
-    /// it so: the worker gives it back. Should the log have moved (another
-    /// process wrote), the claim is decided again with the others; if
-    /// another process cancelled the order meanwhile, the READY finds it
-    /// cancelled and the worker lets go of it. Only while writes succeed:
-    /// otherwise a worker waits, instead of cooking orders that cannot be
-    /// recorded.
+    /// A process alone on the database (the in-process queue, whose
+    /// exclusive lock keeps every other fastfood process out) answers a
+    /// first claim now, as the file store answers it before its fsync
+    /// (`Request::answers_before_sync`): its worker cooks while the claim
+    /// commits, and its READY comes in the same batch or a later one of
+    /// this session, committed with it, after it, or not at all. Should the
+    /// commit fail, the order is TAKEN again and the READY finds it so: the
+    /// worker gives it back. Only alone: with other processes writing, a
+    /// batch whose guard fails is decided again, and a claim decided on
+    /// what this process knew (TAKEN: a first claim) can then come out a
+    /// claim again (another worker had it), whose delivery count is what
+    /// sets a poison order aside. And only while writes succeed: otherwise
+    /// a worker waits, instead of cooking orders that cannot be recorded.
     fn decide(
         &mut self,
         requests: Vec<Request>,
@@ -369,7 +380,7 @@ impl Committer {
             let outcomes: Vec<Outcome> = requests.iter().map(|r| batch.decide(r, now)).collect();
             (outcomes, batch.records)
         };
-        if self.shared.writable.load(Ordering::Relaxed) {
+        if self.claims_early && self.shared.writable.load(Ordering::Relaxed) {
             for ((request, reply), outcome) in requests.iter().zip(&mut replies).zip(&outcomes) {
                 if request.answers_before_sync(outcome)
                     && let Some(reply) = reply.take()

@@ -93,8 +93,14 @@ impl Store {
         let (jobs, inbox) = mpsc::channel(INBOX);
         link.wake_on_changes(jobs.downgrade());
         let pruner = pruner::start(Link::new(url, None)?);
-        let committer =
-            committer::Committer::new(link, shared.clone(), observers, keep_changes, pruner);
+        let committer = committer::Committer::new(
+            link,
+            shared.clone(),
+            observers,
+            keep_changes,
+            pruner,
+            sharing == Sharing::Alone,
+        );
         tokio::spawn(committer.run(inbox));
         tokio::spawn(super::committer::follow(jobs.downgrade()));
         let tickets = tickets::start(Link::new(url, None)?);
