@@ -28,7 +28,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::disk::{Disk, News};
 use super::state::{ApplyError, Batch, Change, Request};
-use super::{FOLLOW_EVERY, Job, LOG, Observer, Origin, Outcome, Reply, Shared, StoreError};
+use super::{
+    FOLLOW_EVERY, Job, LOG, Observer, Origin, Outcome, Reply, Shared, Sorted, StoreError,
+    answer_early,
+};
 use crate::order::Timestamp;
 use crate::{durable, metrics};
 
@@ -160,19 +163,11 @@ impl Committer {
                 last_probe = Instant::now();
                 self.probe(&mut pipe);
             }
-            let mut requests = Vec::with_capacity(jobs.len());
-            let mut replies = Vec::with_capacity(jobs.len());
-            let mut settles = Vec::new();
-            for job in jobs.drain(..) {
-                match job {
-                    Job::Change(request, reply) => {
-                        requests.push(request);
-                        replies.push(Some(reply));
-                    }
-                    Job::Settle(done) => settles.push(done),
-                    Job::Follow => {}
-                }
-            }
+            let Sorted {
+                requests,
+                mut replies,
+                settles,
+            } = Sorted::take(&mut jobs);
             // After the requests that came with them, when those are written.
             let settle_after = |pipe: &mut Pipeline, settles: Vec<oneshot::Sender<()>>| match pipe
                 .in_flight
@@ -341,14 +336,8 @@ impl Committer {
         // Only while writes succeed: when they fail (a full disk), a claim
         // waits for the outcome, so its worker pauses instead of cooking
         // orders that cannot be recorded.
-        let early = self.shared.writable.load(Ordering::Relaxed);
-        for ((request, reply), outcome) in requests.iter().zip(replies.iter_mut()).zip(&outcomes) {
-            if early
-                && request.answers_before_sync(outcome)
-                && let Some(reply) = reply.take()
-            {
-                let _ = reply.send(Ok(outcome.clone()));
-            }
+        if self.shared.writable.load(Ordering::Relaxed) {
+            answer_early(requests, replies, &outcomes);
         }
         let start = if ours.is_empty() {
             None

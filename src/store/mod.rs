@@ -180,6 +180,49 @@ enum Job {
     Follow,
 }
 
+/// A committer's jobs sorted: the changes asked for, their replies (each
+/// `None` once answered), and the settles.
+struct Sorted {
+    requests: Vec<Request>,
+    replies: Vec<Option<Reply>>,
+    settles: Vec<oneshot::Sender<()>>,
+}
+
+impl Sorted {
+    /// Takes `jobs` (a follow asks for nothing more than a cycle).
+    fn take(jobs: &mut Vec<Job>) -> Sorted {
+        let mut sorted = Sorted {
+            requests: Vec::with_capacity(jobs.len()),
+            replies: Vec::with_capacity(jobs.len()),
+            settles: Vec::new(),
+        };
+        for job in jobs.drain(..) {
+            match job {
+                Job::Change(request, reply) => {
+                    sorted.requests.push(request);
+                    sorted.replies.push(Some(reply));
+                }
+                Job::Settle(done) => sorted.settles.push(done),
+                Job::Follow => {}
+            }
+        }
+        sorted
+    }
+}
+
+/// Answers now each request whose outcome may go out before it is durable
+/// (`Request::answers_before_sync`: a first claim), leaving `None` in its
+/// place.
+fn answer_early(requests: &[Request], replies: &mut [Option<Reply>], outcomes: &[Outcome]) {
+    for ((request, reply), outcome) in requests.iter().zip(replies).zip(outcomes) {
+        if request.answers_before_sync(outcome)
+            && let Some(reply) = reply.take()
+        {
+            let _ = reply.send(Ok(outcome.clone()));
+        }
+    }
+}
+
 /// A handle to the store; cheap to clone. The committer stops when the last
 /// handle is dropped.
 #[derive(Clone)]

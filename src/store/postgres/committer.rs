@@ -47,7 +47,9 @@ use crate::metrics;
 use crate::order::{Order, Status, Timestamp};
 use crate::pickup::PickupCode;
 use crate::store::state::{ApplyError, Batch, Change, Request, State};
-use crate::store::{Job, Observer, Origin, Outcome, Reply, Shared, StoreError};
+use crate::store::{
+    Job, Observer, Origin, Outcome, Reply, Shared, Sorted, StoreError, answer_early,
+};
 
 /// Most requests decided in one batch.
 const MAX_BATCH: usize = 1024;
@@ -312,22 +314,14 @@ impl Committer {
     /// room in flight, or adds them to the batch that waits for room;
     /// or, with no change asked for, follows the log.
     async fn serve(&mut self, jobs: &mut Vec<Job>, room: bool) {
-        let mut requests = Vec::with_capacity(jobs.len());
-        let mut replies: Vec<Option<Reply>> = Vec::with_capacity(jobs.len());
         // Every answer but a first claim's goes out after its commit, and
         // a change asked for before a settle is committed (or failed) once
         // this batch is.
-        let mut settles = Vec::new();
-        for job in jobs.drain(..) {
-            match job {
-                Job::Change(request, reply) => {
-                    requests.push(request);
-                    replies.push(Some(reply));
-                }
-                Job::Settle(done) => settles.push(done),
-                Job::Follow => {}
-            }
-        }
+        let Sorted {
+            requests,
+            replies,
+            settles,
+        } = Sorted::take(jobs);
         if requests.is_empty() {
             match self.ahead.as_mut().or(self.in_flight.back_mut()) {
                 Some(last) => last.settles.extend(settles),
@@ -381,13 +375,7 @@ impl Committer {
             (outcomes, batch.records)
         };
         if self.claims_early && self.shared.writable.load(Ordering::Relaxed) {
-            for ((request, reply), outcome) in requests.iter().zip(&mut replies).zip(&outcomes) {
-                if request.answers_before_sync(outcome)
-                    && let Some(reply) = reply.take()
-                {
-                    let _ = reply.send(Ok(outcome.clone()));
-                }
-            }
+            answer_early(&requests, &mut replies, &outcomes);
         }
         let ahead = self.ahead.get_or_insert_with(|| InFlight {
             transaction: None,
