@@ -691,9 +691,11 @@ async fn the_kitchen_page_shows_a_killed_worker_and_its_order_taken_again() {
     let data = tempfile::tempdir().expect("temp dir");
     let server =
         ServerProcess::spawn(data.path(), &["--workers", "0", "--broker", &rabbit.url]).await;
-    // Long enough that the order is still being prepared again when the
-    // first worker is declared gone (3 s of silence).
-    let prep = ["--prep-time", "8s"];
+    // Long enough that the order is still being prepared again while the
+    // page is read and photographed on three browsers after the first
+    // worker is declared gone (3 s of silence), on a loaded machine too: at
+    // 8 s the orders behind it had started moving before the last look.
+    let prep = ["--prep-time", "20s"];
     let workers = vec![
         WorkerProcess::spawn(data.path(), &rabbit.url, &prep, &[]).await,
         WorkerProcess::spawn(data.path(), &rabbit.url, &prep, &[]).await,
@@ -885,7 +887,7 @@ async fn the_kitchen_page_shows_a_killed_worker_and_its_order_taken_again() {
         }
 
         // The order still ends READY, made by the worker left.
-        wait_until(WAIT, "the order to be READY", || async {
+        wait_until(WAIT * 2, "the order to be READY", || async {
             server.order_json(order).await["status"] == "READY"
         })
         .await;
