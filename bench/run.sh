@@ -4,6 +4,7 @@
 #
 #   bash bench/run.sh                 # everything (about 10 minutes)
 #   PRELOAD=20000 bash bench/run.sh   # a shorter "after N collected orders"
+#   PAIRS=5 bash bench/postgres.sh    # PostgreSQL after N collected: 5 pairs with a fresh database (3)
 #   SKIP_BOARDS_10K=1 bash bench/run.sh
 #   BROKER=0 bash bench/run.sh        # leave out the RabbitMQ scenarios
 #   PREFETCH=32 bash bench/run.sh     # the prefetch of the broker kitchen's fast rows
@@ -419,9 +420,36 @@ if [ "${POSTGRES:-1}" != 0 ] && command -v pgbench >/dev/null && pg_isready -q -
   stop_server
   record "preload (PostgreSQL): orders taken and collected" "$(jq .collected "$WORK/pg-preload.json")" "orders" - \
     "at $(jq -r '.orders_per_s|floor' "$WORK/pg-preload.json")/s; the change log now $(psql -X -At "$DB_URL" -c "select count(*) from fastfood_changes") rows (it keeps the last 100,000 versions), fastfood_orders $(psql -X -At "$DB_URL" -c "select count(*) from fastfood_orders") rows"
-  start_server "$WORK/pg-preloaded" --database "$DB_URL"
-  pg_order_load "/order, PostgreSQL, after $PRELOAD collected" "/order, PostgreSQL, in-process queue"
-  stop_server
+  # Fresh and preloaded side by side: on a shared machine one minute can be
+  # a third slower than the next, so a preloaded figure held against the
+  # fresh one of minutes before says more about the minutes than about the
+  # log. PAIRS times in turn: a server on a new empty database, then one on
+  # the preloaded database; the median of each is recorded, with each
+  # pair's ratio in the notes.
+  preload_db=$DB_URL
+  fresh=() after=() pairs="" c_sum=0 r_sum=0 n_sum=0 refused_all=""
+  for i in $(seq 1 "${PAIRS:-3}"); do
+    pg_db fresh
+    start_server "$WORK/pg-fresh-$i" --database "$DB_URL"
+    read -r f _ _ f_refused < <(order_load "$URL/order")
+    stop_server
+    read -r c0 r0 < <(pg_counters "$preload_db")
+    n0=$(psql -X -At "$preload_db" -c "select count(*) from fastfood_orders")
+    start_server "$WORK/pg-preloaded" --database "$preload_db"
+    read -r a _ a_p99 a_refused < <(order_load "$URL/order")
+    stop_server
+    read -r c1 r1 < <(pg_counters "$preload_db")
+    n1=$(psql -X -At "$preload_db" -c "select count(*) from fastfood_orders")
+    c_sum=$((c_sum + c1 - c0)) r_sum=$((r_sum + r1 - r0)) n_sum=$((n_sum + n1 - n0))
+    fresh+=("$f") after+=("$a")
+    pairs+="$(awk -v a="$a" -v f="$f" -v p="$a_p99" 'BEGIN { printf "%d/%d=%.2f (p99 %s) ", a, f, (f > 0 ? a / f : 0), p }')"
+    [ "$f_refused $a_refused" = "none none" ] || refused_all+="pair $i: fresh $f_refused, preloaded $a_refused; "
+  done
+  median() { printf '%s\n' "$@" | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+  record "/order, PostgreSQL, fresh, beside the preloaded" "$(median "${fresh[@]}")" "201s/s" - \
+    "median of ${PAIRS:-3}, each on a new empty database, run in turn with the row below"
+  record "/order, PostgreSQL, after $PRELOAD collected" "$(median "${after[@]}")" "201s/s" "/order, PostgreSQL, fresh, beside the preloaded" \
+    "median of ${PAIRS:-3}; pairs preloaded/fresh: ${pairs}; refused: ${refused_all:-none; }per order placed: $(awk -v c="$c_sum" -v r="$r_sum" -v n="$n_sum" 'BEGIN { if (n > 0) printf "%.2f commits, %.1f rows", c / n, r / n }')"
 else
   record "PostgreSQL rows" "-" "" - "not measured: POSTGRES=0, no pgbench, or no PostgreSQL at $PG_HOST:$PG_PORT"
 fi
