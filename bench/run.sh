@@ -380,20 +380,21 @@ if [ "${POSTGRES:-1}" != 0 ] && command -v pgbench >/dev/null && pg_isready -q -
   # Where the time goes, from PostgreSQL's own counters: transactions
   # committed and rows written (inserted, updated, deleted) per 201, with
   # the ticket numbers' statements; and requests per store batch (/metrics).
-  pg_counters() { # database URL
+  pg_counters() { # database URL: transactions committed, rows written, orders
     sleep 1.5 # the server's statistics are flushed about once a second
-    psql -X -At -F ' ' "$1" -c "select xact_commit, tup_inserted + tup_updated + tup_deleted \
-      from pg_stat_database where datname = current_database()"
+    psql -X -At -F ' ' "$1" -c "select xact_commit, tup_inserted + tup_updated + tup_deleted, \
+      (select count(*) from fastfood_orders) from pg_stat_database where datname = current_database()"
+  }
+  per_order() { # commits, rows, orders added
+    awk -v c="$1" -v r="$2" -v n="$3" 'BEGIN { if (n > 0) printf "%.2f commits, %.1f rows", c / n, r / n }'
   }
   pg_order_load() { # label, limit: /order on the server at $URL, in $DB_URL; records the row
-    local c0 r0 c1 r1 n0 n1 rps p50 p99 refused batch
-    read -r c0 r0 < <(pg_counters "$DB_URL")
-    n0=$(psql -X -At "$DB_URL" -c "select count(*) from fastfood_orders")
+    local c0 r0 n0 c1 r1 n1 rps p50 p99 refused batch
+    read -r c0 r0 n0 < <(pg_counters "$DB_URL")
     read -r rps p50 p99 refused < <(order_load "$URL/order")
     batch=$(curl -fsS "$URL/metrics" | awk '/^fastfood_store_batch_size_sum/ { s = $2 } /^fastfood_store_batch_size_count/ { c = $2 } END { if (c > 0) printf "%.1f", s / c }')
-    read -r c1 r1 < <(pg_counters "$DB_URL")
-    n1=$(psql -X -At "$DB_URL" -c "select count(*) from fastfood_orders")
-    record "$1" "$rps" "201s/s" "$2" "refused: $refused; p50 $p50, p99 $p99; per order placed: $(awk -v c=$((c1 - c0)) -v r=$((r1 - r0)) -v n=$((n1 - n0)) 'BEGIN { if (n > 0) printf "%.2f commits, %.1f rows", c / n, r / n }'); ${batch:-?} requests per store batch"
+    read -r c1 r1 n1 < <(pg_counters "$DB_URL")
+    record "$1" "$rps" "201s/s" "$2" "refused: $refused; p50 $p50, p99 $p99; per order placed: $(per_order $((c1 - c0)) $((r1 - r0)) $((n1 - n0))); ${batch:-?} requests per store batch"
   }
   pg_db order
   start_server "$WORK/pg-embedded" --database "$DB_URL"
@@ -433,13 +434,11 @@ if [ "${POSTGRES:-1}" != 0 ] && command -v pgbench >/dev/null && pg_isready -q -
     start_server "$WORK/pg-fresh-$i" --database "$DB_URL"
     read -r f _ _ f_refused < <(order_load "$URL/order")
     stop_server
-    read -r c0 r0 < <(pg_counters "$preload_db")
-    n0=$(psql -X -At "$preload_db" -c "select count(*) from fastfood_orders")
+    read -r c0 r0 n0 < <(pg_counters "$preload_db")
     start_server "$WORK/pg-preloaded" --database "$preload_db"
     read -r a _ a_p99 a_refused < <(order_load "$URL/order")
     stop_server
-    read -r c1 r1 < <(pg_counters "$preload_db")
-    n1=$(psql -X -At "$preload_db" -c "select count(*) from fastfood_orders")
+    read -r c1 r1 n1 < <(pg_counters "$preload_db")
     c_sum=$((c_sum + c1 - c0)) r_sum=$((r_sum + r1 - r0)) n_sum=$((n_sum + n1 - n0))
     fresh+=("$f") after+=("$a")
     pairs+="$(awk -v a="$a" -v f="$f" -v p="$a_p99" 'BEGIN { printf "%d/%d=%.2f (p99 %s) ", a, f, (f > 0 ? a / f : 0), p }')"
@@ -449,7 +448,7 @@ if [ "${POSTGRES:-1}" != 0 ] && command -v pgbench >/dev/null && pg_isready -q -
   record "/order, PostgreSQL, fresh, beside the preloaded" "$(median "${fresh[@]}")" "201s/s" - \
     "median of ${PAIRS:-3}, each on a new empty database, run in turn with the row below"
   record "/order, PostgreSQL, after $PRELOAD collected" "$(median "${after[@]}")" "201s/s" "/order, PostgreSQL, fresh, beside the preloaded" \
-    "median of ${PAIRS:-3}; pairs preloaded/fresh: ${pairs}; refused: ${refused_all:-none; }per order placed: $(awk -v c="$c_sum" -v r="$r_sum" -v n="$n_sum" 'BEGIN { if (n > 0) printf "%.2f commits, %.1f rows", c / n, r / n }')"
+    "median of ${PAIRS:-3}; pairs preloaded/fresh: ${pairs}; refused: ${refused_all:-none; }per order placed: $(per_order "$c_sum" "$r_sum" "$n_sum")"
 else
   record "PostgreSQL rows" "-" "" - "not measured: POSTGRES=0, no pgbench, or no PostgreSQL at $PG_HOST:$PG_PORT"
 fi
